@@ -1,0 +1,411 @@
+"""The op registry: what each node type means.
+
+For every op, netgraph knows its parameters (with types and defaults), how
+many inputs it takes, how to build it as a torch module (or emit it as a plain
+function call in the generated ``forward``), the shape it outputs and its
+multiply-accumulates per image. Shapes are per image, without the batch:
+``(channels, height, width)`` for maps and ``(features,)`` for flat vectors.
+
+Register your own op with :func:`register_op`; see README.md, "Your own op".
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from .errors import RecipeError, did_you_mean
+
+Shape = Tuple[int, ...]
+
+
+class _Required:
+    def __repr__(self):
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+"""Default of a parameter that a recipe must set."""
+
+
+@dataclass
+class Param:
+    """One op parameter: its type, default (or REQUIRED) and allowed values."""
+    type: type
+    default: Any = REQUIRED
+    positive: bool = False
+    nonnegative: bool = False
+    choices: Optional[Sequence[Any]] = None
+    optional: bool = False  # None is a legal value (the default is then often None)
+
+    def check(self, name: str, value: Any) -> Any:
+        if value is None and (self.optional or self.default is None):
+            return None
+        ok = _is_type(value, self.type)
+        if not ok:
+            raise RecipeError(f"parameter '{name}' must be {_type_name(self.type)}, "
+                              f"got {value!r} ({_type_name(type(value))})")
+        if self.type is float:
+            value = float(value)
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if self.positive and v <= 0:
+                raise RecipeError(f"parameter '{name}' must be positive, got {value!r}")
+            if self.nonnegative and v < 0:
+                raise RecipeError(f"parameter '{name}' must not be negative, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise RecipeError(f"parameter '{name}' must be one of "
+                              f"{', '.join(map(repr, self.choices))}, got {value!r}")
+        return value
+
+
+def _is_type(value, typ) -> bool:
+    if typ is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if typ is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typ is list:
+        return isinstance(value, list) and all(_is_type(v, int) for v in value)
+    return isinstance(value, typ)
+
+
+def _type_name(typ) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            list: "a list of integers", dict: "a mapping"}.get(typ, typ.__name__)
+
+
+def _as_param(spec) -> Param:
+    """``int`` -> a required int; ``3`` -> an int defaulting to 3; a Param stays."""
+    if isinstance(spec, Param):
+        return spec
+    if isinstance(spec, type):
+        return Param(spec)
+    return Param(type(spec), spec)
+
+
+@dataclass
+class OpSpec:
+    """Everything netgraph knows about one op."""
+    name: str
+    params: Dict[str, Param]
+    inputs: Union[int, str]  # 0, 1, or "many" (two or more)
+    shape: Callable[..., Shape]  # shape(in_shapes, **params)
+    module: Optional[Callable[..., nn.Module]] = None  # module(in_shapes, **params)
+    emit: Optional[Callable] = None  # emit(fx_graph, inputs, name, **params) -> fx.Node
+    macs: Optional[Callable[..., int]] = None  # macs(in_shapes, out_shape, **params)
+    doc: str = ""
+    builtin: bool = False
+
+    def validate(self, raw: Dict[str, Any]) -> Dict[str, Any]:
+        """The full parameter dict (defaults filled in), or a RecipeError."""
+        unknown = [k for k in raw if k not in self.params]
+        if unknown:
+            hint = did_you_mean(unknown[0], self.params)
+            known = ", ".join(self.params) or "none"
+            raise RecipeError(f"unknown parameter '{unknown[0]}' for op '{self.name}' "
+                              f"(its parameters: {known})", hint=hint)
+        out = {}
+        for name, p in self.params.items():
+            if name in raw:
+                out[name] = p.check(name, raw[name])
+            elif p.default is REQUIRED:
+                raise RecipeError(f"op '{self.name}' needs parameter '{name}' "
+                                  f"({_type_name(p.type)})")
+            else:
+                out[name] = p.default
+        return out
+
+    def check_inputs(self, n: int) -> None:
+        if self.inputs == "many":
+            if n < 2:
+                raise RecipeError(f"op '{self.name}' takes two or more inputs, got {n}",
+                                  hint="list them with in: [a, b]")
+        elif n != self.inputs:
+            raise RecipeError(f"op '{self.name}' takes {self.inputs} input"
+                              f"{'s' if self.inputs != 1 else ''}, got {n}")
+
+    def build(self, in_shapes: List[Shape], params: Dict[str, Any]) -> Optional[nn.Module]:
+        return None if self.module is None else self.module(in_shapes, **params)
+
+    def count_params(self, in_shapes: List[Shape], params: Dict[str, Any], trainable: bool = True) -> int:
+        """Trainable (or, with trainable=False, frozen) parameters, counted on a module
+        built on the meta device, so even a huge layer costs no memory."""
+        if self.module is None:
+            return 0
+        with torch.device("meta"):
+            m = self.build(in_shapes, params)
+        return sum(p.numel() for p in m.parameters() if p.requires_grad == trainable)
+
+    def count_macs(self, in_shapes: List[Shape], out_shape: Shape, params: Dict[str, Any]) -> int:
+        if self.macs is not None:
+            return int(self.macs(in_shapes, out_shape, **params))
+        if self.module is None:
+            return 0
+        return _macs_by_flop_counter(self, in_shapes, params)
+
+
+def _macs_by_flop_counter(spec: OpSpec, in_shapes, params) -> int:
+    """Multiply-accumulates of one image through a user op, from torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.device("meta"):
+        m = spec.build(in_shapes, params)
+        xs = [torch.empty((1,) + tuple(s)) for s in in_shapes]
+    counter = FlopCounterMode(display=False)
+    with counter:
+        m(*xs)
+    return counter.get_total_flops() // 2
+
+
+OPS: Dict[str, OpSpec] = {}
+
+
+def get_op(name: str) -> OpSpec:
+    try:
+        return OPS[name]
+    except KeyError:
+        raise RecipeError(f"unknown op '{name}'",
+                          hint=did_you_mean(name, OPS) or
+                          "known ops: " + ", ".join(sorted(OPS))) from None
+
+
+def register_op(name: str, *, params: Optional[Dict[str, Any]] = None, inputs=1,
+                shape: Optional[Callable] = None, macs: Optional[Callable] = None,
+                replace: bool = False):
+    """Register a new op; decorate the function that builds its module.
+
+    ``params`` maps each parameter to a type (required) or a default value
+    (optional, typed by the default) or a :class:`Param`. The builder is called
+    as ``builder(in_shapes, **params)`` and returns an ``nn.Module`` whose
+    ``forward`` takes the op's inputs. ``shape(in_shapes, **params)`` gives the
+    output shape (default: the shape of the first input) and
+    ``macs(in_shapes, out_shape, **params)`` the multiply-accumulates per image
+    (default: counted by ``torch.utils.flop_counter`` on the meta device)::
+
+        @netgraph.register_op("swish", params={"beta": 1.0})
+        def swish(in_shapes, beta):
+            return Swish(beta)
+    """
+    def decorator(builder):
+        _add(OpSpec(name=name, params={k: _as_param(v) for k, v in (params or {}).items()},
+                    inputs=inputs, shape=shape or _same_shape, module=builder, macs=macs,
+                    doc=(builder.__doc__ or "").strip()), replace=replace)
+        return builder
+    return decorator
+
+
+def _add(spec: OpSpec, replace: bool = False) -> None:
+    if not spec.name.isidentifier():
+        raise ValueError(f"op name {spec.name!r} must be a Python identifier")
+    if spec.name in OPS and not replace:
+        raise ValueError(f"op '{spec.name}' is already registered; pass replace=True to override it")
+    OPS[spec.name] = spec
+
+
+def _builtin(name, *, params=None, inputs=1, shape=None, module=None, emit=None, macs=None, doc=""):
+    _add(OpSpec(name=name, params={k: _as_param(v) for k, v in (params or {}).items()},
+                inputs=inputs, shape=shape or _same_shape, module=module, emit=emit,
+                macs=macs, doc=doc, builtin=True))
+
+
+# --- shape helpers -----------------------------------------------------------
+
+def _same_shape(in_shapes, **_):
+    return tuple(in_shapes[0])
+
+
+def _need_map(shape, op) -> Tuple[int, int, int]:
+    if len(shape) != 3:
+        raise RecipeError(f"op '{op}' needs a (channels, height, width) input, got shape "
+                          f"{tuple(shape)}")
+    return shape
+
+
+def _spatial(h, k, s, p, op):
+    out = (h + 2 * p - k) // s + 1
+    if out < 1:
+        raise RecipeError(f"op '{op}' with kernel {k}, stride {s}, padding {p} does not fit "
+                          f"a {h}-pixel input", hint="use a smaller kernel or remove a pool before it")
+    return out
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+# --- built-in ops ------------------------------------------------------------
+
+_builtin("input", params={"shape": Param(list, positive=True)}, inputs=0,
+         shape=lambda in_shapes, shape: tuple(shape), doc="The graph input (one image).")
+
+
+def _conv_padding(kernel, padding):
+    return kernel // 2 if padding is None else padding
+
+
+def _conv_shape(in_shapes, out, kernel, stride, padding, bias, groups, trainable):
+    c, h, w = _need_map(in_shapes[0], "conv2d")
+    if c % groups or out % groups:
+        raise RecipeError(f"conv2d groups={groups} must divide both input channels ({c}) "
+                          f"and output channels ({out})")
+    p = _conv_padding(kernel, padding)
+    return (out, _spatial(h, kernel, stride, p, "conv2d"), _spatial(w, kernel, stride, p, "conv2d"))
+
+
+def _conv_module(in_shapes, out, kernel, stride, padding, bias, groups, trainable):
+    m = nn.Conv2d(in_shapes[0][0], out, kernel, stride=stride,
+                  padding=_conv_padding(kernel, padding), bias=bias, groups=groups)
+    m.requires_grad_(trainable)
+    return m
+
+
+_builtin("conv2d",
+         params={"out": Param(int, positive=True), "kernel": Param(int, 3, positive=True),
+                 "stride": Param(int, 1, positive=True),
+                 "padding": Param(int, None, nonnegative=True, optional=True),
+                 "bias": True, "groups": Param(int, 1, positive=True), "trainable": True},
+         shape=_conv_shape, module=_conv_module,
+         macs=lambda s, o, kernel, groups, **_: _numel(o) * (s[0][0] // groups) * kernel * kernel,
+         doc="2-d convolution; padding defaults to kernel // 2 ('same' for odd kernels).")
+
+
+def _bn_module(in_shapes, eps, momentum, weight_init, bias_init, weight_trainable, bias_trainable):
+    n = in_shapes[0][0]
+    m = nn.BatchNorm2d(n, eps=eps, momentum=momentum) if len(in_shapes[0]) == 3 \
+        else nn.BatchNorm1d(n, eps=eps, momentum=momentum)
+    if m.weight.device.type != "meta":
+        with torch.no_grad():
+            m.weight.fill_(weight_init)
+            m.bias.fill_(bias_init)
+    m.weight.requires_grad_(weight_trainable)
+    m.bias.requires_grad_(bias_trainable)
+    return m
+
+
+def _bn_shape(in_shapes, **_):
+    if len(in_shapes[0]) not in (1, 3):
+        raise RecipeError(f"batch_norm needs a (channels, height, width) or (features,) input, "
+                          f"got {tuple(in_shapes[0])}")
+    return tuple(in_shapes[0])
+
+
+_builtin("batch_norm",
+         params={"eps": Param(float, 1e-5, positive=True), "momentum": Param(float, 0.1, nonnegative=True),
+                 "weight_init": 1.0, "bias_init": 0.0,
+                 "weight_trainable": True, "bias_trainable": True},
+         shape=_bn_shape, module=_bn_module,
+         # One multiply-add per element once the statistics are folded in.
+         macs=lambda s, o, **_: _numel(o),
+         doc="Batch norm over channels; set weight_trainable: false to freeze the scale.")
+
+_builtin("relu", module=lambda s: nn.ReLU(inplace=False), doc="max(x, 0).")
+_builtin("celu", params={"alpha": Param(float, 1.0, positive=True)},
+         module=lambda s, alpha: nn.CELU(alpha), doc="Continuously differentiable ELU.")
+_builtin("gelu", params={"approximate": Param(str, "none", choices=("none", "tanh"))},
+         module=lambda s, approximate: nn.GELU(approximate=approximate), doc="Gaussian error linear unit.")
+
+
+def _pool(kind):
+    def shape(in_shapes, size, stride, padding):
+        c, h, w = _need_map(in_shapes[0], f"{kind}_pool")
+        s = size if stride is None else stride
+        return (c, _spatial(h, size, s, padding, f"{kind}_pool"),
+                _spatial(w, size, s, padding, f"{kind}_pool"))
+
+    def module(in_shapes, size, stride, padding):
+        cls = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
+        return cls(size, stride=stride, padding=padding)
+
+    _builtin(f"{kind}_pool",
+             params={"size": Param(int, positive=True),
+                     "stride": Param(int, None, positive=True, optional=True),
+                     "padding": Param(int, 0, nonnegative=True)},
+             shape=shape, module=module,
+             doc=f"{kind.capitalize()} pooling over size x size windows; stride defaults to size.")
+
+    def global_shape(in_shapes):
+        c, _, _ = _need_map(in_shapes[0], f"global_{kind}_pool")
+        return (c, 1, 1)
+
+    _builtin(f"global_{kind}_pool", shape=global_shape,
+             module=lambda s: (nn.AdaptiveMaxPool2d if kind == "max" else nn.AdaptiveAvgPool2d)(1),
+             doc=f"{kind.capitalize()} over the whole map: (C, H, W) -> (C, 1, 1).")
+
+
+_pool("max")
+_pool("avg")
+
+
+def _add_shape(in_shapes):
+    first = tuple(in_shapes[0])
+    for s in in_shapes[1:]:
+        if tuple(s) != first:
+            raise RecipeError("op 'add' needs inputs of one shape, got " +
+                              " and ".join(str(tuple(x)) for x in in_shapes))
+    return first
+
+
+def _call(graph, name, function, args, kwargs=None):
+    """One call in the generated forward, its value named after the node path."""
+    return graph.create_node("call_function", function, tuple(args), kwargs or {}, name=name)
+
+
+def _emit_add(graph, inputs, name):
+    out = inputs[0]
+    for i, x in enumerate(inputs[1:], start=2):
+        out = _call(graph, name if i == len(inputs) else f"{name}_{i}", operator.add, (out, x))
+    return out
+
+
+_builtin("add", inputs="many", shape=_add_shape, emit=_emit_add, doc="Element-wise sum of the inputs.")
+
+
+def _concat_shape(in_shapes, dim):
+    first = list(in_shapes[0])
+    if not -len(first) <= dim < len(first):
+        raise RecipeError(f"concat dim {dim} is out of range for inputs of shape {tuple(first)}")
+    d = dim % len(first)
+    for s in in_shapes[1:]:
+        if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != d):
+            raise RecipeError("op 'concat' needs inputs that agree except along dim "
+                              f"{dim}, got " + " and ".join(str(tuple(x)) for x in in_shapes))
+    first[d] = sum(s[d] for s in in_shapes)
+    return tuple(first)
+
+
+def _emit_concat(graph, inputs, name, dim):
+    # dim counts per-image dimensions (0 = channels); torch's tensors carry the batch first.
+    return _call(graph, name, torch.cat, (list(inputs),), {"dim": dim + 1 if dim >= 0 else dim})
+
+
+_builtin("concat", inputs="many", params={"dim": 0}, shape=_concat_shape, emit=_emit_concat,
+         doc="Concatenation; dim 0 is the channel dimension of each image.")
+_builtin("mul", params={"by": float}, emit=lambda g, inputs, name, by: _call(g, name, operator.mul, (inputs[0], by)),
+         macs=lambda s, o, **_: _numel(o), doc="Multiply by a constant.")
+_builtin("flatten", shape=lambda in_shapes: (_numel(in_shapes[0]),),
+         emit=lambda g, inputs, name: _call(g, name, torch.flatten, (inputs[0], 1)),
+         doc="(C, H, W) -> (C*H*W,).")
+
+
+def _linear_shape(in_shapes, out, bias, trainable):
+    if len(in_shapes[0]) != 1:
+        raise RecipeError(f"op 'linear' needs a flat (features,) input, got shape {tuple(in_shapes[0])}",
+                          hint="put a flatten node before it")
+    return (out,)
+
+
+def _linear_module(in_shapes, out, bias, trainable):
+    m = nn.Linear(in_shapes[0][0], out, bias=bias)
+    m.requires_grad_(trainable)
+    return m
+
+
+_builtin("linear", params={"out": Param(int, positive=True), "bias": True, "trainable": True},
+         shape=_linear_shape, module=_linear_module,
+         macs=lambda s, o, out, **_: s[0][0] * out, doc="Fully connected layer.")
+_builtin("identity", emit=lambda g, inputs, name: inputs[0], doc="Passes its input through.")

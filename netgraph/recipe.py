@@ -1,0 +1,410 @@
+"""Recipes: YAML files read safely, merged along their `base:` chain, overridden
+from the command line, and checked section by section.
+
+A recipe is data only: it is read with PyYAML's safe loader, so no tag can
+build a Python object or run code. The result is a :class:`Recipe` holding
+plain dicts and lists, plus the file and line each key came from, so every
+later stage can point the user at the line to fix.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import yaml
+
+from .errors import RecipeError, did_you_mean
+
+KeyPath = Tuple[Union[str, int], ...]
+Location = Tuple[Optional[str], Optional[int]]
+
+SECTIONS = {
+    "base": "path of the parent recipe, relative to this file",
+    "name": "a short name (used as the compiled module's class name)",
+    "description": "free text",
+    "input": "the graph input: {shape: [channels, height, width]}",
+    "output": "path of the output node (default: the last node)",
+    "network": "the nested dict of named nodes",
+    "blocks": "named, parameterised sub-networks used in network with {block: NAME, ...}",
+    "transforms": "the list of rewrite passes applied to the graph, in order",
+    "data": "the data set (read by the training engine)",
+    "train": "training settings (read by the training engine)",
+}
+DEFAULT_INPUT_SHAPE = [3, 32, 32]
+
+
+@dataclass
+class Recipe:
+    """A loaded recipe: merged sections plus where each key came from."""
+    file: Optional[str]
+    sections: Dict[str, Any]
+    positions: Dict[KeyPath, Location] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.sections.get("name") or (Path(self.file).stem if self.file else "network")
+
+    @property
+    def network(self) -> Dict[str, Any]:
+        return self.sections["network"]
+
+    @property
+    def blocks(self) -> Dict[str, Any]:
+        return self.sections.get("blocks") or {}
+
+    @property
+    def transforms(self) -> List[Any]:
+        return self.sections.get("transforms") or []
+
+    @property
+    def data(self) -> Dict[str, Any]:
+        return self.sections.get("data") or {}
+
+    @property
+    def train(self) -> Dict[str, Any]:
+        return self.sections.get("train") or {}
+
+    @property
+    def input_shape(self) -> List[int]:
+        return (self.sections.get("input") or {}).get("shape", DEFAULT_INPUT_SHAPE)
+
+    @property
+    def output(self) -> Optional[str]:
+        return self.sections.get("output")
+
+    def where(self, keypath: Sequence[Union[str, int]]) -> Location:
+        """File and line of the deepest known key along ``keypath``."""
+        keypath = tuple(keypath)
+        for n in range(len(keypath), 0, -1):
+            if keypath[:n] in self.positions:
+                return self.positions[keypath[:n]]
+        return self.file, None
+
+    def error(self, message: str, keypath: Sequence[Union[str, int]] = (), *,
+              node: Optional[str] = None, hint: Optional[str] = None) -> RecipeError:
+        file, line = self.where(keypath)
+        return RecipeError(message, file=file, line=line, node=node, hint=hint)
+
+    def to_yaml(self) -> str:
+        """The merged recipe as one YAML document (no base: left to follow)."""
+        return yaml.safe_dump(self.sections, sort_keys=False)
+
+
+# --- reading one file --------------------------------------------------------
+
+class SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus floats without a dot (``1e-5``, ``5e-4``): YAML 1.1
+    reads those as strings, and recipes are full of them."""
+
+
+SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def load_yaml_value(text: str) -> Any:
+    """One YAML value (a --set value, say), read like a recipe is."""
+    return yaml.load(text, Loader=SafeLoader)
+
+
+def _positions(node, path: KeyPath, file: str, out: Dict[KeyPath, Location]) -> None:
+    """Record the line of every key and list item; refuse duplicate keys."""
+    if isinstance(node, yaml.MappingNode):
+        seen = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key_node.tag == "tag:yaml.org,2002:int":
+                key = int(key)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise RecipeError(f"key '{key}' appears twice (first on line {seen[key]})",
+                                  file=file, line=line, hint="YAML would silently keep only the last one")
+            seen[key] = line
+            out[path + (key,)] = (file, line)
+            _positions(value_node, path + (key,), file, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[path + (i,)] = (file, item.start_mark.line + 1)
+            _positions(item, path + (i,), file, out)
+
+
+def parse_yaml(text: str, file: str = "<recipe>") -> Tuple[Any, Dict[KeyPath, Location]]:
+    """Parse one YAML document with the safe loader; return data and key positions."""
+    positions: Dict[KeyPath, Location] = {}
+    loader = SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}, positions
+        _positions(node, (), file, positions)
+        data = loader.construct_document(node)
+    except yaml.constructor.ConstructorError as e:
+        mark = e.problem_mark or e.context_mark
+        raise RecipeError(f"YAML tag refused: {e.problem}", file=file,
+                          line=mark.line + 1 if mark else None,
+                          hint="recipes are data: only plain YAML (mappings, lists, "
+                               "numbers, strings) is read, nothing is executed") from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise RecipeError(f"not valid YAML: {e.problem or e.context}", file=file,
+                          line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as e:
+        raise RecipeError(f"not valid YAML: {e}", file=file) from None
+    finally:
+        loader.dispose()
+    return data, positions
+
+
+# --- merging along base: -----------------------------------------------------
+
+def _same_kind(a: dict, b: dict) -> bool:
+    """Two node mappings of different ops (or blocks) replace each other instead of merging."""
+    for key in ("op", "block"):
+        if key in b and b.get(key) != a.get(key):
+            return False
+    return True
+
+
+def deep_merge(base: Any, over: Any, file: Optional[str] = None,
+               positions: Optional[Dict[KeyPath, Location]] = None, path: KeyPath = ()) -> Any:
+    """``over`` merged onto ``base``: mappings merge key by key, the child wins,
+    ``null`` deletes a key, lists replace, and ``key+: [...]`` appends to the
+    parent's list. A node whose ``op`` (or ``block``) changes is replaced whole.
+    """
+    if not isinstance(over, dict):
+        return _strip_nulls(copy.deepcopy(over))
+    if not isinstance(base, dict) or not _same_kind(base, over):
+        base = {}
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(key, str) and key.endswith("+") and len(key) > 1:
+            key = key[:-1]
+            where = (positions or {}).get(path + (key + "+",), (file, None))
+            if not isinstance(value, list):
+                raise RecipeError(f"'{key}+:' appends to a list and needs a list, got {value!r}",
+                                  file=where[0], line=where[1])
+            previous = out.get(key)
+            if previous is not None and not isinstance(previous, list):
+                raise RecipeError(f"'{key}+:' appends to a list, but the parent's '{key}' is "
+                                  f"{type(previous).__name__}", file=where[0], line=where[1])
+            out[key] = (previous or []) + _strip_nulls(copy.deepcopy(value))
+        elif value is None:
+            out.pop(key, None)
+        else:
+            out[key] = deep_merge(out.get(key), value, file, positions, path + (key,))
+    return out
+
+
+def _strip_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip_nulls(v) for v in value]
+    return value
+
+
+def _rebase_positions(child: Dict[KeyPath, Location], base_data: Any) -> Dict[KeyPath, Location]:
+    """Child positions as paths into the merged data: 'key+' loses its '+', and
+    appended list items are shifted past the parent's items."""
+    out = {}
+    for raw, loc in child.items():
+        path, node, i = [], base_data, 0
+        while i < len(raw):
+            part = raw[i]
+            append = isinstance(part, str) and part.endswith("+") and len(part) > 1
+            if append:
+                part = part[:-1]
+            path.append(part)
+            node = node.get(part) if isinstance(node, dict) else None
+            if append and i + 1 < len(raw) and isinstance(raw[i + 1], int):
+                path.append(raw[i + 1] + (len(node) if isinstance(node, list) else 0))
+                node, i = None, i + 1
+            i += 1
+        out[tuple(path)] = loc
+    return out
+
+
+def display_path(path: Union[str, Path]) -> str:
+    """A path as the user would write it: relative to the working directory when inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Dict[KeyPath, Location]]:
+    file = display_path(path)
+    if path in stack:
+        chain = " -> ".join(display_path(p) for p in stack + (path,))
+        raise RecipeError(f"base: chain loops back on itself: {chain}", file=display_path(stack[-1]),
+                          hint="remove one of the base: lines")
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RecipeError("recipe file not found", file=file) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise RecipeError(f"cannot read recipe file: {e}", file=file) from None
+    data, positions = parse_yaml(text, file)
+    if not isinstance(data, dict):
+        raise RecipeError(f"a recipe is a mapping of sections ({', '.join(SECTIONS)}), "
+                          f"got {type(data).__name__}", file=file, line=1)
+    base_ref = data.pop("base", None)
+    if base_ref is None:
+        return deep_merge({}, data, file, positions), _rebase_positions(positions, {})
+    line = positions.get(("base",), (file, None))[1]
+    if not isinstance(base_ref, str):
+        raise RecipeError(f"base: must be a file path, got {base_ref!r}", file=file, line=line)
+    parent = (path.parent / base_ref).resolve()
+    if not parent.exists():
+        raise RecipeError(f"base recipe '{base_ref}' not found (looked for {parent})",
+                          file=file, line=line, hint="base: is relative to the file that names it")
+    base_data, base_positions = _load_chain(parent, stack + (path,))
+    merged = deep_merge(base_data, data, file, positions)
+    return merged, {**base_positions, **_rebase_positions(positions, base_data)}
+
+
+# --- overrides ---------------------------------------------------------------
+
+def apply_override(sections: Dict[str, Any], assignment: str) -> None:
+    """Apply one ``--set key.path=value`` (``key.path+=[...]`` appends to a list)."""
+    where = f"--set {assignment}"
+    if "=" not in assignment:
+        raise RecipeError("expected KEY=VALUE, e.g. train.epochs=12", file=where)
+    key, text = assignment.split("=", 1)
+    append = key.endswith("+")
+    key = key.rstrip("+").strip()
+    try:
+        value = load_yaml_value(text) if text.strip() else None
+    except yaml.YAMLError as e:
+        raise RecipeError(f"value is not valid YAML: {e}", file=where) from None
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise RecipeError(f"'{key}' is not a key path like train.epochs", file=where)
+    if parts[0] not in SECTIONS:
+        raise RecipeError(f"unknown section '{parts[0]}'", file=where,
+                          hint=did_you_mean(parts[0], SECTIONS) or "sections: " + ", ".join(SECTIONS))
+    node: Any = sections
+    for i, part in enumerate(parts[:-1]):
+        node = _step(node, part, parts[:i + 1], where, create=True)
+    last = parts[-1]
+    if isinstance(node, list):
+        index = _index(node, last, parts, where)
+        if append or value is None:
+            raise RecipeError("cannot append to or delete a list item by index", file=where)
+        node[index] = value
+        return
+    if not isinstance(node, dict):
+        raise RecipeError(f"'{'.'.join(parts[:-1])}' is {node!r}, not a mapping", file=where)
+    if append:
+        previous = node.get(last) or []
+        if not isinstance(previous, list) or not isinstance(value, list):
+            raise RecipeError("KEY+=[...] appends a list to a list", file=where)
+        node[last] = previous + value
+    elif value is None:
+        node.pop(last, None)
+    elif isinstance(value, dict) and isinstance(node.get(last), dict):
+        node[last] = deep_merge(node[last], value)
+    else:
+        node[last] = value
+
+
+def _index(node: list, part: str, parts, where) -> int:
+    try:
+        index = int(part)
+        node[index]
+    except (ValueError, IndexError):
+        raise RecipeError(f"'{'.'.join(parts)}': '{part}' is not an index into a list of "
+                          f"{len(node)}", file=where) from None
+    return index
+
+
+def _step(node, part, parts, where, create):
+    if isinstance(node, list):
+        return node[_index(node, part, parts, where)]
+    if not isinstance(node, dict):
+        raise RecipeError(f"'{'.'.join(parts[:-1])}' is {node!r}, not a mapping", file=where)
+    if part not in node or node[part] is None:
+        node[part] = {}
+    return node[part]
+
+
+# --- checking the sections ---------------------------------------------------
+
+def check_sections(recipe: Recipe) -> None:
+    """Shape of each top-level section; the network itself is checked by graph.build_graph."""
+    s = recipe.sections
+    for key in s:
+        if key not in SECTIONS:
+            raise recipe.error(f"unknown section '{key}'", (key,),
+                               hint=did_you_mean(key, SECTIONS) or "sections: " + ", ".join(SECTIONS))
+    network = s.get("network")
+    if not isinstance(network, dict) or not network:
+        raise recipe.error("the recipe has no network: add a 'network:' section with at least one node",
+                           ("network",))
+    for key in ("blocks", "data", "train", "input"):
+        if key in s and not isinstance(s[key], dict):
+            raise recipe.error(f"'{key}:' must be a mapping, got {type(s[key]).__name__}", (key,))
+    for name, body in (s.get("blocks") or {}).items():
+        if not isinstance(body, dict) or not body:
+            raise recipe.error(f"block '{name}' must be a non-empty mapping of nodes", ("blocks", name))
+    if "input" in s:
+        unknown = [k for k in s["input"] if k != "shape"]
+        if unknown:
+            raise recipe.error(f"unknown key '{unknown[0]}' in input:", ("input", unknown[0]),
+                               hint="input: takes only shape: [channels, height, width]")
+        shape = s["input"].get("shape")
+        if not (isinstance(shape, list) and shape and
+                all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+            raise recipe.error(f"input shape must be a list of positive integers, got {shape!r}",
+                               ("input", "shape"))
+    if "output" in s and not isinstance(s["output"], str):
+        raise recipe.error(f"output: must be a node path, got {s['output']!r}", ("output",))
+    transforms = s.get("transforms")
+    if transforms is not None:
+        if not isinstance(transforms, list):
+            raise recipe.error("transforms: must be a list of passes", ("transforms",))
+        for i, entry in enumerate(transforms):
+            transform_entry(entry, recipe, i)
+
+
+def transform_entry(entry: Any, recipe: Recipe, index: int) -> Tuple[str, Dict[str, Any]]:
+    """One `transforms:` item as (pass name, parameters): `name` or `{name: {params}}`."""
+    if isinstance(entry, str):
+        return entry, {}
+    if isinstance(entry, dict) and len(entry) == 1:
+        (name, params), = entry.items()
+        params = {} if params is None else params
+        if isinstance(name, str) and isinstance(params, dict):
+            return name, params
+    raise recipe.error(f"transforms item {index + 1} must be a pass name or "
+                       f"{{pass_name: {{parameters}}}}, got {entry!r}", ("transforms", index))
+
+
+# --- entry points ------------------------------------------------------------
+
+def load_recipe(path: Union[str, Path], overrides: Iterable[str] = ()) -> Recipe:
+    """Read a recipe file, follow its base: chain, apply ``--set`` overrides and check it."""
+    path = Path(path)
+    sections, positions = _load_chain(path.resolve(), ())
+    return _finish(Recipe(display_path(path), sections, positions), overrides)
+
+
+def recipe_from_dict(sections: Dict[str, Any], file: Optional[str] = None,
+                     overrides: Iterable[str] = ()) -> Recipe:
+    """A recipe from a Python dict (notebooks, tests); the same checks as a file."""
+    if not isinstance(sections, dict):
+        raise RecipeError(f"a recipe is a mapping of sections, got {type(sections).__name__}", file=file)
+    if "base" in sections:
+        raise RecipeError("base: works only in recipe files; load the file with load_recipe", file=file)
+    return _finish(Recipe(file, deep_merge({}, sections)), overrides)
+
+
+def _finish(recipe: Recipe, overrides: Iterable[str]) -> Recipe:
+    for assignment in overrides:
+        apply_override(recipe.sections, assignment)
+    check_sections(recipe)
+    return recipe

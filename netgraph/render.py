@@ -1,0 +1,185 @@
+"""Render a graph as a picture with Graphviz (through pydot).
+
+Nested dicts become nested clusters; each op type has one colour in every
+recipe (built-in ops a fixed palette, other ops a colour derived from their
+name), shown in a legend; every node shows its name, key parameters and output
+shape. Without Graphviz's ``dot`` program the ``.dot`` file is still written.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import networkx as nx
+
+from .graph import INPUT, inputs, needed_nodes
+from .summary import format_shape
+
+FORMATS = ("svg", "png", "pdf", "dot")
+
+# One colour per op, the same in every recipe. Families share a hue: convolutions
+# blue, normalisation yellow, activations green, pooling orange, joins purple.
+OP_COLOURS = {
+    "input": "#e0e0e0",
+    "conv2d": "#9ecae1", "linear": "#6baed6",
+    "batch_norm": "#fdd49e", "ghost_batch_norm": "#fdbb84",
+    "relu": "#a1d99b", "celu": "#74c476", "gelu": "#c7e9c0",
+    "max_pool": "#fdae6b", "avg_pool": "#fdd0a2",
+    "global_max_pool": "#f16913", "global_avg_pool": "#fd8d3c",
+    "add": "#bcbddc", "concat": "#9e9ac8",
+    "mul": "#fcbba1", "flatten": "#d9d9d9", "identity": "#f0f0f0",
+}
+# Colours for ops netgraph does not know in advance (yours), picked by a hash of the name.
+EXTRA_COLOURS = ["#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#b3de69",
+                 "#fccde5", "#bc80bd", "#ccebc5", "#ffed6f", "#e5c494", "#66c2a5"]
+CLUSTER_FILLS = ["#f7f7f7", "#eeeeee", "#e4e4e4", "#dadada"]
+
+
+def op_colour(op: str) -> str:
+    if op in OP_COLOURS:
+        return OP_COLOURS[op]
+    digest = int(hashlib.sha1(op.encode()).hexdigest(), 16)
+    return EXTRA_COLOURS[digest % len(EXTRA_COLOURS)]
+
+
+def describe(op: str, p: Dict[str, Any]) -> str:
+    """The key parameters of a node in a few words."""
+    if op == "conv2d":
+        text = f"conv {p['kernel']}x{p['kernel']}, {p['out']}"
+        if p["stride"] != 1:
+            text += f", stride {p['stride']}"
+        if p["groups"] != 1:
+            text += f", groups {p['groups']}"
+        if not p["trainable"]:
+            text += ", fixed"
+        return text
+    if op in ("batch_norm", "ghost_batch_norm"):
+        text = "batch norm" if op == "batch_norm" else f"ghost BN /{p.get('splits')}"
+        if not p.get("weight_trainable", True):
+            text += f", scale fixed {p['weight_init']:g}"
+        return text
+    if op in ("max_pool", "avg_pool"):
+        return f"{op.split('_')[0]} pool {p['size']}" + \
+            (f", stride {p['stride']}" if p.get("stride") not in (None, p["size"]) else "")
+    if op == "celu":
+        return f"CELU \u03b1={p['alpha']:g}"
+    if op == "linear":
+        return f"linear {p['out']}" + ("" if p["bias"] else ", no bias")
+    if op == "mul":
+        return f"\u00d7 {p['by']:g}"
+    if op == "concat":
+        return "concat" + (f" dim {p['dim']}" if p["dim"] else "")
+    words = {"relu": "ReLU", "gelu": "GELU", "add": "add", "flatten": "flatten",
+             "identity": "identity", "global_max_pool": "global max pool",
+             "global_avg_pool": "global avg pool"}
+    if op in words:
+        return words[op]
+    extra = ", ".join(f"{k}={v}" for k, v in p.items())
+    return op + (f" ({extra})" if extra else "")
+
+
+def _node_id(node: str) -> str:
+    return "n_" + node.replace("/", "__")
+
+
+def _label(name: str, description: str, shape) -> str:
+    return (f'<<b>{html.escape(name)}</b><br/><font point-size="10">{html.escape(description)}'
+            f'</font><br/><font point-size="9" color="#555555">{format_shape(shape)}</font>>')
+
+
+def to_dot(g: nx.DiGraph, direction: str = "TB", title: Optional[str] = None):
+    """The graph as a ``pydot.Dot``: clusters for dicts, coloured nodes, a legend."""
+    import pydot  # imported here: only rendering needs it
+
+    dot = pydot.Dot(graph_type="digraph", rankdir=direction, compound="true", newrank="true",
+                    fontname="Helvetica", nodesep="0.25", ranksep="0.3",
+                    label=title if title is not None else g.graph.get("name") or "",
+                    labelloc="t", fontsize="16")
+    dot.set_node_defaults(shape="box", style="rounded,filled", fontname="Helvetica",
+                          fontsize="11", penwidth="0.8", margin="0.12,0.04")
+    dot.set_edge_defaults(arrowsize="0.6", penwidth="0.9", color="#444444")
+    clusters: Dict[Tuple[str, ...], Any] = {(): dot}
+
+    def holder(parts: Tuple[str, ...]):
+        if parts not in clusters:
+            parent = holder(parts[:-1])
+            cluster = pydot.Cluster("c_" + "__".join(parts), label=parts[-1], style="rounded,filled",
+                                    fillcolor=CLUSTER_FILLS[(len(parts) - 1) % len(CLUSTER_FILLS)],
+                                    color="#999999", fontname="Helvetica", fontsize="12",
+                                    labeljust="l")
+            parent.add_subgraph(cluster)
+            clusters[parts] = cluster
+        return clusters[parts]
+
+    needed = needed_nodes(g)
+    used_ops: List[str] = []
+    for node, data in g.nodes(data=True):
+        op = data["op"]
+        if op not in used_ops:
+            used_ops.append(op)
+        parts = tuple(node.split("/"))
+        if op == INPUT:
+            label = _label("input", "image", data["shape"])
+            attrs = {"shape": "ellipse", "style": "filled"}
+        else:
+            label = _label(parts[-1], describe(op, data["params"]), data["shape"])
+            attrs = {}
+        if node not in needed:
+            attrs["style"] = "rounded,filled,dashed"
+        holder(parts[:-1]).add_node(pydot.Node(_node_id(node), label=label,
+                                               fillcolor=op_colour(op), **attrs))
+    for node in g:
+        sources = inputs(g, node)
+        for slot, source in enumerate(sources):
+            attrs = {"headlabel": str(slot)} if g.nodes[node]["op"] == "concat" else {}
+            dot.add_edge(pydot.Edge(_node_id(source), _node_id(node), **attrs))
+    output = g.graph["output"]
+    dot.add_node(pydot.Node("output", label="output", shape="ellipse", style="filled",
+                            fillcolor=OP_COLOURS["input"]))
+    dot.add_edge(pydot.Edge(_node_id(output), "output"))
+    _legend(dot, used_ops)
+    return dot
+
+
+def _legend(dot, used_ops: List[str]) -> None:
+    import pydot
+
+    rows = "".join(f'<tr><td bgcolor="{op_colour(op)}" width="14" height="10"></td>'
+                   f'<td align="left">{html.escape(op)}</td></tr>' for op in used_ops)
+    table = (f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="2">'
+             f'<tr><td colspan="2" align="left"><b>ops</b></td></tr>{rows}</table>>')
+    legend = pydot.Cluster("legend", label="", style="rounded", color="#bbbbbb")
+    legend.add_node(pydot.Node("legend", label=table, shape="plaintext", style=""))
+    dot.add_subgraph(legend)
+
+
+def render(g: nx.DiGraph, out: str, direction: str = "TB", title: Optional[str] = None) -> Tuple[str, Optional[str]]:
+    """Write the picture to ``out`` (svg, png, pdf or dot, by extension).
+
+    Returns (path written, note). Without Graphviz's ``dot`` program the ``.dot``
+    file is written instead and the note says how to turn it into a picture.
+    """
+    from .errors import RecipeError
+
+    path = Path(out)
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise RecipeError(f"cannot render to '{out}': unknown extension",
+                          hint="use one of " + ", ".join("." + f for f in FORMATS))
+    dot = to_dot(g, direction=direction, title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "dot":
+        path.write_text(dot.to_string())
+        return str(path), None
+    if shutil.which("dot") is None:
+        dot_path = path.with_suffix(".dot")
+        dot_path.write_text(dot.to_string())
+        return str(dot_path), (f"Graphviz's 'dot' program was not found, so {dot_path} was written "
+                               f"instead of {path}. Install Graphviz (apt-get install graphviz, "
+                               f"brew install graphviz or conda install graphviz), then run: "
+                               f"dot -T{fmt} {dot_path} -o {path}")
+    path.write_bytes(dot.create(format=fmt))
+    return str(path), None

@@ -1,0 +1,144 @@
+"""Recipe files: safe YAML, base: inheritance, --set overrides, line numbers."""
+import pytest
+
+from netgraph import RecipeError, load_recipe
+from netgraph.recipe import parse_yaml
+
+NET = """
+network:
+  conv: {op: conv2d, out: 8}
+  act: {op: relu}
+"""
+
+
+def test_resnet9_recipe_loads(write):
+    from conftest import RECIPES
+    recipe = load_recipe(RECIPES / "resnet9.yaml")
+    assert set(recipe.network) == {"prep", "layer1", "layer2", "layer3", "head"}
+    assert recipe.blocks["conv_bn"]["conv"]["out"] == "$c"
+    assert recipe.input_shape == [3, 32, 32]
+
+
+def test_python_tags_are_refused(write):
+    path = write("evil.yaml", """
+        network:
+          conv: !!python/object/apply:os.system ["echo pwned"]
+    """)
+    with pytest.raises(RecipeError) as e:
+        load_recipe(path)
+    assert "tag refused" in str(e.value) and "evil.yaml:3" in str(e.value)
+
+
+def test_duplicate_keys_are_refused(write):
+    path = write("dup.yaml", """
+        network:
+          conv: {op: conv2d, out: 8}
+          conv: {op: relu}
+    """)
+    with pytest.raises(RecipeError, match=r"dup.yaml:4: key 'conv' appears twice \(first on line 3\)"):
+        load_recipe(path)
+
+
+def test_invalid_yaml_names_the_line(write):
+    path = write("broken.yaml", "network:\n  conv: {op: conv2d, out: 8\n  act: {op: relu}\n")
+    with pytest.raises(RecipeError, match=r"broken.yaml:\d+: not valid YAML"):
+        load_recipe(path)
+
+
+def test_base_merges_child_wins_null_deletes_and_plus_appends(write):
+    write("parent.yaml", """
+        network:
+          conv: {op: conv2d, out: 8, bias: false}
+          bn: {op: batch_norm}
+          act: {op: relu}
+        transforms: [a]
+        train: {epochs: 24, lr: 0.4}
+    """)
+    child = write("sub/child.yaml", """
+        base: ../parent.yaml
+        network:
+          conv: {out: 16}
+          bn: null
+          act: {op: celu, alpha: 0.075}
+        transforms+: [b, {c: {x: 1}}]
+        train: {epochs: 20}
+    """)
+    recipe = load_recipe(child)
+    assert recipe.network == {"conv": {"op": "conv2d", "out": 16, "bias": False},
+                              "act": {"op": "celu", "alpha": 0.075}}
+    assert recipe.transforms == ["a", "b", {"c": {"x": 1}}]
+    assert recipe.train == {"epochs": 20, "lr": 0.4}
+    # Lines point into the file that set each key, appended items included.
+    assert recipe.where(("network", "conv", "bias"))[1] == 3
+    assert recipe.where(("network", "conv", "out")) == (str(child), 4)
+    assert recipe.where(("transforms", 0))[0].endswith("parent.yaml")
+    assert recipe.where(("transforms", 2)) == (str(child), 7)
+
+
+def test_op_change_replaces_the_node_instead_of_merging(write):
+    write("a.yaml", "network:\n  x: {op: conv2d, out: 8, kernel: 5}\n")
+    b = write("b.yaml", "base: a.yaml\nnetwork:\n  x: {op: linear, out: 10}\n")
+    assert load_recipe(b).network["x"] == {"op": "linear", "out": 10}
+
+
+def test_base_cycle_and_missing_parent(write):
+    write("a.yaml", "base: b.yaml\n" + NET)
+    b = write("b.yaml", "base: a.yaml\n" + NET)
+    with pytest.raises(RecipeError, match="loops back on itself: .*b.yaml -> .*a.yaml -> .*b.yaml"):
+        load_recipe(b)
+    orphan = write("orphan.yaml", "# a child\nbase: nowhere.yaml\n" + NET)
+    with pytest.raises(RecipeError, match=r"orphan.yaml:2: base recipe 'nowhere.yaml' not found"):
+        load_recipe(orphan)
+
+
+def test_missing_file_and_non_mapping(write, tmp_path):
+    with pytest.raises(RecipeError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    with pytest.raises(RecipeError, match="a recipe is a mapping of sections"):
+        load_recipe(write("list.yaml", "- 1\n- 2\n"))
+
+
+def test_unknown_section_and_empty_network(write):
+    with pytest.raises(RecipeError, match=r"t.yaml:5: unknown section 'trian' \(did you mean 'train'\?\)"):
+        load_recipe(write("t.yaml", NET + "trian: {epochs: 3}\n"))
+    with pytest.raises(RecipeError, match="the recipe has no network"):
+        load_recipe(write("e.yaml", "network: {}\n"))
+
+
+def test_overrides_parse_yaml_values(write):
+    path = write("r.yaml", NET + "transforms: [a]\n")
+    recipe = load_recipe(path, ["train.epochs=12", "network.conv.out=96", "train.lr=4e-1",
+                                "train.name=x", "network.conv.bias=false", "transforms+=[b]",
+                                "data.sizes=[1, 2]", "network.act=null"])
+    assert recipe.train == {"epochs": 12, "lr": 0.4, "name": "x"}
+    assert recipe.network == {"conv": {"op": "conv2d", "out": 96, "bias": False}}
+    assert recipe.transforms == ["a", "b"]
+    assert recipe.data == {"sizes": [1, 2]}
+    assert load_recipe(path, ["transforms.0=z"]).transforms == ["z"]
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("train.epochs", "expected KEY=VALUE"),
+    ("trian.epochs=3", "unknown section 'trian'"),
+    ("network..out=3", "is not a key path"),
+    ("transforms.5=z", "'5' is not an index"),
+    ("network.conv.out.deep=3", "is 8, not a mapping"),
+    ("train.x=[1, 2", "value is not valid YAML"),
+])
+def test_bad_overrides(write, assignment, message):
+    path = write("r.yaml", NET + "transforms: [a]\n")
+    with pytest.raises(RecipeError, match=message) as e:
+        load_recipe(path, [assignment])
+    assert str(e.value).startswith(f"--set {assignment}:")
+
+
+def test_floats_without_a_dot_are_numbers():
+    data, _ = parse_yaml("eps: 1e-5\nwd: 5E-4\nlr: -2e+1\nn: 10\nname: e5\n")
+    assert data == {"eps": 1e-5, "wd": 5e-4, "lr": -20.0, "n": 10, "name": "e5"}
+
+
+def test_parse_yaml_records_positions():
+    data, positions = parse_yaml("a:\n  b: 1\n  c: [x, y]\n", "f.yaml")
+    assert data == {"a": {"b": 1, "c": ["x", "y"]}}
+    assert positions[("a", "b")] == ("f.yaml", 2)
+    assert positions[("a", "c", 1)] == ("f.yaml", 3)
