@@ -168,7 +168,9 @@ def get_op(name: str) -> OpSpec:
     except KeyError:
         raise RecipeError(f"unknown op '{name}'",
                           hint=did_you_mean(name, OPS) or
-                          "known ops: " + ", ".join(sorted(OPS))) from None
+                          "known ops: " + ", ".join(sorted(OPS)) + "; register your own with "
+                          "netgraph.register_op and, on the command line, load it with --import FILE"
+                          ) from None
 
 
 def register_op(name: str, *, params: Optional[Dict[str, Any]] = None, inputs=1,

@@ -90,9 +90,73 @@ def _label(name: str, description: str, shape) -> str:
             f'</font><br/><font point-size="9" color="#555555">{format_shape(shape)}</font>>')
 
 
-def to_dot(g: nx.DiGraph, direction: str = "TB", title: Optional[str] = None):
-    """The graph as a ``pydot.Dot``: clusters for dicts, coloured nodes, a legend."""
+def collapse(g: nx.DiGraph, depth: int) -> nx.DiGraph:
+    """A drawing graph in which every dict deeper than ``depth`` levels is one node.
+
+    A collapsed node keeps the ops inside it (``ops``, for a striped colour), a
+    description of its contents, and the shape of its last node that feeds the rest.
+    """
+    if depth < 1:
+        raise ValueError("depth must be at least 1")
+    owner = {n: "/".join(n.split("/")[:depth]) for n in g}
+    out = nx.DiGraph(**g.graph)
+    for node, data in g.nodes(data=True):
+        key = owner[node]
+        if key == node:
+            out.add_node(node, **data, ops=[data["op"]])
+            continue
+        if key not in out:
+            out.add_node(key, op="group", params={}, ops=[], parts=[], shape=data["shape"])
+        group = out.nodes[key]
+        group["ops"].append(data["op"])
+        group["parts"].append(describe(data["op"], data["params"]))
+        leaves = [s for s in g.successors(node) if owner[s] != key] or \
+            ([node] if node == g.graph["output"] else [])
+        if leaves:
+            group["shape"] = data["shape"]
+    for u, v in g.edges:
+        if owner[u] != owner[v] and not out.has_edge(owner[u], owner[v]):
+            out.add_edge(owner[u], owner[v], slots=g.edges[u, v]["slots"])
+    out.graph["output"] = owner[g.graph["output"]]
+    return out
+
+
+ARROW = "\u2192"
+
+
+def _group_description(parts: List[str]) -> str:
+    if len(parts) > 4:
+        return f"{parts[0]} {ARROW} \u2026 {ARROW} {parts[-1]} ({len(parts)} layers)"
+    return f" {ARROW} ".join(parts)
+
+
+def _group_label(name: str, parts: List[str], ops: List[str], shape) -> str:
+    """A collapsed dict: its name, contents and shape over a bar with one cell per op inside."""
+    n = len(ops)
+    bar = "".join(f'<td bgcolor="{op_colour(o)}" height="7" width="{max(4, 120 // n)}"></td>'
+                  for o in ops)
+    text = (f'<b>{html.escape(name)}</b><br/><font point-size="10">'
+            f'{html.escape(_group_description(parts))}</font><br/>'
+            f'<font point-size="9" color="#555555">{format_shape(shape)}</font>')
+    return (f'<<table border="0" cellborder="0" cellspacing="1" cellpadding="1">'
+            f'<tr><td colspan="{n}">{text}</td></tr><tr>{bar}</tr></table>>')
+
+
+def to_dot(g: nx.DiGraph, direction: str = "TB", title: Optional[str] = None,
+           depth: Optional[int] = None):
+    """The graph as a ``pydot.Dot``: clusters for dicts, coloured nodes, a legend.
+
+    With ``depth``, dicts nested deeper than that are drawn as one striped node.
+    """
     import pydot  # imported here: only rendering needs it
+
+    if depth is not None:
+        return _to_dot(collapse(g, depth), direction, title)
+    return _to_dot(g, direction, title)
+
+
+def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str]):
+    import pydot
 
     dot = pydot.Dot(graph_type="digraph", rankdir=direction, compound="true", newrank="true",
                     fontname="Helvetica", nodesep="0.25", ranksep="0.3",
@@ -118,19 +182,23 @@ def to_dot(g: nx.DiGraph, direction: str = "TB", title: Optional[str] = None):
     used_ops: List[str] = []
     for node, data in g.nodes(data=True):
         op = data["op"]
-        if op not in used_ops:
-            used_ops.append(op)
+        for o in data.get("ops", [op]):
+            if o not in used_ops:
+                used_ops.append(o)
         parts = tuple(node.split("/"))
+        attrs = {"fillcolor": op_colour(op)}
         if op == INPUT:
             label = _label("input", "image", data["shape"])
-            attrs = {"shape": "ellipse", "style": "filled"}
+            attrs.update(shape="ellipse", style="filled")
+        elif op == "group":
+            # A light box with a bar of op colours, so a collapsed block still shows its make-up.
+            label = _group_label(parts[-1], data["parts"], data["ops"], data["shape"])
+            attrs.update(fillcolor="#ffffff", margin="0.05,0.02")
         else:
             label = _label(parts[-1], describe(op, data["params"]), data["shape"])
-            attrs = {}
         if node not in needed:
-            attrs["style"] = "rounded,filled,dashed"
-        holder(parts[:-1]).add_node(pydot.Node(_node_id(node), label=label,
-                                               fillcolor=op_colour(op), **attrs))
+            attrs["style"] = attrs.get("style", "rounded,filled") + ",dashed"
+        holder(parts[:-1]).add_node(pydot.Node(_node_id(node), label=label, **attrs))
     for node in g:
         sources = inputs(g, node)
         for slot, source in enumerate(sources):
@@ -156,7 +224,8 @@ def _legend(dot, used_ops: List[str]) -> None:
     dot.add_subgraph(legend)
 
 
-def render(g: nx.DiGraph, out: str, direction: str = "TB", title: Optional[str] = None) -> Tuple[str, Optional[str]]:
+def render(g: nx.DiGraph, out: str, direction: str = "TB", title: Optional[str] = None,
+           depth: Optional[int] = None) -> Tuple[str, Optional[str]]:
     """Write the picture to ``out`` (svg, png, pdf or dot, by extension).
 
     Returns (path written, note). Without Graphviz's ``dot`` program the ``.dot``
@@ -169,7 +238,7 @@ def render(g: nx.DiGraph, out: str, direction: str = "TB", title: Optional[str] 
     if fmt not in FORMATS:
         raise RecipeError(f"cannot render to '{out}': unknown extension",
                           hint="use one of " + ", ".join("." + f for f in FORMATS))
-    dot = to_dot(g, direction=direction, title=title)
+    dot = to_dot(g, direction=direction, title=title, depth=depth)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "dot":
         path.write_text(dot.to_string())
