@@ -1,0 +1,103 @@
+"""The command line: summary and render, overrides, one-line errors without tracebacks."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import RECIPES, ROOT
+from netgraph.cli import main
+from test_graph import BAD
+
+RESNET9 = str(RECIPES / "resnet9.yaml")
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "netgraph", *args], capture_output=True,
+                          text=True, cwd=ROOT)
+
+
+def test_summary_json():
+    result = run("summary", RESNET9, "--json")
+    assert result.returncode == 0, result.stderr
+    s = json.loads(result.stdout)
+    assert s["params"] == 6_573_120
+    assert s["macs"] == sum(n["macs"] for n in s["nodes"])
+    assert {"path", "op", "shape", "params", "macs"} <= set(s["nodes"][0])
+    conv = next(n for n in s["nodes"] if n["path"] == "layer1/residual/res1/conv")
+    assert conv == {**conv, "op": "conv2d", "shape": [128, 16, 16], "params": 128 * 128 * 9,
+                    "macs": 128 * 16 * 16 * 128 * 9}
+
+
+def test_summary_table_and_overrides(capsys):
+    assert main(["summary", RESNET9, "--set", "network.head.fc.out=100"]) == 0
+    out = capsys.readouterr().out
+    assert "layer1/residual/add" in out and "total: 6,619,200 trainable parameters" in out
+
+
+def test_render_svg(tmp_path):
+    result = run("render", RESNET9, "-o", str(tmp_path / "graph.svg"), "--set", "network.prep.c=32")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "graph.svg").read_text().count("conv 3x3, 32") == 1
+
+
+@pytest.mark.parametrize("case", list(BAD))
+@pytest.mark.parametrize("command", ["summary", "render"])
+def test_errors_are_one_line_without_traceback(tmp_path, capsys, case, command):
+    text, expected = BAD[case]
+    path = tmp_path / "r.yaml"
+    path.write_text(textwrap.dedent(text))
+    args = [command, str(path)] + (["-o", str(tmp_path / "g.svg")] if command == "render" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("netgraph: error: ") and expected in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_error_exit_code_in_a_real_process(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("network:\n  conv: {op: conv2d, out: 8}\n  fc: {op: linear, out: 10}\n")
+    result = run("summary", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        "bad.yaml:3: node 'fc': op 'linear' needs a flat (features,) input, got shape "
+        "(8, 32, 32) (put a flatten node before it)")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_bad_override_on_the_command_line(capsys):
+    assert main(["summary", RESNET9, "--set", "network.prep.c"]) == 2
+    assert "--set network.prep.c: expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_user_op_from_a_plugin_file(tmp_path):
+    plugin = tmp_path / "my_ops.py"
+    plugin.write_text(textwrap.dedent("""
+        import torch
+        import netgraph
+
+        class Swish(torch.nn.Module):
+            def __init__(self, beta):
+                super().__init__()
+                self.beta = beta
+
+            def forward(self, x):
+                return x * torch.sigmoid(self.beta * x)
+
+        @netgraph.register_op("swish", params={"beta": 1.0})
+        def swish(in_shapes, beta):
+            return Swish(beta)
+    """))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("network:\n  conv: {op: conv2d, out: 8}\n  act: {op: swish, beta: 2}\n")
+    result = run("summary", str(recipe), "--import", str(plugin))
+    assert result.returncode == 0, result.stderr
+    assert "swish" in result.stdout
+    missing = run("summary", str(recipe))
+    assert missing.returncode == 2 and "node 'act': unknown op 'swish'" in missing.stderr
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('oops')\n")
+    result = run("summary", str(recipe), "--import", str(broken))
+    assert result.returncode == 2
+    assert "importing plugin" in result.stderr and "RuntimeError: oops" in result.stderr
