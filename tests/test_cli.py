@@ -18,11 +18,14 @@ def run(*args):
                           text=True, cwd=ROOT)
 
 
-def test_summary_json():
+def test_summary_json_matches_the_hand_written_model():
+    from reference_models import ResNet9, count_macs
     result = run("summary", RESNET9, "--json")
     assert result.returncode == 0, result.stderr
     s = json.loads(result.stdout)
-    assert s["params"] == 6_573_120
+    reference = ResNet9()
+    assert s["params"] == sum(p.numel() for p in reference.parameters()) == 6_573_120
+    assert s["macs"] == count_macs(reference)
     assert s["macs"] == sum(n["macs"] for n in s["nodes"])
     assert {"path", "op", "shape", "params", "macs"} <= set(s["nodes"][0])
     conv = next(n for n in s["nodes"] if n["path"] == "layer1/residual/res1/conv")

@@ -19,10 +19,12 @@ def resnet9():
 
 
 @needs_dot
-def test_svg_has_every_node_cluster_and_the_legend(resnet9, tmp_path):
-    path, note = render(resnet9, str(tmp_path / "graph.svg"))
-    assert note is None
-    svg = open(path).read()
+def test_svg_has_every_node_cluster_and_the_legend(resnet9, tmp_path, capsys):
+    from netgraph.cli import main
+    path = tmp_path / "graph.svg"
+    assert main(["render", str(RECIPES / "resnet9.yaml"), "-o", str(path)]) == 0
+    assert capsys.readouterr().out == f"wrote {path}\n"
+    svg = path.read_text()
     titles = set(re.findall(r"<title>(.*?)</title>", svg))
     for node in resnet9:
         assert "n_" + node.replace("/", "__") in titles, node
