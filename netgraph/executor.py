@@ -16,7 +16,8 @@ import torch
 from torch import fx, nn
 
 from . import ops
-from .graph import INPUT, in_shapes, inputs, needed_nodes, topological_order
+from .errors import RecipeError
+from .graph import INPUT, in_shapes, inputs, needed_nodes, node_error, topological_order
 
 
 def compile_graph(g: nx.DiGraph, class_name: str | None = None) -> fx.GraphModule:
@@ -36,17 +37,30 @@ def compile_graph(g: nx.DiGraph, class_name: str | None = None) -> fx.GraphModul
         if data["op"] == INPUT:
             values[node] = graph.placeholder("x")
             continue
+        if data.get("pending"):
+            raise node_error(g, node, RecipeError(f"cannot compile: {data['pending']}"))
         spec = ops.get_op(data["op"])
         args = [values[i] for i in inputs(g, node)]
         if spec.module is not None:
             target = node.replace("/", ".")
-            _set_submodule(root, target, spec.build(in_shapes(g, node), data["params"]))
+            module = spec.build(in_shapes(g, node), data["params"])
+            _load_tensors(module, data.get("tensors") or {})
+            _set_submodule(root, target, module)
             values[node] = graph.call_module(target, tuple(args))
         else:
             values[node] = spec.emit(graph, args, node.replace("/", "_"), **data["params"])
     graph.output(values[output])
     graph.lint()
     return fx.GraphModule(root, graph, class_name=_class_name(class_name or g.graph.get("name")))
+
+
+def _load_tensors(module: nn.Module, tensors) -> None:
+    """Copy values a pass computed (whitening filters, say) into the new module."""
+    own = dict(module.named_parameters())
+    own.update(module.named_buffers())
+    with torch.no_grad():
+        for name, value in tensors.items():
+            own[name].copy_(value)
 
 
 def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:

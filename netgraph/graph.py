@@ -7,6 +7,13 @@ carrying ``op``, ``params`` (all parameters, defaults filled in) and ``shape``
 edge carries ``slots``: the positions it fills in its target's input list, so
 ``add(a, b)`` keeps its order. Graph attributes: ``name``, ``file``, ``output``.
 
+Passes may add three more node attributes: ``tensors`` (values for the
+module's parameters or buffers, e.g. whitening filters, loaded at compile
+time), ``pending`` (why the node cannot be compiled yet, e.g. the whitening
+filters need training images) and ``optim`` (learning-rate and weight-decay
+multipliers per parameter, ``{"bias": {"lr_scale": 64, "wd_scale": 1/64}}``,
+read by the training engine).
+
 Wiring rules (the recipe's, kept here):
 - a node without ``in:`` takes the previous item of its dict (a group's output
   is its last node), or, if it comes first, its dict's input;

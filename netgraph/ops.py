@@ -10,11 +10,13 @@ Register your own op with :func:`register_op`; see README.md, "Your own op".
 """
 from __future__ import annotations
 
+import copy
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import RecipeError, did_you_mean
@@ -62,7 +64,27 @@ class Param:
         return value
 
 
+def check_params(owner: str, specs: Dict[str, Param], raw: Dict[str, Any]) -> Dict[str, Any]:
+    """``raw`` checked against ``specs``, defaults filled in; ``owner`` names the op or pass."""
+    unknown = [k for k in raw if k not in specs]
+    if unknown:
+        known = ", ".join(specs) or "none"
+        raise RecipeError(f"unknown parameter '{unknown[0]}' for {owner} (its parameters: {known})",
+                          hint=did_you_mean(unknown[0], specs))
+    out = {}
+    for name, p in specs.items():
+        if name in raw:
+            out[name] = p.check(name, raw[name])
+        elif p.default is REQUIRED:
+            raise RecipeError(f"{owner} needs parameter '{name}' ({_type_name(p.type)})")
+        else:
+            out[name] = copy.deepcopy(p.default)
+    return out
+
+
 def _is_type(value, typ) -> bool:
+    if isinstance(typ, tuple):
+        return any(_is_type(value, t) for t in typ)
     if typ is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if typ is int:
@@ -73,8 +95,10 @@ def _is_type(value, typ) -> bool:
 
 
 def _type_name(typ) -> str:
+    if isinstance(typ, tuple):
+        return " or ".join(_type_name(t) for t in typ)
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-            list: "a list of integers", dict: "a mapping"}.get(typ, typ.__name__)
+            list: "a list of integers", dict: "a mapping"}.get(typ, getattr(typ, "__name__", str(typ)))
 
 
 def _as_param(spec) -> Param:
@@ -96,27 +120,14 @@ class OpSpec:
     module: Optional[Callable[..., nn.Module]] = None  # module(in_shapes, **params)
     emit: Optional[Callable] = None  # emit(fx_graph, inputs, name, **params) -> fx.Node
     macs: Optional[Callable[..., int]] = None  # macs(in_shapes, out_shape, **params)
+    kind: str = ""  # what passes match on: "conv", "norm", "activation", "pool", ...
+    monotonic: bool = False  # non-decreasing element-wise function: commutes with max-pool
     doc: str = ""
     builtin: bool = False
 
     def validate(self, raw: Dict[str, Any]) -> Dict[str, Any]:
         """The full parameter dict (defaults filled in), or a RecipeError."""
-        unknown = [k for k in raw if k not in self.params]
-        if unknown:
-            hint = did_you_mean(unknown[0], self.params)
-            known = ", ".join(self.params) or "none"
-            raise RecipeError(f"unknown parameter '{unknown[0]}' for op '{self.name}' "
-                              f"(its parameters: {known})", hint=hint)
-        out = {}
-        for name, p in self.params.items():
-            if name in raw:
-                out[name] = p.check(name, raw[name])
-            elif p.default is REQUIRED:
-                raise RecipeError(f"op '{self.name}' needs parameter '{name}' "
-                                  f"({_type_name(p.type)})")
-            else:
-                out[name] = p.default
-        return out
+        return check_params(f"op '{self.name}'", self.params, raw)
 
     def check_inputs(self, n: int) -> None:
         if self.inputs == "many":
@@ -175,7 +186,7 @@ def get_op(name: str) -> OpSpec:
 
 def register_op(name: str, *, params: Optional[Dict[str, Any]] = None, inputs=1,
                 shape: Optional[Callable] = None, macs: Optional[Callable] = None,
-                replace: bool = False):
+                kind: str = "", monotonic: bool = False, replace: bool = False):
     """Register a new op; decorate the function that builds its module.
 
     ``params`` maps each parameter to a type (required) or a default value
@@ -184,7 +195,10 @@ def register_op(name: str, *, params: Optional[Dict[str, Any]] = None, inputs=1,
     ``forward`` takes the op's inputs. ``shape(in_shapes, **params)`` gives the
     output shape (default: the shape of the first input) and
     ``macs(in_shapes, out_shape, **params)`` the multiply-accumulates per image
-    (default: counted by ``torch.utils.flop_counter`` on the meta device)::
+    (default: counted by ``torch.utils.flop_counter`` on the meta device).
+    ``kind`` tells passes what the op is ("activation", "norm", "conv", "pool");
+    ``monotonic=True`` declares an element-wise non-decreasing function, which
+    lets ``swap_pool_activation`` move a max-pool before it::
 
         @netgraph.register_op("swish", params={"beta": 1.0})
         def swish(in_shapes, beta):
@@ -193,7 +207,8 @@ def register_op(name: str, *, params: Optional[Dict[str, Any]] = None, inputs=1,
     def decorator(builder):
         _add(OpSpec(name=name, params={k: _as_param(v) for k, v in (params or {}).items()},
                     inputs=inputs, shape=shape or _same_shape, module=builder, macs=macs,
-                    doc=(builder.__doc__ or "").strip()), replace=replace)
+                    kind=kind, monotonic=monotonic, doc=(builder.__doc__ or "").strip()),
+             replace=replace)
         return builder
     return decorator
 
@@ -206,10 +221,11 @@ def _add(spec: OpSpec, replace: bool = False) -> None:
     OPS[spec.name] = spec
 
 
-def _builtin(name, *, params=None, inputs=1, shape=None, module=None, emit=None, macs=None, doc=""):
+def _builtin(name, *, params=None, inputs=1, shape=None, module=None, emit=None, macs=None,
+             kind="", monotonic=False, doc=""):
     _add(OpSpec(name=name, params={k: _as_param(v) for k, v in (params or {}).items()},
                 inputs=inputs, shape=shape or _same_shape, module=module, emit=emit,
-                macs=macs, doc=doc, builtin=True))
+                macs=macs, kind=kind, monotonic=monotonic, doc=doc, builtin=True))
 
 
 # --- shape helpers -----------------------------------------------------------
@@ -271,15 +287,12 @@ _builtin("conv2d",
                  "stride": Param(int, 1, positive=True),
                  "padding": Param(int, None, nonnegative=True, optional=True),
                  "bias": True, "groups": Param(int, 1, positive=True), "trainable": True},
-         shape=_conv_shape, module=_conv_module,
+         shape=_conv_shape, module=_conv_module, kind="conv",
          macs=lambda s, o, kernel, groups, **_: _numel(o) * (s[0][0] // groups) * kernel * kernel,
          doc="2-d convolution; padding defaults to kernel // 2 ('same' for odd kernels).")
 
 
-def _bn_module(in_shapes, eps, momentum, weight_init, bias_init, weight_trainable, bias_trainable):
-    n = in_shapes[0][0]
-    m = nn.BatchNorm2d(n, eps=eps, momentum=momentum) if len(in_shapes[0]) == 3 \
-        else nn.BatchNorm1d(n, eps=eps, momentum=momentum)
+def _init_bn(m, weight_init, bias_init, weight_trainable, bias_trainable):
     if m.weight.device.type != "meta":
         with torch.no_grad():
             m.weight.fill_(weight_init)
@@ -289,6 +302,13 @@ def _bn_module(in_shapes, eps, momentum, weight_init, bias_init, weight_trainabl
     return m
 
 
+def _bn_module(in_shapes, eps, momentum, **init):
+    n = in_shapes[0][0]
+    m = nn.BatchNorm2d(n, eps=eps, momentum=momentum) if len(in_shapes[0]) == 3 \
+        else nn.BatchNorm1d(n, eps=eps, momentum=momentum)
+    return _init_bn(m, **init)
+
+
 def _bn_shape(in_shapes, **_):
     if len(in_shapes[0]) not in (1, 3):
         raise RecipeError(f"batch_norm needs a (channels, height, width) or (features,) input, "
@@ -296,20 +316,71 @@ def _bn_shape(in_shapes, **_):
     return tuple(in_shapes[0])
 
 
-_builtin("batch_norm",
-         params={"eps": Param(float, 1e-5, positive=True), "momentum": Param(float, 0.1, nonnegative=True),
-                 "weight_init": 1.0, "bias_init": 0.0,
-                 "weight_trainable": True, "bias_trainable": True},
-         shape=_bn_shape, module=_bn_module,
+_BN_PARAMS = {"eps": Param(float, 1e-5, positive=True), "momentum": Param(float, 0.1, nonnegative=True),
+              "weight_init": 1.0, "bias_init": 0.0, "weight_trainable": True, "bias_trainable": True}
+
+_builtin("batch_norm", params=_BN_PARAMS, shape=_bn_shape, module=_bn_module, kind="norm",
          # One multiply-add per element once the statistics are folded in.
          macs=lambda s, o, **_: _numel(o),
          doc="Batch norm over channels; set weight_trainable: false to freeze the scale.")
 
-_builtin("relu", module=lambda s: nn.ReLU(inplace=False), doc="max(x, 0).")
-_builtin("celu", params={"alpha": Param(float, 1.0, positive=True)},
-         module=lambda s, alpha: nn.CELU(alpha), doc="Continuously differentiable ELU.")
+
+class GhostBatchNorm(nn.BatchNorm2d):
+    """Batch norm computed separately on ``splits`` sub-batches in training.
+
+    Running statistics are kept per split (``splits x channels``) and averaged
+    over the splits for evaluation. With ``splits=1`` this is plain batch norm.
+    """
+
+    def __init__(self, num_features: int, splits: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.splits = splits
+        self.register_buffer("running_mean", torch.zeros(num_features * splits))
+        self.register_buffer("running_var", torch.ones(num_features * splits))
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        s = self.splits
+        if self.training:
+            if n % s:
+                raise ValueError(f"ghost batch norm with {s} splits got a batch of {n} images, "
+                                 f"which {s} does not divide; use a batch size divisible by {s}")
+            # Row r of the view holds images r*s .. r*s+s-1 side by side, so channel j*c + k is
+            # channel k of split j: one batch-norm call normalises every split on its own.
+            y = F.batch_norm(x.reshape(n // s, c * s, h, w), self.running_mean, self.running_var,
+                             self.weight.repeat(s), self.bias.repeat(s), True, self.momentum, self.eps)
+            return y.reshape(n, c, h, w)
+        return F.batch_norm(x, self.running_mean.view(s, c).mean(0), self.running_var.view(s, c).mean(0),
+                            self.weight, self.bias, False, 0.0, self.eps)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", splits={self.splits}"
+
+
+def _ghost_bn_shape(in_shapes, **_):
+    if len(in_shapes[0]) != 3:
+        raise RecipeError(f"ghost_batch_norm needs a (channels, height, width) input, got "
+                          f"{tuple(in_shapes[0])}")
+    return tuple(in_shapes[0])
+
+
+_builtin("ghost_batch_norm", params={**_BN_PARAMS, "splits": Param(int, positive=True)},
+         shape=_ghost_bn_shape, kind="norm",
+         module=lambda s, splits, eps, momentum, **init: _init_bn(
+             GhostBatchNorm(s[0][0], splits, eps=eps, momentum=momentum), **init),
+         macs=lambda s, o, **_: _numel(o),
+         doc="Batch norm over `splits` sub-batches in training; running statistics averaged "
+             "over the splits for evaluation.")
+
+_builtin("relu", module=lambda s: nn.ReLU(inplace=False), kind="activation", monotonic=True,
+         doc="max(x, 0).")
+_builtin("celu", params={"alpha": Param(float, 1.0, positive=True)}, kind="activation",
+         monotonic=True, module=lambda s, alpha: nn.CELU(alpha),
+         doc="Continuously differentiable ELU.")
+# GELU dips below zero for negative inputs (minimum -0.17 near x = -0.75): not monotonic.
 _builtin("gelu", params={"approximate": Param(str, "none", choices=("none", "tanh"))},
-         module=lambda s, approximate: nn.GELU(approximate=approximate), doc="Gaussian error linear unit.")
+         kind="activation", module=lambda s, approximate: nn.GELU(approximate=approximate),
+         doc="Gaussian error linear unit.")
 
 
 def _pool(kind):
@@ -327,14 +398,14 @@ def _pool(kind):
              params={"size": Param(int, positive=True),
                      "stride": Param(int, None, positive=True, optional=True),
                      "padding": Param(int, 0, nonnegative=True)},
-             shape=shape, module=module,
+             shape=shape, module=module, kind="pool",
              doc=f"{kind.capitalize()} pooling over size x size windows; stride defaults to size.")
 
     def global_shape(in_shapes):
         c, _, _ = _need_map(in_shapes[0], f"global_{kind}_pool")
         return (c, 1, 1)
 
-    _builtin(f"global_{kind}_pool", shape=global_shape,
+    _builtin(f"global_{kind}_pool", shape=global_shape, kind="pool",
              module=lambda s: (nn.AdaptiveMaxPool2d if kind == "max" else nn.AdaptiveAvgPool2d)(1),
              doc=f"{kind.capitalize()} over the whole map: (C, H, W) -> (C, 1, 1).")
 
@@ -410,4 +481,4 @@ def _linear_module(in_shapes, out, bias, trainable):
 _builtin("linear", params={"out": Param(int, positive=True), "bias": True, "trainable": True},
          shape=_linear_shape, module=_linear_module,
          macs=lambda s, o, out, **_: s[0][0] * out, doc="Fully connected layer.")
-_builtin("identity", emit=lambda g, inputs, name: inputs[0], doc="Passes its input through.")
+_builtin("identity", emit=lambda g, inputs, name: inputs[0], monotonic=True, doc="Passes its input through.")
