@@ -1,13 +1,15 @@
 """netgraph: networks as recipes of named nodes, compiled into torch modules.
 
 The stages, one module each: ``recipe`` (YAML -> Recipe), ``graph`` (Recipe ->
-networkx graph), ``ops`` (what each node type means), ``executor`` (graph ->
-torch module), ``summary`` and ``render`` (read a graph). ``cli`` wires them up.
+networkx graph), ``ops`` (what each node type means), ``passes`` (graph ->
+graph rewrites), ``executor`` (graph -> torch module), ``summary`` and
+``render`` (read a graph). ``cli`` wires them up.
 """
 from .errors import RecipeError
 from .executor import compile_graph, half_precision
 from .graph import build_graph, to_nested
 from .ops import REQUIRED, Param, register_op
+from .passes import PassContext, apply_pass, apply_transforms, register_pass
 from .recipe import Recipe, load_recipe, recipe_from_dict
 from .summary import summarize
 
@@ -15,11 +17,12 @@ __version__ = "0.1.0"
 
 __all__ = ["RecipeError", "Recipe", "load_recipe", "recipe_from_dict", "build_graph",
            "to_nested", "compile_graph", "half_precision", "register_op", "Param", "REQUIRED",
-           "summarize", "build", "__version__"]
+           "summarize", "build", "PassContext", "apply_pass", "apply_transforms", "register_pass",
+           "__version__"]
 
 
-def build(path, overrides=()):
-    """Recipe file -> (recipe, graph, module): the whole pipeline in one call."""
+def build(path, overrides=(), context=None):
+    """Recipe file -> (recipe, graph after its transforms, module): the whole pipeline."""
     recipe = load_recipe(path, overrides)
-    graph = build_graph(recipe)
+    graph, _ = apply_transforms(build_graph(recipe), recipe, context)
     return recipe, graph, compile_graph(graph)

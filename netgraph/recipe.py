@@ -263,6 +263,7 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
         raise RecipeError(f"base recipe '{base_ref}' not found (looked for {parent})",
                           file=file, line=line, hint="base: is relative to the file that names it")
     base_data, base_positions = _load_chain(parent, stack + (path,))
+    base_data.pop("name", None)  # a name names one recipe; a child is named by its own file
     merged = deep_merge(base_data, data, file, positions)
     return merged, {**base_positions, **_rebase_positions(positions, base_data)}
 
