@@ -14,13 +14,24 @@ from typing import List, Optional
 from . import __version__
 from .errors import RecipeError
 from .graph import build_graph
+from .passes import PASSES, PassContext, apply_transforms
 from .recipe import load_recipe
 
 
-def _graph(args):
+def _graph(args, stage=None):
+    """The recipe's graph after its transforms (the first ``stage`` of them if given)."""
     for plugin in args.imports:
         import_plugin(plugin)
-    return build_graph(load_recipe(args.recipe, args.set))
+    recipe = load_recipe(args.recipe, args.set)
+    graph, reports = apply_transforms(build_graph(recipe), recipe, context_for(recipe), stop=stage)
+    return graph, reports
+
+
+def context_for(recipe) -> PassContext:
+    """What the passes get when only drawing or summarising: no training images (a whitening
+    stem is drawn, its filters are left to `netgraph train`), the batch size if the recipe sets one."""
+    batch = recipe.train.get("batch_size")
+    return PassContext(batch_size=batch if isinstance(batch, int) else None)
 
 
 def import_plugin(name: str) -> None:
@@ -45,13 +56,26 @@ def import_plugin(name: str) -> None:
 
 def cmd_summary(args) -> None:
     from .summary import format_summary, summarize
-    s = summarize(_graph(args))
-    print(json.dumps(s, indent=2) if args.json else format_summary(s))
+    graph, reports = _graph(args)
+    s = summarize(graph)
+    if args.json:
+        s["transforms"] = [{"index": r.index, "name": r.name, "exact": r.exact, "matches": r.matches,
+                            "added": r.added, "removed": r.removed, "changed": r.changed,
+                            "rewired": r.rewired} for r in reports]
+        print(json.dumps(s, indent=2))
+        return
+    if reports:
+        print("transforms applied:\n" + "\n".join("  " + r.line() for r in reports) + "\n")
+    print(format_summary(s))
 
 
 def cmd_render(args) -> None:
     from .render import render
-    written, note = render(_graph(args), args.output, direction=args.direction, depth=args.depth)
+    if args.diff and args.depth is not None:
+        raise RecipeError("--diff and --depth cannot be combined", hint="drop one of them")
+    graph, reports = _graph(args, stage=args.stage)
+    written, note = render(graph, args.output, direction=args.direction, depth=args.depth,
+                           reports=reports if args.diff else None)
     if note:
         print(f"netgraph: {note}", file=sys.stderr)
     else:
@@ -86,8 +110,32 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--depth", type=int, default=None, metavar="N",
                    help="draw dicts nested deeper than N levels as one node each (e.g. 2 shows "
                         "layer1/residual as a single box); default: every node")
+    r.add_argument("--stage", type=int, default=None, metavar="N",
+                   help="draw the graph after the first N transforms (0: before any); "
+                        "default: after all of them")
+    r.add_argument("--diff", action="store_true",
+                   help="mark the nodes each transform added, removed, changed or rewired")
     r.set_defaults(run=cmd_render)
+
+    ps = sub.add_parser("passes", help="list the registered graph rewrite passes")
+    ps.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                    help="Python module or .py file to import first (your own passes)")
+    ps.set_defaults(run=cmd_passes)
     return p
+
+
+def cmd_passes(args) -> None:
+    import yaml
+    from .ops import REQUIRED
+    for plugin in args.imports:
+        import_plugin(plugin)
+    print("Every pass also takes strict: true, which turns 'found nothing to change' into an error.\n")
+    for name, spec in sorted(PASSES.items()):
+        params = ", ".join(k if p.default is REQUIRED else
+                           f"{k}: {yaml.safe_dump(p.default, default_flow_style=True).splitlines()[0]}"
+                           for k, p in spec.params.items())
+        kind = "exact" if spec.exact else "changes the function"
+        print(f"{name:22} {spec.summary} [{kind}]" + (f"\n{'':22} parameters: {params}" if params else ""))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -102,4 +150,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("netgraph: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `netgraph passes | head`: the reader has gone, that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

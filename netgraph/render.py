@@ -25,7 +25,7 @@ FORMATS = ("svg", "png", "pdf", "dot")
 OP_COLOURS = {
     "input": "#e0e0e0",
     "conv2d": "#9ecae1", "linear": "#6baed6",
-    "batch_norm": "#fdd49e", "ghost_batch_norm": "#fdbb84",
+    "batch_norm": "#fee08b", "ghost_batch_norm": "#d9c55f",
     "relu": "#a1d99b", "celu": "#74c476", "gelu": "#c7e9c0",
     "max_pool": "#fdae6b", "avg_pool": "#fdd0a2",
     "global_max_pool": "#f16913", "global_avg_pool": "#fd8d3c",
@@ -142,21 +142,52 @@ def _group_label(name: str, parts: List[str], ops: List[str], shape) -> str:
             f'<tr><td colspan="{n}">{text}</td></tr><tr>{bar}</tr></table>>')
 
 
+# How --diff marks what the transforms did, strongest first.
+CHANGE_COLOURS = {"added": "#1a9850", "changed": "#2166ac", "rewired": "#c51b7d", "removed": "#d73027"}
+
+
+def change_marks(reports) -> Tuple[Dict[str, List[Tuple[str, int]]], Dict[str, Dict[str, Any]]]:
+    """From pass reports: node -> [(kind, pass index)], and the data of removed nodes."""
+    marks: Dict[str, List[Tuple[str, int]]] = {}
+    removed: Dict[str, Dict[str, Any]] = {}
+    for r in reports:
+        for kind in ("added", "changed", "rewired", "removed"):
+            for node in getattr(r, kind):
+                marks.setdefault(node, []).append((kind, r.index))
+        removed.update(r.removed_nodes)
+    return marks, removed
+
+
 def to_dot(g: nx.DiGraph, direction: str = "TB", title: Optional[str] = None,
-           depth: Optional[int] = None):
+           depth: Optional[int] = None, reports=None):
     """The graph as a ``pydot.Dot``: clusters for dicts, coloured nodes, a legend.
 
-    With ``depth``, dicts nested deeper than that are drawn as one striped node.
+    With ``depth``, dicts nested deeper than that are drawn as one node. With
+    ``reports`` (from ``passes.apply_transforms``), nodes the passes added,
+    changed or rewired get a coloured outline and a note, and removed nodes are
+    drawn dashed where they were.
     """
-    import pydot  # imported here: only rendering needs it
+    import pydot  # noqa: F401  (imported here: only rendering needs it)
 
     if depth is not None:
+        if reports:
+            raise ValueError("depth and reports cannot be combined")
         return _to_dot(collapse(g, depth), direction, title)
-    return _to_dot(g, direction, title)
+    return _to_dot(g, direction, title, reports)
 
 
-def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str]):
+def _mark_note(marks: List[Tuple[str, int]]) -> str:
+    by_kind: Dict[str, List[str]] = {}
+    for kind, index in marks:
+        by_kind.setdefault(kind, []).append(str(index))
+    return "<br/>".join(f'<font point-size="9" color="{CHANGE_COLOURS[k]}">{k} by {", ".join(v)}</font>'
+                        for k, v in by_kind.items())
+
+
+def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str], reports=None):
     import pydot
+
+    marks, removed = change_marks(reports or [])
 
     dot = pydot.Dot(graph_type="digraph", rankdir=direction, compound="true", newrank="true",
                     fontname="Helvetica", nodesep="0.25", ranksep="0.3",
@@ -198,7 +229,23 @@ def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str]):
             label = _label(parts[-1], describe(op, data["params"]), data["shape"])
         if node not in needed:
             attrs["style"] = attrs.get("style", "rounded,filled") + ",dashed"
+        if node in marks:
+            label = label[:-1] + "<br/>" + _mark_note(marks[node]) + ">"
+            attrs.update(color=CHANGE_COLOURS[marks[node][0][0]], penwidth="2.5")
         holder(parts[:-1]).add_node(pydot.Node(_node_id(node), label=label, **attrs))
+    for node, data in removed.items():
+        if node in g:
+            continue
+        parts = tuple(node.split("/"))
+        label = _label(parts[-1], describe(data["op"], data["params"]), data["shape"])
+        label = label[:-1] + "<br/>" + _mark_note(marks[node]) + ">"
+        holder(parts[:-1]).add_node(pydot.Node(
+            _node_id(node), label=label, style="rounded,dashed", color=CHANGE_COLOURS["removed"],
+            fontcolor="#777777", penwidth="1.5"))
+        for source in data["inputs"]:
+            if source in g or source in removed:
+                dot.add_edge(pydot.Edge(_node_id(source), _node_id(node), style="dashed",
+                                        color=CHANGE_COLOURS["removed"]))
     for node in g:
         sources = inputs(g, node)
         for slot, source in enumerate(sources):
@@ -208,15 +255,23 @@ def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str]):
     dot.add_node(pydot.Node("output", label="output", shape="ellipse", style="filled",
                             fillcolor=OP_COLOURS["input"]))
     dot.add_edge(pydot.Edge(_node_id(output), "output"))
-    _legend(dot, used_ops)
+    _legend(dot, used_ops, reports)
     return dot
 
 
-def _legend(dot, used_ops: List[str]) -> None:
+def _legend(dot, used_ops: List[str], reports=None) -> None:
     import pydot
 
     rows = "".join(f'<tr><td bgcolor="{op_colour(op)}" width="14" height="10"></td>'
                    f'<td align="left">{html.escape(op)}</td></tr>' for op in used_ops)
+    if reports:
+        rows += '<tr><td colspan="2" align="left"><b>transforms</b></td></tr>'
+        rows += "".join(f'<tr><td align="right">{r.index}</td><td align="left">'
+                        f'{html.escape(r.name)}: {r.matches} match{"es" if r.matches != 1 else ""}'
+                        f'{" (exact)" if r.exact else ""}</td></tr>' for r in reports)
+        rows += "".join(f'<tr><td bgcolor="{c}" width="14" height="4"></td>'
+                        f'<td align="left"><font color="{c}">{k}</font></td></tr>'
+                        for k, c in CHANGE_COLOURS.items())
     table = (f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="2">'
              f'<tr><td colspan="2" align="left"><b>ops</b></td></tr>{rows}</table>>')
     legend = pydot.Cluster("legend", label="", style="rounded", color="#bbbbbb")
@@ -225,7 +280,7 @@ def _legend(dot, used_ops: List[str]) -> None:
 
 
 def render(g: nx.DiGraph, out: str, direction: str = "TB", title: Optional[str] = None,
-           depth: Optional[int] = None) -> Tuple[str, Optional[str]]:
+           depth: Optional[int] = None, reports=None) -> Tuple[str, Optional[str]]:
     """Write the picture to ``out`` (svg, png, pdf or dot, by extension).
 
     Returns (path written, note). Without Graphviz's ``dot`` program the ``.dot``
@@ -238,7 +293,7 @@ def render(g: nx.DiGraph, out: str, direction: str = "TB", title: Optional[str] 
     if fmt not in FORMATS:
         raise RecipeError(f"cannot render to '{out}': unknown extension",
                           hint="use one of " + ", ".join("." + f for f in FORMATS))
-    dot = to_dot(g, direction=direction, title=title, depth=depth)
+    dot = to_dot(g, direction=direction, title=title, depth=depth, reports=reports)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "dot":
         path.write_text(dot.to_string())

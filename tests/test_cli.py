@@ -104,3 +104,54 @@ def test_user_op_from_a_plugin_file(tmp_path):
     result = run("summary", str(recipe), "--import", str(broken))
     assert result.returncode == 2
     assert "importing plugin" in result.stderr and "RuntimeError: oops" in result.stderr
+
+
+PASSES_RECIPE = str(RECIPES / "resnet9_passes.yaml")
+
+
+def test_summary_reports_the_graph_after_all_transforms(capsys):
+    assert main(["summary", PASSES_RECIPE]) == 0
+    out = capsys.readouterr().out
+    assert "6. whiten_stem (changes the function): 1 match; nodes 1 added, 1 changed, 1 rewired" in out
+    assert "total: 6,570,880 trainable parameters (+2,969 frozen)" in out
+    assert main(["summary", PASSES_RECIPE, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["params"] == 6_570_880 and s["frozen_params"] == 2_969
+    assert [t["name"] for t in s["transforms"]][-1] == "whiten_stem"
+    assert s["transforms"][0]["exact"] is True
+
+
+def test_render_stage_and_diff(tmp_path, capsys):
+    dots = {}
+    for name, extra in {"stage0": ["--stage", "0"], "stage1": ["--stage", "1", "--diff"],
+                        "all": ["--diff"]}.items():
+        path = tmp_path / f"{name}.dot"
+        assert main(["render", PASSES_RECIPE, "-o", str(path), *extra]) == 0
+        dots[name] = path.read_text()
+    assert "n_prep__whiten" not in dots["stage0"] and "changed by" not in dots["stage0"]
+    assert "rewired by 1" in dots["stage1"] and "added by" not in dots["stage1"]
+    assert "1</td><td align=\"left\">swap_pool_activation: 3 matches (exact)" in dots["stage1"]
+    assert "n_prep__whiten" in dots["all"] and "added by 6" in dots["all"]
+    assert "changed by 4, 5" in dots["all"]  # ghost BN, then frozen scale
+    assert main(["render", PASSES_RECIPE, "-o", str(tmp_path / "x.svg"), "--stage", "9"]) == 2
+    assert "stage 9 does not exist: the recipe lists 6 transforms" in capsys.readouterr().err
+
+
+def test_render_diff_draws_removed_nodes(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("network:\n  a: {op: conv2d, out: 4}\n  i: {op: identity}\n  b: {op: relu}\n"
+                      "transforms: [remove_identity]\n")
+    path = tmp_path / "d.dot"
+    assert main(["render", str(recipe), "-o", str(path), "--diff"]) == 0
+    dot = path.read_text()
+    assert "n_i [" in dot and "removed by 1" in dot and "style=dashed" in dot
+
+
+def test_passes_lists_every_pass(capsys):
+    from netgraph.passes import PASSES
+    assert main(["passes"]) == 0
+    out = capsys.readouterr().out
+    for name in PASSES:
+        assert f"\n{name} " in out
+    assert "parameters: splits: 16, where: '*'" in out
+    assert "swap_pool_activation   Move each max-pool before the activation" in out
