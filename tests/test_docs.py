@@ -2,8 +2,6 @@
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -12,10 +10,15 @@ from conftest import ROOT
 from netgraph import build_graph, recipe_from_dict
 
 README = (ROOT / "README.md").read_text()
+DOCS = {"README.md": README, "docs/passes.md": (ROOT / "docs" / "passes.md").read_text()}
 
 
-def blocks(language):
-    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+def blocks(language, text=README):
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
+def all_blocks(language):
+    return [(name, b) for name, text in DOCS.items() for b in blocks(language, text)]
 
 
 def test_ci_runs_the_readme_test_command_verbatim():
@@ -25,30 +28,41 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert test_command in ci
 
 
-@pytest.mark.parametrize("index", range(len(blocks("python"))))
-def test_python_examples_run(index, monkeypatch):
+@pytest.mark.parametrize("doc, code", all_blocks("python"))
+def test_python_examples_run(doc, code, monkeypatch):
     from netgraph.ops import OPS
-    before = set(OPS)
+    from netgraph.passes import PASSES
+    before = set(OPS), set(PASSES)
     monkeypatch.chdir(ROOT)
     try:
-        exec(compile(blocks("python")[index], f"README.md python block {index + 1}", "exec"), {})
+        exec(compile(code, f"{doc} python block", "exec"), {})
     finally:
-        for name in set(OPS) - before:
+        for name in set(OPS) - before[0]:
             del OPS[name]
+        for name in set(PASSES) - before[1]:
+            del PASSES[name]
 
 
-@pytest.mark.parametrize("index", [i for i, b in enumerate(blocks("yaml")) if "base:" not in b])
-def test_yaml_examples_build(index):
-    build_graph(recipe_from_dict(yaml.safe_load(blocks("yaml")[index])))
+@pytest.mark.parametrize("doc, text", [b for b in all_blocks("yaml") if "network:" in b[1]])
+def test_yaml_examples_build(doc, text):
+    build_graph(recipe_from_dict(yaml.safe_load(text)))
 
 
-def test_netgraph_commands_run(tmp_path):
-    """Every `netgraph ...` line of the README, run in a copy of the recipes."""
+@pytest.mark.parametrize("doc, text", [b for b in all_blocks("yaml") if "base: resnet9.yaml" in b[1]])
+def test_yaml_examples_on_resnet9_load(doc, text, tmp_path):
+    from netgraph.cli import main
     shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
-    lines = [line for b in blocks("bash") for part in b.splitlines()
+    (tmp_path / "recipes" / "example.yaml").write_text(text)
+    assert main(["summary", str(tmp_path / "recipes" / "example.yaml")]) == 0
+
+
+def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
+    """Every `netgraph ...` line of the docs, run in a copy of the recipes."""
+    from netgraph.cli import main
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    lines = [line.split("#")[0] for _, b in all_blocks("bash") for part in b.splitlines()
              for line in part.split(" && ") if line.strip().startswith("netgraph ")]
-    assert len(lines) >= 4
+    assert len(lines) >= 9
     for line in lines:
-        result = subprocess.run([sys.executable, "-m", "netgraph", *shlex.split(line)[1:]],
-                                cwd=tmp_path, capture_output=True, text=True)
-        assert result.returncode == 0, (line, result.stderr)
+        assert main(shlex.split(line)[1:]) == 0, (line, capsys.readouterr().err)
