@@ -1,0 +1,238 @@
+"""Batch-group augmentation on the data's own device: the seed's method, vectorised.
+
+Per epoch and per augmentation, the data set is shuffled and split into k equal
+contiguous groups (sizes differ by at most one), and every image in a group gets
+the group's choice: a crop offset, flip or not, a cutout place. k is the number of
+possible choices (81 crops of 32 from 40, 2 flips, 625 cutouts of 8 x 8), but an
+augmentation with more than `max_groups` (200) choices uses 200 of them, drawn
+at random for the epoch. The seed introduced groups so a GPU runs a handful of
+kernels per epoch instead of a few per image; close to an independent choice per
+image, but with equal group sizes.
+
+Here the choices for an epoch are a few tensors of one integer per image (drawn
+with a handful of randperm/arange calls), and each batch is made by vectorised
+indexing: the crop is one gather from the padded data set, the flip a
+torch.where, the cutout a mask from broadcast comparisons. Only the padded data
+set and one batch are ever in memory (no augmented copy of the data set), and
+there is no Python loop over images or groups.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, List, Protocol, Sequence, Tuple
+
+import torch
+
+from .errors import RecipeError
+
+Shape = Tuple[int, int, int]  # (channels, height, width) of one image
+
+
+class Augmentation(Protocol):
+    """What the loader needs of an augmentation; Crop, Flip and Cutout are the three."""
+
+    def check(self, shape: Shape) -> None:
+        """Raise a RecipeError if it cannot apply to images of this shape."""
+
+    def num_choices(self, shape: Shape) -> int:
+        """How many different ways it can transform an image of this shape."""
+
+    def output_shape(self, shape: Shape) -> Shape:
+        """The shape of an image after it."""
+
+    def apply(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """Batch x (B x C x H x W) with image b transformed by choice[b]."""
+
+
+def _top_left(choice: torch.Tensor, shape: Shape, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Choice number -> (top, left) of a size x size square inside the image; the
+    (H - size + 1) x (W - size + 1) places are numbered row by row."""
+    across = shape[2] - size + 1
+    return choice // across, choice % across
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A size x size window of the (padded) image, at one of every possible offset:
+    (40 - 32 + 1)^2 = 81 offsets for 32 from an image padded by 4."""
+    size: int
+
+    def check(self, shape: Shape) -> None:
+        if not 0 < self.size <= min(shape[1:]):
+            raise RecipeError(f"crop size {self.size} does not fit in images of {shape[1]} x {shape[2]}",
+                              hint="pad the images more or crop less")
+
+    def num_choices(self, shape: Shape) -> int:
+        return (shape[1] - self.size + 1) * (shape[2] - self.size + 1)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return (shape[0], self.size, self.size)
+
+    def gather(self, images: torch.Tensor, index: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """The windows of images[index] at their choices, in one gather straight from the
+        (contiguous) data set, without copying whole padded images first.
+
+        Pixel (channel, row, col) of a window starting at (top, left) of image i lies at
+        i*C*H*W + channel*H*W + (top + row)*W + (left + col) of the flat data: a start per
+        image plus one C x S x S block of offsets shared by all: about twice as fast on
+        a CPU (3 ms against 6 ms for a batch of 512) as indexing with four broadcast
+        index tensors."""
+        _, channels, height, width = images.shape
+        top, left = _top_left(choice, (channels, height, width), self.size)
+        start = index * (channels * height * width) + top * width + left           # B
+        channel = torch.arange(channels, device=images.device).view(-1, 1, 1)
+        row = torch.arange(self.size, device=images.device).view(1, -1, 1)
+        col = torch.arange(self.size, device=images.device).view(1, 1, -1)
+        offsets = channel * (height * width) + row * width + col                  # C x S x S
+        return images.view(-1)[start.view(-1, 1, 1, 1) + offsets]                  # B x C x S x S
+
+    def apply(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        return self.gather(x.contiguous(), torch.arange(x.shape[0], device=x.device), choice)
+
+
+@dataclass(frozen=True)
+class Flip:
+    """Mirror left to right (choice 1) or not (choice 0)."""
+
+    def check(self, shape: Shape) -> None:
+        pass
+
+    def num_choices(self, shape: Shape) -> int:
+        return 2
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+    def apply(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        return torch.where(choice.view(-1, 1, 1, 1) == 1, x.flip(-1), x)
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """Set a size x size square, fully inside the image, to zero (the mean, once the
+    images are normalised): (32 - 8 + 1)^2 = 625 places for 8 x 8, 784 for 5 x 5."""
+    size: int
+
+    def check(self, shape: Shape) -> None:
+        if not 0 < self.size <= min(shape[1:]):
+            raise RecipeError(f"cutout size {self.size} does not fit in images of {shape[1]} x {shape[2]}",
+                              hint="use a smaller cutout")
+
+    def num_choices(self, shape: Shape) -> int:
+        return (shape[1] - self.size + 1) * (shape[2] - self.size + 1)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+    def apply(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[2:]
+        top, left = _top_left(choice, tuple(x.shape[1:]), self.size)
+        rows = torch.arange(height, device=x.device).view(1, -1)
+        cols = torch.arange(width, device=x.device).view(1, -1)
+        in_rows = (rows >= top.view(-1, 1)) & (rows < top.view(-1, 1) + self.size)   # B x H
+        in_cols = (cols >= left.view(-1, 1)) & (cols < left.view(-1, 1) + self.size)  # B x W
+        square = in_rows.view(-1, 1, height, 1) & in_cols.view(-1, 1, 1, width)       # B x 1 x H x W
+        return x.masked_fill(square, 0)
+
+
+def check_augmentations(augmentations: Sequence[Augmentation], shape: Shape) -> Shape:
+    """Check each augmentation fits the images it will see; return the output image shape."""
+    for augmentation in augmentations:
+        augmentation.check(shape)
+        shape = augmentation.output_shape(shape)
+    return shape
+
+
+def draw_choices(n: int, augmentations: Sequence[Augmentation], shape: Shape,
+                 generator: torch.Generator, max_groups: int = 200) -> List[torch.Tensor]:
+    """One epoch's choices: for each augmentation, an int64 tensor of one choice per image
+    (choices[a][i] is image i's choice for augmentations[a]).
+
+    Per augmentation: k = min(choices, max_groups, n) distinct choices drawn at random;
+    a random permutation of the images split into k contiguous groups whose sizes differ
+    by at most one (position j of the permutation is in group j * k // n); group g gets
+    choice g. `shape` is one image's shape as the first augmentation sees it."""
+    device = generator.device
+    choices = []
+    for augmentation in augmentations:
+        available = augmentation.num_choices(shape)
+        groups = min(available, max_groups, n)
+        picked = torch.randperm(available, generator=generator, device=device)[:groups]
+        order = torch.randperm(n, generator=generator, device=device)
+        group_of_position = torch.arange(n, device=device) * groups // n
+        choice = torch.empty(n, dtype=torch.int64, device=device)
+        choice[order] = picked[group_of_position]
+        choices.append(choice)
+        shape = augmentation.output_shape(shape)
+    return choices
+
+
+class BatchGroupLoader:
+    """(images, labels) batches for one epoch per iteration, augmented by batch groups.
+
+    images_padded: N x C x H x W, already normalised and padded (see data.preprocess), on
+    the device the batches should be on; contiguous, or it is copied once here. Each iteration draws new choices and a new batch
+    order from a torch.Generator on that device, seeded with `seed`, so two loaders with
+    the same seed yield the same epochs. len() is the number of batches per epoch: 97 for
+    50,000 images at 512 with drop_last."""
+
+    def __init__(self, images_padded: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 augmentations: Sequence[Augmentation] = (), seed: int = 0, max_groups: int = 200,
+                 drop_last: bool = True, shuffle: bool = True):
+        if images_padded.dim() != 4:
+            raise ValueError(f"images must be N x C x H x W, got shape {tuple(images_padded.shape)}")
+        if labels.shape != images_padded.shape[:1] or labels.device != images_padded.device:
+            raise ValueError(f"need one label per image on the images' device, got labels "
+                             f"{tuple(labels.shape)} on {labels.device} for images "
+                             f"{tuple(images_padded.shape)} on {images_padded.device}")
+        if batch_size < 1:
+            raise RecipeError(f"batch size must be at least 1, got {batch_size}")
+        if max_groups < 1:
+            raise RecipeError(f"max_groups must be at least 1, got {max_groups}")
+        self.images = images_padded.contiguous()  # the crop gathers from its flat view; no copy if already
+        self.labels = labels
+        self.batch_size = batch_size
+        self.augmentations = list(augmentations)
+        self.output_shape = check_augmentations(self.augmentations, tuple(images_padded.shape[1:]))
+        self.max_groups = max_groups
+        self.drop_last = drop_last
+        self.shuffle = shuffle
+        self.generator = torch.Generator(device=images_padded.device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = self.images.shape[0]
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        n, device = self.images.shape[0], self.images.device
+        choices = draw_choices(n, self.augmentations, tuple(self.images.shape[1:]),
+                               self.generator, self.max_groups)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator, device=device)
+        else:
+            order = torch.arange(n, device=device)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start:start + self.batch_size]
+            yield self._batch(index, choices), self.labels[index]
+
+    def _batch(self, index: torch.Tensor, choices: List[torch.Tensor]) -> torch.Tensor:
+        augmentations = self.augmentations
+        if augmentations and isinstance(augmentations[0], Crop):
+            # Select and crop in one gather, never copying the batch's whole padded images.
+            x = augmentations[0].gather(self.images, index, choices[0][index])
+            augmentations, choices = augmentations[1:], choices[1:]
+        else:
+            x = self.images[index]
+        for augmentation, choice in zip(augmentations, choices):
+            x = augmentation.apply(x, choice[index])
+        return x
+
+
+def eval_batches(images: torch.Tensor, labels: torch.Tensor,
+                 batch_size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """Every image once, in order, no augmentation, the last batch possibly smaller;
+    slices of the data, so nothing is copied."""
+    if batch_size < 1:
+        raise RecipeError(f"batch size must be at least 1, got {batch_size}")
+    for start in range(0, images.shape[0], batch_size):
+        yield images[start:start + batch_size], labels[start:start + batch_size]

@@ -1,0 +1,527 @@
+"""Data sets as whole tensors: CIFAR-10/100 readers, download, synthetic data, preprocessing.
+
+A data set is small enough to live whole on the GPU (CIFAR-10: 60,000 x 3 x 32 x
+32 bytes = 184 MB as uint8), so it is read once into uint8 tensors, moved to
+the device, normalised and padded there once (``preprocess``), and batched by
+``netgraph.augment`` with no DataLoader and no per-image Python work.
+
+This stage knows nothing of recipes: it takes plain arguments. Every mistake a
+user can make with data (a missing or truncated file, a folder in neither
+official layout, a failed download) is a ``RecipeError`` naming the file or
+folder and saying what to do.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.client
+import os
+import pickle
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import RecipeError, did_you_mean
+
+# Per-channel statistics of the CIFAR-10 training set in 0-255 units (R, G, B);
+# the seed normalises with these.
+CIFAR10_MEAN = (125.31, 122.95, 113.87)
+CIFAR10_STD = (62.99, 62.09, 66.70)
+
+CACHE_ENV = "NETGRAPH_CACHE"
+DEFAULT_CACHE = Path("~/.cache/netgraph")
+
+IMAGE_SHAPE = (3, 32, 32)
+PIXELS = 3 * 32 * 32  # 3,072 bytes per image: R, G, B planes of 32 x 32, row by row
+
+
+@dataclass
+class Dataset:
+    """Train and test images (uint8, N x C x H x W) with int64 labels."""
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: List[str]
+    name: str
+
+    def to(self, device) -> "Dataset":
+        """A copy with every tensor on `device` (the data set moves once, whole)."""
+        return dataclasses.replace(
+            self,
+            train_images=self.train_images.to(device), train_labels=self.train_labels.to(device),
+            test_images=self.test_images.to(device), test_labels=self.test_labels.to(device))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> Tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])
+
+
+# --- the official layouts ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Layout:
+    """One official folder layout of one data set, and the archive it comes in."""
+    dataset: str           # "cifar10" or "cifar100"
+    kind: str              # "binary" or "python"
+    folder: str            # the folder the archive extracts to
+    train_prefix: str      # numbered train files (data_batch_1, _2, ...) or one file
+    numbered: bool         # CIFAR-10 splits its training set into numbered batches
+    test_file: str
+    meta_file: str
+    label_offset: int      # binary: which byte of a record is the label we keep
+    label_bytes: int       # binary: label bytes before the pixels of each record
+    label_key: bytes       # python: the labels' key in each pickle
+    names_key: bytes       # python: the class names' key in the meta pickle
+    archive: str
+    md5: str
+    num_classes: int
+
+    @property
+    def record_bytes(self) -> int:
+        return self.label_bytes + PIXELS
+
+    def train_file(self, number: int) -> str:
+        suffix = ".bin" if self.kind == "binary" else ""
+        return f"{self.train_prefix}_{number}{suffix}" if self.numbered else self.train_prefix
+
+    @property
+    def url(self) -> str:
+        return "https://www.cs.toronto.edu/~kriz/" + self.archive
+
+
+# MD5s are the ones published on https://www.cs.toronto.edu/~kriz/cifar.html
+# (torchvision checks the same values).
+LAYOUTS = {
+    ("cifar10", "binary"): Layout(
+        dataset="cifar10", kind="binary", folder="cifar-10-batches-bin",
+        train_prefix="data_batch", numbered=True, test_file="test_batch.bin",
+        meta_file="batches.meta.txt", label_offset=0, label_bytes=1, label_key=b"", names_key=b"",
+        archive="cifar-10-binary.tar.gz", md5="c32a1d4ab5d03f1284b67883e8d87530", num_classes=10),
+    ("cifar10", "python"): Layout(
+        dataset="cifar10", kind="python", folder="cifar-10-batches-py",
+        train_prefix="data_batch", numbered=True, test_file="test_batch",
+        meta_file="batches.meta", label_offset=0, label_bytes=0,
+        label_key=b"labels", names_key=b"label_names",
+        archive="cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a", num_classes=10),
+    # CIFAR-100 binary records are: coarse label byte, fine label byte, pixels; we keep
+    # the fine label (100 classes), as the python layout's b"fine_labels" does.
+    ("cifar100", "binary"): Layout(
+        dataset="cifar100", kind="binary", folder="cifar-100-binary",
+        train_prefix="train.bin", numbered=False, test_file="test.bin",
+        meta_file="fine_label_names.txt", label_offset=1, label_bytes=2, label_key=b"", names_key=b"",
+        archive="cifar-100-binary.tar.gz", md5="03b5dce01913d631647c71ecec9e9cb8", num_classes=100),
+    ("cifar100", "python"): Layout(
+        dataset="cifar100", kind="python", folder="cifar-100-python",
+        train_prefix="train", numbered=False, test_file="test",
+        meta_file="meta", label_offset=0, label_bytes=0,
+        label_key=b"fine_labels", names_key=b"fine_label_names",
+        archive="cifar-100-python.tar.gz", md5="eb9058c3a382ffc7106e4002c42a8d85", num_classes=100),
+}
+DATASETS = ("cifar10", "cifar100")
+KINDS = ("binary", "python")
+
+
+def _check_name(name: str) -> str:
+    if name not in DATASETS:
+        close = did_you_mean(name, DATASETS)
+        raise RecipeError(f"unknown data set '{name}'",
+                          hint=close or "the data sets are " + ", ".join(DATASETS))
+    return name
+
+
+def _layouts(name: str) -> List[Layout]:
+    return [LAYOUTS[(name, kind)] for kind in KINDS]
+
+
+def _looks_like(folder: Path, layout: Layout) -> bool:
+    """A folder is in a layout if it has the layout's name or any of its files."""
+    if folder.name == layout.folder:
+        return True
+    return any((folder / f).exists() for f in (layout.train_file(1), layout.test_file, layout.meta_file))
+
+
+def find_layout(name: str, data_dir) -> Tuple[Layout, Path]:
+    """(layout, folder) for data set `name` in `data_dir`, the layout folder or its parent."""
+    _check_name(name)
+    data_dir = Path(data_dir).expanduser()
+    if not data_dir.is_dir():
+        raise RecipeError("no such folder" if not data_dir.exists() else "not a folder",
+                          file=data_dir, hint=f"pass the folder that holds {_layouts(name)[0].folder} "
+                                              f"or {_layouts(name)[1].folder}")
+    for layout in _layouts(name):
+        if (data_dir / layout.folder).is_dir():
+            return layout, data_dir / layout.folder
+    for layout in _layouts(name):
+        if _looks_like(data_dir, layout):
+            return layout, data_dir
+    # Say so when the folder holds the other data set: the likely mistake.
+    for other in DATASETS:
+        for layout in _layouts(other):
+            if other != name and ((data_dir / layout.folder).is_dir() or _looks_like(data_dir, layout)):
+                raise RecipeError(f"this folder holds {other} ({layout.folder}), not {name}",
+                                  file=data_dir, hint=f"ask for data set '{other}', or pass a folder with {name}")
+    folders = " or ".join(layout.folder for layout in _layouts(name))
+    raise RecipeError(f"holds no {name} data set: no folder {folders}, nor their files", file=data_dir,
+                      hint=f"pass the folder that contains {folders}, as extracted from the official "
+                           f"archive, or leave out the data folder to download it")
+
+
+# --- readers ------------------------------------------------------------------------------
+
+def _need_file(path: Path) -> Path:
+    if not path.is_file():
+        raise RecipeError("missing file", file=path,
+                          hint="the folder is incomplete: extract the official archive again, "
+                               "or delete the folder to download it again")
+    return path
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> None:
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        raise RecipeError(f"label {int(bad[0])} is out of range 0..{num_classes - 1} "
+                          f"({bad.size} such labels)", file=path,
+                          hint="the file is corrupt or belongs to another data set; "
+                               "extract the official archive again")
+
+
+def _read_binary(path: Path, layout: Layout) -> Tuple[np.ndarray, np.ndarray]:
+    """Records of label byte(s) + 3,072 pixel bytes -> (N x 3 x 32 x 32 uint8, N int64)."""
+    raw = np.fromfile(_need_file(path), dtype=np.uint8)
+    records, extra = divmod(raw.size, layout.record_bytes)
+    if extra or records == 0:
+        raise RecipeError(
+            f"holds {raw.size:,} bytes, not a whole number of {layout.record_bytes:,}-byte records "
+            f"({records:,} records and {extra:,} bytes left over)" if extra else "holds no records",
+            file=path, hint="the file is truncated or not a CIFAR binary file; extract the "
+                            "official archive again")
+    raw = raw.reshape(records, layout.record_bytes)
+    labels = raw[:, layout.label_offset].astype(np.int64)
+    _check_labels(labels, layout.num_classes, path)
+    return raw[:, layout.label_bytes:].reshape(records, *IMAGE_SHAPE), labels
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays only: a pickle can run any code it names,
+    and a data file has no business doing that."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+               ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("_codecs", "encode")}  # how Python 3 writes bytes at protocol 2
+
+    def __init__(self, file, path: Path):
+        super().__init__(file, encoding="bytes")  # Python 2 wrote the keys: they are bytes
+        self.path = path
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise RecipeError(f"refusing to load {module}.{name}: a CIFAR pickle holds only arrays "
+                              "and lists, and loading this could run code", file=self.path,
+                              hint="use the official archive")
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            module = "numpy._core." + module[len("numpy.core."):]  # numpy 2 moved it
+        return super().find_class(module, name)
+
+
+def _load_pickle(path: Path) -> dict:
+    try:
+        with open(_need_file(path), "rb") as f:
+            content = _ArrayUnpickler(f, path).load()
+    except RecipeError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            ImportError, IndexError, KeyError, MemoryError) as error:
+        raise RecipeError(f"cannot read this pickle ({type(error).__name__}: {error})", file=path,
+                          hint="the file is truncated or corrupt; extract the official archive again")
+    if not isinstance(content, dict):
+        raise RecipeError(f"holds a {type(content).__name__}, not the dict of a CIFAR pickle", file=path,
+                          hint="extract the official archive again")
+    # Python 2 wrote the keys as bytes; a copy re-saved by Python 3 has str keys.
+    return {key.encode() if isinstance(key, str) else key: value for key, value in content.items()}
+
+
+def _read_pickle(path: Path, layout: Layout) -> Tuple[np.ndarray, np.ndarray]:
+    """A CIFAR pickle {b'data': N x 3,072 uint8, labels: N ints} -> (images, labels)."""
+    content = _load_pickle(path)
+    for key in (b"data", layout.label_key):
+        if key not in content:
+            raise RecipeError(f"has no key {key!r} (keys: {sorted(content)})", file=path,
+                              hint=f"this is not a {layout.dataset} {layout.kind} file; "
+                                   "extract the official archive again")
+    data = content[b"data"]
+    labels = np.asarray(content[layout.label_key])
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+            and data.shape[1] == PIXELS):
+        shape = getattr(data, "shape", None)
+        raise RecipeError(f"b'data' is {type(data).__name__} {getattr(data, 'dtype', '')} of shape "
+                          f"{shape}, expected uint8 N x {PIXELS}", file=path,
+                          hint="extract the official archive again")
+    if labels.ndim != 1 or labels.shape[0] != data.shape[0] or not np.issubdtype(labels.dtype, np.integer):
+        raise RecipeError(f"has {labels.shape} labels of type {labels.dtype} for {data.shape[0]} images",
+                          file=path, hint="extract the official archive again")
+    labels = labels.astype(np.int64)
+    _check_labels(labels, layout.num_classes, path)
+    return data.reshape(-1, *IMAGE_SHAPE), labels
+
+
+def _read_classes(folder: Path, layout: Layout) -> List[str]:
+    path = _need_file(folder / layout.meta_file)
+    if layout.kind == "binary":
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    else:
+        content = _load_pickle(path)
+        if layout.names_key not in content:
+            raise RecipeError(f"has no key {layout.names_key!r}", file=path,
+                              hint="extract the official archive again")
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in content[layout.names_key]]
+    if len(names) != layout.num_classes:
+        raise RecipeError(f"lists {len(names)} class names, expected {layout.num_classes}", file=path,
+                          hint="extract the official archive again")
+    return names
+
+
+def _train_files(folder: Path, layout: Layout) -> List[Path]:
+    """data_batch_1, _2, ... as far as they go (the shared subset has four), at least one;
+    CIFAR-100 has one train file."""
+    if not layout.numbered:
+        return [_need_file(folder / layout.train_file(1))]
+    files = [_need_file(folder / layout.train_file(1))]
+    while (folder / layout.train_file(len(files) + 1)).is_file():
+        files.append(folder / layout.train_file(len(files) + 1))
+    # A gap (1, 2, 4) means a lost file, not a smaller data set.
+    for later in range(len(files) + 2, 10):
+        if (folder / layout.train_file(later)).is_file():
+            raise RecipeError("missing file", file=folder / layout.train_file(len(files) + 1),
+                              hint=f"{layout.train_file(later)} is there but this one is not; "
+                                   "extract the official archive again")
+    return files
+
+
+def read_cifar(name: str, data_dir) -> Dataset:
+    """Read CIFAR-10 or CIFAR-100 from `data_dir`: a folder in one of the official layouts
+    (cifar-10-batches-bin / -py, cifar-100-binary / -python) or the folder holding one.
+
+    Files may hold any number of records. Training files are data_batch_1, _2, ... as far
+    as they are numbered without a gap (the official set has five)."""
+    layout, folder = find_layout(name, data_dir)
+    read = _read_binary if layout.kind == "binary" else _read_pickle
+    classes = _read_classes(folder, layout)
+    train = [read(path, layout) for path in _train_files(folder, layout)]
+    test_images, test_labels = read(_need_file(folder / layout.test_file), layout)
+    return Dataset(
+        train_images=torch.from_numpy(np.concatenate([images for images, _ in train])),
+        train_labels=torch.from_numpy(np.concatenate([labels for _, labels in train])),
+        test_images=torch.from_numpy(np.array(test_images)),  # a writable, contiguous copy
+        test_labels=torch.from_numpy(test_labels),
+        classes=classes, name=name)
+
+
+# --- download -----------------------------------------------------------------------------
+
+def _progress(done: int, total: int, label: str, end: str = "") -> None:
+    # Only on a terminal: a log file or a test would fill with carriage returns.
+    if sys.stderr.isatty():
+        amount = f"{100 * done // total:3d}%" if total > 0 else f"{done / 1e6:.0f} MB"
+        sys.stderr.write(f"\rdownloading {label}: {amount}{end}")
+        sys.stderr.flush()
+
+
+def _fetch(url: str, target: Path, md5: str) -> None:
+    """Download url to a temporary file beside target, check its MD5, rename it to target."""
+    digest = hashlib.md5()
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while True:
+                chunk = response.read(1 << 20)  # 1 MiB at a time: 163 reads for CIFAR-10
+                if not chunk:
+                    break
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                _progress(done, total, target.name)
+        _progress(done, total, target.name, end="\n")
+        if digest.hexdigest() != md5.lower():
+            raise RecipeError(f"downloaded file has MD5 {digest.hexdigest()}, expected {md5} "
+                              "(the file was deleted)", file=url,
+                              hint="the download was corrupted or the URL serves another file; "
+                                   "try again, or download and extract it by hand and pass its folder")
+        os.replace(partial, target)  # atomic: a half-downloaded archive never has the real name
+    except RecipeError:
+        raise
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
+        if isinstance(error, urllib.error.HTTPError):
+            error.close()  # an HTTP error holds the open connection
+        raise RecipeError(f"download failed ({getattr(error, 'reason', error)})", file=url,
+                          hint="check the network, or download and extract the archive by hand "
+                               "and pass its folder as the data folder")
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _safe_members(archive: tarfile.TarFile, path: Path) -> List[tarfile.TarInfo]:
+    """Every member, after refusing absolute paths, '..' and anything but files and folders."""
+    members = archive.getmembers()
+    for member in members:
+        parts = Path(member.name).parts
+        if member.name.startswith(("/", "\\")) or Path(member.name).is_absolute() or ".." in parts:
+            raise RecipeError(f"refusing to extract '{member.name}': it points outside the folder",
+                              file=path, hint="this is not the official archive; check the URL")
+        if not (member.isfile() or member.isdir()):
+            raise RecipeError(f"refusing to extract '{member.name}': not a plain file or folder",
+                              file=path, hint="this is not the official archive; check the URL")
+    return members
+
+
+def _extract(archive_path: Path, layout: Layout, cache_dir: Path) -> Path:
+    """Extract into a temporary folder, then rename the layout folder into place, so a
+    half-extracted folder never looks complete."""
+    staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".extract-"))
+    try:
+        try:
+            with tarfile.open(archive_path, "r:*") as archive:
+                members = _safe_members(archive, archive_path)
+                if hasattr(tarfile, "data_filter"):  # Python 3.12, 3.11.4+: refuses links out, devices
+                    archive.extractall(staging, members=members, filter="data")
+                else:
+                    archive.extractall(staging, members=members)
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise RecipeError(f"cannot extract ({error})", file=archive_path,
+                              hint="the archive is damaged; download it again")
+        if not (staging / layout.folder).is_dir():
+            raise RecipeError(f"the archive has no folder {layout.folder}", file=archive_path,
+                              hint=f"this is not {layout.archive}; check the URL")
+        target = cache_dir / layout.folder
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging / layout.folder, target)
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def download_cifar(name: str, cache_dir, url: Optional[str] = None, md5: Optional[str] = None,
+                   layout: str = "binary") -> Path:
+    """Download the official archive of `name` into cache_dir, check its MD5, extract it, and
+    return the extracted layout folder (say ~/.cache/netgraph/cifar-10-batches-bin).
+
+    `url` may name a mirror (or a file:// URL); `md5` defaults to the official archive's."""
+    _check_name(name)
+    if layout not in KINDS:
+        raise RecipeError(f"unknown layout '{layout}'", hint="the layouts are " + ", ".join(KINDS))
+    spec = LAYOUTS[(name, layout)]
+    cache_dir = Path(cache_dir).expanduser()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    archive_path = cache_dir / spec.archive
+    _fetch(url or spec.url, archive_path, md5 or spec.md5)
+    try:
+        return _extract(archive_path, spec, cache_dir)
+    finally:
+        archive_path.unlink(missing_ok=True)  # 163 MB that the extracted folder repeats
+
+
+def default_cache_dir() -> Path:
+    """$NETGRAPH_CACHE, or ~/.cache/netgraph."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
+
+
+def load_cifar(name: str = "cifar10", data_dir=None, cache_dir=None, download: bool = True,
+               layout: str = "binary", url: Optional[str] = None, md5: Optional[str] = None) -> Dataset:
+    """CIFAR-10 or -100 from data_dir if given; otherwise from the cache folder
+    (cache_dir, $NETGRAPH_CACHE or ~/.cache/netgraph), downloading it there when absent."""
+    _check_name(name)
+    if data_dir is not None:
+        return read_cifar(name, data_dir)
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    for candidate in _layouts(name):
+        if (cache_dir / candidate.folder).is_dir():
+            return read_cifar(name, cache_dir / candidate.folder)
+    if not download:
+        raise RecipeError(f"{name} is not in the cache folder and downloading is off", file=cache_dir,
+                          hint="pass --data-dir with a folder holding the official layout, "
+                               "or allow the download")
+    return read_cifar(name, download_cifar(name, cache_dir, url=url, md5=md5, layout=layout))
+
+
+# --- synthetic data -----------------------------------------------------------------------
+
+def synthetic(n_train: int, n_test: int, shape: Sequence[int] = IMAGE_SHAPE, classes: int = 10,
+              seed: int = 0) -> Dataset:
+    """A generated uint8 data set with a learnable signal, the same for the same seed.
+
+    Each class has a template: a colour (each channel 112..144) plus a smooth pattern (a
+    random 4 x 4 grid of +-16 upsampled bilinearly, so crops and flips keep most of it);
+    each image is its class's template plus uniform noise of +-112, which hides the
+    template from the eye. Balanced classes. A two-conv network with the seed's
+    augmentation reaches about 90% test accuracy after one epoch of 5,000 images and 97%
+    after three (chance: 10%): enough to see training work, not a benchmark."""
+    channels, height, width = shape
+    generator = torch.Generator().manual_seed(seed)
+    colour = 112 + 32 * torch.rand(classes, channels, 1, 1, generator=generator)
+    grid = 32 * torch.rand(classes, channels, 4, 4, generator=generator) - 16
+    pattern = F.interpolate(grid, size=(height, width), mode="bilinear", align_corners=False)
+    templates = (colour + pattern).round().to(torch.int16)
+
+    def split(n):
+        # Balanced classes in a random order.
+        labels = (torch.arange(n) % classes)[torch.randperm(n, generator=generator)]
+        noise = torch.randint(-112, 113, (n, channels, height, width), generator=generator, dtype=torch.int16)
+        images = (templates[labels] + noise).clamp_(0, 255).to(torch.uint8)
+        return images, labels
+
+    train_images, train_labels = split(n_train)
+    test_images, test_labels = split(n_test)
+    return Dataset(train_images, train_labels, test_images, test_labels,
+                   classes=[f"class_{i}" for i in range(classes)], name="synthetic")
+
+
+# --- preprocessing ------------------------------------------------------------------------
+
+def channel_stats(images_uint8: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """(mean, std) per channel in 0-255 units, for data sets other than CIFAR-10."""
+    x = images_uint8.double()
+    return (tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).tolist()))
+
+
+def preprocess(images_uint8: torch.Tensor, mean: Sequence[float] = CIFAR10_MEAN,
+               std: Sequence[float] = CIFAR10_STD, pad: int = 0,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Normalise per channel ((x - mean) / std, both in 0-255 units) and reflect-pad by `pad`
+    pixels on every side, once, on the tensor's own device; returns `dtype`.
+
+    The arithmetic is float32 whatever `dtype` is; the result is cast before padding so the
+    padded copy (50,000 x 3 x 40 x 40: 960 MB in float32, 480 MB in float16) is made once."""
+    if images_uint8.dtype != torch.uint8 or images_uint8.dim() != 4:
+        raise ValueError(f"preprocess takes N x C x H x W uint8 images, got {images_uint8.dtype} "
+                         f"of shape {tuple(images_uint8.shape)}")
+    channels, height, width = images_uint8.shape[1:]
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"mean and std need {channels} values each, got {len(mean)} and {len(std)}")
+    if not 0 <= pad < min(height, width):
+        raise ValueError(f"reflect padding needs 0 <= pad < {min(height, width)}, got {pad}")
+    device = images_uint8.device
+    mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    x = ((images_uint8.float() - mean) / std).to(dtype)
+    if pad:
+        x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    return x
