@@ -52,18 +52,25 @@ def _top_left(choice: torch.Tensor, shape: Shape, size: int) -> Tuple[torch.Tens
 
 
 @dataclass(frozen=True)
-class Crop:
-    """A size x size window of the (padded) image, at one of every possible offset:
-    (40 - 32 + 1)^2 = 81 offsets for 32 from an image padded by 4."""
+class _Square:
+    """A size x size square placed anywhere inside the image: one choice per place."""
     size: int
 
     def check(self, shape: Shape) -> None:
         if not 0 < self.size <= min(shape[1:]):
-            raise RecipeError(f"crop size {self.size} does not fit in images of {shape[1]} x {shape[2]}",
-                              hint="pad the images more or crop less")
+            name = type(self).__name__.lower()
+            raise RecipeError(f"{name} size {self.size} does not fit in images of {shape[1]} x "
+                              f"{shape[2]}", hint=f"use a smaller {name}" +
+                              (" or pad the images more" if name == "crop" else ""))
 
     def num_choices(self, shape: Shape) -> int:
         return (shape[1] - self.size + 1) * (shape[2] - self.size + 1)
+
+
+@dataclass(frozen=True)
+class Crop(_Square):
+    """A size x size window of the (padded) image, at one of every possible offset:
+    (40 - 32 + 1)^2 = 81 offsets for 32 from an image padded by 4."""
 
     def output_shape(self, shape: Shape) -> Shape:
         return (shape[0], self.size, self.size)
@@ -108,18 +115,9 @@ class Flip:
 
 
 @dataclass(frozen=True)
-class Cutout:
+class Cutout(_Square):
     """Set a size x size square, fully inside the image, to zero (the mean, once the
     images are normalised): (32 - 8 + 1)^2 = 625 places for 8 x 8, 784 for 5 x 5."""
-    size: int
-
-    def check(self, shape: Shape) -> None:
-        if not 0 < self.size <= min(shape[1:]):
-            raise RecipeError(f"cutout size {self.size} does not fit in images of {shape[1]} x {shape[2]}",
-                              hint="use a smaller cutout")
-
-    def num_choices(self, shape: Shape) -> int:
-        return (shape[1] - self.size + 1) * (shape[2] - self.size + 1)
 
     def output_shape(self, shape: Shape) -> Shape:
         return shape

@@ -195,24 +195,12 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
         read_cifar("cifar10", tmp_path)
 
 
-def test_missing_files(tmp_path):
+@pytest.mark.parametrize("name", ["test_batch.bin", "data_batch_2.bin", "batches.meta.txt"])
+def test_missing_files(tmp_path, name):
+    """The test file, a gap in the numbered training files (1..3 written), the class names."""
     folder, _, _ = cifar10_binary(tmp_path)
-    (folder / "test_batch.bin").unlink()
-    with raises_naming(folder / "test_batch.bin", match="missing file"):
-        read_cifar("cifar10", tmp_path)
-
-
-def test_gap_in_numbered_training_files(tmp_path):
-    folder, _, _ = cifar10_binary(tmp_path)  # data_batch_1..3
-    (folder / "data_batch_2.bin").unlink()
-    with raises_naming(folder / "data_batch_2.bin", match="missing file"):
-        read_cifar("cifar10", tmp_path)
-
-
-def test_missing_meta(tmp_path):
-    folder, _, _ = cifar10_binary(tmp_path)
-    (folder / "batches.meta.txt").unlink()
-    with raises_naming(folder / "batches.meta.txt", match="missing file"):
+    (folder / name).unlink()
+    with raises_naming(folder / name, match="missing file"):
         read_cifar("cifar10", tmp_path)
 
 
