@@ -20,10 +20,13 @@ from .errors import RecipeError
 from .graph import INPUT, in_shapes, inputs, needed_nodes, node_error, topological_order
 
 
-def compile_graph(g: nx.DiGraph, class_name: str | None = None) -> fx.GraphModule:
+def compile_graph(g: nx.DiGraph, class_name: str | None = None,
+                  allow_pending: bool = False) -> fx.GraphModule:
     """Compile a shape-checked graph (``build_graph`` or a pass's output) into a module.
 
-    Only the nodes the output depends on are compiled.
+    Only the nodes the output depends on are compiled. A node a pass left pending
+    (whitening filters without training images) is an error unless
+    ``allow_pending``, for when saved weights are about to be loaded into it.
     """
     output = g.graph["output"]
     needed = needed_nodes(g)
@@ -37,7 +40,7 @@ def compile_graph(g: nx.DiGraph, class_name: str | None = None) -> fx.GraphModul
         if data["op"] == INPUT:
             values[node] = graph.placeholder("x")
             continue
-        if data.get("pending"):
+        if data.get("pending") and not allow_pending:
             raise node_error(g, node, RecipeError(f"cannot compile: {data['pending']}"))
         spec = ops.get_op(data["op"])
         args = [values[i] for i in inputs(g, node)]
@@ -52,6 +55,13 @@ def compile_graph(g: nx.DiGraph, class_name: str | None = None) -> fx.GraphModul
     graph.output(values[output])
     graph.lint()
     return fx.GraphModule(root, graph, class_name=_class_name(class_name or g.graph.get("name")))
+
+
+def parameter_options(g: nx.DiGraph) -> dict:
+    """Learning-rate and weight-decay multipliers passes recorded on nodes (``optim``),
+    keyed by the compiled module's parameter names: {"layer1.bn.bias": {"lr_scale": 64, ...}}."""
+    return {f"{node.replace('/', '.')}.{name}": options
+            for node, data in g.nodes(data=True) for name, options in (data.get("optim") or {}).items()}
 
 
 def _load_tensors(module: nn.Module, tensors) -> None:

@@ -171,11 +171,14 @@ def _same_kind(a: dict, b: dict) -> bool:
 def deep_merge(base: Any, over: Any, file: Optional[str] = None,
                positions: Optional[Dict[KeyPath, Location]] = None, path: KeyPath = ()) -> Any:
     """``over`` merged onto ``base``: mappings merge key by key, the child wins,
-    ``null`` deletes a key, lists replace, and ``key+: [...]`` appends to the
-    parent's list. A node whose ``op`` (or ``block``) changes is replaced whole.
+    ``null`` deletes a key, lists replace, ``key+: [...]`` appends to the
+    parent's list and ``key: {2: ...}`` merges into the parent list's item 2.
+    A node whose ``op`` (or ``block``) changes is replaced whole.
     """
     if not isinstance(over, dict):
         return _strip_nulls(copy.deepcopy(over))
+    if isinstance(base, list) and over and all(isinstance(k, int) for k in over):
+        return _merge_items(base, over, file, positions, path)
     if not isinstance(base, dict) or not _same_kind(base, over):
         base = {}
     out = copy.deepcopy(base)
@@ -196,6 +199,21 @@ def deep_merge(base: Any, over: Any, file: Optional[str] = None,
         else:
             out[key] = deep_merge(out.get(key), value, file, positions, path + (key,))
     return out
+
+
+def _merge_items(base: list, over: dict, file, positions, path) -> list:
+    """``{3: {...}}`` over a list merges into item 3 (counting from 0); ``null`` removes it."""
+    out = copy.deepcopy(base)
+    for index in over:
+        if not -len(base) <= index < len(base):
+            where = (positions or {}).get(path + (index,), (file, None))
+            raise RecipeError(f"item {index} does not exist: the parent's list has {len(base)} items "
+                              f"(0 to {len(base) - 1})", file=where[0], line=where[1])
+    for index, value in over.items():
+        if value is not None:
+            out[index] = deep_merge(out[index], value, file, positions, path + (index,))
+    removed = {i % len(base) for i, v in over.items() if v is None}
+    return [item for i, item in enumerate(out) if i not in removed]
 
 
 def _strip_nulls(value: Any) -> Any:

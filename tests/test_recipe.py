@@ -142,3 +142,23 @@ def test_parse_yaml_records_positions():
     assert data == {"a": {"b": 1, "c": ["x", "y"]}}
     assert positions[("a", "b")] == ("f.yaml", 2)
     assert positions[("a", "c", 1)] == ("f.yaml", 3)
+
+
+def test_child_merges_into_list_items_by_index(write):
+    write("parent.yaml", NET + "transforms: [a, {b: {x: 1, y: 2}}, c]\n"
+                               "data: {augment: [crop, flip, {cutout: 8}]}\n")
+    child = write("child.yaml", """
+        base: parent.yaml
+        transforms:
+          1: {b: {x: 5}}
+          2: null
+        data:
+          augment: {-1: {cutout: 5}}
+    """)
+    recipe = load_recipe(child)
+    assert recipe.transforms == ["a", {"b": {"x": 5, "y": 2}}]
+    assert recipe.data["augment"] == ["crop", "flip", {"cutout": 5}]
+    assert recipe.where(("transforms", 1, "b", "x")) == (str(child), 4)
+    bad = write("bad.yaml", "base: parent.yaml\ntransforms:\n  7: {b: {}}\n")
+    with pytest.raises(RecipeError, match=r"bad.yaml:3: item 7 does not exist: the parent's list has 3"):
+        load_recipe(bad)

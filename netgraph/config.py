@@ -1,0 +1,142 @@
+"""A recipe's `train:` and `data:` sections as the engine's plain configs.
+
+Each key is checked like an op parameter (type, range, unknown keys with a
+"did you mean"), and a mistake names the recipe file and line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from . import augment
+from .engine import PRECISIONS, TTA_VIEWS, TrainConfig
+from .errors import RecipeError
+from .ops import Param, check_params
+from .recipe import Recipe
+from .schedule import PiecewiseLinear
+
+TRAIN_PARAMS = {
+    "epochs": Param(int, 24, positive=True),
+    "batch_size": Param(int, 512, positive=True),
+    "lr": Param(dict, {"knots": [0, 5, "epochs"], "values": [0.0, 0.4, 0.0]}),
+    "momentum": Param(float, 0.9, nonnegative=True),
+    "weight_decay": Param(float, 5e-4, nonnegative=True),
+    "loss": Param(str, "sum", choices=("sum", "mean")),
+    "label_smoothing": Param(float, 0.0, nonnegative=True),
+    # auto: float16 (the seed's half-precision model, batch norm in float32) on a GPU,
+    # float32 on a CPU, whose half-precision convolutions are slow.
+    "precision": Param(str, "auto", choices=("auto",) + PRECISIONS),
+    "ema": Param(dict, None, optional=True),
+    "tta": Param(list, [], optional=True),
+    "seed": Param(int, 0, nonnegative=True),
+    "eval_batch_size": Param(int, 512, positive=True),
+    # [{params: "*.bn.bias", lr_scale: 64, wd_scale: 0.015625}]: multipliers by parameter name
+    # (globs), on top of (and overriding) those passes record.
+    "param_groups": Param(list, [], optional=True),
+}
+DATA_PARAMS = {
+    "dataset": Param(str, "cifar10", choices=("cifar10", "cifar100", "synthetic")),
+    "dir": Param(str, None, optional=True),
+    "download": Param(bool, True),
+    "pad": Param(int, 4, nonnegative=True),
+    "augment": Param(list, ["crop", "flip", {"cutout": 8}]),
+    "max_groups": Param(int, 200, positive=True),
+    "synthetic": Param(dict, {"train": 50000, "test": 10000, "classes": 10}),
+}
+
+
+def _check(recipe: Recipe, section: str, specs: Dict[str, Param]) -> Dict[str, Any]:
+    raw = dict(recipe.sections.get(section) or {})
+    # Lists of names and mappings are checked below; Param(list) alone means integers.
+    loose = {k: raw.pop(k) for k in ("tta", "augment", "param_groups") if k in raw}
+    try:
+        values = check_params(f"the {section}: section", specs, raw)
+    except RecipeError as err:
+        raise err.located(*recipe.where((section, err.key))) from None
+    values.update(loose)
+    return values
+
+
+def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
+    t = _check(recipe, "train", TRAIN_PARAMS)
+    lr = t["lr"]
+    if set(lr) != {"knots", "values"}:
+        raise recipe.error("train.lr needs exactly knots: [...] and values: [...] (epochs and "
+                           f"learning rates), got keys {sorted(lr)}", ("train", "lr"))
+    try:
+        PiecewiseLinear.in_epochs(lr["knots"], lr["values"], t["epochs"])
+    except RecipeError as err:
+        raise err.located(*recipe.where(("train", "lr"))) from None
+    ema = t["ema"] or {}
+    if ema:
+        try:
+            ema = check_params("train.ema", {"momentum": Param(float, 0.99, positive=True),
+                                             "every": Param(int, 5, positive=True)}, ema)
+        except RecipeError as err:
+            raise err.located(*recipe.where(("train", "ema"))) from None
+        if not ema["momentum"] < 1:
+            raise recipe.error(f"train.ema.momentum must be below 1, got {ema['momentum']}",
+                               ("train", "ema"))
+    tta = t["tta"] or []
+    for view in tta:
+        if view not in TTA_VIEWS:
+            raise recipe.error(f"unknown test-time view {view!r} in train.tta", ("train", "tta"),
+                               hint="views: " + ", ".join(TTA_VIEWS))
+    groups = t["param_groups"] or []
+    for i, group in enumerate(groups):
+        try:
+            if not isinstance(group, dict):
+                raise RecipeError(f"each train.param_groups item is a mapping, got {group!r}")
+            groups[i] = check_params("a train.param_groups item",
+                                     {"params": Param(str), "lr_scale": Param(float, 1.0, nonnegative=True),
+                                      "wd_scale": Param(float, 1.0, nonnegative=True)}, group)
+        except RecipeError as err:
+            raise err.located(*recipe.where(("train", "param_groups", i))) from None
+    precision = t["precision"]
+    if precision == "auto":
+        precision = "float16" if device_type == "cuda" else "float32"
+    return TrainConfig(epochs=t["epochs"], batch_size=t["batch_size"], lr_knots=list(lr["knots"]),
+                       lr_values=[float(v) for v in lr["values"]], momentum=t["momentum"],
+                       weight_decay=t["weight_decay"], loss=t["loss"],
+                       label_smoothing=t["label_smoothing"], precision=precision,
+                       ema_momentum=ema.get("momentum"), ema_every=ema.get("every", 5),
+                       tta=list(tta), seed=t["seed"], eval_batch_size=t["eval_batch_size"],
+                       param_groups=groups)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "cifar10"
+    dir: Optional[str] = None
+    download: bool = True
+    pad: int = 4
+    augmentations: List[Any] = field(default_factory=list)
+    max_groups: int = 200
+    synthetic: Dict[str, int] = field(default_factory=dict)
+
+
+def data_config(recipe: Recipe, image_size: int = 32) -> DataConfig:
+    d = _check(recipe, "data", DATA_PARAMS)
+    augmentations = []
+    for i, entry in enumerate(d["augment"]):
+        augmentations.append(_augmentation(recipe, entry, i, image_size))
+    synthetic = {"train": 50000, "test": 10000, "classes": 10, **d["synthetic"]}
+    return DataConfig(d["dataset"], d["dir"], d["download"], d["pad"], augmentations,
+                      d["max_groups"], synthetic)
+
+
+def _augmentation(recipe: Recipe, entry: Any, index: int, image_size: int):
+    """'crop' (to the image size), 'flip', {cutout: 8}, {crop: 28}."""
+    name, value = (entry, None) if isinstance(entry, str) else \
+        next(iter(entry.items())) if isinstance(entry, dict) and len(entry) == 1 else (None, None)
+    where = ("data", "augment", index)
+    if name == "flip" and value is None:
+        return augment.Flip()
+    if name in ("crop", "cutout"):
+        size = image_size if value is None and name == "crop" else value
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise recipe.error(f"{name} needs a positive size, got {value!r}", where,
+                               hint=f"e.g. {{{name}: 8}}")
+        return augment.Crop(size) if name == "crop" else augment.Cutout(size)
+    raise recipe.error(f"unknown augmentation {entry!r}", where,
+                       hint="use crop, flip, {crop: SIZE} or {cutout: SIZE}")

@@ -1,0 +1,152 @@
+"""The training engine: schedule, optimizer, loss, moving average, TTA, reproducibility."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netgraph import RecipeError, recipe_from_dict
+from netgraph.data import synthetic
+from netgraph.engine import (MovingAverage, NesterovSGD, TrainConfig, label_smoothing_loss,
+                             parameter_groups, predict, to_device, train)
+from netgraph.schedule import PiecewiseLinear, knot_value
+from netgraph import augment
+
+
+def test_schedule_at_its_knots_and_between():
+    s = PiecewiseLinear.in_epochs([0, "epochs/5", "epochs - 2"], [0, 1.0, 0.1], epochs=10)
+    assert s.knots == [0, 2, 8]
+    assert [s(t) for t in (0, 2, 8)] == [0, 1.0, 0.1]
+    assert s(1) == pytest.approx(0.5) and s(5) == pytest.approx(0.55)
+    assert s(9.5) == 0.1 and s(-1) == 0  # constant outside the knots
+    assert PiecewiseLinear([0, 5, 24], [0, 0.4, 0])(2.5) == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("knot, message", [
+    ("__import__('os')", "may use only numbers, epochs"),
+    ("epochs ** 2", "may use only numbers, epochs"),
+    ("epoch/5", "may use only numbers, epochs"),
+    ("epochs /", "is not arithmetic on epochs"),
+    ([1], "must be a number or an expression"),
+])
+def test_knot_expressions_are_parsed_not_run(knot, message):
+    with pytest.raises(RecipeError, match=message):
+        knot_value(knot, 10)
+    assert knot_value("(epochs - 2) * 0.5", 10) == 4
+
+
+def test_optimizer_step_against_a_hand_computation():
+    torch.manual_seed(0)
+    w, b = nn.Parameter(torch.randn(3)), nn.Parameter(torch.randn(2))
+    opt = NesterovSGD([{"params": [w]}, {"params": [b], "lr_scale": 64, "wd_scale": 1 / 64}],
+                      momentum=0.9, weight_decay=0.1)
+    w0, b0 = w.detach().clone(), b.detach().clone()
+    v_w, v_b = torch.zeros(3), torch.zeros(2)
+    for step, lr in enumerate([0.5, 0.25]):
+        gw, gb = torch.randn(3), torch.randn(2)
+        w.grad, b.grad = gw.clone(), gb.clone()
+        opt.step(lr)
+        # The seed: g = grad + wd * w; g *= lr; v = mom * v + g; w -= g + mom * v
+        g = (gw + 0.1 * w0) * lr
+        v_w = 0.9 * v_w + g
+        w0 = w0 - (g + 0.9 * v_w)
+        g = (gb + 0.1 / 64 * b0) * lr * 64
+        v_b = 0.9 * v_b + g
+        b0 = b0 - (g + 0.9 * v_b)
+        torch.testing.assert_close(w.detach(), w0)
+        torch.testing.assert_close(b.detach(), b0)
+
+
+def test_parameter_groups_follow_the_recorded_multipliers():
+    m = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    m[1].weight.requires_grad_(False)
+    groups = parameter_groups(m, {"1.bias": {"lr_scale": 64.0, "wd_scale": 1 / 64}})
+    assert [(g["lr_scale"], g["wd_scale"], len(g["params"])) for g in groups] == \
+        [(1.0, 1.0, 2), (64.0, 1 / 64, 1)]
+    # Set in the recipe (train.param_groups): globs on names, later items winning.
+    groups = parameter_groups(m, {"1.bias": {"lr_scale": 64.0, "wd_scale": 1 / 64}},
+                              [{"params": "0.*", "lr_scale": 2.0}, {"params": "*.bias", "wd_scale": 0.0}])
+    assert sorted((g["lr_scale"], g["wd_scale"], len(g["params"])) for g in groups) == \
+        [(2.0, 0.0, 1), (2.0, 1.0, 1), (64.0, 0.0, 1)]
+    with pytest.warns(UserWarning, match="item 1 \\('conv.\\*'\\) matches no trainable parameter"):
+        parameter_groups(m, {}, [{"params": "conv.*", "lr_scale": 2.0}])
+
+
+def test_label_smoothing_against_its_formula():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(6, 10), torch.randint(0, 10, (6,))
+    logp = F.log_softmax(logits, 1)
+    ce = -logp[torch.arange(6), labels]
+    expected = (0.8 * ce + 0.2 * (-logp.mean(1))).sum()
+    torch.testing.assert_close(label_smoothing_loss(logits, labels, 0.2), expected)
+    torch.testing.assert_close(label_smoothing_loss(logits, labels, 0.2, "mean"), expected / 6)
+
+
+def test_moving_average_arithmetic():
+    model = nn.BatchNorm1d(2)
+    avg = MovingAverage(model, momentum=0.9, every=2)
+    rho = 0.9 ** 2
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+        model.running_mean.fill_(2.0)
+    avg.update()
+    torch.testing.assert_close(avg.model.weight, torch.full((2,), rho * 1 + (1 - rho) * 3))
+    torch.testing.assert_close(avg.model.running_mean, torch.full((2,), (1 - rho) * 2))  # BN stats too
+    avg.update()
+    first = rho * 1 + (1 - rho) * 3
+    torch.testing.assert_close(avg.model.weight, torch.full((2,), rho * first + (1 - rho) * 3))
+
+
+def test_tta_averages_the_logits_of_the_image_and_its_mirror():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(predict(model, x, ["flip"]), (model(x) + model(x.flip(3))) / 2)
+    torch.testing.assert_close(predict(model, x, []), model(x))
+    # A mirror-symmetric input gets identical views.
+    sym = torch.cat([x[..., :4], x[..., :4].flip(3)], 3)
+    torch.testing.assert_close(predict(model, sym, ["flip"]), model(sym))
+
+
+def small_model():
+    from netgraph import build_graph, compile_graph
+    return compile_graph(build_graph(recipe_from_dict({"input": {"shape": [3, 16, 16]}, "network": {
+        "conv": {"op": "conv2d", "out": 8, "bias": False}, "bn": {"op": "batch_norm"},
+        "act": {"op": "relu"}, "pool": {"op": "global_avg_pool"}, "flat": {"op": "flatten"},
+        "fc": {"op": "linear", "out": 4}}})))
+
+
+def run_small(seed, epochs=3, **config):
+    torch.manual_seed(seed)
+    model = small_model()
+    data = synthetic(512, 256, shape=(3, 16, 16), classes=4, seed=0)
+    device_data = to_device(data, "cpu", (128,) * 3, (64,) * 3, pad=2, dtype=torch.float32)
+    cfg = TrainConfig(epochs=epochs, batch_size=64, lr_knots=[0, 1, "epochs"], lr_values=[0, 0.4, 0],
+                      seed=seed, **config)
+    return train(model, device_data, cfg, [augment.Crop(16), augment.Flip()], max_groups=50)
+
+
+def test_training_learns_and_is_reproducible():
+    a, b, c = run_small(0), run_small(0), run_small(1)
+    assert a.test_acc > 0.6  # 4 classes: chance is 0.25
+    assert a.log[-1].train_loss < a.log[0].train_loss
+    assert [e.train_loss for e in a.log] == [e.train_loss for e in b.log]
+    assert a.test_acc == b.test_acc
+    assert [e.train_loss for e in a.log] != [e.train_loss for e in c.log]
+    assert all(e.epoch_time > 0 for e in a.log) and a.train_time_s == pytest.approx(
+        sum(e.epoch_time for e in a.log))
+
+
+def test_ema_tta_bfloat16_and_mean_loss_run():
+    result = run_small(0, epochs=2, ema_momentum=0.9, ema_every=2, tta=["flip"],
+                       precision="bfloat16", loss="mean", label_smoothing=0.2)
+    assert result.model is not None and 0 <= result.test_acc <= 1 and not math.isnan(result.test_loss)
+
+
+def test_data_smaller_than_one_batch():
+    torch.manual_seed(0)
+    data = to_device(synthetic(10, 10, shape=(3, 16, 16), classes=4), "cpu", (128,) * 3,
+                     (64,) * 3, pad=0, dtype=torch.float32)
+    with pytest.raises(RecipeError, match=r"the training set \(10 images\) is smaller than one batch"):
+        train(small_model(), data, TrainConfig(epochs=1, batch_size=64))
