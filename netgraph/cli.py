@@ -82,6 +82,112 @@ def cmd_render(args) -> None:
         print(f"wrote {written}")
 
 
+def cmd_train(args) -> None:
+    import statistics
+    from .run import load_data, run_recipe, resolve_device, save_model
+    from .config import data_config
+    for plugin in args.imports:
+        import_plugin(plugin)
+    recipe = load_recipe(args.recipe, args.set)
+    device = resolve_device(args.device)
+    dataset = load_data(data_config(recipe), args.data_dir)
+    log_path = Path(args.log) if args.log else Path("runs") / (Path(args.recipe).stem + ".jsonl")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    seeds = [args.seed + i for i in range(args.runs)]
+    runs = []
+    with open(log_path, "w") as log:
+        for i, seed in enumerate(seeds):
+            if args.runs > 1:
+                print(f"run {i + 1} of {args.runs} (seed {seed})")
+            table = EpochTable(quiet=args.quiet)
+            run, model, _ = run_recipe(recipe, seed=seed, device=device, dataset=dataset,
+                                       on_epoch=table.row, on_step=table.progress)
+            for entry in run.log:
+                log.write(json.dumps({"recipe": run.recipe, "seed": seed, **entry}) + "\n")
+            log.flush()
+            print(f"test accuracy {run.test_acc:.2%} | training {run.train_time_s:.2f} s "
+                  f"(set-up {run.setup_time_s:.2f} s) | final evaluation {run.eval_time_s:.2f} s | "
+                  f"{run.device}")
+            if args.save:
+                path = Path(args.save)
+                if args.runs > 1:
+                    path = path.with_name(f"{path.stem}-seed{seed}{path.suffix}")
+                save_model(path, model, recipe, run)
+                print(f"saved {path}")
+            runs.append(run)
+    result = runs[0].summary()
+    if len(runs) > 1:
+        for key in ("test_acc", "train_time_s"):
+            values = [getattr(r, key) for r in runs]
+            result.update({key: statistics.mean(values), f"{key}_std": statistics.stdev(values),
+                           f"{key}_min": min(values), f"{key}_max": max(values)})
+        result.update(seed=seeds[0], seeds=seeds, runs=[r.summary() for r in runs])
+        acc, time_s = [r.test_acc for r in runs], [r.train_time_s for r in runs]
+        print(f"\n{len(runs)} runs (seeds {seeds[0]}..{seeds[-1]}): test accuracy mean "
+              f"{statistics.mean(acc):.2%}, std {statistics.stdev(acc):.2%}, min {min(acc):.2%}, "
+              f"max {max(acc):.2%}; training time mean {statistics.mean(time_s):.2f} s, std "
+              f"{statistics.stdev(time_s):.2f} s, min {min(time_s):.2f} s, max {max(time_s):.2f} s")
+    print(f"epoch log: {log_path}")
+    if args.json_out:
+        import datetime
+        import shlex
+        import torch
+        result = {"command": " ".join(["netgraph"] + [shlex.quote(a) for a in sys.argv[1:]]),
+                  "torch": torch.__version__,
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  **result}
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"result: {args.json_out}")
+
+
+class EpochTable:
+    """The seed's per-epoch table on stdout, and a progress bar on stderr within each epoch."""
+    COLUMNS = ("epoch", "lr", "train loss", "train acc", "test acc", "epoch time", "total time")
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.live = sys.stderr.isatty() and not quiet
+        self.started = False
+
+    def row(self, e) -> None:
+        if self.quiet:
+            return
+        if self.live:
+            sys.stderr.write("\r\033[K")
+        if not self.started:
+            print("".join(f"{c:>12}" for c in self.COLUMNS))
+            self.started = True
+        test = f"{e.test_acc:>12.4f}" if e.test_acc is not None else f"{'-':>12}"
+        print(f"{e.epoch:>12}{e.lr:>12.4f}{e.train_loss:>12.4f}{e.train_acc:>12.4f}{test}"
+              f"{e.epoch_time:>12.2f}{e.total_time:>12.2f}", flush=True)
+
+    def progress(self, step: int, steps: int) -> None:
+        if self.live:
+            done = 30 * step // steps
+            sys.stderr.write(f"\r  [{'#' * done}{'.' * (30 - done)}] step {step}/{steps}")
+            sys.stderr.flush()
+
+
+def cmd_eval(args) -> None:
+    from .config import data_config, train_config
+    from .engine import evaluate, input_dtype, to_device
+    from .run import load_data, load_model, normalisation, resolve_device
+    device = resolve_device(args.device)
+    recipe, graph, model, saved = load_model(args.model, device)
+    config = train_config(recipe, device.type)
+    if device.type == "cpu":
+        model.float()  # half-precision convolutions are slow on a CPU
+        config.precision = "float32"
+    dataset = load_data(data_config(recipe), args.data_dir)
+    mean, std = normalisation(dataset)
+    data = to_device(dataset, device, mean, std, 0, next(model.parameters()).dtype
+                     if config.precision == "float16" else input_dtype(config.precision))
+    acc, loss = evaluate(model, data.test_images, data.test_labels, config)
+    print(f"test accuracy {acc:.2%} (loss {loss:.4f}) on {len(dataset.test_labels)} {dataset.name} "
+          f"test images" + (f"; at training: {saved['test_acc']:.2%}" if "test_acc" in saved else ""))
+
+
 def _recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="recipe YAML file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -116,6 +222,25 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--diff", action="store_true",
                    help="mark the nodes each transform added, removed, changed or rewired")
     r.set_defaults(run=cmd_render)
+
+    t = sub.add_parser("train", help="train a recipe: per-epoch table, logs, results")
+    _recipe_args(t)
+    t.add_argument("--data-dir", help="folder with the data set in an official layout "
+                                      "(default: the recipe's data.dir, else the download cache)")
+    t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    t.add_argument("--runs", type=int, default=1, help="train N times with seeds SEED..SEED+N-1")
+    t.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    t.add_argument("--log", help="JSON-lines log of every epoch (default runs/RECIPE.jsonl)")
+    t.add_argument("--json-out", help="write the final result as one JSON object")
+    t.add_argument("--save", help="write the trained weights and the recipe (e.g. model.pt)")
+    t.add_argument("--quiet", action="store_true", help="no per-epoch table or progress bar")
+    t.set_defaults(run=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a model saved by train --save on the test set")
+    e.add_argument("model", help="file written by netgraph train --save")
+    e.add_argument("--data-dir", help="folder with the data set (as for train)")
+    e.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    e.set_defaults(run=cmd_eval)
 
     ps = sub.add_parser("passes", help="list the registered graph rewrite passes")
     ps.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
