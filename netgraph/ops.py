@@ -65,20 +65,27 @@ class Param:
 
 
 def check_params(owner: str, specs: Dict[str, Param], raw: Dict[str, Any]) -> Dict[str, Any]:
-    """``raw`` checked against ``specs``, defaults filled in; ``owner`` names the op or pass."""
+    """``raw`` checked against ``specs``, defaults filled in; ``owner`` names the op or pass.
+    A RecipeError raised here carries ``key``, the parameter it is about."""
     unknown = [k for k in raw if k not in specs]
     if unknown:
         known = ", ".join(specs) or "none"
-        raise RecipeError(f"unknown parameter '{unknown[0]}' for {owner} (its parameters: {known})",
+        err = RecipeError(f"unknown parameter '{unknown[0]}' for {owner} (its parameters: {known})",
                           hint=did_you_mean(unknown[0], specs))
+        err.key = unknown[0]
+        raise err
     out = {}
     for name, p in specs.items():
-        if name in raw:
-            out[name] = p.check(name, raw[name])
-        elif p.default is REQUIRED:
-            raise RecipeError(f"{owner} needs parameter '{name}' ({_type_name(p.type)})")
-        else:
-            out[name] = copy.deepcopy(p.default)
+        try:
+            if name in raw:
+                out[name] = p.check(name, raw[name])
+            elif p.default is REQUIRED:
+                raise RecipeError(f"{owner} needs parameter '{name}' ({_type_name(p.type)})")
+            else:
+                out[name] = copy.deepcopy(p.default)
+        except RecipeError as err:
+            err.key = name
+            raise
     return out
 
 
