@@ -328,3 +328,13 @@ def test_the_seeds_passes_on_resnet9():
     module = compile_graph(g)
     module.train()
     assert module(torch.randn(32, 3, 32, 32)).shape == (32, 10)
+
+
+def test_ghost_batch_norm_by_split_size_follows_the_batch(resnet9):
+    for batch, splits in ((512, 16), (128, 4)):
+        after, _ = apply_pass(resnet9, "ghost_batch_norm", {"split_size": 32}, PassContext(batch_size=batch))
+        assert after.nodes["layer1/conv_bn/bn"]["params"]["splits"] == splits
+    with pytest.raises(RecipeError, match="batch size 100 is not divisible by split_size=32"):
+        apply_pass(resnet9, "ghost_batch_norm", {"split_size": 32}, PassContext(batch_size=100))
+    with pytest.raises(RecipeError, match="give splits or split_size, not both"):
+        apply_pass(resnet9, "ghost_batch_norm", {"split_size": 32, "splits": 4}, PassContext(batch_size=128))
