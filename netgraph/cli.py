@@ -188,6 +188,25 @@ def cmd_eval(args) -> None:
           f"test images" + (f"; at training: {saved['test_acc']:.2%}" if "test_acc" in saved else ""))
 
 
+def cmd_ablate(args) -> None:
+    from .ablate import ablate, markdown, plot
+    for plugin in args.imports:
+        import_plugin(plugin)
+
+    def report(recipe, seed, record):
+        print(f"{recipe} seed {seed}: test accuracy {record['test_acc']:.2%}, training "
+              f"{record['train_time_s']:.2f} s", flush=True)
+
+    rows = ablate(args.recipes, args.runs, overrides=args.set, first_seed=args.seed,
+                  device=args.device, data_dir=args.data_dir, out_dir=args.out,
+                  resume=not args.fresh, on_run=report)
+    print("\n" + markdown(rows))
+    print(f"\nwrote {args.out}/table.md, table.csv and runs.jsonl")
+    if args.plot:
+        plot(rows, args.plot)
+        print(f"wrote {args.plot}")
+
+
 def _recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="recipe YAML file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -235,6 +254,24 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--save", help="write the trained weights and the recipe (e.g. model.pt)")
     t.add_argument("--quiet", action="store_true", help="no per-epoch table or progress bar")
     t.set_defaults(run=cmd_train)
+
+    a = sub.add_parser("ablate", help="train recipes several times each and tabulate them with "
+                                      "statistics (mean, spread, confidence, Welch's t-test)")
+    a.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe files, in table order")
+    a.add_argument("--runs", type=int, default=5, help="runs per recipe (seeds SEED..SEED+N-1)")
+    a.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value in every recipe (e.g. a reduced width); repeatable")
+    a.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="Python module or .py file to import first (your own ops or passes)")
+    a.add_argument("--data-dir", help="folder with the data set in an official layout")
+    a.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    a.add_argument("--out", default="runs/ablation",
+                   help="folder for runs.jsonl, table.md and table.csv (default runs/ablation); "
+                        "runs already in its runs.jsonl are not trained again")
+    a.add_argument("--fresh", action="store_true", help="forget the runs already in --out")
+    a.add_argument("--plot", help="also draw accuracy against training time (png, svg or pdf)")
+    a.set_defaults(run=cmd_ablate)
 
     e = sub.add_parser("eval", help="evaluate a model saved by train --save on the test set")
     e.add_argument("model", help="file written by netgraph train --save")

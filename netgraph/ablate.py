@@ -1,0 +1,180 @@
+"""Ablation: train each recipe N times and tabulate them, as the seed's table does.
+
+Every finished run is appended at once to ``runs.jsonl`` in the output folder,
+so an interrupted ablation resumes where it stopped: a (recipe, seed,
+overrides) already there is not trained again. The table gives, per recipe,
+its epochs, the mean test accuracy with its standard deviation and 95%
+confidence interval, the mean training time, and the change from the recipe
+before it with Welch's t-test p-value.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from . import stats
+from .config import data_config
+from .errors import RecipeError
+from .recipe import load_recipe
+from .run import load_data, resolve_device, run_recipe
+
+COLUMNS = ("step", "epochs", "runs", "test acc %", "std", "95% CI", "train time s",
+           "change vs previous", "p (Welch)")
+
+
+def _key(recipe: str, seed: int, overrides: Sequence[str]) -> tuple:
+    return recipe, seed, tuple(overrides)
+
+
+def read_runs(path: Path) -> List[Dict]:
+    """The runs recorded so far; a line cut short by a crash is skipped with a warning."""
+    if not path.exists():
+        return []
+    runs = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            runs.append(json.loads(line))
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}:{number}: skipping a line that is not JSON (an interrupted write?)",
+                          stacklevel=2)
+    return runs
+
+
+def ablate(recipes: Sequence[str], runs: int, *, overrides: Sequence[str] = (), first_seed: int = 0,
+           device: Optional[str] = None, data_dir: Optional[str] = None,
+           out_dir="runs/ablation", resume: bool = True,
+           on_run: Optional[Callable[[str, int, Dict], None]] = None) -> List[Dict]:
+    """Train every recipe ``runs`` times (seeds first_seed..), skipping runs already in
+    ``out_dir/runs.jsonl`` unless ``resume`` is off; write the table; return its rows."""
+    if runs < 1:
+        raise RecipeError(f"--runs must be at least 1, got {runs}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "runs.jsonl"
+    if not resume and log.exists():
+        log.unlink()
+    records = read_runs(log)
+    if log.exists():
+        # Rewrite without any line a crash cut short, so the next append starts a fresh line.
+        tmp = log.with_name(log.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+        tmp.replace(log)
+    done = {_key(r["recipe"], r["seed"], r.get("overrides", [])): r for r in records}
+    loaded = [(path, load_recipe(path, overrides)) for path in recipes]  # every mistake up front
+    device = resolve_device(device)
+    datasets: Dict[tuple, object] = {}
+    for path, recipe in loaded:
+        for seed in range(first_seed, first_seed + runs):
+            key = _key(str(path), seed, overrides)
+            if key in done:
+                continue
+            dconfig = data_config(recipe)
+            data_key = (dconfig.dataset, data_dir or dconfig.dir, str(dconfig.synthetic))
+            if data_key not in datasets:
+                datasets[data_key] = load_data(dconfig, data_dir)
+            result, _, _ = run_recipe(recipe, seed=seed, device=device, dataset=datasets[data_key])
+            record = {"recipe": str(path), "seed": seed, "overrides": list(overrides),
+                      **{k: v for k, v in result.summary().items() if k not in ("recipe", "seed")},
+                      "torch": torch.__version__,
+                      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            with open(log, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            done[key] = record
+            if on_run:
+                on_run(str(path), seed, record)
+    chosen = [[done[_key(str(p), s, overrides)] for s in range(first_seed, first_seed + runs)]
+              for p in recipes]
+    rows = table_rows(recipes, chosen)
+    (out / "table.md").write_text(markdown(rows) + "\n")
+    (out / "table.csv").write_text(csv_text(rows))
+    return rows
+
+
+def table_rows(recipes: Sequence[str], results: Sequence[Sequence[Dict]]) -> List[Dict]:
+    """One row per recipe: accuracy statistics, time, and the test against the row before."""
+    rows, previous = [], None
+    for path, runs in zip(recipes, results):
+        acc = [100 * r["test_acc"] for r in runs]
+        row = {"step": Path(path).stem, "recipe": str(path), "epochs": runs[0]["epochs"],
+               "runs": len(runs), "acc": stats.summary(acc),
+               "train_time_s": stats.summary([r["train_time_s"] for r in runs]),
+               "device": runs[0].get("device"), "dataset": runs[0].get("dataset"),
+               "change": None, "p": None}
+        if previous is not None:
+            row["change"] = row["acc"]["mean"] - previous["acc"]["mean"]
+            test = stats.welch_t_test(previous["values"], acc)
+            row["p"] = test["p"] if test else None
+        row["values"] = acc
+        rows.append(row)
+        previous = row
+    return rows
+
+
+def _cells(row: Dict) -> List[str]:
+    a = row["acc"]
+    missing = "-"
+    fmt = (lambda v, spec: missing if v is None or (isinstance(v, float) and math.isnan(v))
+           else format(v, spec))
+    return [row["step"], str(row["epochs"]), str(row["runs"]), fmt(a["mean"], ".2f"), fmt(a["std"], ".2f"),
+            missing if math.isnan(a["ci_low"]) else f"{a['ci_low']:.2f} to {a['ci_high']:.2f}",
+            fmt(row["train_time_s"]["mean"], ".1f"), fmt(row["change"], "+.2f"), fmt(row["p"], ".3f")]
+
+
+def markdown(rows: List[Dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    if rows:
+        lines.append(f"\n{rows[0]['dataset']}, {rows[0]['device']}; accuracy in %, mean of "
+                     f"{rows[0]['runs']} runs; p: Welch's t-test against the row above.")
+    return "\n".join(lines)
+
+
+def csv_text(rows: List[Dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["step", "recipe", "epochs", "runs", "acc_mean", "acc_std", "acc_ci_low",
+                     "acc_ci_high", "train_time_s_mean", "train_time_s_std", "change", "p_welch"])
+    for r in rows:
+        writer.writerow([r["step"], r["recipe"], r["epochs"], r["runs"], r["acc"]["mean"], r["acc"]["std"],
+                         r["acc"]["ci_low"], r["acc"]["ci_high"], r["train_time_s"]["mean"],
+                         r["train_time_s"]["std"], "" if r["change"] is None else r["change"],
+                         "" if r["p"] is None else r["p"]])
+    return buffer.getvalue()
+
+
+def plot(rows: List[Dict], path: str) -> None:
+    """Accuracy against training time, mean and standard deviation of each recipe."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RecipeError("plotting needs matplotlib", hint="pip install 'netgraph[plot]'") from None
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for r in rows:
+        std_t, std_a = r["train_time_s"]["std"], r["acc"]["std"]
+        ax.errorbar(r["train_time_s"]["mean"], r["acc"]["mean"],
+                    xerr=0 if math.isnan(std_t) else std_t, yerr=0 if math.isnan(std_a) else std_a,
+                    fmt="o", capsize=3, color="#2166ac")
+        ax.annotate(r["step"], (r["train_time_s"]["mean"], r["acc"]["mean"]), fontsize=8,
+                    xytext=(5, 4), textcoords="offset points")
+    ax.plot([r["train_time_s"]["mean"] for r in rows], [r["acc"]["mean"] for r in rows],
+            color="#2166ac", alpha=0.3)
+    ax.set_xlabel("training time (s)")
+    ax.set_ylabel("test accuracy (%)")
+    first = rows[0] if rows else {}
+    ax.set_title(f"{first.get('dataset')}, {first.get('device')}\nmean and standard deviation of "
+                 f"{first.get('runs')} runs per recipe", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
