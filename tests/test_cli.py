@@ -153,5 +153,5 @@ def test_passes_lists_every_pass(capsys):
     out = capsys.readouterr().out
     for name in PASSES:
         assert f"\n{name} " in out
-    assert "parameters: splits: 16, where: '*'" in out
+    assert "parameters: splits: null, split_size: null, where: '*'" in out
     assert "swap_pool_activation   Move each max-pool before the activation" in out

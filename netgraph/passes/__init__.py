@@ -13,7 +13,7 @@ Recipes list passes under ``transforms:``, applied in order::
     transforms:
       - swap_pool_activation
       - replace_op: {from: relu, to: {op: celu, alpha: 0.075}}
-      - ghost_batch_norm: {splits: 16, strict: true}
+      - ghost_batch_norm: {split_size: 32, strict: true}
 
 Register your own with :func:`register_pass`; see README.md, "Passes".
 """
