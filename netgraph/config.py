@@ -33,6 +33,8 @@ TRAIN_PARAMS = {
     # [{params: "*.bn.bias", lr_scale: 64, wd_scale: 0.015625}]: multipliers by parameter name
     # (globs), on top of (and overriding) those passes record.
     "param_groups": Param(list, [], optional=True),
+    # every N steps, the mean and std of each batch-norm weight and bias (netgraph show params)
+    "log_params": Param(int, 0, nonnegative=True),
 }
 DATA_PARAMS = {
     "dataset": Param(str, "cifar10", choices=("cifar10", "cifar100", "synthetic")),
@@ -101,7 +103,7 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
                        label_smoothing=t["label_smoothing"], precision=precision,
                        ema_momentum=ema.get("momentum"), ema_every=ema.get("every", 5),
                        tta=list(tta), seed=t["seed"], eval_batch_size=t["eval_batch_size"],
-                       param_groups=groups)
+                       param_groups=groups, log_params=t["log_params"])
 
 
 @dataclass

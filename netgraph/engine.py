@@ -51,6 +51,7 @@ class TrainConfig:
     eval_every_epoch: bool = True  # test accuracy in the per-epoch table (not timed)
     # [{"params": glob on parameter names, "lr_scale": ..., "wd_scale": ...}], later ones winning
     param_groups: Sequence[Dict] = ()
+    log_params: int = 0  # every N steps, record batch-norm weight/bias statistics (0: off)
 
     def lr_schedule(self) -> PiecewiseLinear:
         return PiecewiseLinear.in_epochs(self.lr_knots, self.lr_values, self.epochs)
@@ -154,6 +155,51 @@ class MovingAverage:
         torch._foreach_add_(averaged, current, alpha=1 - self.rho)
 
 
+# --- parameter statistics ---------------------------------------------------------
+
+class ParamStats:
+    """Mean and standard deviation over channels (ddof 0) of every batch-norm layer's
+    weight (scale) and bias, recorded every ``every`` steps, for ``netgraph show params``.
+
+    A record is one std_mean per tensor, stacked into one (layers x 4) tensor that stays
+    on the device; the epoch's records are read back once, at the end of the epoch where
+    the loop reads its loss anyway, so logging adds no host sync per step. Layers are
+    named by node path (``layer1/conv_bn/bn``)."""
+
+    def __init__(self, model: nn.Module, every: int):
+        self.every = every
+        self.layers = [(name.replace(".", "/"), m) for name, m in model.named_modules()
+                       if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
+        self.steps: List[int] = []
+        self.records: List[torch.Tensor] = []
+
+    @torch.no_grad()
+    def record(self, step: int) -> None:
+        values = []
+        for _, m in self.layers:
+            for tensor in (m.weight, m.bias):
+                std, mean = torch.std_mean(tensor, correction=0)
+                values += [mean, std]
+        self.records.append(torch.stack(values).view(len(self.layers), 4))
+        self.steps.append(step)
+
+    def flush(self, steps_per_epoch: int) -> Dict:
+        """The records since the last flush as plain lists (one read from the device)."""
+        # records x layers x 4; an epoch may have none when N exceeds the steps of an epoch
+        table = torch.stack(self.records).float().cpu().tolist() if self.records else []
+        layers = {}
+        for i, (name, m) in enumerate(self.layers):
+            column = [[record[i][k] for record in table] for k in range(4)]
+            layers[name] = {"weight_mean": column[0], "weight_std": column[1],
+                            "bias_mean": column[2], "bias_std": column[3],
+                            "weight_trainable": m.weight.requires_grad,
+                            "bias_trainable": m.bias.requires_grad}
+        entry = {"every": self.every, "steps_per_epoch": steps_per_epoch, "steps": self.steps,
+                 "layers": layers}
+        self.steps, self.records = [], []
+        return entry
+
+
 # --- loss and test-time augmentation ---------------------------------------------
 
 def label_smoothing_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float,
@@ -247,6 +293,7 @@ class EpochLog:
     test_acc: Optional[float]
     epoch_time: float  # seconds of training in this epoch (evaluation excluded)
     total_time: float  # seconds of training so far, set-up included
+    params: Optional[Dict] = None  # batch-norm statistics of this epoch (ParamStats.flush)
 
 
 @dataclass
@@ -285,6 +332,13 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
     average = MovingAverage(model, config.ema_momentum, config.ema_every) \
         if config.ema_momentum else None
     evaluated = average.model if average else model
+    stats = ParamStats(model, config.log_params) if config.log_params else None
+    if stats and not stats.layers:
+        warnings.warn("train.log_params: the model has no batch-norm layers, nothing to record",
+                      stacklevel=2)
+        stats = None
+    if stats:
+        stats.record(0)  # the initial values
     result = TrainResult(math.nan, math.nan, setup_time, 0.0, config.epochs)
     step = 0
     model.train()
@@ -306,6 +360,8 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
             step += 1
             if average and step % average.every == 0:
                 average.update()
+            if stats and step % stats.every == 0:
+                stats.record(step)
             loss_sum += loss.detach() * (1 if summed else len(y))
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -322,7 +378,8 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
             if epoch == config.epochs:
                 result.eval_time_s = time.perf_counter() - start
         entry = EpochLog(epoch, lr, loss_sum.item() / seen, correct.item() / seen, test_loss,
-                         test_acc, epoch_time, result.train_time_s)
+                         test_acc, epoch_time, result.train_time_s,
+                         stats.flush(steps_per_epoch) if stats else None)
         result.log.append(entry)
         if on_epoch:
             on_epoch(entry)

@@ -34,10 +34,16 @@ def patch_covariance(images: torch.Tensor, kernel: int, chunk: int = 500) -> tor
     return total / (count - 1)
 
 
+def patch_eigen(images: torch.Tensor, kernel: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(eigenvalues, eigenvectors as columns) of the patch covariance, float64, largest
+    eigenvalue first; `netgraph show whitening` draws these."""
+    eigenvalues, eigenvectors = torch.linalg.eigh(patch_covariance(images, kernel))
+    return eigenvalues.flip(0), eigenvectors.flip(1)
+
+
 def whitening_filters(images: torch.Tensor, kernel: int, eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """(filters (d, c, k, k) float32, eigenvalues float32), largest eigenvalue first."""
-    eigenvalues, eigenvectors = torch.linalg.eigh(patch_covariance(images, kernel))
-    eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
+    eigenvalues, eigenvectors = patch_eigen(images, kernel)
     filters = eigenvectors.T / torch.sqrt(eigenvalues.clamp(min=0) + eps)[:, None]
     c = images.shape[1]
     return filters.reshape(-1, c, kernel, kernel).float(), eigenvalues.float()
