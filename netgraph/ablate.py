@@ -80,7 +80,8 @@ def ablate(recipes: Sequence[str], runs: int, *, overrides: Sequence[str] = (), 
             data_key = (dconfig.dataset, data_dir or dconfig.dir, str(dconfig.synthetic))
             if data_key not in datasets:
                 datasets[data_key] = load_data(dconfig, data_dir)
-            result, _, _ = run_recipe(recipe, seed=seed, device=device, dataset=datasets[data_key])
+            result, _, _ = run_recipe(recipe, seed=seed, device=device, dataset=datasets[data_key],
+                                      eval_every_epoch=False)
             record = {"recipe": str(path), "seed": seed, "overrides": list(overrides),
                       **{k: v for k, v in result.summary().items() if k not in ("recipe", "seed")},
                       "torch": torch.__version__,

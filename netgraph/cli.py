@@ -14,8 +14,9 @@ from typing import List, Optional
 from . import __version__
 from .errors import RecipeError
 from .graph import build_graph
-from .passes import PASSES, PassContext, apply_transforms
+from .passes import PASSES, apply_transforms
 from .recipe import load_recipe
+from .run import context_without_data
 
 
 def _graph(args, stage=None):
@@ -23,16 +24,9 @@ def _graph(args, stage=None):
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
-    graph, reports = apply_transforms(build_graph(recipe), recipe, context_for(recipe), stop=stage)
+    graph, reports = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe),
+                                      stop=stage)
     return graph, reports
-
-
-def context_for(recipe) -> PassContext:
-    """What the passes get when only drawing or summarising: no training images (a whitening
-    stem is drawn, its filters are left to `netgraph train`), the batch size training would use."""
-    from .config import TRAIN_PARAMS
-    batch = recipe.train.get("batch_size", TRAIN_PARAMS["batch_size"].default)
-    return PassContext(batch_size=batch if isinstance(batch, int) else None)
 
 
 def import_plugin(name: str) -> None:

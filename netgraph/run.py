@@ -85,10 +85,13 @@ class RunResult:
 def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[str] = None,
                data_dir: Optional[str] = None, dataset: Optional[datasets.Dataset] = None,
                on_epoch: Optional[Callable[[EpochLog], None]] = None,
-               on_step: Optional[Callable[[int, int], None]] = None):
-    """Train the recipe once; returns (RunResult, trained module, graph)."""
+               on_step: Optional[Callable[[int, int], None]] = None,
+               eval_every_epoch: bool = True):
+    """Train the recipe once; returns (RunResult, trained module, graph). Without
+    ``eval_every_epoch`` only the final model is evaluated (ablations need no curve)."""
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     config = train_config(recipe, device.type)
+    config.eval_every_epoch = eval_every_epoch
     if seed is not None:
         config.seed = seed
     dconfig = data_config(recipe)
@@ -117,8 +120,19 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
                     eval_time_s=result.eval_time_s, epochs=config.epochs,
                     params=summarize(graph)["params"], dataset=dataset.name,
                     train_images=len(dataset.train_labels), test_images=len(dataset.test_labels),
-                    log=[asdict(e) for e in result.log])
+                    log=[log_entry(e, dataset) for e in result.log])
     return run, result.model, graph
+
+
+def log_entry(entry: EpochLog, dataset: datasets.Dataset) -> Dict[str, Any]:
+    """One epoch's line of the JSON-lines log: it names the data set, so a picture of the
+    log can too, and carries batch-norm statistics only when train.log_params records them."""
+    line = asdict(entry)
+    params = line.pop("params")
+    line.update(dataset=dataset.name, train_images=len(dataset.train_labels))
+    if params is not None:
+        line["params"] = params
+    return line
 
 
 def device_name(device: torch.device) -> str:
@@ -126,6 +140,15 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     import platform
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def context_without_data(recipe: Recipe) -> PassContext:
+    """What the passes get when a graph is drawn, summarised or rebuilt for saved weights:
+    no training images (a whitening stem is built, its filters left to training or to the
+    saved weights) and the batch size training would use."""
+    from .config import TRAIN_PARAMS
+    batch = recipe.train.get("batch_size", TRAIN_PARAMS["batch_size"].default)
+    return PassContext(batch_size=batch if isinstance(batch, int) else None)
 
 
 # --- saved models ---------------------------------------------------------------
@@ -164,7 +187,7 @@ def load_model(path, device: torch.device):
         raise RecipeError("not a netgraph model file", file=str(path),
                           hint="write one with netgraph train --save")
     recipe = recipe_from_dict(payload["recipe"], file=payload.get("recipe_file"))
-    graph, _ = apply_transforms(build_graph(recipe), recipe, PassContext())
+    graph, _ = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe))
     model = compile_graph(graph, allow_pending=True)
     try:
         model.load_state_dict(payload["state_dict"])
