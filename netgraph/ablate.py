@@ -108,6 +108,7 @@ def table_rows(recipes: Sequence[str], results: Sequence[Sequence[Dict]]) -> Lis
                "runs": len(runs), "acc": stats.summary(acc),
                "train_time_s": stats.summary([r["train_time_s"] for r in runs]),
                "device": runs[0].get("device"), "dataset": runs[0].get("dataset"),
+               "train_images": runs[0].get("train_images"),
                "change": None, "p": None}
         if previous is not None:
             row["change"] = row["acc"]["mean"] - previous["acc"]["mean"]
@@ -133,8 +134,10 @@ def markdown(rows: List[Dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     if rows:
-        lines.append(f"\n{rows[0]['dataset']}, {rows[0]['device']}; accuracy in %, mean of "
-                     f"{rows[0]['runs']} runs; p: Welch's t-test against the row above.")
+        from .show import data_label
+        lines.append(f"\n{data_label(rows[0]['dataset'], rows[0]['train_images'] or 0)}; "
+                     f"{rows[0]['device']}; accuracy in %, mean of {rows[0]['runs']} runs; "
+                     f"p: Welch's t-test against the row above.")
     return "\n".join(lines)
 
 
@@ -149,33 +152,3 @@ def csv_text(rows: List[Dict]) -> str:
                          r["train_time_s"]["std"], "" if r["change"] is None else r["change"],
                          "" if r["p"] is None else r["p"]])
     return buffer.getvalue()
-
-
-def plot(rows: List[Dict], path: str) -> None:
-    """Accuracy against training time, mean and standard deviation of each recipe."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RecipeError("plotting needs matplotlib", hint="pip install 'netgraph[plot]'") from None
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for r in rows:
-        std_t, std_a = r["train_time_s"]["std"], r["acc"]["std"]
-        ax.errorbar(r["train_time_s"]["mean"], r["acc"]["mean"],
-                    xerr=0 if math.isnan(std_t) else std_t, yerr=0 if math.isnan(std_a) else std_a,
-                    fmt="o", capsize=3, color="#2166ac")
-        ax.annotate(r["step"], (r["train_time_s"]["mean"], r["acc"]["mean"]), fontsize=8,
-                    xytext=(5, 4), textcoords="offset points")
-    ax.plot([r["train_time_s"]["mean"] for r in rows], [r["acc"]["mean"] for r in rows],
-            color="#2166ac", alpha=0.3)
-    ax.set_xlabel("training time (s)")
-    ax.set_ylabel("test accuracy (%)")
-    first = rows[0] if rows else {}
-    ax.set_title(f"{first.get('dataset')}, {first.get('device')}\nmean and standard deviation of "
-                 f"{first.get('runs')} runs per recipe", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)

@@ -184,7 +184,7 @@ def cmd_eval(args) -> None:
 
 
 def cmd_ablate(args) -> None:
-    from .ablate import ablate, markdown, plot
+    from .ablate import ablate, markdown
     for plugin in args.imports:
         import_plugin(plugin)
 
@@ -198,8 +198,8 @@ def cmd_ablate(args) -> None:
     print("\n" + markdown(rows))
     print(f"\nwrote {args.out}/table.md, table.csv and runs.jsonl")
     if args.plot:
-        plot(rows, args.plot)
-        print(f"wrote {args.plot}")
+        from .show import show_ablation
+        print(f"wrote {show_ablation(rows, args.plot).path}")
 
 
 def _recipe_args(p: argparse.ArgumentParser) -> None:

@@ -468,3 +468,32 @@ def show_curves(logs: Sequence, output, *, by_file: bool = False) -> Picture:
     names = ", ".join(s["label"] for s in series)
     figure.suptitle(f"Training curves: {names}\n{_data_title(runs)}", fontsize=10)
     return _save(figure, path, {"series": series})
+
+
+# --- ablation ----------------------------------------------------------------------------
+
+def show_ablation(rows: Sequence[Dict], output) -> Picture:
+    """Accuracy against training time for each recipe of an ablation (``netgraph.ablate``
+    table rows): mean and standard deviation both ways, recipes joined in table order,
+    each labelled with its step number (the recipe name before its first '_')."""
+    output = _output(output)
+    figure = _figure(7, 4.5)
+    ax = figure.subplots()
+    points = [(r["train_time_s"]["mean"], r["acc"]["mean"]) for r in rows]
+    ax.plot([t for t, _ in points], [a for _, a in points], color="#2166ac", alpha=0.3)
+    for i, (r, (t, a)) in enumerate(zip(rows, points)):
+        spread = [0 if math.isnan(v) else v for v in (r["train_time_s"]["std"], r["acc"]["std"])]
+        ax.errorbar(t, a, xerr=spread[0], yerr=spread[1], fmt="o", capsize=3, color="#2166ac")
+        # The step's number ("02a" of "02a_pool_before_activation") keeps close points
+        # legible; labels alternate above and below the point.
+        label = r["step"].split("_")[0] if "_" in r["step"] else r["step"]
+        ax.annotate(label, (t, a), fontsize=8, xytext=(4, 6 if i % 2 else -11),
+                    textcoords="offset points")
+    ax.set_xlabel("training time (s)")
+    ax.set_ylabel("test accuracy (%)")
+    first = rows[0] if rows else {}
+    ax.set_title(f"{data_label(first.get('dataset', '?'), first.get('train_images') or 0)}; "
+                 f"{first.get('device')}\nmean and standard deviation of {first.get('runs')} runs "
+                 f"per recipe", fontsize=9)
+    ax.grid(alpha=0.3)
+    return _save(figure, output, {"points": points})

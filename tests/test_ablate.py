@@ -79,7 +79,7 @@ def test_ablate_table_csv_jsonl_and_resume(two_recipes, tmp_path, capsys):
     table = (out / "table.md").read_text()
     assert table.startswith("| step | epochs | runs | test acc % | std | 95% CI | train time s |")
     assert f"| wide | 2 | 3 | {rows[1]['acc']['mean']:.2f} |" in table
-    assert "synthetic, cpu" in table
+    assert "synthetic data, 256 training images; cpu" in table
     csv_rows = list(csv.DictReader(io.StringIO((out / "table.csv").read_text())))
     assert [r["step"] for r in csv_rows] == ["narrow", "wide"]
     assert float(csv_rows[1]["p_welch"]) == pytest.approx(rows[1]["p"])

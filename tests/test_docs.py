@@ -59,7 +59,9 @@ def test_yaml_examples_on_resnet9_load(doc, text, tmp_path):
 def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
     """Every `netgraph ...` line of the docs, run in a copy of the recipes with the shared
     data beside it. Training lines run 3 epochs (tests/test_train.py runs tiny.yaml whole);
-    lines marked '# on a GPU' are only parsed and their recipe loaded."""
+    lines marked '# on a GPU' and ablations (minutes to hours; tests/test_ablate.py runs
+    small ones) are parsed and every recipe they name is loaded with their overrides."""
+    import glob
     from netgraph import load_recipe
     from netgraph.cli import main, parser
     shared = ROOT.parent / "shared"
@@ -68,15 +70,16 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
     if shared.exists():
         (tmp_path / "shared").symlink_to(shared)
     monkeypatch.chdir(repo)
-    lines = [line for _, b in all_blocks("bash") for part in b.splitlines()
-             for line in part.split(" && ") if line.strip().startswith("netgraph ")]
-    assert len(lines) >= 12
-    for line in lines:
+    commands = [line for _, b in all_blocks("bash") for part in b.replace("\\\n", " ").splitlines()
+                for line in part.split(" && ") if line.strip().startswith("netgraph ")]
+    assert len(commands) >= 12
+    for line in commands:
         command, _, comment = line.partition("#")
-        args = shlex.split(command)[1:]
-        if "on a GPU" in comment:
-            parser().parse_args(args)
-            load_recipe(args[1])
+        args = [expanded for a in shlex.split(command)[1:] for expanded in (sorted(glob.glob(a)) or [a])]
+        if "on a GPU" in comment or args[0] == "ablate":
+            parsed = parser().parse_args(args)
+            for recipe in getattr(parsed, "recipes", None) or [parsed.recipe]:
+                load_recipe(recipe, parsed.set)
             continue
         if "../shared" in command and not shared.exists():
             continue
