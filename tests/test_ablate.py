@@ -10,6 +10,7 @@ import pytest
 from netgraph import stats
 from netgraph.ablate import ablate, read_runs
 from netgraph.cli import main
+from test_train import SMALL
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -32,23 +33,8 @@ def test_welch_and_summary_against_scipy():
     assert stats.welch_t_test([1.0], b) is None
 
 
-RECIPE = """
-    data:
-      dataset: synthetic
-      synthetic: {train: 256, test: 128, classes: 4}
-      augment: [crop, flip]
-    train:
-      epochs: 2
-      batch_size: 64
-      lr: {knots: [0, 1, epochs], values: [0, 0.2, 0]}
-    network:
-      conv: {op: conv2d, out: WIDTH, bias: false}
-      bn: {op: batch_norm}
-      act: {op: relu}
-      pool: {op: global_avg_pool}
-      flat: {op: flatten}
-      fc: {op: linear, out: 4}
-"""
+# test_train.py's small synthetic recipe at two widths, for 2 epochs.
+RECIPE = SMALL.replace("out: 8, bias", "out: WIDTH, bias").replace("epochs: 3", "epochs: 2")
 
 
 @pytest.fixture
@@ -79,7 +65,7 @@ def test_ablate_table_csv_jsonl_and_resume(two_recipes, tmp_path, capsys):
     table = (out / "table.md").read_text()
     assert table.startswith("| step | epochs | runs | test acc % | std | 95% CI | train time s |")
     assert f"| wide | 2 | 3 | {rows[1]['acc']['mean']:.2f} |" in table
-    assert "synthetic data, 256 training images; cpu" in table
+    assert "synthetic data, 512 training images; cpu" in table
     csv_rows = list(csv.DictReader(io.StringIO((out / "table.csv").read_text())))
     assert [r["step"] for r in csv_rows] == ["narrow", "wide"]
     assert float(csv_rows[1]["p_welch"]) == pytest.approx(rows[1]["p"])
