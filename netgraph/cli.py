@@ -112,6 +112,7 @@ def cmd_train(args) -> None:
             runs.append(run)
     result = runs[0].summary()
     if len(runs) > 1:
+        result["test_loss"] = statistics.mean(r.test_loss for r in runs)  # not run 0's alone
         for key in ("test_acc", "train_time_s"):
             values = [getattr(r, key) for r in runs]
             result.update({key: statistics.mean(values), f"{key}_std": statistics.stdev(values),

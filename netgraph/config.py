@@ -6,7 +6,7 @@ Each key is checked like an op parameter (type, range, unknown keys with a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from . import augment
 from .engine import PRECISIONS, TTA_VIEWS, TrainConfig

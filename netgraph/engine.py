@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import BatchGroupLoader
+from .augment import BatchGroupLoader, eval_batches
 from .data import Dataset, preprocess
 from .errors import RecipeError
 from .executor import half_precision
@@ -97,15 +97,6 @@ class NesterovSGD:
         for g in self.groups:
             for p in g["params"]:
                 p.grad = None
-
-    def state_dict(self) -> Dict:
-        return {"velocity": [[v for v in g["velocity"]] for g in self.groups]}
-
-    def load_state_dict(self, state: Dict) -> None:
-        with torch.no_grad():
-            for g, saved in zip(self.groups, state["velocity"]):
-                for v, s in zip(g["velocity"], saved):
-                    v.copy_(s)
 
 
 def parameter_groups(module: nn.Module, options: Dict[str, Dict[str, float]],
@@ -260,9 +251,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, confi
     correct = torch.zeros((), device=images.device)
     loss = torch.zeros((), device=images.device)
     with _autocast(config.precision, images.device):
-        for start in range(0, len(images), config.eval_batch_size):
-            x = images[start:start + config.eval_batch_size]
-            y = labels[start:start + config.eval_batch_size]
+        for x, y in eval_batches(images, labels, config.eval_batch_size):
             logits = predict(model, x, config.tta)
             correct += (logits.argmax(1) == y).sum()
             loss += F.cross_entropy(logits, y, reduction="sum")

@@ -33,7 +33,7 @@ import networkx as nx
 
 from . import ops
 from .errors import RecipeError, did_you_mean
-from .recipe import DEFAULT_INPUT_SHAPE, KeyPath, Recipe, recipe_from_dict
+from .recipe import KeyPath, Recipe
 
 INPUT = "input"
 RESERVED_NAMES = {INPUT, "in", "op", "block"}
@@ -107,9 +107,6 @@ class _Expander:
                 raise self.error(f"'{name}' is reserved and cannot name a node", item_site, node,
                                  hint="input is the graph (or enclosing dict's) input; "
                                       "in, op and block are node keys", block=item_block)
-            if path in self.leaves or path in self.groups:
-                raise self.error(f"two nodes are named '{node}' after block expansion",
-                                 item_site, node, block=item_block)
             if not isinstance(value, dict):
                 raise self.error(f"expected a node ({{op: ...}}), a block use ({{block: ...}}) or a "
                                  f"dict of nodes, got {value!r}", item_site, node, block=item_block)
@@ -456,8 +453,3 @@ def _relative(source: str, scope: List[str]) -> str:
     if parts[:len(scope)] == scope:
         return "/".join(parts[len(scope):])
     return "/" + source
-
-
-def graph_from_nested(sections: Dict[str, Any], name: str = "network") -> nx.DiGraph:
-    """Build a graph from recipe sections given as a Python dict."""
-    return build_graph(recipe_from_dict({"name": name, **sections}))

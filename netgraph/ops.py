@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -148,14 +148,17 @@ class OpSpec:
     def build(self, in_shapes: List[Shape], params: Dict[str, Any]) -> Optional[nn.Module]:
         return None if self.module is None else self.module(in_shapes, **params)
 
-    def count_params(self, in_shapes: List[Shape], params: Dict[str, Any], trainable: bool = True) -> int:
-        """Trainable (or, with trainable=False, frozen) parameters, counted on a module
-        built on the meta device, so even a huge layer costs no memory."""
+    def count_params(self, in_shapes: List[Shape], params: Dict[str, Any]) -> Tuple[int, int]:
+        """(trainable, frozen) parameters, counted on a module built on the meta device,
+        so even a huge layer costs no memory."""
         if self.module is None:
-            return 0
+            return 0, 0
         with torch.device("meta"):
             m = self.build(in_shapes, params)
-        return sum(p.numel() for p in m.parameters() if p.requires_grad == trainable)
+        counts = [0, 0]
+        for p in m.parameters():
+            counts[not p.requires_grad] += p.numel()
+        return counts[0], counts[1]
 
     def count_macs(self, in_shapes: List[Shape], out_shape: Shape, params: Dict[str, Any]) -> int:
         if self.macs is not None:

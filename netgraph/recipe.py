@@ -88,9 +88,6 @@ class Recipe:
         file, line = self.where(keypath)
         return RecipeError(message, file=file, line=line, node=node, hint=hint)
 
-    def to_yaml(self) -> str:
-        """The merged recipe as one YAML document (no base: left to follow)."""
-        return yaml.safe_dump(self.sections, sort_keys=False)
 
 
 # --- reading one file --------------------------------------------------------

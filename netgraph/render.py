@@ -167,8 +167,6 @@ def to_dot(g: nx.DiGraph, direction: str = "TB", title: Optional[str] = None,
     changed or rewired get a coloured outline and a note, and removed nodes are
     drawn dashed where they were.
     """
-    import pydot  # noqa: F401  (imported here: only rendering needs it)
-
     if depth is not None:
         if reports:
             raise ValueError("depth and reports cannot be combined")

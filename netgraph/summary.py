@@ -22,9 +22,9 @@ def summarize(g: nx.DiGraph) -> Dict[str, Any]:
     for node, data in g.nodes(data=True):
         spec = ops.get_op(data["op"])
         shapes = in_shapes(g, node)
+        trainable, frozen = spec.count_params(shapes, data["params"])
         row = {"path": node, "op": data["op"], "shape": list(data["shape"]),
-               "params": spec.count_params(shapes, data["params"]),
-               "frozen_params": spec.count_params(shapes, data["params"], trainable=False),
+               "params": trainable, "frozen_params": frozen,
                "macs": spec.count_macs(shapes, data["shape"], data["params"]),
                "compiled": node in needed}
         nodes.append(row)

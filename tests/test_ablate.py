@@ -1,8 +1,6 @@
 """Ablation: statistics against scipy, the table, CSV, JSON lines and resuming."""
 import csv
 import io
-import json
-import math
 import textwrap
 
 import pytest

@@ -1,5 +1,4 @@
 """The seed's ladder as recipes: each step is its parent plus its one trick."""
-from pathlib import Path
 
 import pytest
 import torch

@@ -1,7 +1,6 @@
 """`netgraph train` and `netgraph eval`: recipes, outputs, errors, and real images."""
 import json
 import textwrap
-from pathlib import Path
 
 import pytest
 
