@@ -19,7 +19,7 @@ there is no Python loop over images or groups.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, List, Protocol, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import torch
 
@@ -176,7 +176,8 @@ class BatchGroupLoader:
 
     def __init__(self, images_padded: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  augmentations: Sequence[Augmentation] = (), seed: int = 0, max_groups: int = 200,
-                 drop_last: bool = True, shuffle: bool = True):
+                 drop_last: bool = True, shuffle: bool = True,
+                 normalize: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         if images_padded.dim() != 4:
             raise ValueError(f"images must be N x C x H x W, got shape {tuple(images_padded.shape)}")
         if labels.shape != images_padded.shape[:1] or labels.device != images_padded.device:
@@ -195,13 +196,25 @@ class BatchGroupLoader:
         self.max_groups = max_groups
         self.drop_last = drop_last
         self.shuffle = shuffle
+        self.normalize = normalize  # for images kept as uint8: applied to each batch after the crop
         self.generator = torch.Generator(device=images_padded.device).manual_seed(seed)
+        self.epoch_state: Optional[torch.Tensor] = None  # the generator as the current epoch began
 
     def __len__(self) -> int:
         n = self.images.shape[0]
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        return self.epoch()
+
+    def epoch(self, state: Optional[torch.Tensor] = None,
+              skip: int = 0) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch's batches. To continue an interrupted epoch, pass the ``epoch_state``
+        it began with and the number of batches already used: the same choices and order are
+        drawn again and the first ``skip`` batches left out."""
+        if state is not None:
+            self.generator.set_state(state)
+        self.epoch_state = self.generator.get_state()
         n, device = self.images.shape[0], self.images.device
         choices = draw_choices(n, self.augmentations, tuple(self.images.shape[1:]),
                                self.generator, self.max_groups)
@@ -209,7 +222,7 @@ class BatchGroupLoader:
             order = torch.randperm(n, generator=self.generator, device=device)
         else:
             order = torch.arange(n, device=device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size]
             yield self._batch(index, choices), self.labels[index]
 
@@ -221,6 +234,8 @@ class BatchGroupLoader:
             augmentations, choices = augmentations[1:], choices[1:]
         else:
             x = self.images[index]
+        if self.normalize is not None:
+            x = self.normalize(x)  # before cutout, whose zeros are the mean of normalised data
         for augmentation, choice in zip(augmentations, choices):
             x = augmentation.apply(x, choice[index])
         return x

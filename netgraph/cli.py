@@ -79,62 +79,136 @@ def cmd_render(args) -> None:
 
 def cmd_train(args) -> None:
     import statistics
-    from .run import load_data, run_recipe, resolve_device, save_model
+    from . import distributed
     from .config import data_config
+    from .engine import TrainingInterrupted
+    from .run import (checkpoint_writer, load_checkpoint, load_data, log_entry_line, resolve_device,
+                      run_recipe, save_model)
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
-    device = resolve_device(args.device)
+    ranks = None
+    if distributed.launched_by_torchrun():
+        ranks, device = distributed.from_environment(args.device)
+    else:
+        device = resolve_device(args.device)
+    main = ranks is None or ranks.main  # only rank 0 prints and writes files
     dataset = load_data(data_config(recipe), args.data_dir)
     log_path = Path(args.log) if args.log else Path("runs") / (Path(args.recipe).stem + ".jsonl")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = Path(args.checkpoint) if args.checkpoint else log_path.with_suffix(".ckpt")
     seeds = [args.seed + i for i in range(args.runs)]
-    runs = []
-    with open(log_path, "w") as log:
-        for i, seed in enumerate(seeds):
-            if args.runs > 1:
-                print(f"run {i + 1} of {args.runs} (seed {seed})")
-            table = EpochTable(quiet=args.quiet)
+    finished, resume, kept_lines = [], None, []
+    if args.resume:
+        if ranks:
+            raise RecipeError("--resume continues a single-process run; resume a torchrun run "
+                              "by starting it afresh")
+        saved = load_checkpoint(checkpoint_path, recipe)
+        if saved["seed"] not in seeds:
+            raise RecipeError(f"the checkpoint is of seed {saved['seed']}, not one of this "
+                              f"command's seeds {seeds[0]}..{seeds[-1]}", file=str(checkpoint_path),
+                              hint="resume with the --seed and --runs it was started with")
+        finished, resume = saved["finished"], saved["state"]
+        seeds = seeds[seeds.index(saved["seed"]):]
+        done_seeds = {r["seed"] for r in finished}
+        kept_lines = [line for line in _read_lines(log_path) if json.loads(line)["seed"] in done_seeds]
+        kept_lines += [log_entry_line(run_name(recipe), saved["seed"], e, dataset)
+                       for e in resume["log"]]
+        print(f"resuming seed {saved['seed']} at epoch {resume['epoch']}"
+              + (f", step {resume['skip']} of the epoch" if resume["skip"] else "")
+              + f", from {checkpoint_path}")
+    if main:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("".join(line + "\n" for line in kept_lines))
+    for i, seed in enumerate(seeds):
+        if args.runs > 1 and main:
+            print(f"run {args.runs - len(seeds) + i + 1} of {args.runs} (seed {seed})")
+        table = EpochTable(quiet=args.quiet or not main)
+
+        def on_epoch(entry, seed=seed, table=table):
+            table.row(entry)
+            if main:  # each epoch's line at once, so an interrupted run keeps its log
+                with open(log_path, "a") as log:
+                    log.write(log_entry_line(run_name(recipe), seed, entry, dataset) + "\n")
+
+        writer = checkpoint_writer(checkpoint_path, recipe, seed, finished, args.checkpoint_every) \
+            if main else None
+        try:
             run, model, _ = run_recipe(recipe, seed=seed, device=device, dataset=dataset,
-                                       on_epoch=table.row, on_step=table.progress)
-            for entry in run.log:
-                log.write(json.dumps({"recipe": run.recipe, "seed": seed, **entry}) + "\n")
-            log.flush()
-            print(f"test accuracy {run.test_acc:.2%} | training {run.train_time_s:.2f} s "
-                  f"(set-up {run.setup_time_s:.2f} s) | final evaluation {run.eval_time_s:.2f} s | "
-                  f"{run.device}")
-            if args.save:
-                path = Path(args.save)
-                if args.runs > 1:
-                    path = path.with_name(f"{path.stem}-seed{seed}{path.suffix}")
-                save_model(path, model, recipe, run)
-                print(f"saved {path}")
-            runs.append(run)
-    result = runs[0].summary()
-    if len(runs) > 1:
-        result["test_loss"] = statistics.mean(r.test_loss for r in runs)  # not run 0's alone
+                                       on_epoch=on_epoch, on_step=table.progress, checkpoint=writer,
+                                       resume=resume if i == 0 else None, ranks=ranks)
+        except TrainingInterrupted as stop:
+            table.clear()
+            command = " ".join(["netgraph"] + [_quote(a) for a in sys.argv[1:]])
+            print(f"netgraph: {stop.signal_name} at epoch {stop.epoch}, step {stop.step}: saved "
+                  f"{checkpoint_path} and the log {log_path}; continue with:\n  {command} --resume",
+                  file=sys.stderr)
+            raise SystemExit(130 if stop.signal_name == "SIGINT" else 143) from None
+        if not main:
+            continue
+        extra = "".join([f" | compile {run.compile_time_s:.1f} s" if run.compile_time_s else "",
+                         f" | peak memory {run.peak_memory_gib:.2f} GiB" if run.peak_memory_gib else "",
+                         f" | {run.world_size} processes" if run.world_size > 1 else ""])
+        print(f"test accuracy {run.test_acc:.2%} | training {run.train_time_s:.2f} s "
+              f"(set-up {run.setup_time_s:.2f} s) | final evaluation {run.eval_time_s:.2f} s{extra} | "
+              f"{run.device}")
+        if args.save:
+            path = Path(args.save)
+            if args.runs > 1:
+                path = path.with_name(f"{path.stem}-seed{seed}{path.suffix}")
+            save_model(path, model, recipe, run)
+            print(f"saved {path}")
+        finished.append(run.summary())
+    if not main:
+        return
+    if checkpoint_path.exists():
+        checkpoint_path.unlink()  # every run finished: nothing left to resume
+    result = dict(finished[0])
+    if len(finished) > 1:
+        result["test_loss"] = statistics.mean(r["test_loss"] for r in finished)  # not run 0's alone
         for key in ("test_acc", "train_time_s"):
-            values = [getattr(r, key) for r in runs]
+            values = [r[key] for r in finished]
             result.update({key: statistics.mean(values), f"{key}_std": statistics.stdev(values),
                            f"{key}_min": min(values), f"{key}_max": max(values)})
-        result.update(seed=seeds[0], seeds=seeds, runs=[r.summary() for r in runs])
-        acc, time_s = [r.test_acc for r in runs], [r.train_time_s for r in runs]
-        print(f"\n{len(runs)} runs (seeds {seeds[0]}..{seeds[-1]}): test accuracy mean "
-              f"{statistics.mean(acc):.2%}, std {statistics.stdev(acc):.2%}, min {min(acc):.2%}, "
-              f"max {max(acc):.2%}; training time mean {statistics.mean(time_s):.2f} s, std "
-              f"{statistics.stdev(time_s):.2f} s, min {min(time_s):.2f} s, max {max(time_s):.2f} s")
+        result.update(seed=finished[0]["seed"], seeds=[r["seed"] for r in finished], runs=finished)
+        acc, time_s = [r["test_acc"] for r in finished], [r["train_time_s"] for r in finished]
+        print(f"\n{len(finished)} runs (seeds {finished[0]['seed']}..{finished[-1]['seed']}): test "
+              f"accuracy mean {statistics.mean(acc):.2%}, std {statistics.stdev(acc):.2%}, min "
+              f"{min(acc):.2%}, max {max(acc):.2%}; training time mean {statistics.mean(time_s):.2f} s, "
+              f"std {statistics.stdev(time_s):.2f} s, min {min(time_s):.2f} s, max {max(time_s):.2f} s")
     print(f"epoch log: {log_path}")
     if args.json_out:
         import datetime
-        import shlex
         import torch
-        result = {"command": " ".join(["netgraph"] + [shlex.quote(a) for a in sys.argv[1:]]),
+        result = {"command": " ".join(["netgraph"] + [_quote(a) for a in sys.argv[1:]]),
                   "torch": torch.__version__,
                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   **result}
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"result: {args.json_out}")
+
+
+def run_name(recipe) -> str:
+    return recipe.file or recipe.name
+
+
+def _quote(arg: str) -> str:
+    import shlex
+    return shlex.quote(arg)
+
+
+def _read_lines(path: Path) -> List[str]:
+    """The complete JSON lines of a log (a line an interruption cut short is dropped)."""
+    if not path.exists():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            json.loads(line)
+            lines.append(line)
+        except json.JSONDecodeError:
+            pass
+    return lines
 
 
 class EpochTable:
@@ -157,6 +231,10 @@ class EpochTable:
         test = f"{e.test_acc:>12.4f}" if e.test_acc is not None else f"{'-':>12}"
         print(f"{e.epoch:>12}{e.lr:>12.4f}{e.train_loss:>12.4f}{e.train_acc:>12.4f}{test}"
               f"{e.epoch_time:>12.2f}{e.total_time:>12.2f}", flush=True)
+
+    def clear(self) -> None:
+        if self.live:
+            sys.stderr.write("\r\033[K")
 
     def progress(self, step: int, steps: int) -> None:
         if self.live:
@@ -249,6 +327,12 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--json-out", help="write the final result as one JSON object")
     t.add_argument("--save", help="write the trained weights and the recipe (e.g. model.pt)")
     t.add_argument("--quiet", action="store_true", help="no per-epoch table or progress bar")
+    t.add_argument("--checkpoint", help="training state for --resume, written every epoch and on "
+                                        "Ctrl-C or SIGTERM (default: the log's path with .ckpt)")
+    t.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
+                   help="write the checkpoint every N epochs (0: only when interrupted; default 1)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint an interrupted run left, to the same result")
     t.set_defaults(run=cmd_train)
 
     a = sub.add_parser("ablate", help="train recipes several times each and tabulate them with "

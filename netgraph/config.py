@@ -35,6 +35,11 @@ TRAIN_PARAMS = {
     "param_groups": Param(list, [], optional=True),
     # every N steps, the mean and std of each batch-norm weight and bias (netgraph show params)
     "log_params": Param(int, 0, nonnegative=True),
+    # speed options (README "Performance" measures each): NHWC activations; torch.compile mode
+    # (reduce-overhead adds CUDA graphs), compile time reported apart; the fused optimizer update
+    "channels_last": Param(bool, False),
+    "compile": Param(str, "none", choices=("none", "default", "reduce-overhead", "max-autotune")),
+    "foreach": Param(bool, True),
 }
 DATA_PARAMS = {
     "dataset": Param(str, "cifar10", choices=("cifar10", "cifar100", "synthetic")),
@@ -44,6 +49,9 @@ DATA_PARAMS = {
     "augment": Param(list, ["crop", "flip", {"cutout": 8}]),
     "max_groups": Param(int, 200, positive=True),
     "synthetic": Param(dict, {"train": 50000, "test": 10000, "classes": 10}),
+    # keep the padded training set as uint8 on the device and normalise each batch: 240 MB
+    # instead of 480 MB (float16) or 960 MB (float32) for 50,000 images, for small GPUs
+    "keep_uint8": Param(bool, False),
 }
 
 
@@ -55,8 +63,18 @@ def _check(recipe: Recipe, section: str, specs: Dict[str, Param]) -> Dict[str, A
         values = check_params(f"the {section}: section", specs, raw)
     except RecipeError as err:
         raise err.located(*recipe.where((section, err.key))) from None
+    for key, value in loose.items():
+        if not isinstance(value, list):
+            raise recipe.error(f"{section}.{key} must be a list, got {value!r}", (section, key),
+                               hint=f"e.g. {key}: {LIST_EXAMPLES[key]}")
     values.update(loose)
     return values
+
+
+LIST_EXAMPLES = {"tta": "[flip]", "augment": "[crop, flip, {cutout: 8}]",
+                 "param_groups": "[{params: '*.bn.bias', lr_scale: 64}]"}
+SYNTHETIC_PARAMS = {"train": Param(int, 50000, positive=True), "test": Param(int, 10000, positive=True),
+                    "classes": Param(int, 10, positive=True)}
 
 
 def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
@@ -64,7 +82,7 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
     lr = t["lr"]
     if set(lr) != {"knots", "values"}:
         raise recipe.error("train.lr needs exactly knots: [...] and values: [...] (epochs and "
-                           f"learning rates), got keys {sorted(lr)}", ("train", "lr"))
+                           f"learning rates), got keys {sorted(map(str, lr))}", ("train", "lr"))
     try:
         PiecewiseLinear.in_epochs(lr["knots"], lr["values"], t["epochs"])
     except RecipeError as err:
@@ -81,7 +99,7 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
                                ("train", "ema"))
     tta = t["tta"] or []
     for view in tta:
-        if view not in TTA_VIEWS:
+        if not isinstance(view, str) or view not in TTA_VIEWS:
             raise recipe.error(f"unknown test-time view {view!r} in train.tta", ("train", "tta"),
                                hint="views: " + ", ".join(TTA_VIEWS))
     groups = t["param_groups"] or []
@@ -103,7 +121,8 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
                        label_smoothing=t["label_smoothing"], precision=precision,
                        ema_momentum=ema.get("momentum"), ema_every=ema.get("every", 5),
                        tta=list(tta), seed=t["seed"], eval_batch_size=t["eval_batch_size"],
-                       param_groups=groups, log_params=t["log_params"])
+                       param_groups=groups, log_params=t["log_params"],
+                       channels_last=t["channels_last"], compile=t["compile"], foreach=t["foreach"])
 
 
 @dataclass
@@ -115,16 +134,31 @@ class DataConfig:
     augmentations: List[Any] = field(default_factory=list)
     max_groups: int = 200
     synthetic: Dict[str, int] = field(default_factory=dict)
+    keep_uint8: bool = False
 
 
 def data_config(recipe: Recipe, image_size: int = 32) -> DataConfig:
     d = _check(recipe, "data", DATA_PARAMS)
+    if d["pad"] >= image_size:
+        raise recipe.error(f"data.pad {d['pad']} does not fit images of {image_size} pixels",
+                           ("data", "pad"), hint=f"reflect padding adds at most {image_size - 1} "
+                                                 "pixels a side; the seed uses 4")
     augmentations = []
+    shape = (3, image_size + 2 * d["pad"], image_size + 2 * d["pad"])  # what the first one sees
     for i, entry in enumerate(d["augment"]):
-        augmentations.append(_augmentation(recipe, entry, i, image_size))
-    synthetic = {"train": 50000, "test": 10000, "classes": 10, **d["synthetic"]}
+        augmentation = _augmentation(recipe, entry, i, image_size)
+        try:
+            augmentation.check(shape)
+        except RecipeError as err:
+            raise err.located(*recipe.where(("data", "augment", i))) from None
+        shape = augmentation.output_shape(shape)
+        augmentations.append(augmentation)
+    try:
+        synthetic = check_params("data.synthetic", SYNTHETIC_PARAMS, d["synthetic"])
+    except RecipeError as err:
+        raise err.located(*recipe.where(("data", "synthetic", err.key))) from None
     return DataConfig(d["dataset"], d["dir"], d["download"], d["pad"], augmentations,
-                      d["max_groups"], synthetic)
+                      d["max_groups"], synthetic, d["keep_uint8"])
 
 
 def _augmentation(recipe: Recipe, entry: Any, index: int, image_size: int):

@@ -16,15 +16,17 @@ import copy
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
 from .augment import BatchGroupLoader, eval_batches
 from .data import Dataset, preprocess
+from .distributed import Ranks
 from .errors import RecipeError
 from .executor import half_precision
 from .schedule import PiecewiseLinear
@@ -52,6 +54,11 @@ class TrainConfig:
     # [{"params": glob on parameter names, "lr_scale": ..., "wd_scale": ...}], later ones winning
     param_groups: Sequence[Dict] = ()
     log_params: int = 0  # every N steps, record batch-norm weight/bias statistics (0: off)
+    # speed (README "Performance" measures each)
+    channels_last: bool = False  # NHWC activations: tensor-core convolutions without transposes
+    compile: str = "none"  # torch.compile mode of the model: none, default, reduce-overhead
+    #                        (CUDA graphs), max-autotune; compile time is reported apart
+    foreach: bool = True  # the optimizer update as fused multi-tensor kernels (False: a loop)
 
     def lr_schedule(self) -> PiecewiseLinear:
         return PiecewiseLinear.in_epochs(self.lr_knots, self.lr_values, self.epochs)
@@ -70,16 +77,20 @@ class NesterovSGD:
     group instead of several kernels per parameter.
     """
 
-    def __init__(self, groups: List[Dict], momentum: float, weight_decay: float):
+    def __init__(self, groups: List[Dict], momentum: float, weight_decay: float,
+                 foreach: bool = True):
         self.groups = [{"lr_scale": 1.0, "wd_scale": 1.0, **g, "params": list(g["params"])}
                        for g in groups]
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.foreach = foreach
         for g in self.groups:
             g["velocity"] = [torch.zeros_like(p) for p in g["params"]]
 
     @torch.no_grad()
     def step(self, lr: float) -> None:
+        if not self.foreach:
+            return self._step_per_parameter(lr)
         for g in self.groups:
             pairs = [(p, v) for p, v in zip(g["params"], g["velocity"]) if p.grad is not None]
             if not pairs:
@@ -93,10 +104,29 @@ class NesterovSGD:
             torch._foreach_add_(grads, velocity, alpha=self.momentum)
             torch._foreach_sub_(params, grads)
 
+    def _step_per_parameter(self, lr: float) -> None:
+        """The same update, a few kernels per parameter (for measuring what foreach saves)."""
+        for g in self.groups:
+            for p, v in zip(g["params"], g["velocity"]):
+                if p.grad is None:
+                    continue
+                update = (p.grad + self.weight_decay * g["wd_scale"] * p) * (lr * g["lr_scale"])
+                v.mul_(self.momentum).add_(update)
+                p.sub_(update.add_(v, alpha=self.momentum))
+
     def zero_grad(self) -> None:
         for g in self.groups:
             for p in g["params"]:
                 p.grad = None
+
+    def state_dict(self) -> Dict:
+        return {"velocity": [list(g["velocity"]) for g in self.groups]}
+
+    def load_state_dict(self, state: Dict) -> None:
+        with torch.no_grad():
+            for g, saved in zip(self.groups, state["velocity"], strict=True):
+                for v, s in zip(g["velocity"], saved, strict=True):
+                    v.copy_(s)
 
 
 def parameter_groups(module: nn.Module, options: Dict[str, Dict[str, float]],
@@ -207,6 +237,8 @@ TTA_VIEWS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 def predict(model: nn.Module, x: torch.Tensor, tta: Sequence[str] = ()) -> torch.Tensor:
     """Logits averaged over the image and each test-time view of it."""
     logits = model(x).float()
+    if tta:  # a copy: a CUDA-graph replay for the next view would overwrite the output
+        logits = logits.clone()
     for view in tta:
         logits = logits + model(TTA_VIEWS[view](x)).float()
     return logits / (1 + len(tta))
@@ -216,25 +248,43 @@ def predict(model: nn.Module, x: torch.Tensor, tta: Sequence[str] = ()) -> torch
 
 @dataclass
 class DeviceData:
-    """Normalised images on the device: training images padded for cropping."""
+    """Images on the device: training images padded for cropping, normalised, or kept as
+    uint8 with ``normalize`` applied to each batch (a quarter of float32's memory)."""
     train_padded: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
     pad: int
+    normalize: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
 
     @property
     def train_images(self) -> torch.Tensor:
-        """The unpadded training images (a view, no copy)."""
+        """The unpadded training images as stored (a view, no copy)."""
         p = self.pad
         return self.train_padded[:, :, p:-p, p:-p] if p else self.train_padded
 
+    def train_sample(self, n: int) -> torch.Tensor:
+        """The first n training images, unpadded, normalised, float32 (for the passes)."""
+        x = self.train_images[:n]
+        return (self.normalize(x) if self.normalize else x).float()
 
-def to_device(data: Dataset, device, mean, std, pad: int, dtype) -> DeviceData:
-    """uint8 images to the device, then normalised and padded there, once."""
+
+def to_device(data: Dataset, device, mean, std, pad: int, dtype,
+              keep_uint8: bool = False) -> DeviceData:
+    """uint8 images to the device, then normalised and padded there, once; with
+    ``keep_uint8`` the padded training set stays uint8 and batches are normalised."""
     d = data.to(device)
-    return DeviceData(preprocess(d.train_images, mean, std, pad=pad, dtype=dtype), d.train_labels,
-                      preprocess(d.test_images, mean, std, pad=0, dtype=dtype), d.test_labels, pad)
+    test = preprocess(d.test_images, mean, std, pad=0, dtype=dtype)
+    if not keep_uint8:
+        return DeviceData(preprocess(d.train_images, mean, std, pad=pad, dtype=dtype), d.train_labels,
+                          test, d.test_labels, pad)
+    # Reflect padding of integers is exact in float32; in chunks, so no full float copy is made.
+    padded = torch.cat([F.pad(chunk.float(), (pad,) * 4, mode="reflect").to(torch.uint8) if pad else chunk
+                        for chunk in d.train_images.split(4096)])
+    m = torch.tensor(mean, dtype=torch.float32, device=padded.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=padded.device).view(1, -1, 1, 1)
+    return DeviceData(padded, d.train_labels, test, d.test_labels, pad,
+                      normalize=lambda x: ((x.float() - m) / s).to(dtype))
 
 
 def input_dtype(precision: str) -> torch.dtype:
@@ -244,19 +294,25 @@ def input_dtype(precision: str) -> torch.dtype:
 # --- evaluation -------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig):
-    """(accuracy, mean loss) on the test images, in batches, with test-time views."""
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
+             ranks: Optional[Ranks] = None):
+    """(accuracy, mean loss) on the test images, in batches, with test-time views; with
+    ranks, each rank evaluates every W-th image and the counts are summed over ranks."""
     was_training = model.training
     model.eval()
+    n = len(images)
+    if ranks:
+        images, labels = images[ranks.rank::ranks.world], labels[ranks.rank::ranks.world]
     correct = torch.zeros((), device=images.device)
     loss = torch.zeros((), device=images.device)
     with _autocast(config.precision, images.device):
         for x, y in eval_batches(images, labels, config.eval_batch_size):
-            logits = predict(model, x, config.tta)
+            logits = predict(model, _memory_format(x, config), config.tta)
             correct += (logits.argmax(1) == y).sum()
             loss += F.cross_entropy(logits, y, reduction="sum")
+    if ranks:
+        distributed.all_reduce_sum(correct, loss)
     model.train(was_training)
-    n = len(images)
     return correct.item() / n, loss.item() / n
 
 
@@ -265,9 +321,50 @@ def _autocast(precision: str, device):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def _memory_format(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if config.channels_last else x
+
+
 def synchronize(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+# --- compilation ------------------------------------------------------------------
+
+def compile_model(model: nn.Module, config: TrainConfig, example: torch.Tensor,
+                  eval_shapes: Sequence[int]) -> tuple:
+    """(compiled forward, seconds spent compiling). torch.compile compiles lazily on the
+    first calls; those are made here on random inputs of the shapes training and evaluation
+    will use, so the compile time is counted apart (as the field reports it), and the
+    model's state (weights, gradients, batch-norm statistics) is restored afterwards."""
+    forward = torch.compile(model, mode=None if config.compile == "default" else config.compile,
+                            dynamic=False)
+    device = example.device
+    saved = copy.deepcopy(model.state_dict())
+    rng = torch.get_rng_state()
+    synchronize(device)
+    start = time.perf_counter()
+    was_training = model.training
+    for _ in range(3):  # CUDA graphs are recorded on a later call than the first
+        with _autocast(config.precision, device):
+            out = forward(_memory_format(torch.randn_like(example), config))
+        label_smoothing_loss(out, torch.zeros(len(out), dtype=torch.long, device=device),
+                             config.label_smoothing).backward()
+    model.eval()
+    with torch.no_grad(), _autocast(config.precision, device):
+        for n in eval_shapes:
+            for _ in range(2):
+                x = torch.randn((n,) + tuple(example.shape[1:]), dtype=example.dtype, device=device)
+                predict(forward, _memory_format(x, config), config.tta)
+    model.train(was_training)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    model.load_state_dict(saved)
+    for p in model.parameters():
+        p.grad = None
+    torch.set_rng_state(rng)
+    return forward, seconds
 
 
 # --- the loop ---------------------------------------------------------------------
@@ -294,20 +391,80 @@ class TrainResult:
     epochs: int
     log: List[EpochLog] = field(default_factory=list)
     model: Optional[nn.Module] = None  # the evaluated model (the moving average if enabled)
+    compile_time_s: float = 0.0  # torch.compile's warm-up, not in train_time_s
+    peak_memory_bytes: Optional[int] = None  # CUDA only: the most allocated at once
+
+
+class NonFiniteLoss(RecipeError):
+    """The training loss became NaN or infinite."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; the state was handed to the checkpoint callback first."""
+
+    def __init__(self, epoch: int, step: int, signal_name: str):
+        super().__init__(f"{signal_name} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.signal_name = epoch, step, signal_name
+
+
+class _StopSignals:
+    """While training: SIGINT and SIGTERM set a flag the loop checks after each step (the
+    main thread only, where Python delivers signals); a second Ctrl-C stops at once."""
+
+    def __init__(self, active: bool):
+        import threading
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.received: Optional[str] = None
+        self._old = {}
+
+    def __enter__(self):
+        import signal
+        if self.active:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        import signal
+        if self.received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        import signal
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+STATE_FORMAT = "netgraph-train-state-1"
 
 
 def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations: Sequence = (),
           max_groups: int = 200, parameter_options: Optional[Dict] = None, setup_time: float = 0.0,
           on_epoch: Optional[Callable[[EpochLog], None]] = None,
-          on_step: Optional[Callable[[int, int], None]] = None) -> TrainResult:
+          on_step: Optional[Callable[[int, int], None]] = None,
+          checkpoint: Optional[Callable[[Dict], None]] = None, resume: Optional[Dict] = None,
+          ranks: Optional[Ranks] = None) -> TrainResult:
     """Train ``model`` on ``data`` and evaluate it; times follow the seed's rule
-    (training counted, evaluation not, CUDA synchronised around the timer)."""
+    (training counted, evaluation not, CUDA synchronised around the timer).
+
+    ``checkpoint(state)`` is called with the whole training state after every epoch and,
+    when SIGINT or SIGTERM arrives, after the step in progress (then TrainingInterrupted
+    is raised); ``resume=state`` continues from such a state to the same result as an
+    uninterrupted run. A NaN or infinite loss raises NonFiniteLoss at the end of its
+    epoch, before that epoch's checkpoint, so the last good one is kept. With ``ranks``
+    (torch.distributed, see netgraph.distributed) each rank trains on its share of every
+    batch."""
     device = data.train_padded.device
     torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     if config.precision == "float16":
         half_precision(model, torch.float16)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
     loader = BatchGroupLoader(data.train_padded, data.train_labels, config.batch_size, augmentations,
-                              seed=config.seed, max_groups=max_groups)
+                              seed=config.seed, max_groups=max_groups, normalize=data.normalize)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise RecipeError(f"the training set ({len(data.train_labels)} images) is smaller than one "
@@ -316,7 +473,8 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
     batch_lr = (1.0 / config.batch_size) if summed else 1.0  # see the module docstring
     optimizer = NesterovSGD(parameter_groups(model, parameter_options or {}, config.param_groups),
                             config.momentum,
-                            config.weight_decay * (config.batch_size if summed else 1.0))
+                            config.weight_decay * (config.batch_size if summed else 1.0),
+                            foreach=config.foreach)
     schedule = config.lr_schedule()
     average = MovingAverage(model, config.ema_momentum, config.ema_every) \
         if config.ema_momentum else None
@@ -326,52 +484,156 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
         warnings.warn("train.log_params: the model has no batch-norm layers, nothing to record",
                       stacklevel=2)
         stats = None
-    if stats:
+    # DistributedDataParallel averages gradients over ranks; a summed loss wants their sum.
+    loss_scale = float(ranks.world) if ranks and summed else 1.0
+    net = distributed.wrap(model, device) if ranks else model
+    if ranks:
+        distributed.check_batch(config.batch_size, ranks)
+    forward, compile_time = net, 0.0
+    if config.compile != "none":
+        example = data.test_images[:config.batch_size // (ranks.world if ranks else 1)]
+        n_test = len(data.test_images) // (ranks.world if ranks else 1)
+        eval_shapes = sorted({min(config.eval_batch_size, n_test), n_test % config.eval_batch_size} - {0})
+        forward, compile_time = compile_model(net, config, example, eval_shapes)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)  # compilation's own workspace is not training's
+    result = TrainResult(math.nan, math.nan, setup_time, 0.0, config.epochs, compile_time_s=compile_time)
+    step, first_epoch, skip = 0, 1, 0
+    if resume is not None:
+        step, first_epoch, skip = _restore(resume, model, optimizer, average, stats, loader, result)
+    elif stats:
         stats.record(0)  # the initial values
-    result = TrainResult(math.nan, math.nan, setup_time, 0.0, config.epochs)
-    step = 0
     model.train()
-    for epoch in range(1, config.epochs + 1):
-        synchronize(device)
-        start = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)  # statistics stay on the device: no sync per step
-        correct = torch.zeros((), device=device)
-        seen = 0
-        for x, y in loader:
-            lr = schedule(step / steps_per_epoch)
-            with _autocast(config.precision, device):
-                logits = model(x)
-            loss = label_smoothing_loss(logits, y, config.label_smoothing,
-                                        "sum" if summed else "mean")
-            loss.backward()
-            optimizer.step(lr * batch_lr)
-            optimizer.zero_grad()
-            step += 1
-            if average and step % average.every == 0:
-                average.update()
-            if stats and step % stats.every == 0:
-                stats.record(step)
-            loss_sum += loss.detach() * (1 if summed else len(y))
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
-            if on_step:
-                on_step(step - (epoch - 1) * steps_per_epoch, steps_per_epoch)
-        synchronize(device)
-        epoch_time = time.perf_counter() - start
-        result.train_time_s += epoch_time
-        test_acc = test_loss = None
-        if config.eval_every_epoch or epoch == config.epochs:
-            start = time.perf_counter()
-            test_acc, test_loss = evaluate(evaluated, data.test_images, data.test_labels, config)
+    losses = torch.zeros(steps_per_epoch, device=device)  # per step, on the device: no sync per step
+    correct = torch.zeros((), device=device)
+    lr = schedule(step / steps_per_epoch)
+    with _StopSignals(checkpoint is not None) as signals:
+        for epoch in range(first_epoch, config.epochs + 1):
+            epoch_state = resume["epoch_state"] if resume is not None and skip else None
+            elapsed = resume["epoch_elapsed"] if resume is not None and skip else 0.0
+            if skip:
+                losses.copy_(resume["epoch_losses"])
+                correct.fill_(resume["epoch_correct"])
+            else:
+                losses.zero_()
+                correct.zero_()
             synchronize(device)
-            if epoch == config.epochs:
-                result.eval_time_s = time.perf_counter() - start
-        entry = EpochLog(epoch, lr, loss_sum.item() / seen, correct.item() / seen, test_loss,
-                         test_acc, epoch_time, result.train_time_s,
-                         stats.flush(steps_per_epoch) if stats else None)
-        result.log.append(entry)
-        if on_epoch:
-            on_epoch(entry)
+            start = time.perf_counter()
+            for i, (x, y) in enumerate(loader.epoch(epoch_state, skip), start=skip):
+                if ranks:
+                    x, y = x[ranks.rank::ranks.world], y[ranks.rank::ranks.world]
+                lr = schedule(step / steps_per_epoch)
+                if config.compile == "reduce-overhead":
+                    torch.compiler.cudagraph_mark_step_begin()  # the last step's graphs may be reused
+                with _autocast(config.precision, device):
+                    logits = forward(_memory_format(x, config))
+                loss = label_smoothing_loss(logits, y, config.label_smoothing,
+                                            "sum" if summed else "mean")
+                (loss * loss_scale if loss_scale != 1 else loss).backward()
+                optimizer.step(lr * batch_lr)
+                optimizer.zero_grad()
+                step += 1
+                if average and step % average.every == 0:
+                    average.update()
+                if stats and step % stats.every == 0:
+                    stats.record(step)
+                losses[i] = loss.detach() * (1 if summed else len(y))
+                correct += (logits.detach().argmax(1) == y).sum()
+                if on_step:
+                    on_step(i + 1, steps_per_epoch)
+                if signals.received and i + 1 < steps_per_epoch:
+                    synchronize(device)
+                    if checkpoint:
+                        checkpoint(_state(model, optimizer, average, stats, loader, result, step,
+                                          epoch, i + 1, losses, correct,
+                                          elapsed + time.perf_counter() - start))
+                    raise TrainingInterrupted(epoch, step, signals.received)
+            skip = 0
+            synchronize(device)
+            epoch_time = elapsed + time.perf_counter() - start
+            result.train_time_s += epoch_time
+            if ranks:
+                distributed.all_reduce_sum(losses, correct)
+            loss_sum = losses.sum().item()  # the epoch's one read from the device
+            if not math.isfinite(loss_sum):
+                bad = int((~torch.isfinite(losses)).nonzero()[0])
+                bad_step = (epoch - 1) * steps_per_epoch + bad + 1
+                raise NonFiniteLoss(
+                    f"the training loss became {losses[bad].item()} at epoch {epoch}, step {bad_step} "
+                    f"(step {bad + 1} of {steps_per_epoch} in the epoch), learning rate "
+                    f"{schedule((bad_step - 1) / steps_per_epoch):.4g}; training stopped" +
+                    ("; the checkpoint of the last good epoch is kept" if checkpoint and epoch > 1 else ""),
+                    hint="lower the peak learning rate (train.lr.values), or use float32 "
+                         "(train.precision) if float16 overflows")
+            if ranks:
+                distributed.average_batch_norm_statistics(model, ranks.world)
+                if average:
+                    distributed.average_batch_norm_statistics(average.model, ranks.world)
+            seen = steps_per_epoch * config.batch_size
+            test_acc = test_loss = None
+            if config.eval_every_epoch or epoch == config.epochs:
+                start = time.perf_counter()
+                test_acc, test_loss = evaluate(_evaluator(evaluated, forward, average, config), data.test_images,
+                                               data.test_labels, config, ranks)
+                synchronize(device)
+                if epoch == config.epochs:
+                    result.eval_time_s = time.perf_counter() - start
+            entry = EpochLog(epoch, lr, loss_sum / seen, correct.item() / seen, test_loss,
+                             test_acc, epoch_time, result.train_time_s,
+                             stats.flush(steps_per_epoch) if stats else None)
+            result.log.append(entry)
+            if on_epoch:
+                on_epoch(entry)
+            if checkpoint:
+                checkpoint(_state(model, optimizer, average, stats, loader, result, step, epoch + 1, 0))
+            if signals.received and epoch < config.epochs:
+                raise TrainingInterrupted(epoch + 1, step, signals.received)
+    if device.type == "cuda":
+        result.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
     result.test_acc, result.test_loss = result.log[-1].test_acc, result.log[-1].test_loss
     result.model = evaluated
     return result
+
+
+def _evaluator(evaluated: nn.Module, forward: Callable, average, config: TrainConfig) -> Callable:
+    """The compiled forward when it is the model evaluated; the moving average runs eagerly."""
+    return forward if config.compile != "none" and not average else evaluated
+
+
+def _state(model, optimizer, average, stats, loader, result, step, epoch, skip, losses=None,
+           correct=None, elapsed=0.0) -> Dict:
+    """Everything training needs to go on from here: tensors and plain data only, so it
+    loads with ``torch.load(weights_only=True)``. ``epoch`` is the epoch to run next (or in
+    progress, with ``skip`` of its batches done)."""
+    cpu = lambda t: t.detach().cpu().clone()  # noqa: E731
+    return {
+        "format": STATE_FORMAT, "step": step, "epoch": epoch, "skip": skip,
+        "model": {k: cpu(v) for k, v in model.state_dict().items()},
+        "optimizer": {"velocity": [[cpu(v) for v in g] for g in optimizer.state_dict()["velocity"]]},
+        "average": {k: cpu(v) for k, v in average.model.state_dict().items()} if average else None,
+        "stats": {"steps": list(stats.steps), "records": [cpu(r) for r in stats.records]} if stats else None,
+        # the generator as this epoch began (mid-epoch) or as the next will begin
+        "epoch_state": loader.epoch_state if skip else loader.generator.get_state(),
+        "epoch_losses": cpu(losses) if skip else None,
+        "epoch_correct": float(correct.item()) if skip else 0.0,
+        "epoch_elapsed": elapsed,
+        "train_time_s": result.train_time_s,
+        "log": [asdict(e) for e in result.log],
+    }
+
+
+def _restore(state: Dict, model, optimizer, average, stats, loader, result) -> tuple:
+    if state.get("format") != STATE_FORMAT:
+        raise RecipeError("not a netgraph training state", hint="resume from a file netgraph train wrote")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if average:
+        average.model.load_state_dict(state["average"])
+    if stats and state.get("stats"):
+        device = next(model.parameters()).device
+        stats.steps = list(state["stats"]["steps"])
+        stats.records = [r.to(device) for r in state["stats"]["records"]]
+    loader.generator.set_state(state["epoch_state"])
+    result.train_time_s = state["train_time_s"]
+    result.log = [EpochLog(**e) for e in state["log"]]
+    return state["step"], state["epoch"], state["skip"]

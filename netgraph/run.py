@@ -17,6 +17,8 @@ import torch
 from . import data as datasets
 from .config import DataConfig, data_config, train_config
 from .engine import DeviceData, EpochLog, input_dtype, synchronize, to_device, train
+from . import distributed
+from .distributed import Ranks
 from .errors import RecipeError
 from .executor import compile_graph, parameter_options
 from .graph import build_graph
@@ -75,6 +77,9 @@ class RunResult:
     dataset: str
     train_images: int
     test_images: int
+    compile_time_s: float = 0.0  # torch.compile's warm-up (train.compile), not in train_time_s
+    peak_memory_gib: Optional[float] = None  # CUDA: the most memory allocated at once
+    world_size: int = 1  # processes that trained it together (torchrun)
     log: List[Dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> Dict[str, Any]:
@@ -86,9 +91,13 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
                data_dir: Optional[str] = None, dataset: Optional[datasets.Dataset] = None,
                on_epoch: Optional[Callable[[EpochLog], None]] = None,
                on_step: Optional[Callable[[int, int], None]] = None,
-               eval_every_epoch: bool = True):
+               eval_every_epoch: bool = True,
+               checkpoint: Optional[Callable[[Dict], None]] = None, resume: Optional[Dict] = None,
+               ranks: Optional[Ranks] = None):
     """Train the recipe once; returns (RunResult, trained module, graph). Without
-    ``eval_every_epoch`` only the final model is evaluated (ablations need no curve)."""
+    ``eval_every_epoch`` only the final model is evaluated (ablations need no curve).
+    ``checkpoint`` and ``resume`` are the engine's (see ``engine.train`` and
+    ``checkpoint_writer``); ``ranks`` trains data-parallel (see netgraph.distributed)."""
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     config = train_config(recipe, device.type)
     config.eval_every_epoch = eval_every_epoch
@@ -100,28 +109,51 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
     mean, std = normalisation(dataset)
     graph = build_graph(recipe)
     torch.manual_seed(config.seed)
+    rank_batch = distributed.check_batch(config.batch_size, ranks) if ranks else config.batch_size
 
-    synchronize(device)
-    start = time.perf_counter()
-    device_data: DeviceData = to_device(dataset, device, mean, std, dconfig.pad,
-                                        input_dtype(config.precision))
-    context = PassContext(train_images=lambda n: device_data.train_images[:n].float(),
-                          batch_size=config.batch_size)
-    graph, _ = apply_transforms(graph, recipe, context)
-    model = compile_graph(graph).to(device)
-    synchronize(device)
-    setup_time = time.perf_counter() - start
+    try:
+        synchronize(device)
+        start = time.perf_counter()
+        device_data: DeviceData = to_device(dataset, device, mean, std, dconfig.pad,
+                                            input_dtype(config.precision), dconfig.keep_uint8)
+        context = PassContext(train_images=device_data.train_sample, batch_size=rank_batch)
+        graph, _ = apply_transforms(graph, recipe, context)
+        model = compile_graph(graph).to(device)
+        synchronize(device)
+        setup_time = time.perf_counter() - start
 
-    result = train(model, device_data, config, dconfig.augmentations, dconfig.max_groups,
-                   parameter_options(graph), setup_time, on_epoch, on_step)
+        result = train(model, device_data, config, dconfig.augmentations, dconfig.max_groups,
+                       parameter_options(graph), setup_time, on_epoch, on_step,
+                       checkpoint=checkpoint, resume=resume, ranks=ranks)
+    except torch.cuda.OutOfMemoryError:
+        raise out_of_memory(recipe, device, config.batch_size, dconfig.keep_uint8) from None
+    peak = result.peak_memory_bytes
     run = RunResult(recipe=recipe.file or recipe.name, seed=config.seed, device=device_name(device),
                     test_acc=result.test_acc, test_loss=result.test_loss,
                     train_time_s=result.train_time_s, setup_time_s=setup_time,
                     eval_time_s=result.eval_time_s, epochs=config.epochs,
                     params=summarize(graph)["params"], dataset=dataset.name,
                     train_images=len(dataset.train_labels), test_images=len(dataset.test_labels),
+                    compile_time_s=result.compile_time_s,
+                    peak_memory_gib=None if peak is None else peak / 2 ** 30,
+                    world_size=ranks.world if ranks else 1,
                     log=[log_entry(e, dataset) for e in result.log])
     return run, result.model, graph
+
+
+def out_of_memory(recipe: Recipe, device: torch.device, batch_size: int, keep_uint8: bool) -> RecipeError:
+    """The message for a CUDA out-of-memory error: what ran out and what to change."""
+    gpu = "the GPU"
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        gpu = (f"the {torch.cuda.get_device_properties(device).total_memory / 2 ** 30:.1f} GiB of "
+               f"{torch.cuda.get_device_name(device)}")
+    hint = f"use a smaller train.batch_size (e.g. --set train.batch_size={max(1, batch_size // 2)})"
+    if not keep_uint8:
+        hint += ", or data.keep_uint8: true to keep the training images as uint8 on the GPU"
+    return RecipeError(f"out of GPU memory: the recipe at batch {batch_size} does not fit in the "
+                       f"{gpu}",
+                       file=recipe.file, hint=hint)
 
 
 def log_entry(entry: EpochLog, dataset: datasets.Dataset) -> Dict[str, Any]:
@@ -133,6 +165,14 @@ def log_entry(entry: EpochLog, dataset: datasets.Dataset) -> Dict[str, Any]:
     if params is not None:
         line["params"] = params
     return line
+
+
+def log_entry_line(recipe: str, seed: int, entry, dataset: datasets.Dataset) -> str:
+    """One JSON line of ``netgraph train``'s epoch log (an EpochLog or its dict)."""
+    import json
+    if isinstance(entry, dict):
+        entry = EpochLog(**entry)
+    return json.dumps({"recipe": recipe, "seed": seed, **log_entry(entry, dataset)})
 
 
 def device_name(device: torch.device) -> str:
@@ -154,38 +194,75 @@ def context_without_data(recipe: Recipe) -> PassContext:
 # --- saved models ---------------------------------------------------------------
 
 MODEL_FORMAT = "netgraph-model-1"
+CHECKPOINT_FORMAT = "netgraph-checkpoint-1"
 
 
-def save_model(path, model: torch.nn.Module, recipe: Recipe, run: RunResult) -> None:
-    """The trained weights with the merged recipe and the run's result, written
-    atomically (a temporary file renamed into place)."""
+def save_atomically(payload: Dict, path) -> None:
+    """torch.save to a temporary file beside ``path``, then rename it into place: a crash
+    while writing leaves the previous file whole, never a broken one."""
     import os
     from pathlib import Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": MODEL_FORMAT, "recipe": recipe.sections, "recipe_file": recipe.file,
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "result": run.summary()}
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_model(path, model: torch.nn.Module, recipe: Recipe, run: RunResult) -> None:
+    """The trained weights with the merged recipe and the run's result, written atomically."""
+    save_atomically({"format": MODEL_FORMAT, "recipe": recipe.sections, "recipe_file": recipe.file,
+                     "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                     "result": run.summary()}, path)
+
+
+def checkpoint_writer(path, recipe: Recipe, seed: int, finished: List[Dict],
+                      every: int = 1) -> Callable[[Dict], None]:
+    """The engine's checkpoint callback for ``netgraph train``: the training state of the run
+    with this seed, the recipe it trains and the results of the runs already finished,
+    written atomically to ``path`` every ``every`` epochs (0: only when interrupted)."""
+    def write(state: Dict) -> None:
+        completed = state["epoch"] - 1
+        if state["skip"] or (every and completed % every == 0):
+            save_atomically({"format": CHECKPOINT_FORMAT, "recipe": recipe.sections,
+                             "recipe_file": recipe.file, "seed": seed, "finished": list(finished),
+                             "state": state}, path)
+    return write
+
+
+def _load(path, what: str, expected_format: str, writer: str) -> Dict:
+    """A file netgraph wrote, read with ``weights_only=True``: tensors and plain data only."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RecipeError(f"{what} not found", file=str(path), hint=f"it is written by {writer}") from None
+    except Exception as e:  # a truncated file or one that is not netgraph's
+        raise RecipeError(f"cannot read the {what}: {type(e).__name__}: {e}", file=str(path),
+                          hint=f"it should be written by {writer}") from None
+    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+        raise RecipeError(f"not a netgraph {what}", file=str(path), hint=f"write one with {writer}")
+    return payload
+
+
+def load_checkpoint(path, recipe: Recipe) -> Dict:
+    """A checkpoint from ``checkpoint_writer``, checked to be of this recipe (after --set)."""
+    payload = _load(path, "checkpoint", CHECKPOINT_FORMAT, "netgraph train")
+    if payload["recipe"] != recipe.sections:
+        raise RecipeError(f"the checkpoint is of another recipe (or other --set options) than "
+                          f"{recipe.file or recipe.name}", file=str(path),
+                          hint="resume with the recipe and --set options it was started with, or "
+                               "start afresh without --resume")
+    return payload
 
 
 def load_model(path, device: torch.device):
     """(recipe, graph, module in eval mode, saved result) from a file written by save_model.
     Read with ``weights_only=True``: the file holds tensors and plain data only."""
-    from .executor import compile_graph
     from .recipe import recipe_from_dict
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise RecipeError("model file not found", file=str(path)) from None
-    except Exception as e:  # a truncated file or one that is not a netgraph model
-        raise RecipeError(f"cannot read the model file: {type(e).__name__}: {e}", file=str(path),
-                          hint="it should be written by netgraph train --save") from None
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise RecipeError("not a netgraph model file", file=str(path),
-                          hint="write one with netgraph train --save")
+    payload = _load(path, "model file", MODEL_FORMAT, "netgraph train --save")
     recipe = recipe_from_dict(payload["recipe"], file=payload.get("recipe_file"))
     graph, _ = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe))
     model = compile_graph(graph, allow_pending=True)
