@@ -73,9 +73,17 @@ def check_batch(batch_size: int, ranks: Ranks) -> int:
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """The model with its gradients all-reduced (averaged) in buckets during backward.
     Buffers are not broadcast each step: batch norm keeps per-rank statistics."""
+    import warnings
     from torch.nn.parallel import DistributedDataParallel
-    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
-                                   broadcast_buffers=False)
+    with warnings.catch_warnings():
+        # torch 2.13 deprecates broadcast_buffers, but its replacement still syncs buffers at
+        # start, and per-rank statistics are what is wanted here
+        warnings.simplefilter("ignore", FutureWarning)
+        # gradient_as_bucket_view: gradients live in the all-reduce buckets, no copy in and
+        # out; static_graph: the same parameters get gradients every step
+        return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                       broadcast_buffers=False, gradient_as_bucket_view=True,
+                                       static_graph=True)
 
 
 def all_reduce_sum(*tensors: torch.Tensor) -> None:

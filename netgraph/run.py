@@ -109,6 +109,8 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
     mean, std = normalisation(dataset)
     graph = build_graph(recipe)
     torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the seed: shapes are fixed, take the fastest kernels
     rank_batch = distributed.check_batch(config.batch_size, ranks) if ranks else config.batch_size
 
     try:

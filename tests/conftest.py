@@ -6,7 +6,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
-sys.path.insert(0, str(Path(__file__).parent))  # reference_models
+sys.path.insert(0, str(ROOT / "tools"))  # reference_resnet9, bench
 
 
 @pytest.fixture

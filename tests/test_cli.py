@@ -19,7 +19,7 @@ def run(*args):
 
 
 def test_summary_json_matches_the_hand_written_model():
-    from reference_models import ResNet9, count_macs
+    from reference_resnet9 import ResNet9, count_macs
     result = run("summary", RESNET9, "--json")
     assert result.returncode == 0, result.stderr
     s = json.loads(result.stdout)
