@@ -82,10 +82,16 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
     lr = t["lr"]
     if set(lr) != {"knots", "values"}:
         raise recipe.error("train.lr needs exactly knots: [...] and values: [...] (epochs and "
-                           f"learning rates), got keys {sorted(map(str, lr))}", ("train", "lr"))
+                           f"learning rates), got keys {sorted(map(str, lr))}", ("train", "lr"),
+                           hint="e.g. lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}")
     try:
         PiecewiseLinear.in_epochs(lr["knots"], lr["values"], t["epochs"])
     except RecipeError as err:
+        if "lr" not in recipe.train:  # the default's 5-epoch warm-up outlasts a short run
+            raise recipe.error(f"the default learning-rate schedule warms up for 5 epochs, longer "
+                               f"than epochs: {t['epochs']}", ("train", "epochs"),
+                               hint="set train.lr, e.g. lr: {knots: [0, epochs/5, epochs], "
+                                    "values: [0, 0.4, 0]}") from None
         raise err.located(*recipe.where(("train", "lr"))) from None
     ema = t["ema"] or {}
     if ema:
@@ -154,7 +160,7 @@ def data_config(recipe: Recipe, image_size: int = 32) -> DataConfig:
         shape = augmentation.output_shape(shape)
         augmentations.append(augmentation)
     try:
-        synthetic = check_params("data.synthetic", SYNTHETIC_PARAMS, d["synthetic"])
+        synthetic = check_params("data.synthetic", SYNTHETIC_PARAMS, d["synthetic"], prefix="synthetic.")
     except RecipeError as err:
         raise err.located(*recipe.where(("data", "synthetic", err.key))) from None
     return DataConfig(d["dataset"], d["dir"], d["download"], d["pad"], augmentations,

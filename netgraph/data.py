@@ -223,7 +223,8 @@ class _ArrayUnpickler(pickle.Unpickler):
                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
                ("numpy", "ndarray"), ("numpy", "dtype"),
-               ("_codecs", "encode")}  # how Python 3 writes bytes at protocol 2
+               ("_codecs", "encode"),  # how Python 3 writes bytes at protocol 2
+               ("__builtin__", "bytes"), ("builtins", "bytes")}  # ... and empty bytes
 
     def __init__(self, file, path: Path):
         super().__init__(file, encoding="bytes")  # Python 2 wrote the keys: they are bytes
@@ -261,17 +262,24 @@ def _read_pickle(path: Path, layout: Layout) -> Tuple[np.ndarray, np.ndarray]:
     content = _load_pickle(path)
     for key in (b"data", layout.label_key):
         if key not in content:
-            raise RecipeError(f"has no key {key!r} (keys: {sorted(content)})", file=path,
+            raise RecipeError(f"has no key {key!r} (keys: {sorted(content, key=repr)})", file=path,
                               hint=f"this is not a {layout.dataset} {layout.kind} file; "
                                    "extract the official archive again")
     data = content[b"data"]
-    labels = np.asarray(content[layout.label_key])
+    try:
+        labels = np.asarray(content[layout.label_key])
+    except ValueError:  # a ragged list
+        labels = np.asarray(None)
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
             and data.shape[1] == PIXELS):
         shape = getattr(data, "shape", None)
         raise RecipeError(f"b'data' is {type(data).__name__} {getattr(data, 'dtype', '')} of shape "
                           f"{shape}, expected uint8 N x {PIXELS}", file=path,
                           hint="extract the official archive again")
+    if data.shape[0] == 0:
+        raise RecipeError("holds no images", file=path,
+                          hint="the file is truncated or not a CIFAR file; extract the official "
+                               "archive again")
     if labels.ndim != 1 or labels.shape[0] != data.shape[0] or not np.issubdtype(labels.dtype, np.integer):
         raise RecipeError(f"has {labels.shape} labels of type {labels.dtype} for {data.shape[0]} images",
                           file=path, hint="extract the official archive again")
@@ -283,13 +291,18 @@ def _read_pickle(path: Path, layout: Layout) -> Tuple[np.ndarray, np.ndarray]:
 def _read_classes(folder: Path, layout: Layout) -> List[str]:
     path = _need_file(folder / layout.meta_file)
     if layout.kind == "binary":
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        try:
+            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        except UnicodeDecodeError as error:
+            raise RecipeError(f"is not text ({error})", file=path,
+                              hint="it should list one class name a line; extract the official archive again")
     else:
         content = _load_pickle(path)
-        if layout.names_key not in content:
-            raise RecipeError(f"has no key {layout.names_key!r}", file=path,
+        names = content.get(layout.names_key)
+        if not isinstance(names, list):
+            raise RecipeError(f"has no list under the key {layout.names_key!r}", file=path,
                               hint="extract the official archive again")
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in content[layout.names_key]]
+        names = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names]
     if len(names) != layout.num_classes:
         raise RecipeError(f"lists {len(names)} class names, expected {layout.num_classes}", file=path,
                           hint="extract the official archive again")
@@ -359,6 +372,9 @@ def _fetch(url: str, target: Path, md5: str) -> None:
                 done += len(chunk)
                 _progress(done, total, target.name)
         _progress(done, total, target.name, end="\n")
+        if total and done != total:  # a dropped connection ends the body early, with no error
+            raise RecipeError(f"download interrupted: got {done:,} of {total:,} bytes (the partial "
+                              "file was deleted)", file=url, hint="check the network and try again")
         if digest.hexdigest() != md5.lower():
             raise RecipeError(f"downloaded file has MD5 {digest.hexdigest()}, expected {md5} "
                               "(the file was deleted)", file=url,

@@ -30,7 +30,8 @@ class RecipeError(ValueError):
             where = self.file + (f":{self.line}" if self.line else "") + ": "
         node = f"node '{self.node}': " if self.node else ""
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{where}{node}{self.message}{hint}"
+        # One line, always: a name or value quoted from a recipe may hold a line break.
+        return f"{where}{node}{self.message}{hint}".replace("\r", "\\r").replace("\n", "\\n")
 
     def located(self, file=None, line=None, node=None) -> "RecipeError":
         """Fill in whatever location this error does not know yet."""

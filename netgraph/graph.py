@@ -24,12 +24,14 @@ Wiring rules (the recipe's, kept here):
 """
 from __future__ import annotations
 
+import keyword
 import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import networkx as nx
+from torch import fx, nn
 
 from . import ops
 from .errors import RecipeError, did_you_mean
@@ -41,6 +43,10 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PARAM = re.compile(r"^\$([A-Za-z_]\w*)$")
 _INTERPOLATED = re.compile(r"\$\{([A-Za-z_]\w*)\}")
 BLOCK_DEFAULTS = "$defaults"
+# Every node becomes an attribute of the compiled module (or of its dict's submodule) and a
+# variable of the generated forward, so a name may not be a Python keyword, 'self', or an
+# attribute every torch.fx module already has ('forward', 'training', 'to', 'graph', ...).
+MODULE_ATTRIBUTES = frozenset(dir(fx.GraphModule(nn.Module(), fx.Graph())))
 
 Path = Tuple[str, ...]
 
@@ -107,6 +113,12 @@ class _Expander:
                 raise self.error(f"'{name}' is reserved and cannot name a node", item_site, node,
                                  hint="input is the graph (or enclosing dict's) input; "
                                       "in, op and block are node keys", block=item_block)
+            if keyword.iskeyword(name) or name == "self" or name in MODULE_ATTRIBUTES:
+                what = "a Python keyword" if keyword.iskeyword(name) else \
+                    "the generated forward's own argument" if name == "self" else \
+                    "an attribute every torch module has"
+                raise self.error(f"'{name}' cannot name a node: it is {what}", item_site, node,
+                                 hint=f"rename it, e.g. '{name.strip('_')}_node'", block=item_block)
             if not isinstance(value, dict):
                 raise self.error(f"expected a node ({{op: ...}}), a block use ({{block: ...}}) or a "
                                  f"dict of nodes, got {value!r}", item_site, node, block=item_block)
@@ -145,6 +157,8 @@ class _Expander:
         node = path_str(path)
         name = value["block"]
         blocks = self.recipe.blocks
+        if not isinstance(name, str):
+            raise self.error(f"block: must be a block name, got {name!r}", site, node, block=block)
         if name not in blocks:
             raise self.error(f"unknown block '{name}'", site, node,
                              hint=did_you_mean(name, blocks) or

@@ -11,6 +11,7 @@ Register your own op with :func:`register_op`; see README.md, "Your own op".
 from __future__ import annotations
 
 import copy
+import math
 import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -32,6 +33,9 @@ class _Required:
 REQUIRED = _Required()
 """Default of a parameter that a recipe must set."""
 
+MAX_INT = 2 ** 31 - 1
+"""The largest integer a parameter takes: larger ones fail deep inside torch instead."""
+
 
 @dataclass
 class Param:
@@ -48,39 +52,70 @@ class Param:
             return None
         ok = _is_type(value, self.type)
         if not ok:
+            hint = "write it without quotes" if _looks_numeric(value) else \
+                f"e.g. {name}: {_example(self)}"
             raise RecipeError(f"parameter '{name}' must be {_type_name(self.type)}, "
-                              f"got {value!r} ({_type_name(type(value))})")
-        if self.type is float:
-            value = float(value)
+                              f"got {value!r} ({_type_name(type(value))})", hint=hint)
         values = value if isinstance(value, list) else [value]
         for v in values:
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT:
+                raise RecipeError(f"parameter '{name}' is too large: {v}",
+                                  hint=f"use a value below {MAX_INT:,}")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise RecipeError(f"parameter '{name}' must be a finite number, got {v}",
+                                  hint=f"e.g. {name}: {_example(self)}")
+        if self.type is float:
+            value = float(value)
+        for v in values:
             if self.positive and v <= 0:
-                raise RecipeError(f"parameter '{name}' must be positive, got {value!r}")
+                raise RecipeError(f"parameter '{name}' must be positive, got {value!r}",
+                                  hint="use a value above 0")
             if self.nonnegative and v < 0:
-                raise RecipeError(f"parameter '{name}' must not be negative, got {value!r}")
+                raise RecipeError(f"parameter '{name}' must not be negative, got {value!r}",
+                                  hint="use 0 or more")
         if self.choices is not None and value not in self.choices:
             raise RecipeError(f"parameter '{name}' must be one of "
                               f"{', '.join(map(repr, self.choices))}, got {value!r}")
         return value
 
 
-def check_params(owner: str, specs: Dict[str, Param], raw: Dict[str, Any]) -> Dict[str, Any]:
-    """``raw`` checked against ``specs``, defaults filled in; ``owner`` names the op or pass.
+def _looks_numeric(value) -> bool:
+    """'64' or '5e-4' in quotes: a number written as a string."""
+    try:
+        return isinstance(value, str) and math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def _example(p: Param) -> str:
+    """A value of the parameter's type to show in a hint: its default, or a stand-in."""
+    if p.default is not REQUIRED and p.default is not None and not isinstance(p.default, (dict, list)):
+        return str(p.default).lower() if isinstance(p.default, bool) else str(p.default)
+    typ = p.type[0] if isinstance(p.type, tuple) else p.type
+    return {int: "1", float: "0.5", bool: "true", str: "name", list: "[1, 2]",
+            dict: "{key: value}"}.get(typ, "...")
+
+
+def check_params(owner: str, specs: Dict[str, Param], raw: Dict[str, Any],
+                 prefix: str = "") -> Dict[str, Any]:
+    """``raw`` checked against ``specs``, defaults filled in; ``owner`` names the op or pass,
+    and messages name each parameter with ``prefix`` before it (``synthetic.train``).
     A RecipeError raised here carries ``key``, the parameter it is about."""
     unknown = [k for k in raw if k not in specs]
     if unknown:
         known = ", ".join(specs) or "none"
         err = RecipeError(f"unknown parameter '{unknown[0]}' for {owner} (its parameters: {known})",
-                          hint=did_you_mean(unknown[0], specs))
+                          hint=did_you_mean(unknown[0], specs) or f"remove '{unknown[0]}'")
         err.key = unknown[0]
         raise err
     out = {}
     for name, p in specs.items():
         try:
             if name in raw:
-                out[name] = p.check(name, raw[name])
+                out[name] = p.check(prefix + name, raw[name])
             elif p.default is REQUIRED:
-                raise RecipeError(f"{owner} needs parameter '{name}' ({_type_name(p.type)})")
+                raise RecipeError(f"{owner} needs parameter '{name}' ({_type_name(p.type)})",
+                                  hint=f"add {name}: {_example(p)}")
             else:
                 out[name] = copy.deepcopy(p.default)
         except RecipeError as err:
@@ -186,7 +221,7 @@ OPS: Dict[str, OpSpec] = {}
 def get_op(name: str) -> OpSpec:
     try:
         return OPS[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: a list or mapping where a name should be
         raise RecipeError(f"unknown op '{name}'",
                           hint=did_you_mean(name, OPS) or
                           "known ops: " + ", ".join(sorted(OPS)) + "; register your own with "
@@ -396,6 +431,10 @@ _builtin("gelu", params={"approximate": Param(str, "none", choices=("none", "tan
 def _pool(kind):
     def shape(in_shapes, size, stride, padding):
         c, h, w = _need_map(in_shapes[0], f"{kind}_pool")
+        if padding > size // 2:
+            # torch refuses it: a window could then lie wholly in the padding.
+            raise RecipeError(f"{kind}_pool padding {padding} is more than half its size {size}",
+                              hint=f"use padding {size // 2} or less")
         s = size if stride is None else stride
         return (c, _spatial(h, size, s, padding, f"{kind}_pool"),
                 _spatial(w, size, s, padding, f"{kind}_pool"))

@@ -34,6 +34,11 @@ SECTIONS = {
     "train": "training settings (read by the training engine)",
 }
 DEFAULT_INPUT_SHAPE = [3, 32, 32]
+# Guards against YAML that expands without bound: resnet9.yaml nests 5 levels deep and holds
+# 77 values, but an anchor used inside itself nests forever, and aliases of aliases
+# (*a repeating *b repeating *c ...) multiply into millions of values.
+MAX_DEPTH = 50
+MAX_VALUES = 100_000
 
 
 @dataclass
@@ -77,11 +82,7 @@ class Recipe:
 
     def where(self, keypath: Sequence[Union[str, int]]) -> Location:
         """File and line of the deepest known key along ``keypath``."""
-        keypath = tuple(keypath)
-        for n in range(len(keypath), 0, -1):
-            if keypath[:n] in self.positions:
-                return self.positions[keypath[:n]]
-        return self.file, None
+        return _where(self.positions, keypath, self.file)
 
     def error(self, message: str, keypath: Sequence[Union[str, int]] = (), *,
               node: Optional[str] = None, hint: Optional[str] = None) -> RecipeError:
@@ -107,11 +108,36 @@ def load_yaml_value(text: str) -> Any:
     return yaml.load(text, Loader=SafeLoader)
 
 
-def _positions(node, path: KeyPath, file: str, out: Dict[KeyPath, Location]) -> None:
-    """Record the line of every key and list item; refuse duplicate keys."""
+def _where(positions: Dict[KeyPath, Location], keypath: Sequence[Union[str, int]],
+           file: Optional[str]) -> Location:
+    keypath = tuple(keypath)
+    for n in range(len(keypath), 0, -1):
+        if keypath[:n] in positions:
+            return positions[keypath[:n]]
+    return file, None
+
+
+def _positions(node, path: KeyPath, file: str, out: Dict[KeyPath, Location],
+               visited: Optional[set] = None) -> None:
+    """Record the line of every key and list item; refuse duplicate keys and keys that
+    are not plain scalars."""
+    visited = set() if visited is None else visited
+    if id(node) in visited:
+        return  # an alias (*name) of a node walked already; an anchor inside itself never ends
+    if len(path) > MAX_DEPTH:
+        raise RecipeError(f"nested more than {MAX_DEPTH} levels deep", file=file,
+                          line=node.start_mark.line + 1,
+                          hint="a recipe is a few levels deep; does an anchor (&name) contain "
+                               "its own alias (*name)?")
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        visited.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise RecipeError("a key must be a name or a number, not a list or mapping",
+                                  file=file, line=key_node.start_mark.line + 1,
+                                  hint="a '?' before a key or a key in [] or {} makes one")
             key = key_node.value
             if key_node.tag == "tag:yaml.org,2002:int":
                 key = int(key)
@@ -121,11 +147,34 @@ def _positions(node, path: KeyPath, file: str, out: Dict[KeyPath, Location]) -> 
                                   file=file, line=line, hint="YAML would silently keep only the last one")
             seen[key] = line
             out[path + (key,)] = (file, line)
-            _positions(value_node, path + (key,), file, out)
+            _positions(value_node, path + (key,), file, out, visited)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             out[path + (i,)] = (file, item.start_mark.line + 1)
-            _positions(item, path + (i,), file, out)
+            _positions(item, path + (i,), file, out, visited)
+
+
+def _check_size(data: Any, file: Optional[str] = None,
+               positions: Optional[Dict[KeyPath, Location]] = None) -> None:
+    """Refuse data nested deeper than MAX_DEPTH (a structure that contains itself never
+    ends) or holding more than MAX_VALUES values once aliases are expanded."""
+    stack: List[Tuple[Any, KeyPath]] = [(data, ())]
+    count = 0
+    while stack:
+        value, path = stack.pop()
+        count += 1
+        if count > MAX_VALUES or len(path) > MAX_DEPTH:
+            where, line = _where(positions or {}, path, file)
+            if count > MAX_VALUES:
+                raise RecipeError(f"the recipe holds more than {MAX_VALUES:,} values", file=where,
+                                  line=line, hint="aliases (*name) of aliases multiply; write the "
+                                                  "repeated part as a block instead")
+            raise RecipeError(f"nested more than {MAX_DEPTH} levels deep", file=where, line=line,
+                              hint="does a value contain itself?")
+        if isinstance(value, dict):
+            stack.extend((v, path + (k,)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, path + (i,)) for i, v in enumerate(value))
 
 
 def parse_yaml(text: str, file: str = "<recipe>") -> Tuple[Any, Dict[KeyPath, Location]]:
@@ -138,12 +187,19 @@ def parse_yaml(text: str, file: str = "<recipe>") -> Tuple[Any, Dict[KeyPath, Lo
             return {}, positions
         _positions(node, (), file, positions)
         data = loader.construct_document(node)
+        _check_size(data, file, positions)
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark or e.context_mark
+        if "could not determine a constructor" not in str(e.problem):
+            # Not a tag: a malformed merge key (<<), say.
+            raise RecipeError(f"not valid YAML: {e.problem}", file=file,
+                              line=mark.line + 1 if mark else None) from None
         raise RecipeError(f"YAML tag refused: {e.problem}", file=file,
                           line=mark.line + 1 if mark else None,
                           hint="recipes are data: only plain YAML (mappings, lists, "
                                "numbers, strings) is read, nothing is executed") from None
+    except RecursionError:
+        raise RecipeError("not valid YAML: nested too deeply to read", file=file) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise RecipeError(f"not valid YAML: {e.problem or e.context}", file=file,
@@ -253,10 +309,6 @@ def display_path(path: Union[str, Path]) -> str:
 
 def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Dict[KeyPath, Location]]:
     file = display_path(path)
-    if path in stack:
-        chain = " -> ".join(display_path(p) for p in stack + (path,))
-        raise RecipeError(f"base: chain loops back on itself: {chain}", file=display_path(stack[-1]),
-                          hint="remove one of the base: lines")
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -271,10 +323,19 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
     if base_ref is None:
         return deep_merge({}, data, file, positions), _rebase_positions(positions, {})
     line = positions.get(("base",), (file, None))[1]
-    if not isinstance(base_ref, str):
-        raise RecipeError(f"base: must be a file path, got {base_ref!r}", file=file, line=line)
-    parent = (path.parent / base_ref).resolve()
-    if not parent.exists():
+    if not isinstance(base_ref, str) or not base_ref.strip():
+        raise RecipeError(f"base: must be a file path, got {base_ref!r}", file=file, line=line,
+                          hint="e.g. base: resnet9.yaml, relative to this file")
+    try:
+        parent = (path.parent / base_ref).resolve()
+        found = parent.is_file()
+    except (OSError, ValueError) as e:  # a NUL byte, a name too long, a loop of symlinks
+        raise RecipeError(f"base: {base_ref!r} is not a usable path ({e})", file=file, line=line) from None
+    if parent in stack + (path,):
+        chain = " -> ".join(display_path(p) for p in stack + (path, parent))
+        raise RecipeError(f"base: chain loops back on itself: {chain}", file=file, line=line,
+                          hint="remove one of the base: lines")
+    if not found:
         raise RecipeError(f"base recipe '{base_ref}' not found (looked for {parent})",
                           file=file, line=line, hint="base: is relative to the file that names it")
     base_data, base_positions = _load_chain(parent, stack + (path,))
@@ -363,10 +424,16 @@ def check_sections(recipe: Recipe) -> None:
                            ("network",))
     for key in ("blocks", "data", "train", "input"):
         if key in s and not isinstance(s[key], dict):
-            raise recipe.error(f"'{key}:' must be a mapping, got {type(s[key]).__name__}", (key,))
+            raise recipe.error(f"'{key}:' must be a mapping, got {type(s[key]).__name__}", (key,),
+                               hint=f"write its keys indented under '{key}:'")
+    for key in ("name", "description"):
+        if key in s and not isinstance(s[key], str):
+            raise recipe.error(f"'{key}:' must be text, got {s[key]!r}", (key,),
+                               hint="put it in quotes")
     for name, body in (s.get("blocks") or {}).items():
-        if not isinstance(body, dict) or not body:
-            raise recipe.error(f"block '{name}' must be a non-empty mapping of nodes", ("blocks", name))
+        if not isinstance(body, dict) or not [k for k in body if k != "$defaults"]:
+            raise recipe.error(f"block '{name}' must be a mapping of one or more nodes", ("blocks", name),
+                               hint="e.g. conv_bn: {conv: {op: conv2d, out: $c}, act: {op: relu}}")
     if "input" in s:
         unknown = [k for k in s["input"] if k != "shape"]
         if unknown:
@@ -376,13 +443,16 @@ def check_sections(recipe: Recipe) -> None:
         if not (isinstance(shape, list) and shape and
                 all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
             raise recipe.error(f"input shape must be a list of positive integers, got {shape!r}",
-                               ("input", "shape"))
+                               ("input", "shape"), hint="e.g. shape: [3, 32, 32] (channels, height, width)")
     if "output" in s and not isinstance(s["output"], str):
-        raise recipe.error(f"output: must be a node path, got {s['output']!r}", ("output",))
+        raise recipe.error(f"output: must be a node path, got {s['output']!r}", ("output",),
+                           hint="e.g. output: head/fc")
     transforms = s.get("transforms")
     if transforms is not None:
         if not isinstance(transforms, list):
-            raise recipe.error("transforms: must be a list of passes", ("transforms",))
+            raise recipe.error("transforms: must be a list of passes", ("transforms",),
+                               hint="e.g. transforms: [swap_pool_activation, "
+                                    "{ghost_batch_norm: {splits: 16}}]")
         for i, entry in enumerate(transforms):
             transform_entry(entry, recipe, i)
 
@@ -397,7 +467,8 @@ def transform_entry(entry: Any, recipe: Recipe, index: int) -> Tuple[str, Dict[s
         if isinstance(name, str) and isinstance(params, dict):
             return name, params
     raise recipe.error(f"transforms item {index + 1} must be a pass name or "
-                       f"{{pass_name: {{parameters}}}}, got {entry!r}", ("transforms", index))
+                       f"{{pass_name: {{parameters}}}}, got {entry!r}", ("transforms", index),
+                       hint="netgraph passes lists the passes and their parameters")
 
 
 # --- entry points ------------------------------------------------------------
@@ -416,6 +487,7 @@ def recipe_from_dict(sections: Dict[str, Any], file: Optional[str] = None,
         raise RecipeError(f"a recipe is a mapping of sections, got {type(sections).__name__}", file=file)
     if "base" in sections:
         raise RecipeError("base: works only in recipe files; load the file with load_recipe", file=file)
+    _check_size(sections, file)
     return _finish(Recipe(file, deep_merge({}, sections)), overrides)
 
 

@@ -8,6 +8,7 @@ operators + - * / and parentheses are accepted.
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from bisect import bisect_right
 from typing import List, Sequence, Union
@@ -18,15 +19,36 @@ _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.m
               ast.Div: operator.truediv}
 
 
+_EXAMPLE = "e.g. knots: [0, 5, epochs], values: [0, 0.4, 0]"
+
+
+def _is_finite(x) -> bool:
+    """A number (not a bool) that float() keeps finite: no inf, nan or 400-digit integer."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
+
+
+def _need_list(points, what: str):
+    if not isinstance(points, (list, tuple)):
+        raise RecipeError(f"a schedule's {what} are a list, got {points!r}", hint=_EXAMPLE)
+    return points
+
+
 def knot_value(knot: Union[int, float, str], epochs: float) -> float:
     """A knot as a number: ``3``, ``2.5``, ``"epochs/5"``, ``"epochs - 2"``."""
     if isinstance(knot, (int, float)) and not isinstance(knot, bool):
+        if not _is_finite(knot):
+            raise RecipeError(f"a schedule knot must be a finite number, got {knot!r}", hint=_EXAMPLE)
         return float(knot)
     if not isinstance(knot, str):
         raise RecipeError(f"a schedule knot must be a number or an expression in epochs, got {knot!r}")
-    try:
+    try:  # RecursionError, MemoryError: nested past the parser's limits; ValueError: a NUL byte
         tree = ast.parse(knot, mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise RecipeError(f"schedule knot '{knot}' is not arithmetic on epochs",
                           hint="e.g. epochs/5 or epochs - 2") from None
 
@@ -42,13 +64,25 @@ def knot_value(knot: Union[int, float, str], epochs: float) -> float:
             return -value(node.operand)
         raise RecipeError(f"schedule knot '{knot}' may use only numbers, epochs, + - * / and "
                           f"parentheses")
-    return value(tree)
+    try:
+        result = value(tree)
+    except (ZeroDivisionError, OverflowError, RecursionError):
+        result = math.nan
+    if not math.isfinite(result):
+        raise RecipeError(f"schedule knot '{knot}' has no finite value at epochs = {epochs}",
+                          hint="check for a division by zero")
+    return result
 
 
 class PiecewiseLinear:
     """Linear between (knot, value) points, constant before the first and after the last."""
 
     def __init__(self, knots: Sequence[float], values: Sequence[float]):
+        for what, points in (("knot", knots), ("value", values)):
+            for point in _need_list(points, what + "s"):
+                if not _is_finite(point):
+                    raise RecipeError(f"a schedule {what} must be a finite number, got {point!r}",
+                                      hint=_EXAMPLE)
         if len(knots) != len(values) or not knots:
             raise RecipeError(f"a schedule needs as many values as knots, got {len(knots)} knots "
                               f"and {len(values)} values")
@@ -59,7 +93,7 @@ class PiecewiseLinear:
 
     @classmethod
     def in_epochs(cls, knots, values, epochs: float) -> "PiecewiseLinear":
-        return cls([knot_value(k, epochs) for k in knots], values)
+        return cls([knot_value(k, epochs) for k in _need_list(knots, "knots")], values)
 
     def __call__(self, t: float) -> float:
         k, v = self.knots, self.values

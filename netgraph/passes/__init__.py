@@ -144,6 +144,8 @@ def apply_pass(g: nx.DiGraph, name: str, params: Optional[Dict[str, Any]] = None
             raise RecipeError(f"parameter 'strict' must be true or false, got {strict!r}")
         params = check_params(f"pass '{name}'", spec.params, params)
     except RecipeError as err:
+        if f"pass '{name}'" not in err.message:  # a bad value: say whose parameter it is
+            err.message = f"pass '{name}' (transforms item {index}): {err.message}"
         raise err.located(file=file, line=line) from None
     new = copy.deepcopy(g)
     try:
