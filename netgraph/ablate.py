@@ -50,10 +50,14 @@ def read_runs(path: Path) -> List[Dict]:
 
 def ablate(recipes: Sequence[str], runs: int, *, overrides: Sequence[str] = (), first_seed: int = 0,
            device: Optional[str] = None, data_dir: Optional[str] = None,
-           out_dir="runs/ablation", resume: bool = True,
+           out_dir="runs/ablation", resume: bool = True, workers: int = 1,
            on_run: Optional[Callable[[str, int, Dict], None]] = None) -> List[Dict]:
     """Train every recipe ``runs`` times (seeds first_seed..), skipping runs already in
-    ``out_dir/runs.jsonl`` unless ``resume`` is off; write the table; return its rows."""
+    ``out_dir/runs.jsonl`` unless ``resume`` is off; write the table; return its rows.
+
+    With ``workers`` > 1 the runs go to that many processes, each on its own GPU (cuda:0,
+    cuda:1, ...) when training on CUDA, else sharing the CPU cores; 0 means one per GPU.
+    Results land in the same runs.jsonl as they finish, and the table is the same."""
     if runs < 1:
         raise RecipeError(f"--runs must be at least 1, got {runs}")
     out = Path(out_dir)
@@ -70,33 +74,89 @@ def ablate(recipes: Sequence[str], runs: int, *, overrides: Sequence[str] = (), 
     done = {_key(r["recipe"], r["seed"], r.get("overrides", [])): r for r in records}
     loaded = [(path, load_recipe(path, overrides)) for path in recipes]  # every mistake up front
     device = resolve_device(device)
-    datasets: Dict[tuple, object] = {}
-    for path, recipe in loaded:
-        for seed in range(first_seed, first_seed + runs):
-            key = _key(str(path), seed, overrides)
-            if key in done:
-                continue
-            dconfig = data_config(recipe)
-            data_key = (dconfig.dataset, data_dir or dconfig.dir, str(dconfig.synthetic))
-            if data_key not in datasets:
-                datasets[data_key] = load_data(dconfig, data_dir)
-            result, _, _ = run_recipe(recipe, seed=seed, device=device, dataset=datasets[data_key],
-                                      eval_every_epoch=False)
-            record = {"recipe": str(path), "seed": seed, "overrides": list(overrides),
-                      **{k: v for k, v in result.summary().items() if k not in ("recipe", "seed")},
-                      "torch": torch.__version__,
-                      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-            with open(log, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            done[key] = record
-            if on_run:
-                on_run(str(path), seed, record)
+    todo = [(str(path), seed) for path, _ in loaded for seed in range(first_seed, first_seed + runs)
+            if _key(str(path), seed, overrides) not in done]
+
+    def finished(path: str, seed: int, record: Dict) -> None:
+        with open(log, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        done[_key(path, seed, overrides)] = record
+        if on_run:
+            on_run(path, seed, record)
+
+    if workers == 0:
+        workers = max(1, torch.cuda.device_count()) if device.type == "cuda" else 1
+    if workers == 1 or len(todo) <= 1:
+        for path, seed in todo:
+            finished(path, seed, _one_run(path, tuple(overrides), seed, str(device), data_dir))
+    else:
+        _in_processes(todo, tuple(overrides), device, data_dir, workers, finished)
     chosen = [[done[_key(str(p), s, overrides)] for s in range(first_seed, first_seed + runs)]
               for p in recipes]
     rows = table_rows(recipes, chosen)
     (out / "table.md").write_text(markdown(rows) + "\n")
     (out / "table.csv").write_text(csv_text(rows))
     return rows
+
+
+_DATASETS: Dict[tuple, object] = {}  # per process: each data set is read once
+
+
+def _one_run(path: str, overrides: tuple, seed: int, device: str, data_dir: Optional[str]) -> Dict:
+    """Train one recipe with one seed; the JSON-lines record of the result."""
+    recipe = load_recipe(path, list(overrides))
+    dconfig = data_config(recipe)
+    data_key = (dconfig.dataset, data_dir or dconfig.dir, str(dconfig.synthetic))
+    if data_key not in _DATASETS:
+        _DATASETS[data_key] = load_data(dconfig, data_dir)
+    result, _, _ = run_recipe(recipe, seed=seed, device=device, dataset=_DATASETS[data_key],
+                              eval_every_epoch=False)
+    return {"recipe": path, "seed": seed, "overrides": list(overrides),
+            **{k: v for k, v in result.summary().items() if k not in ("recipe", "seed")},
+            "torch": torch.__version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _worker_setup(devices, threads: int) -> None:
+    global _WORKER_DEVICE
+    _WORKER_DEVICE = devices.get()
+    torch.set_num_threads(threads)
+
+
+def _worker_run(path: str, overrides: tuple, seed: int, data_dir: Optional[str]) -> Dict:
+    return _one_run(path, overrides, seed, _WORKER_DEVICE, data_dir)
+
+
+def _in_processes(todo, overrides: tuple, device, data_dir, workers: int, finished) -> None:
+    """The runs spread over ``workers`` processes (spawned: CUDA cannot be forked), one
+    device each on CUDA; each finished run is recorded at once."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    context = multiprocessing.get_context("spawn")
+    devices = context.Manager().Queue()
+    if device.type == "cuda":
+        first = device.index or 0
+        if first + workers > torch.cuda.device_count():
+            raise RecipeError(f"--workers {workers} needs {workers} GPUs from cuda:{first}, but "
+                              f"{torch.cuda.device_count()} are visible", hint="use fewer workers")
+        for i in range(workers):
+            devices.put(f"cuda:{first + i}")
+        threads = torch.get_num_threads()
+    else:
+        for _ in range(workers):
+            devices.put("cpu")
+        threads = max(1, (os.cpu_count() or 1) // workers)  # the cores shared, not oversubscribed
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_setup,
+                             initargs=(devices, threads)) as pool:
+        futures = {pool.submit(_worker_run, path, overrides, seed, data_dir): (path, seed)
+                   for path, seed in todo}
+        for future in as_completed(futures):
+            path, seed = futures[future]
+            finished(path, seed, future.result())
+
+
+_WORKER_DEVICE = "cpu"
 
 
 def table_rows(recipes: Sequence[str], results: Sequence[Sequence[Dict]]) -> List[Dict]:

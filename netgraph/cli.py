@@ -93,7 +93,8 @@ def cmd_train(args) -> None:
     else:
         device = resolve_device(args.device)
     main = ranks is None or ranks.main  # only rank 0 prints and writes files
-    dataset = load_data(data_config(recipe), args.data_dir)
+    dconfig = data_config(recipe)
+    dataset, label = load_data(dconfig, args.data_dir), dconfig.label
     log_path = Path(args.log) if args.log else Path("runs") / (Path(args.recipe).stem + ".jsonl")
     checkpoint_path = Path(args.checkpoint) if args.checkpoint else log_path.with_suffix(".ckpt")
     seeds = [args.seed + i for i in range(args.runs)]
@@ -111,7 +112,7 @@ def cmd_train(args) -> None:
         seeds = seeds[seeds.index(saved["seed"]):]
         done_seeds = {r["seed"] for r in finished}
         kept_lines = [line for line in _read_lines(log_path) if json.loads(line)["seed"] in done_seeds]
-        kept_lines += [log_entry_line(run_name(recipe), saved["seed"], e, dataset)
+        kept_lines += [log_entry_line(run_name(recipe), saved["seed"], e, dataset, label)
                        for e in resume["log"]]
         print(f"resuming seed {saved['seed']} at epoch {resume['epoch']}"
               + (f", step {resume['skip']} of the epoch" if resume["skip"] else "")
@@ -128,7 +129,7 @@ def cmd_train(args) -> None:
             table.row(entry)
             if main:  # each epoch's line at once, so an interrupted run keeps its log
                 with open(log_path, "a") as log:
-                    log.write(log_entry_line(run_name(recipe), seed, entry, dataset) + "\n")
+                    log.write(log_entry_line(run_name(recipe), seed, entry, dataset, label) + "\n")
 
         writer = checkpoint_writer(checkpoint_path, recipe, seed, finished, args.checkpoint_every) \
             if main else None
@@ -273,7 +274,7 @@ def cmd_ablate(args) -> None:
 
     rows = ablate(args.recipes, args.runs, overrides=args.set, first_seed=args.seed,
                   device=args.device, data_dir=args.data_dir, out_dir=args.out,
-                  resume=not args.fresh, on_run=report)
+                  resume=not args.fresh, workers=args.workers, on_run=report)
     print("\n" + markdown(rows))
     print(f"\nwrote {args.out}/table.md, table.csv and runs.jsonl")
     if args.plot:
@@ -350,6 +351,9 @@ def parser() -> argparse.ArgumentParser:
                    help="folder for runs.jsonl, table.md and table.csv (default runs/ablation); "
                         "runs already in its runs.jsonl are not trained again")
     a.add_argument("--fresh", action="store_true", help="forget the runs already in --out")
+    a.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="train N runs at a time in N processes, one GPU each on CUDA "
+                        "(0: one per visible GPU; default 1)")
     a.add_argument("--plot", help="also draw accuracy against training time (png, svg or pdf)")
     a.set_defaults(run=cmd_ablate)
 

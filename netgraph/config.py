@@ -35,10 +35,12 @@ TRAIN_PARAMS = {
     "param_groups": Param(list, [], optional=True),
     # every N steps, the mean and std of each batch-norm weight and bias (netgraph show params)
     "log_params": Param(int, 0, nonnegative=True),
-    # speed options (README "Performance" measures each): NHWC activations; torch.compile mode
-    # (reduce-overhead adds CUDA graphs), compile time reported apart; the fused optimizer update
+    # speed options (README "Performance" measures each): NHWC activations; torch.compile of
+    # the model, compile time reported apart; the fused (foreach) optimizer update
     "channels_last": Param(bool, False),
-    "compile": Param(str, "none", choices=("none", "default", "reduce-overhead", "max-autotune")),
+    # reduce-overhead (CUDA graphs) is left out: on the bag-of-tricks network it fails in torch
+    # 2.11 ("accessing tensor output of CUDAGraphs that has been overwritten", README Performance)
+    "compile": Param(str, "none", choices=("none", "default")),
     "foreach": Param(bool, True),
 }
 DATA_PARAMS = {
@@ -52,6 +54,9 @@ DATA_PARAMS = {
     # keep the padded training set as uint8 on the device and normalise each batch: 240 MB
     # instead of 480 MB (float16) or 960 MB (float32) for 50,000 images, for small GPUs
     "keep_uint8": Param(bool, False),
+    # the data set's name in logs, tables and pictures, e.g. "CIFAR-10 (JPEG copy)" for a copy
+    # the loader cannot tell from the original
+    "label": Param(str, None, optional=True),
 }
 
 
@@ -141,6 +146,7 @@ class DataConfig:
     max_groups: int = 200
     synthetic: Dict[str, int] = field(default_factory=dict)
     keep_uint8: bool = False
+    label: Optional[str] = None
 
 
 def data_config(recipe: Recipe, image_size: int = 32) -> DataConfig:
@@ -164,7 +170,7 @@ def data_config(recipe: Recipe, image_size: int = 32) -> DataConfig:
     except RecipeError as err:
         raise err.located(*recipe.where(("data", "synthetic", err.key))) from None
     return DataConfig(d["dataset"], d["dir"], d["download"], d["pad"], augmentations,
-                      d["max_groups"], synthetic, d["keep_uint8"])
+                      d["max_groups"], synthetic, d["keep_uint8"], d["label"])
 
 
 def _augmentation(recipe: Recipe, entry: Any, index: int, image_size: int):

@@ -134,12 +134,12 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
                     test_acc=result.test_acc, test_loss=result.test_loss,
                     train_time_s=result.train_time_s, setup_time_s=setup_time,
                     eval_time_s=result.eval_time_s, epochs=config.epochs,
-                    params=summarize(graph)["params"], dataset=dataset.name,
+                    params=summarize(graph)["params"], dataset=dconfig.label or dataset.name,
                     train_images=len(dataset.train_labels), test_images=len(dataset.test_labels),
                     compile_time_s=result.compile_time_s,
                     peak_memory_gib=None if peak is None else peak / 2 ** 30,
                     world_size=ranks.world if ranks else 1,
-                    log=[log_entry(e, dataset) for e in result.log])
+                    log=[log_entry(e, dataset, dconfig.label) for e in result.log])
     return run, result.model, graph
 
 
@@ -158,23 +158,24 @@ def out_of_memory(recipe: Recipe, device: torch.device, batch_size: int, keep_ui
                        file=recipe.file, hint=hint)
 
 
-def log_entry(entry: EpochLog, dataset: datasets.Dataset) -> Dict[str, Any]:
+def log_entry(entry: EpochLog, dataset: datasets.Dataset, label: Optional[str] = None) -> Dict[str, Any]:
     """One epoch's line of the JSON-lines log: it names the data set, so a picture of the
     log can too, and carries batch-norm statistics only when train.log_params records them."""
     line = asdict(entry)
     params = line.pop("params")
-    line.update(dataset=dataset.name, train_images=len(dataset.train_labels))
+    line.update(dataset=label or dataset.name, train_images=len(dataset.train_labels))
     if params is not None:
         line["params"] = params
     return line
 
 
-def log_entry_line(recipe: str, seed: int, entry, dataset: datasets.Dataset) -> str:
+def log_entry_line(recipe: str, seed: int, entry, dataset: datasets.Dataset,
+                   label: Optional[str] = None) -> str:
     """One JSON line of ``netgraph train``'s epoch log (an EpochLog or its dict)."""
     import json
     if isinstance(entry, dict):
         entry = EpochLog(**entry)
-    return json.dumps({"recipe": recipe, "seed": seed, **log_entry(entry, dataset)})
+    return json.dumps({"recipe": recipe, "seed": seed, **log_entry(entry, dataset, label)})
 
 
 def device_name(device: torch.device) -> str:

@@ -99,3 +99,17 @@ def test_ablate_reports_recipe_mistakes_before_training(two_recipes, tmp_path, c
                  "--out", str(tmp_path / "a")]) == 2
     assert "missing.yaml: recipe file not found" in capsys.readouterr().err
     assert not (tmp_path / "a" / "runs.jsonl").exists()
+
+
+def test_ablate_spreads_runs_over_worker_processes(two_recipes, tmp_path, capsys):
+    """4 runs over 2 CPU worker processes: each collected once, the same results as in one process."""
+    out = tmp_path / "parallel"
+    assert main(["ablate", two_recipes[1], "--runs", "4", "--workers", "2", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    records = read_runs(out / "runs.jsonl")
+    assert sorted(r["seed"] for r in records) == [0, 1, 2, 3]
+    assert "| wide | 2 | 4 |" in capsys.readouterr().out
+    sequential = ablate(two_recipes[1:], 2, device="cpu", out_dir=tmp_path / "one")
+    by_seed = {r["seed"]: r["test_acc"] for r in records}
+    # the same seeds give the same runs (up to a prediction or two: 1 thread a worker here, 2 there)
+    assert [100 * by_seed[0], 100 * by_seed[1]] == pytest.approx(sequential[0]["values"], abs=1.0)

@@ -57,8 +57,7 @@ DEFAULT_VARIANTS = [
     "bfloat16=train.precision=bfloat16",
     "channels_last=train.precision=float16,train.channels_last=true",
     "compile=train.precision=float16,train.compile=default",
-    "cuda_graphs=train.precision=float16,train.compile=reduce-overhead",
-    "all_on=train.precision=float16,train.channels_last=true,train.compile=reduce-overhead",
+    "all_on=train.precision=float16,train.channels_last=true,train.compile=default",
     "keep_uint8=train.precision=float16,data.keep_uint8=true",
     "distributed_1=train.precision=float16,distributed=1",
 ]
@@ -208,11 +207,19 @@ def bench_train(recipe_path: str, base_overrides: Sequence[str], variants: Seque
     dataset = load_data(data_config(first), data_dir)
     macs = summarize(build_graph(first))["macs"]
     runs: Dict[str, List[Dict]] = {name: [] for name, _, _ in parsed}
+    failed: Dict[str, str] = {}
     for r in range(reps):
         for name, overrides, distributed in parsed:
+            if name in failed:
+                continue
             ranks = one_process_group(device) if distributed else None
-            result, _, _ = run_recipe(recipes[name], seed=seed + r, device=device, dataset=dataset,
-                                      eval_every_epoch=False, ranks=ranks)
+            try:
+                result, _, _ = run_recipe(recipes[name], seed=seed + r, device=device, dataset=dataset,
+                                          eval_every_epoch=False, ranks=ranks)
+            except Exception as e:  # one variant failing (say, a compiler error) ends only its row
+                failed[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+                print(f"  round {r + 1} {name}: failed: {failed[name]}", file=sys.stderr, flush=True)
+                continue
             epochs = [e["epoch_time"] for e in result.log]
             images = result.train_images - result.train_images % train_config(recipes[name]).batch_size
             run = {"seed": seed + r, "test_acc": result.test_acc, "train_time_s": result.train_time_s,
@@ -227,6 +234,7 @@ def bench_train(recipe_path: str, base_overrides: Sequence[str], variants: Seque
                                                   if run["compile_time_s"] else ""),
                   file=sys.stderr, flush=True)
     summary = {}
+    parsed = [v for v in parsed if v[0] not in failed]
     for name, overrides, distributed in parsed:
         rs = runs[name]
         med = lambda key: statistics.median(r[key] for r in rs)  # noqa: E731
@@ -242,7 +250,7 @@ def bench_train(recipe_path: str, base_overrides: Sequence[str], variants: Seque
         summary[name]["train_time_ratio_to_" + baseline] = statistics.median(
             a["train_time_s"] / b["train_time_s"] for a, b in zip(runs[name], runs[baseline]))
     return {"dataset": dataset.name, "train_images": len(dataset.train_labels), "macs_per_image": macs,
-            "variants": summary}
+            "variants": summary, "failed": failed}
 
 
 def bench_augment(recipe, device: torch.device, data_dir: Optional[str], reps: int) -> Dict:
@@ -321,6 +329,8 @@ def main(argv=None) -> int:
             print(f"{name:>14} {v['train_time_s']:8.2f} {v['epoch_time_s']:8.3f} {ratio:6.3f} "
                   f"{v['compile_time_s']:9.1f} {v['images_per_s']:9,.0f} {v['flops_per_s'] / 1e12:8.1f} "
                   f"{peak:>8} {100 * v['test_acc_mean']:6.2f}")
+        for name, error in t["failed"].items():
+            print(f"{name:>14} failed: {error}")
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(record, indent=2) + "\n")
