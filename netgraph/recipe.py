@@ -177,6 +177,14 @@ def _check_size(data: Any, file: Optional[str] = None,
             stack.extend((v, path + (i,)) for i, v in enumerate(value))
 
 
+def _line(mark, text: str) -> Optional[int]:
+    """The 1-based line of a YAML error; one found at the end of the text (an unfinished
+    mapping, say) is put on the last line rather than the empty one after it."""
+    if mark is None:
+        return None
+    return max(1, min(mark.line + 1, len(text.splitlines())))
+
+
 def parse_yaml(text: str, file: str = "<recipe>") -> Tuple[Any, Dict[KeyPath, Location]]:
     """Parse one YAML document with the safe loader; return data and key positions."""
     positions: Dict[KeyPath, Location] = {}
@@ -189,21 +197,18 @@ def parse_yaml(text: str, file: str = "<recipe>") -> Tuple[Any, Dict[KeyPath, Lo
         data = loader.construct_document(node)
         _check_size(data, file, positions)
     except yaml.constructor.ConstructorError as e:
-        mark = e.problem_mark or e.context_mark
+        line = _line(e.problem_mark or e.context_mark, text)
         if "could not determine a constructor" not in str(e.problem):
             # Not a tag: a malformed merge key (<<), say.
-            raise RecipeError(f"not valid YAML: {e.problem}", file=file,
-                              line=mark.line + 1 if mark else None) from None
-        raise RecipeError(f"YAML tag refused: {e.problem}", file=file,
-                          line=mark.line + 1 if mark else None,
+            raise RecipeError(f"not valid YAML: {e.problem}", file=file, line=line) from None
+        raise RecipeError(f"YAML tag refused: {e.problem}", file=file, line=line,
                           hint="recipes are data: only plain YAML (mappings, lists, "
                                "numbers, strings) is read, nothing is executed") from None
     except RecursionError:
         raise RecipeError("not valid YAML: nested too deeply to read", file=file) from None
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
         raise RecipeError(f"not valid YAML: {e.problem or e.context}", file=file,
-                          line=mark.line + 1 if mark else None) from None
+                          line=_line(e.problem_mark or e.context_mark, text)) from None
     except yaml.YAMLError as e:
         raise RecipeError(f"not valid YAML: {e}", file=file) from None
     finally:

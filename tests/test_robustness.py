@@ -237,6 +237,8 @@ RECIPES = {
     "yaml: aliases of aliases": (NET + "".join(
         f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 10) if i else '1, 2, 3, 4, 5, 6, 7, 8, 9, 10'}]\n"
         for i in range(6)), 9, None, "holds more than 100,000 values", "as a block"),
+    "yaml: cut short at the end of the file": (NET + "data:\n  pad: 4\n  augment\n", 7, None,
+                                               "not valid YAML: could not find expected ':'", None),
     "yaml: a tab": ("network:\n\tconv: {op: relu}\n", 2, None, "not valid YAML", None),
 }
 
