@@ -482,8 +482,8 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
         stats = None
     # DistributedDataParallel averages gradients over ranks; a summed loss wants their sum.
     loss_scale = float(ranks.world) if ranks and summed else 1.0
-    # With one rank there is nothing to all-reduce: DistributedDataParallel alone cost 3-10%
-    # of the epoch on an H100 (bench/results/bag_of_tricks_compile_h100.json), so it is left out.
+    # With one rank there is nothing to all-reduce: DistributedDataParallel alone cost 10-12% of
+    # the epoch on an H100 (bench/results/bag_of_tricks_{eager,compile}_h100.json), so it is left out.
     net = distributed.wrap(model, device) if ranks and ranks.world > 1 else model
     if ranks:
         distributed.check_batch(config.batch_size, ranks)

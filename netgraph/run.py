@@ -112,6 +112,10 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the seed: shapes are fixed, take the fastest kernels
     rank_batch = distributed.check_batch(config.batch_size, ranks) if ranks else config.batch_size
+    if len(dataset.train_labels) < config.batch_size:
+        raise recipe.error(f"the training set ({len(dataset.train_labels)} images) is smaller than one "
+                           f"batch ({config.batch_size} images)", ("train", "batch_size"),
+                           hint="use a smaller train.batch_size")
 
     try:
         synchronize(device)

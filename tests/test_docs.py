@@ -76,7 +76,7 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
     for line in commands:
         command, _, comment = line.partition("#")
         args = [expanded for a in shlex.split(command)[1:] for expanded in (sorted(glob.glob(a)) or [a])]
-        if "on a GPU" in comment or args[0] == "ablate":
+        if "on a GPU" in comment or args[0] == "ablate" or "--resume" in args:
             parsed = parser().parse_args(args)
             for recipe in getattr(parsed, "recipes", None) or [parsed.recipe]:
                 load_recipe(recipe, parsed.set)

@@ -408,6 +408,7 @@ def test_a_data_set_smaller_than_one_batch(write):
         run_recipe(load_recipe(path), device="cpu")
     assert "the training set (8 images) is smaller than one batch (16 images)" in info.value.message
     assert "smaller train.batch_size" in info.value.hint
+    assert "tiny.yaml:" in str(info.value)  # the file and the line of train.batch_size
 
 
 
