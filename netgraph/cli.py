@@ -80,6 +80,7 @@ def cmd_render(args) -> None:
 def cmd_train(args) -> None:
     import statistics
     from . import distributed
+    from .ablate import read_runs
     from .config import data_config
     from .engine import TrainingInterrupted
     from .run import (checkpoint_writer, load_checkpoint, load_data, log_entry_line, resolve_device,
@@ -111,7 +112,7 @@ def cmd_train(args) -> None:
         finished, resume = saved["finished"], saved["state"]
         seeds = seeds[seeds.index(saved["seed"]):]
         done_seeds = {r["seed"] for r in finished}
-        kept_lines = [line for line in _read_lines(log_path) if json.loads(line)["seed"] in done_seeds]
+        kept_lines = [json.dumps(r) for r in read_runs(log_path) if r["seed"] in done_seeds]
         kept_lines += [log_entry_line(run_name(recipe), saved["seed"], e, dataset, label)
                        for e in resume["log"]]
         print(f"resuming seed {saved['seed']} at epoch {resume['epoch']}"
@@ -196,20 +197,6 @@ def run_name(recipe) -> str:
 def _quote(arg: str) -> str:
     import shlex
     return shlex.quote(arg)
-
-
-def _read_lines(path: Path) -> List[str]:
-    """The complete JSON lines of a log (a line an interruption cut short is dropped)."""
-    if not path.exists():
-        return []
-    lines = []
-    for line in path.read_text().splitlines():
-        try:
-            json.loads(line)
-            lines.append(line)
-        except json.JSONDecodeError:
-            pass
-    return lines
 
 
 class EpochTable:

@@ -15,31 +15,14 @@ from conftest import ROOT
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
 from netgraph.engine import NonFiniteLoss, TrainingInterrupted
+from test_train import SMALL
 from netgraph.run import (CHECKPOINT_FORMAT, checkpoint_writer, load_checkpoint, run_recipe,
                           save_atomically)
 
-# 4 epochs of 8 steps; moving average, batch-norm logging and batch groups all carry state.
-RECIPE = """
-    data:
-      dataset: synthetic
-      synthetic: {train: 512, test: 128, classes: 4}
-      augment: [crop, flip, {cutout: 4}]
-    train:
-      epochs: 4
-      batch_size: 64
-      lr: {knots: [0, 1, epochs], values: [0, 0.4, 0]}
-      label_smoothing: 0.2
-      ema: {momentum: 0.9, every: 3}
-      log_params: 5
-      tta: [flip]
-    network:
-      conv: {op: conv2d, out: 8, bias: false}
-      bn: {op: batch_norm}
-      act: {op: relu}
-      pool: {op: global_avg_pool}
-      flat: {op: flatten}
-      fc: {op: linear, out: 4}
-"""
+# test_train.py's small recipe for 4 epochs of 8 steps; the moving average, batch-norm
+# logging and batch groups all carry state across an interruption.
+RECIPE = (SMALL.replace("epochs: 3", "epochs: 4").replace("test: 256", "test: 128")
+          .replace("every: 2}", "every: 3}\n      log_params: 5"))
 STEPS_PER_EPOCH = 8
 
 
