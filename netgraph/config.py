@@ -42,6 +42,8 @@ TRAIN_PARAMS = {
     # 2.11 ("accessing tensor output of CUDAGraphs that has been overwritten", README Performance)
     "compile": Param(str, "none", choices=("none", "default")),
     "foreach": Param(bool, True),
+    # torchrun: batch norm over the global batch instead of per rank (README "Several GPUs")
+    "sync_batch_norm": Param(bool, False),
 }
 DATA_PARAMS = {
     "dataset": Param(str, "cifar10", choices=("cifar10", "cifar100", "synthetic")),
@@ -133,7 +135,8 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
                        ema_momentum=ema.get("momentum"), ema_every=ema.get("every", 5),
                        tta=list(tta), seed=t["seed"], eval_batch_size=t["eval_batch_size"],
                        param_groups=groups, log_params=t["log_params"],
-                       channels_last=t["channels_last"], compile=t["compile"], foreach=t["foreach"])
+                       channels_last=t["channels_last"], compile=t["compile"], foreach=t["foreach"],
+                       sync_batch_norm=t["sync_batch_norm"])
 
 
 @dataclass

@@ -10,7 +10,9 @@ global batch from the same seed and takes every W-th image of it (rank r: images
 r + W, ...), the split ghost batch norm uses, so batch norm per rank equals ghost batch
 norm with W splits on one process. Gradients are all-reduced in buckets by
 DistributedDataParallel; batch-norm running statistics are averaged over the ranks
-at the end of each epoch (the mean ghost batch norm takes for evaluation).
+at the end of each epoch (the mean ghost batch norm takes for evaluation). With the
+recipe's ``train.sync_batch_norm: true`` batch norm uses the statistics of the whole
+global batch instead (``SyncBatchNorm``), which equals plain batch norm on one process.
 """
 from __future__ import annotations
 
@@ -89,6 +91,66 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 def all_reduce_sum(*tensors: torch.Tensor) -> None:
     for t in tensors:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm over the global batch: in training, each rank's per-channel sum, sum of
+    squares and count are summed over the ranks by one all-reduce that autograd
+    differentiates (torch.distributed.nn.functional.all_reduce), so outputs and gradients
+    are those of plain batch norm on the whole batch. torch.nn.SyncBatchNorm does this on
+    GPUs only; this one runs on every backend, gloo on CPUs included, where CI tests it.
+    Evaluation uses the running statistics, which are the same on every rank."""
+
+    def _check_input_dim(self, x):
+        if x.dim() not in (2, 4):
+            raise ValueError(f"batch norm expects (batch, features) or (batch, channels, height, "
+                             f"width), got a {x.dim()}-d input")
+
+    def forward(self, x):
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+        c, dims = x.shape[1], [0] + list(range(2, x.dim()))
+        # float32 sums: under float16 the squares of activations overflow past 65,504
+        xf = x.float()
+        local = torch.cat([xf.sum(dims), (xf * xf).sum(dims), xf.new_full((1,), x.numel() / c)])
+        total = all_reduce(local, op=dist.ReduceOp.SUM)
+        n = total[-1]
+        mean = total[:c] / n
+        var = (total[c:2 * c] / n - mean * mean).clamp_min(0)
+        with torch.no_grad():
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            # running variance unbiased, as torch's batch norm keeps it
+            self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
+            self.num_batches_tracked.add_(1)
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight
+        shift = -mean * scale if self.bias is None else self.bias - mean * scale
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        return (xf * scale.view(shape) + shift.view(shape)).to(x.dtype)
+
+
+def synchronise_batch_norm(model: nn.Module) -> int:
+    """Replace every plain batch-norm module of ``model`` by SyncBatchNorm holding the same
+    parameters and buffers (names, checkpoints and optimizer state unchanged); returns how
+    many. Ghost batch norm is left alone: the recipe check refuses it with this option."""
+    from .ops import GhostBatchNorm
+    replaced = 0
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) or isinstance(module, GhostBatchNorm):
+            continue
+        synced = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                               module.track_running_stats, device="meta")
+        synced.weight, synced.bias = module.weight, module.bias
+        synced.running_mean, synced.running_var = module.running_mean, module.running_var
+        synced.num_batches_tracked = module.num_batches_tracked
+        synced.train(module.training)
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent), attr, synced)
+        replaced += 1
+    return replaced
 
 
 @torch.no_grad()

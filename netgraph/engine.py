@@ -58,6 +58,8 @@ class TrainConfig:
     channels_last: bool = False  # NHWC activations: tensor-core convolutions without transposes
     compile: str = "none"  # "default": torch.compile the model; compile time is reported apart
     foreach: bool = True  # the optimizer update as fused multi-tensor kernels (False: a loop)
+    # torch.distributed: batch norm over the global batch, not per rank (distributed.SyncBatchNorm)
+    sync_batch_norm: bool = False
 
     def lr_schedule(self) -> PiecewiseLinear:
         return PiecewiseLinear.in_epochs(self.lr_knots, self.lr_values, self.epochs)
@@ -455,6 +457,9 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
     torch.manual_seed(config.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    synced = bool(ranks and ranks.world > 1 and config.sync_batch_norm)
+    if synced:
+        distributed.synchronise_batch_norm(model)
     if config.precision == "float16":
         half_precision(model, torch.float16)
     if config.channels_last:
@@ -561,7 +566,7 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
                     ("; the checkpoint of the last good epoch is kept" if checkpoint and epoch > 1 else ""),
                     hint="lower the peak learning rate (train.lr.values), or use float32 "
                          "(train.precision) if float16 overflows")
-            if ranks:
+            if ranks and not synced:  # synchronised statistics are the same on every rank
                 distributed.average_batch_norm_statistics(model, ranks.world)
                 if average:
                     distributed.average_batch_norm_statistics(average.model, ranks.world)

@@ -124,6 +124,8 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
                                             input_dtype(config.precision), dconfig.keep_uint8)
         context = PassContext(train_images=device_data.train_sample, batch_size=rank_batch)
         graph, _ = apply_transforms(graph, recipe, context)
+        if config.sync_batch_norm:
+            refuse_ghost_batch_norm(recipe, graph)
         model = compile_graph(graph).to(device)
         synchronize(device)
         setup_time = time.perf_counter() - start
@@ -145,6 +147,18 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
                     world_size=ranks.world if ranks else 1,
                     log=[log_entry(e, dataset, dconfig.label) for e in result.log])
     return run, result.model, graph
+
+
+def refuse_ghost_batch_norm(recipe: Recipe, graph) -> None:
+    """train.sync_batch_norm normalises over the whole global batch; ghost batch norm over
+    parts of it: one recipe cannot ask for both."""
+    ghost = [n for n, a in graph.nodes(data=True) if a.get("op") == "ghost_batch_norm"]
+    if ghost:
+        raise recipe.error(f"train.sync_batch_norm normalises over the global batch, but {len(ghost)} "
+                           f"batch-norm node(s) are ghost batch norm, which normalises over parts of it",
+                           ("train", "sync_batch_norm"), node=ghost[0],
+                           hint="drop one of the two: without sync_batch_norm, batch norm per rank "
+                                "is already ghost batch norm with one split a rank")
 
 
 def out_of_memory(recipe: Recipe, device: torch.device, batch_size: int, keep_uint8: bool) -> RecipeError:

@@ -1,5 +1,5 @@
 """Data-parallel training on torch.distributed (gloo, 2 CPU processes) equals one process
-with the same global batch and per-rank batch norm; only rank 0 writes files."""
+with the same global batch, batch norm per rank or synchronised; only rank 0 writes files."""
 import os
 import socket
 import subprocess
@@ -50,41 +50,53 @@ def free_port() -> int:
 
 
 def _rank(rank: int, world: int, port: int, recipe_path: str, out: str) -> None:
+    """Train the recipe with per-rank batch norm, then with train.sync_batch_norm."""
     import torch.distributed as dist
     from netgraph.distributed import Ranks
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        result, model, _ = run_recipe(load_recipe(recipe_path), device="cpu", ranks=Ranks(rank, world))
-        torch.save({"state": model.state_dict(), "test_acc": result.test_acc,
-                    "train_loss": result.log[-1]["train_loss"]}, f"{out}/rank{rank}.pt")
+        for name, overrides in (("per_rank", []), ("synced", ["train.sync_batch_norm=true"])):
+            result, model, _ = run_recipe(load_recipe(recipe_path, overrides), device="cpu",
+                                          ranks=Ranks(rank, world))
+            torch.save({"state": model.state_dict(), "test_acc": result.test_acc,
+                        "train_loss": result.log[-1]["train_loss"]}, f"{out}/{name}{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def test_two_ranks_equal_one_process_with_ghost_batch_norm(tmp_path):
+def _assert_ranks_equal_single(ranks, expected, single, splits=1):
+    for name, value in ranks[0]["state"].items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        # ghost BN keeps running statistics per split; the ranks average theirs
+        value_single = expected[name].view(splits, -1).mean(0) \
+            if name.endswith(("running_mean", "running_var")) else expected[name]
+        if not name.endswith(("running_mean", "running_var")) or splits == 1:
+            assert torch.equal(value, ranks[1]["state"][name]), name  # identical on both ranks
+        torch.testing.assert_close(value, value_single, rtol=1e-4, atol=1e-5, msg=name)
+    assert ranks[0]["test_acc"] == ranks[1]["test_acc"] == pytest.approx(single.test_acc)
+    assert ranks[0]["train_loss"] == pytest.approx(single.log[-1]["train_loss"], rel=1e-5)
+
+
+def test_two_ranks_equal_one_process_with_ghost_or_plain_batch_norm(tmp_path):
+    """Per-rank batch norm on 2 ranks = ghost batch norm of 2 splits on one process;
+    train.sync_batch_norm on 2 ranks = plain batch norm on one process."""
     (tmp_path / "ddp.yaml").write_text(textwrap.dedent(RECIPE))
     (tmp_path / "ghost.yaml").write_text(textwrap.dedent(GHOST))
     mp.start_processes(_rank, args=(2, free_port(), str(tmp_path / "ddp.yaml"), str(tmp_path)),
                        nprocs=2, start_method="spawn")
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    load = lambda name: [torch.load(tmp_path / f"{name}{r}.pt", weights_only=True) for r in (0, 1)]  # noqa: E731
+    per_rank, synced = load("per_rank"), load("synced")
     torch.set_num_threads(1)
-    single, model, _ = run_recipe(load_recipe(tmp_path / "ghost.yaml"), device="cpu")
-    expected = model.state_dict()
-    for r in ranks:
-        for name, value in r["state"].items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith(("running_mean", "running_var")):  # ghost BN keeps one per split
-                value_single = expected[name].view(2, -1).mean(0)
-            else:
-                value_single = expected[name]
-                assert torch.equal(value, ranks[0]["state"][name]), name  # identical on both ranks
-            torch.testing.assert_close(value, value_single, rtol=1e-4, atol=1e-5, msg=name)
-    assert ranks[0]["test_acc"] == ranks[1]["test_acc"] == pytest.approx(single.test_acc)
-    assert ranks[0]["train_loss"] == pytest.approx(single.log[-1]["train_loss"], rel=1e-5)
-    # not a vacuous comparison: training moved the weights
-    assert not torch.allclose(expected["conv.weight"],
+    ghost, ghost_model, _ = run_recipe(load_recipe(tmp_path / "ghost.yaml"), device="cpu")
+    _assert_ranks_equal_single(per_rank, ghost_model.state_dict(), ghost, splits=2)
+    plain, plain_model, _ = run_recipe(load_recipe(tmp_path / "ddp.yaml"), device="cpu")
+    _assert_ranks_equal_single(synced, plain_model.state_dict(), plain)
+    # not vacuous: the two kinds of batch norm train to different weights, and training moved them
+    assert not torch.allclose(per_rank[0]["state"]["conv.weight"], synced[0]["state"]["conv.weight"],
+                              rtol=1e-3, atol=1e-4)
+    assert not torch.allclose(ghost_model.state_dict()["conv.weight"],
                               run_recipe(load_recipe(tmp_path / "ghost.yaml",
                                                      ["train.lr.values=[0, 0, 0]"]), device="cpu")[1]
                               .state_dict()["conv.weight"])
@@ -122,3 +134,68 @@ def test_the_global_batch_must_divide_over_the_ranks(tmp_path):
                                           "over 3 ranks.*multiple of 3, e.g. 99"):
         check_batch(100, Ranks(0, 3))
     assert check_batch(96, Ranks(1, 3)) == 32
+
+
+def test_sync_batch_norm_refuses_ghost_batch_norm(tmp_path):
+    from netgraph import RecipeError
+    path = tmp_path / "both.yaml"
+    path.write_text(textwrap.dedent(GHOST).replace("label_smoothing: 0.2",
+                                                   "label_smoothing: 0.2\n  sync_batch_norm: true"))
+    line = path.read_text().splitlines().index("  sync_batch_norm: true") + 1
+    with pytest.raises(RecipeError) as err:
+        run_recipe(load_recipe(path), device="cpu")
+    assert f"{path}:{line}" in str(err.value) and "bn" in str(err.value)
+    assert "2 batch-norm node(s) are ghost batch norm" in str(err.value)
+    assert "drop one of the two" in str(err.value)
+
+
+def test_two_nodes_by_torchrun_rendezvous(tmp_path):
+    """README's multi-node command on one machine: two torchrun launchers, one process each,
+    meet through the c10d rendezvous and train together; one of them is rank 0 and writes."""
+    (tmp_path / "r.yaml").write_text(textwrap.dedent(RECIPE))
+    endpoint = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    launchers = []
+    for node in ("a", "b"):
+        (tmp_path / node).mkdir()
+        launchers.append(subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+             "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
+             "-m", "netgraph", "train", str(tmp_path / "r.yaml"), "--device", "cpu",
+             "--json-out", "result.json"],
+            cwd=tmp_path / node, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in launchers]
+    for p, (out, err) in zip(launchers, outputs):
+        assert p.returncode == 0, err
+    writers = [node for node in ("a", "b") if (tmp_path / node / "result.json").exists()]
+    assert len(writers) == 1
+    silent = "b" if writers == ["a"] else "a"
+    assert list((tmp_path / silent).iterdir()) == []
+    printed = dict(zip("ab", (out for out, _ in outputs)))
+    assert "2 processes" in printed[writers[0]] and printed[silent] == ""
+
+
+def test_synchronised_batch_norm_keeps_names_parameters_and_outputs():
+    """Converted in place: the same parameter objects under the same names; without a process
+    group (or with one rank) it computes plain batch norm."""
+    from netgraph import build_graph, compile_graph
+    from netgraph.distributed import SyncBatchNorm, synchronise_batch_norm
+    module = compile_graph(build_graph(load_recipe_text(RECIPE)))
+    reference = compile_graph(build_graph(load_recipe_text(RECIPE)))
+    reference.load_state_dict(module.state_dict())
+    parameters = dict(module.named_parameters())
+    assert synchronise_batch_norm(module) == 2
+    assert isinstance(module.bn, SyncBatchNorm) and isinstance(module.bn2, SyncBatchNorm)
+    assert {k: id(v) for k, v in module.named_parameters()} == {k: id(v) for k, v in parameters.items()}
+    assert module.state_dict().keys() == reference.state_dict().keys()
+    x = torch.randn(6, 3, 32, 32)
+    for mode in (True, False):
+        module.train(mode), reference.train(mode)
+        torch.testing.assert_close(module(x), reference(x))
+    torch.testing.assert_close(module.bn.running_var, reference.bn.running_var)
+
+
+def load_recipe_text(text):
+    from netgraph.recipe import recipe_from_dict
+    import yaml
+    return recipe_from_dict(yaml.safe_load(textwrap.dedent(text)))
