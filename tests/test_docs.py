@@ -86,3 +86,14 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
         if args[0] == "train":
             args += ["--set", "train.epochs=3", "--quiet"]
         assert main(args) == 0, (line, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("section", ["train", "data"])
+def test_every_recipe_option_is_in_the_readme_table(section):
+    """README's `train:` and `data:` tables name every key the recipe check accepts."""
+    from netgraph.config import DATA_PARAMS, TRAIN_PARAMS
+    start = README.index(f"### The `{section}:` section")
+    table = README[start:README.index("\n\n", README.index("\n|", start) + 1)]
+    documented = {key.strip("` ") for row in re.findall(r"^\| ([^|]+) \|", table, re.M)
+                  for key in row.split(",")}
+    assert set({"train": TRAIN_PARAMS, "data": DATA_PARAMS}[section]) <= documented
