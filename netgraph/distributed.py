@@ -118,18 +118,22 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         n = total[-1]
         mean = total[:c] / n
         var = (total[c:2 * c] / n - mean * mean).clamp_min(0)
-        with torch.no_grad():
-            m = self.momentum
-            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-            # running variance unbiased, as torch's batch norm keeps it
-            self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
-            self.num_batches_tracked.add_(1)
+        if self.track_running_stats:
+            self._update_running_statistics(mean.detach(), var.detach(), n)
         scale = torch.rsqrt(var + self.eps)
         if self.weight is not None:
             scale = scale * self.weight
         shift = -mean * scale if self.bias is None else self.bias - mean * scale
         shape = (1, c) + (1,) * (x.dim() - 2)
         return (xf * scale.view(shape) + shift.view(shape)).to(x.dtype)
+
+    @torch.no_grad()
+    def _update_running_statistics(self, mean, var, n) -> None:
+        m = self.momentum
+        self.running_mean.mul_(1 - m).add_(mean, alpha=m)
+        # the running variance unbiased, as torch's batch norm keeps it
+        self.running_var.mul_(1 - m).add_(var * (n / (n - 1)), alpha=m)
+        self.num_batches_tracked.add_(1)
 
 
 def synchronise_batch_norm(model: nn.Module) -> int:
