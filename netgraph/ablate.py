@@ -117,6 +117,9 @@ def _one_run(path: str, overrides: tuple, seed: int, device: str, data_dir: Opti
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
+_WORKER_DEVICE = "cpu"  # in a worker process: the device _worker_setup took from the queue
+
+
 def _worker_setup(devices, threads: int) -> None:
     global _WORKER_DEVICE
     _WORKER_DEVICE = devices.get()
@@ -154,9 +157,6 @@ def _in_processes(todo, overrides: tuple, device, data_dir, workers: int, finish
         for future in as_completed(futures):
             path, seed = futures[future]
             finished(path, seed, future.result())
-
-
-_WORKER_DEVICE = "cpu"
 
 
 def table_rows(recipes: Sequence[str], results: Sequence[Sequence[Dict]]) -> List[Dict]:

@@ -84,7 +84,7 @@ def cmd_train(args) -> None:
     from .config import data_config
     from .engine import TrainingInterrupted
     from .run import (checkpoint_writer, load_checkpoint, load_data, log_entry_line, resolve_device,
-                      run_recipe, save_model)
+                      run_name, run_recipe, save_model)
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
@@ -140,7 +140,7 @@ def cmd_train(args) -> None:
                                        resume=resume if i == 0 else None, ranks=ranks)
         except TrainingInterrupted as stop:
             table.clear()
-            command = " ".join(["netgraph"] + [_quote(a) for a in sys.argv[1:]])
+            command = _command_line()
             print(f"netgraph: {stop.signal_name} at epoch {stop.epoch}, step {stop.step}: saved "
                   f"{checkpoint_path} and the log {log_path}; continue with:\n  {command} --resume",
                   file=sys.stderr)
@@ -181,7 +181,7 @@ def cmd_train(args) -> None:
     if args.json_out:
         import datetime
         import torch
-        result = {"command": " ".join(["netgraph"] + [_quote(a) for a in sys.argv[1:]]),
+        result = {"command": _command_line(),
                   "torch": torch.__version__,
                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   **result}
@@ -190,13 +190,10 @@ def cmd_train(args) -> None:
         print(f"result: {args.json_out}")
 
 
-def run_name(recipe) -> str:
-    return recipe.file or recipe.name
-
-
-def _quote(arg: str) -> str:
+def _command_line() -> str:
+    """This command as typed, quoted for a shell."""
     import shlex
-    return shlex.quote(arg)
+    return " ".join(["netgraph"] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
 class EpochTable:

@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -534,10 +534,17 @@ def preprocess(images_uint8: torch.Tensor, mean: Sequence[float] = CIFAR10_MEAN,
         raise ValueError(f"mean and std need {channels} values each, got {len(mean)} and {len(std)}")
     if not 0 <= pad < min(height, width):
         raise ValueError(f"reflect padding needs 0 <= pad < {min(height, width)}, got {pad}")
-    device = images_uint8.device
-    mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    x = ((images_uint8.float() - mean) / std).to(dtype)
+    x = normalizer(mean, std, images_uint8.device, dtype)(images_uint8)
     if pad:
         x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     return x
+
+
+def normalizer(mean: Sequence[float], std: Sequence[float], device,
+               dtype: torch.dtype = torch.float32) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(x - mean) / std per channel for uint8 images on ``device``, computed in float32 and
+    cast to ``dtype``. The constants go to the device once, so normalising each batch with
+    it (data.keep_uint8) copies nothing from the host."""
+    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return lambda x: ((x.float() - m) / s).to(dtype)

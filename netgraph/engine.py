@@ -25,7 +25,7 @@ from torch import nn
 
 from . import distributed
 from .augment import BatchGroupLoader, eval_batches
-from .data import Dataset, preprocess
+from .data import Dataset, normalizer, preprocess
 from .distributed import Ranks
 from .errors import RecipeError
 from .executor import half_precision
@@ -280,10 +280,8 @@ def to_device(data: Dataset, device, mean, std, pad: int, dtype,
     # Reflect padding of integers is exact in float32; in chunks, so no full float copy is made.
     padded = torch.cat([F.pad(chunk.float(), (pad,) * 4, mode="reflect").to(torch.uint8) if pad else chunk
                         for chunk in d.train_images.split(4096)])
-    m = torch.tensor(mean, dtype=torch.float32, device=padded.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=padded.device).view(1, -1, 1, 1)
     return DeviceData(padded, d.train_labels, test, d.test_labels, pad,
-                      normalize=lambda x: ((x.float() - m) / s).to(dtype))
+                      normalize=normalizer(mean, std, padded.device, dtype))
 
 
 def input_dtype(precision: str) -> torch.dtype:
@@ -490,11 +488,10 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
     # With one rank there is nothing to all-reduce: DistributedDataParallel alone cost 10-12% of
     # the epoch on an H100 (bench/results/bag_of_tricks_{eager,compile}_h100.json), so it is left out.
     net = distributed.wrap(model, device) if ranks and ranks.world > 1 else model
-    if ranks:
-        distributed.check_batch(config.batch_size, ranks)
+    rank_batch = distributed.check_batch(config.batch_size, ranks) if ranks else config.batch_size
     forward, compile_time = net, 0.0
     if config.compile != "none":
-        example = data.test_images[:config.batch_size // (ranks.world if ranks else 1)]
+        example = data.test_images[:rank_batch]
         n_test = len(data.test_images) // (ranks.world if ranks else 1)
         eval_shapes = sorted({min(config.eval_batch_size, n_test), n_test % config.eval_batch_size} - {0})
         forward, compile_time = compile_model(net, config, example, eval_shapes)

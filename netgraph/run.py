@@ -136,7 +136,7 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
     except torch.cuda.OutOfMemoryError:
         raise out_of_memory(recipe, device, config.batch_size, dconfig.keep_uint8) from None
     peak = result.peak_memory_bytes
-    run = RunResult(recipe=recipe.file or recipe.name, seed=config.seed, device=device_name(device),
+    run = RunResult(recipe=run_name(recipe), seed=config.seed, device=device_name(device),
                     test_acc=result.test_acc, test_loss=result.test_loss,
                     train_time_s=result.train_time_s, setup_time_s=setup_time,
                     eval_time_s=result.eval_time_s, epochs=config.epochs,
@@ -194,6 +194,11 @@ def log_entry_line(recipe: str, seed: int, entry, dataset: datasets.Dataset,
     if isinstance(entry, dict):
         entry = EpochLog(**entry)
     return json.dumps({"recipe": recipe, "seed": seed, **log_entry(entry, dataset, label)})
+
+
+def run_name(recipe: Recipe) -> str:
+    """How logs and results name a recipe: its file, or its name when built in memory."""
+    return recipe.file or recipe.name
 
 
 def device_name(device: torch.device) -> str:
@@ -273,7 +278,7 @@ def load_checkpoint(path, recipe: Recipe) -> Dict:
     payload = _load(path, "checkpoint", CHECKPOINT_FORMAT, "netgraph train")
     if payload["recipe"] != recipe.sections:
         raise RecipeError(f"the checkpoint is of another recipe (or other --set options) than "
-                          f"{recipe.file or recipe.name}", file=str(path),
+                          f"{run_name(recipe)}", file=str(path),
                           hint="resume with the recipe and --set options it was started with, or "
                                "start afresh without --resume")
     return payload

@@ -169,7 +169,8 @@ def show_augment(recipe: Recipe, output, *, data_dir: Optional[str] = None, imag
             if col == 0:
                 ax.set_ylabel("original" if row == 0 else f"draw {row}", fontsize=10)
         axes[0][col].set_title(data["classes"][data["labels"][col]], fontsize=9)
-    figure.suptitle(f"{recipe.file or recipe.name}: {data['augmentations']}\n"
+    from .run import run_name
+    figure.suptitle(f"{run_name(recipe)}: {data['augmentations']}\n"
                     f"{n} images of the {data['dataset']}; each row below the originals is one "
                     f"draw (one epoch) of the batch-group loader", fontsize=10)
     return _save(figure, path, data)
@@ -250,7 +251,8 @@ def show_whitening(recipe: Recipe, output, *, data_dir: Optional[str] = None, co
         ax.imshow(pair.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(f"#{i + 1}  ({roots[i].item():.2f})", fontsize=9)
         ax.set_xlabel("+v   |   -v", fontsize=8)
-    top.suptitle(f"{recipe.file or recipe.name}: leading eigenvectors of the covariance of "
+    from .run import run_name
+    top.suptitle(f"{run_name(recipe)}: leading eigenvectors of the covariance of "
                  f"{kernel}x{kernel} patches of {data['images_text']} (normalised)\n"
                  f"each shown with both signs, mid grey = 0; in brackets sqrt(eigenvalue), the "
                  f"standard deviation along it in normalised pixel units", fontsize=10)
