@@ -8,7 +8,7 @@ from torch import nn
 
 from netgraph import RecipeError, recipe_from_dict
 from netgraph.data import synthetic
-from netgraph.engine import (MovingAverage, NesterovSGD, TrainConfig, label_smoothing_loss,
+from netgraph.engine import (MovingAverage, NesterovSGD, TrainConfig, evaluate, label_smoothing_loss,
                              parameter_groups, predict, to_device, train)
 from netgraph.schedule import PiecewiseLinear, knot_value
 from netgraph import augment
@@ -138,10 +138,29 @@ def test_training_learns_and_is_reproducible():
         sum(e.epoch_time for e in a.log))
 
 
-def test_ema_tta_bfloat16_and_mean_loss_run():
-    result = run_small(0, epochs=2, ema_momentum=0.9, ema_every=2, tta=["flip"],
-                       precision="bfloat16", loss="mean", label_smoothing=0.2)
-    assert result.model is not None and 0 <= result.test_acc <= 1 and not math.isnan(result.test_loss)
+def test_ema_tta_bfloat16_and_mean_loss_reach_the_run():
+    """Each option is in effect, not only accepted: the model evaluated and returned is the
+    moving average, the test figures are those of predictions averaged with the mirrored
+    view, and bfloat16 autocast changes the training losses."""
+    import dataclasses
+    torch.manual_seed(0)
+    model = small_model()
+    data = to_device(synthetic(512, 256, shape=(3, 16, 16), classes=4, seed=0), "cpu", (128,) * 3,
+                     (64,) * 3, pad=2, dtype=torch.float32)
+    config = TrainConfig(epochs=2, batch_size=64, lr_knots=[0, 1, "epochs"], lr_values=[0, 0.4, 0],
+                         ema_momentum=0.9, ema_every=2, tta=["flip"], precision="bfloat16", loss="mean",
+                         label_smoothing=0.2)
+    result = train(model, data, config, [augment.Crop(16), augment.Flip()], max_groups=50)
+    assert result.model is not model
+    assert not torch.equal(result.model.state_dict()["conv.weight"], model.state_dict()["conv.weight"])
+    assert 0.25 < result.test_acc <= 1 and not math.isnan(result.test_loss)  # 4 classes
+    assert evaluate(result.model, data.test_images, data.test_labels, config) == (
+        result.test_acc, result.test_loss)
+    no_views = evaluate(result.model, data.test_images, data.test_labels, dataclasses.replace(config, tta=[]))
+    assert no_views[1] != result.test_loss
+    float32 = run_small(0, epochs=2, ema_momentum=0.9, ema_every=2, tta=["flip"], loss="mean",
+                        label_smoothing=0.2)  # the same run (seed, model, data) but for precision
+    assert [e.train_loss for e in result.log] != [e.train_loss for e in float32.log]
 
 
 def test_data_smaller_than_one_batch():
