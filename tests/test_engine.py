@@ -163,6 +163,34 @@ def test_ema_tta_bfloat16_and_mean_loss_reach_the_run():
     assert [e.train_loss for e in result.log] != [e.train_loss for e in float32.log]
 
 
+def test_label_smoothing_reaches_the_loss():
+    a, b = run_small(0, epochs=2, label_smoothing=0.2), run_small(0, epochs=2, label_smoothing=0.0)
+    assert [e.train_loss for e in a.log] != [e.train_loss for e in b.log]
+
+
+def test_the_loop_updates_the_moving_average_every_few_steps():
+    """The model returned is the average of the weights after steps 3 and 6 of 8 (every=3),
+    each update with rho = momentum ** every, starting from the initial weights."""
+    torch.manual_seed(0)
+    model = small_model()
+    data = to_device(synthetic(512, 256, shape=(3, 16, 16), classes=4, seed=0), "cpu", (128,) * 3,
+                     (64,) * 3, pad=2, dtype=torch.float32)
+
+    def floats(m):
+        return {k: v.clone() for k, v in m.state_dict().items() if v.is_floating_point()}
+    expected, rho = floats(model), 0.8 ** 3
+
+    def average_by_hand(step, steps):
+        if step % 3 == 0:
+            for name, value in floats(model).items():
+                expected[name] = rho * expected[name] + (1 - rho) * value
+    config = TrainConfig(epochs=1, batch_size=64, lr_knots=[0, 1], lr_values=[0.4, 0.4],
+                         ema_momentum=0.8, ema_every=3)
+    result = train(model, data, config, on_step=average_by_hand)
+    for name, value in floats(result.model).items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
 def test_data_smaller_than_one_batch():
     torch.manual_seed(0)
     data = to_device(synthetic(10, 10, shape=(3, 16, 16), classes=4), "cpu", (128,) * 3,
