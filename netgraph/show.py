@@ -8,7 +8,8 @@
 Each ``*_data`` function computes what is drawn through the code training uses (the
 batch-group loader, the whitening pass's eigen-decomposition, the JSON-lines log) and
 needs no matplotlib, so the tests check the numbers; each ``show_*`` draws them.
-matplotlib is optional (``pip install 'netgraph[plot]'``) and imported only to draw.
+matplotlib is optional (``pip install matplotlib``, or ``pip install -e '.[plot]'`` in
+this checkout) and imported only to draw.
 Figures are drawn on a ``matplotlib.figure.Figure`` (no pyplot, no global state) with
 constrained layout, so a PNG is exactly the figure size x 100 dots per inch.
 """
@@ -28,7 +29,7 @@ from .recipe import Recipe
 
 DPI = 100
 FORMATS = ("png", "svg", "pdf")
-PLOT_HINT = "pip install 'netgraph[plot]'"
+PLOT_HINT = "pip install matplotlib"  # not 'netgraph[plot]': PyPI's netgraph is another project
 
 
 @dataclass

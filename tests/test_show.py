@@ -332,5 +332,5 @@ def test_without_matplotlib_one_line_says_what_to_install(tmp_path, capsys, monk
     assert main(["show", "curves", str(tmp_path / "a.jsonl"), "-o", str(tmp_path / "c.png")]) == 2
     err = capsys.readouterr().err
     assert err == ("netgraph: error: netgraph show draws with matplotlib, which is not installed "
-                   "(pip install 'netgraph[plot]')\n")
+                   "(pip install matplotlib)\n")
     assert not (tmp_path / "c.png").exists()
