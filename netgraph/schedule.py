@@ -74,6 +74,10 @@ def knot_value(knot: Union[int, float, str], epochs: float) -> float:
     return result
 
 
+def _decreases(points: Sequence[float]) -> bool:
+    return any(b < a for a, b in zip(points, points[1:]))
+
+
 class PiecewiseLinear:
     """Linear between (knot, value) points, constant before the first and after the last."""
 
@@ -86,14 +90,24 @@ class PiecewiseLinear:
         if len(knots) != len(values) or not knots:
             raise RecipeError(f"a schedule needs as many values as knots, got {len(knots)} knots "
                               f"and {len(values)} values")
-        if any(b < a for a, b in zip(knots, knots[1:])):
+        if _decreases(knots):
             raise RecipeError(f"schedule knots must not decrease, got {list(knots)}")
         self.knots: List[float] = [float(k) for k in knots]
         self.values: List[float] = [float(v) for v in values]
 
     @classmethod
     def in_epochs(cls, knots, values, epochs: float) -> "PiecewiseLinear":
-        return cls([knot_value(k, epochs) for k in _need_list(knots, "knots")], values)
+        points = [knot_value(k, epochs) for k in _need_list(knots, "knots")]
+        if any(isinstance(k, str) for k in knots) and _decreases(points):
+            # [0, epochs/5, epochs - 2] at epochs = 1 is [0, 0.2, -1]: say which epochs fit
+            fits = [n for n in range(1, 1001) if not _decreases(
+                [knot_value(k, n) for k in knots])]
+            raise RecipeError(
+                f"schedule knots [{', '.join(map(str, knots))}] decrease at epochs = {epochs:g}: "
+                f"{[round(p, 4) for p in points]}",
+                hint=f"this schedule needs epochs >= {fits[0]}; for fewer, write knots that fit"
+                if fits else "write knots that do not decrease")
+        return cls(points, values)
 
     def __call__(self, t: float) -> float:
         k, v = self.knots, self.values

@@ -14,6 +14,16 @@ from netgraph.schedule import PiecewiseLinear, knot_value
 from netgraph import augment
 
 
+def test_knots_in_epochs_that_decrease_say_how_many_epochs_they_need():
+    with pytest.raises(RecipeError, match=r"schedule knots \[0, epochs/5, epochs - 2\] decrease at "
+                                          r"epochs = 1: \[0.0, 0.2, -1.0\] \(this schedule needs "
+                                          r"epochs >= 3"):
+        PiecewiseLinear.in_epochs([0, "epochs/5", "epochs - 2"], [0, 1.0, 0.1], epochs=1)
+    with pytest.raises(RecipeError, match=r"knots \[2, epochs\] decrease .* needs epochs >= 2"):
+        PiecewiseLinear.in_epochs([2, "epochs"], [0, 1.0], epochs=1)
+    PiecewiseLinear.in_epochs([0, "epochs/5", "epochs - 2"], [0, 1.0, 0.1], epochs=3)
+
+
 def test_schedule_at_its_knots_and_between():
     s = PiecewiseLinear.in_epochs([0, "epochs/5", "epochs - 2"], [0, 1.0, 0.1], epochs=10)
     assert s.knots == [0, 2, 8]
