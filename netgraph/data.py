@@ -176,6 +176,11 @@ def find_layout(name: str, data_dir) -> Tuple[Layout, Path]:
                 raise RecipeError(f"this folder holds {other} ({layout.folder}), not {name}",
                                   file=data_dir, hint=f"ask for data set '{other}', or pass a folder with {name}")
     folders = " or ".join(layout.folder for layout in _layouts(name))
+    converter = data_dir / "to_batches.py"  # ../shared/data/cifar10-jpeg: JPEGs, not batches
+    if converter.is_file():
+        raise RecipeError(f"holds no {name} data set in a layout netgraph reads, but a converter",
+                          file=data_dir, hint=f"run python {converter} OUT (it needs pillow) and "
+                                              f"pass OUT as the data folder")
     raise RecipeError(f"holds no {name} data set: no folder {folders}, nor their files", file=data_dir,
                       hint=f"pass the folder that contains {folders}, as extracted from the official "
                            f"archive, or leave out the data folder to download it")

@@ -215,6 +215,14 @@ def test_folder_in_neither_layout(tmp_path):
         read_cifar("cifar10", tmp_path)
 
 
+def test_the_jpeg_copy_folder_points_at_its_converter(tmp_path):
+    """../shared/data/cifar10-jpeg holds JPEGs and to_batches.py, which writes the batches."""
+    (tmp_path / "to_batches.py").write_text("")
+    with raises_naming(tmp_path, match=r"holds no cifar10 data set in a layout netgraph reads, but a "
+                                       r"converter \(run python .*to_batches.py OUT"):
+        read_cifar("cifar10", tmp_path)
+
+
 def test_folder_of_the_other_data_set(tmp_path):
     cifar10_binary(tmp_path)
     with raises_naming(tmp_path, match="holds cifar10"):
