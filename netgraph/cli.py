@@ -82,7 +82,7 @@ def cmd_train(args) -> None:
     from . import distributed
     from .ablate import read_runs
     from .config import data_config
-    from .engine import TrainingInterrupted
+    from .engine import TrainingInterrupted, resume_point
     from .run import (checkpoint_writer, load_checkpoint, load_data, log_entry_line, resolve_device,
                       run_name, run_recipe, save_model)
     for plugin in args.imports:
@@ -115,9 +115,8 @@ def cmd_train(args) -> None:
         kept_lines = [json.dumps(r) for r in read_runs(log_path) if r["seed"] in done_seeds]
         kept_lines += [log_entry_line(run_name(recipe), saved["seed"], e, dataset, label)
                        for e in resume["log"]]
-        print(f"resuming seed {saved['seed']} at epoch {resume['epoch']}"
-              + (f", step {resume['skip']} of the epoch" if resume["skip"] else "")
-              + f", from {checkpoint_path}")
+        print(f"resuming seed {saved['seed']} at {resume_point(resume['epoch'], resume['skip'])}, "
+              f"from {checkpoint_path}")
     if main:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text("".join(line + "\n" for line in kept_lines))
@@ -141,7 +140,7 @@ def cmd_train(args) -> None:
         except TrainingInterrupted as stop:
             table.clear()
             command = _command_line()
-            print(f"netgraph: {stop.signal_name} at epoch {stop.epoch}, step {stop.step}: saved "
+            print(f"netgraph: {stop}: saved "
                   f"{checkpoint_path} and the log {log_path}; continue with:\n  {command} --resume",
                   file=sys.stderr)
             raise SystemExit(130 if stop.signal_name == "SIGINT" else 143) from None

@@ -395,12 +395,18 @@ class NonFiniteLoss(RecipeError):
     """The training loss became NaN or infinite."""
 
 
-class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM arrived; the state was handed to the checkpoint callback first."""
+def resume_point(epoch: int, skip: int) -> str:
+    """Where a run goes on, worded alike when it stops and when it resumes."""
+    return f"epoch {epoch}" + (f", step {skip} of the epoch" if skip else "")
 
-    def __init__(self, epoch: int, step: int, signal_name: str):
-        super().__init__(f"{signal_name} at epoch {epoch}, step {step}")
-        self.epoch, self.step, self.signal_name = epoch, step, signal_name
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; the state was handed to the checkpoint callback first.
+    ``epoch`` and ``skip`` are where the checkpoint goes on (skip: steps of it already done)."""
+
+    def __init__(self, epoch: int, skip: int, signal_name: str):
+        super().__init__(f"{signal_name}: stopped at {resume_point(epoch, skip)}")
+        self.epoch, self.skip, self.signal_name = epoch, skip, signal_name
 
 
 class _StopSignals:
@@ -545,7 +551,7 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
                         checkpoint(_state(model, optimizer, average, stats, loader, result, step,
                                           epoch, i + 1, losses, correct,
                                           elapsed + time.perf_counter() - start))
-                    raise TrainingInterrupted(epoch, step, signals.received)
+                    raise TrainingInterrupted(epoch, i + 1, signals.received)
             skip = 0
             synchronize(device)
             epoch_time = elapsed + time.perf_counter() - start
@@ -585,7 +591,7 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
             if checkpoint:
                 checkpoint(_state(model, optimizer, average, stats, loader, result, step, epoch + 1, 0))
             if signals.received and epoch < config.epochs:
-                raise TrainingInterrupted(epoch + 1, step, signals.received)
+                raise TrainingInterrupted(epoch + 1, 0, signals.received)
     if device.type == "cuda":
         result.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
     result.test_acc, result.test_loss = result.log[-1].test_acc, result.log[-1].test_loss

@@ -70,6 +70,9 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(recipe_file, tmp
     state = saved["state"]
     mid_epoch = stop_after % STEPS_PER_EPOCH != 0
     assert (state["epoch"], state["skip"]) == ((2, 5) if mid_epoch else (3, 0))
+    assert (stop.value.epoch, stop.value.skip) == (state["epoch"], state["skip"])
+    assert str(stop.value).endswith("stopped at epoch 2, step 5 of the epoch" if mid_epoch
+                                    else "stopped at epoch 3")
     assert [e["epoch"] for e in state["log"]] == ([1] if mid_epoch else [1, 2])
     resumed, resumed_model, _ = run_recipe(recipe, device="cpu", resume=state)
     assert_same(weights(full_model), weights(resumed_model))  # the moving average, evaluated
@@ -178,7 +181,7 @@ def test_sigterm_to_netgraph_train_then_resume_gives_the_uninterrupted_result(re
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 143, err
-    assert "SIGTERM at epoch" in err and "--resume" in err
+    assert "SIGTERM: stopped at epoch" in err and "--resume" in err
     checkpoint = tmp_path / "cut.ckpt"
     assert checkpoint.exists() and log.read_text().strip()
     assert main(["train", *common, "--log", str(log), "--save", str(tmp_path / "cut.pt"),
