@@ -317,7 +317,9 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise RecipeError("recipe file not found", file=file) from None
+        near = did_you_mean(path.name, [p.name for p in path.parent.glob("*.yaml")]) \
+            if path.parent.is_dir() else None
+        raise RecipeError("recipe file not found", file=file, hint=near) from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise RecipeError(f"cannot read recipe file: {e}", file=file) from None
     data, positions = parse_yaml(text, file)
@@ -351,8 +353,13 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
 
 # --- overrides ---------------------------------------------------------------
 
-def apply_override(sections: Dict[str, Any], assignment: str) -> None:
-    """Apply one ``--set key.path=value`` (``key.path+=[...]`` appends to a list)."""
+def apply_override(sections: Dict[str, Any], assignment: str,
+                   positions: Optional[Dict[KeyPath, Location]] = None) -> None:
+    """Apply one ``--set key.path=value`` (``key.path+=[...]`` appends to a list).
+
+    The key path it sets is recorded in ``positions`` as coming from the ``--set``, so a
+    later error about that value (an unknown train: key, a bad node) names the ``--set``
+    instead of the line of the recipe file it replaced."""
     where = f"--set {assignment}"
     if "=" not in assignment:
         raise RecipeError("expected KEY=VALUE, e.g. train.epochs=12", file=where)
@@ -370,28 +377,47 @@ def apply_override(sections: Dict[str, Any], assignment: str) -> None:
         raise RecipeError(f"unknown section '{parts[0]}'", file=where,
                           hint=did_you_mean(parts[0], SECTIONS) or "sections: " + ", ".join(SECTIONS))
     node: Any = sections
+    keypath: List[Union[str, int]] = []
     for i, part in enumerate(parts[:-1]):
-        node = _step(node, part, parts[:i + 1], where, create=True)
+        node, step = _step(node, part, parts[:i + 1], where)
+        keypath.append(step)
     last = parts[-1]
     if isinstance(node, list):
         index = _index(node, last, parts, where)
         if append or value is None:
             raise RecipeError("cannot append to or delete a list item by index", file=where)
         node[index] = value
+        _record_override(positions, tuple(keypath) + (index,), where, replaced=True)
         return
     if not isinstance(node, dict):
         raise RecipeError(f"'{'.'.join(parts[:-1])}' is {node!r}, not a mapping", file=where)
+    keypath.append(last)
     if append:
         previous = node.get(last) or []
         if not isinstance(previous, list) or not isinstance(value, list):
             raise RecipeError("KEY+=[...] appends a list to a list", file=where)
         node[last] = previous + value
+        for i in range(len(previous), len(node[last])):
+            _record_override(positions, tuple(keypath) + (i,), where, replaced=True)
     elif value is None:
         node.pop(last, None)
     elif isinstance(value, dict) and isinstance(node.get(last), dict):
         node[last] = deep_merge(node[last], value)
+        _record_override(positions, tuple(keypath), where, replaced=False)
     else:
         node[last] = value
+        _record_override(positions, tuple(keypath), where, replaced=True)
+
+
+def _record_override(positions: Optional[Dict[KeyPath, Location]], keypath: KeyPath,
+                     where: str, replaced: bool) -> None:
+    """The value at ``keypath`` now comes from ``where``; a replaced value's old keys go."""
+    if positions is None:
+        return
+    if replaced:
+        for known in [k for k in positions if k[:len(keypath)] == keypath]:
+            del positions[known]
+    positions[keypath] = (where, None)
 
 
 def _index(node: list, part: str, parts, where) -> int:
@@ -404,14 +430,27 @@ def _index(node: list, part: str, parts, where) -> int:
     return index
 
 
-def _step(node, part, parts, where, create):
+# Under these sections a missing key on the way down is a typo (a node, a block, a pass
+# name): --set network.layer1.convbn.c=96 must not quietly add a node 'convbn'. In train:
+# and data: it creates the mapping (data.synthetic.train=512 on a recipe without one).
+NAMED_BY_THE_USER = ("network", "blocks", "transforms")
+
+
+def _step(node, part, parts, where):
+    """One step down a --set key path: (the child, its key), creating missing mappings."""
     if isinstance(node, list):
-        return node[_index(node, part, parts, where)]
+        index = _index(node, part, parts, where)
+        return node[index], index
     if not isinstance(node, dict):
         raise RecipeError(f"'{'.'.join(parts[:-1])}' is {node!r}, not a mapping", file=where)
+    if part not in node and parts[0] in NAMED_BY_THE_USER and len(parts) > 1:
+        raise RecipeError(f"'{'.'.join(parts[:-1])}' has no '{part}'", file=where,
+                          hint=did_you_mean(part, node) or
+                          f"it has: {', '.join(map(str, node))}; to add one, set it whole: "
+                          f"--set {'.'.join(parts)}={{...}}")
     if part not in node or node[part] is None:
         node[part] = {}
-    return node[part]
+    return node[part], part
 
 
 # --- checking the sections ---------------------------------------------------
@@ -498,6 +537,6 @@ def recipe_from_dict(sections: Dict[str, Any], file: Optional[str] = None,
 
 def _finish(recipe: Recipe, overrides: Iterable[str]) -> Recipe:
     for assignment in overrides:
-        apply_override(recipe.sections, assignment)
+        apply_override(recipe.sections, assignment, recipe.positions)
     check_sections(recipe)
     return recipe

@@ -92,8 +92,12 @@ def test_base_cycle_and_missing_parent(write):
 
 
 def test_missing_file_and_non_mapping(write, tmp_path):
-    with pytest.raises(RecipeError, match="recipe file not found"):
+    with pytest.raises(RecipeError, match=r"recipe file not found$"):
         load_recipe(tmp_path / "nope.yaml")
+    write("resnet9.yaml", NET)
+    with pytest.raises(RecipeError, match=r"resnet.yaml: recipe file not found \(did you mean "
+                                          r"'resnet9.yaml'\?\)"):
+        load_recipe(tmp_path / "resnet.yaml")
     with pytest.raises(RecipeError, match="a recipe is a mapping of sections"):
         load_recipe(write("list.yaml", "- 1\n- 2\n"))
 
@@ -130,6 +134,44 @@ def test_bad_overrides(write, assignment, message):
     with pytest.raises(RecipeError, match=message) as e:
         load_recipe(path, [assignment])
     assert str(e.value).startswith(f"--set {assignment}:")
+
+
+TRANSFORMED = NET + "transforms: [{ghost_batch_norm: {splits: 4}}]\n"
+
+
+@pytest.mark.parametrize("assignment, message", [
+    # a typo on the way down to a node or a pass parameter must not quietly add a node
+    ("network.cnv.out=3", r"'network' has no 'cnv' \(did you mean 'conv'\?\)"),
+    ("network.pool.size=2", r"'network' has no 'pool' \(it has: conv, act; to add one, set it "
+                            r"whole: --set network.pool=\{...\}\)"),
+    ("transforms.0.ghost_batchnorm.splits=2",
+     r"'transforms.0' has no 'ghost_batchnorm' \(did you mean 'ghost_batch_norm'\?\)"),
+])
+def test_a_typo_in_a_set_path_under_network_or_transforms_is_refused(write, assignment, message):
+    with pytest.raises(RecipeError, match=message) as e:
+        load_recipe(write("r.yaml", TRANSFORMED), [assignment])
+    assert str(e.value).startswith(f"--set {assignment}:")
+
+
+def test_set_creates_mappings_under_train_and_data(write):
+    recipe = load_recipe(write("r.yaml", NET), ["data.synthetic.train=64", "train.ema.every=3"])
+    assert recipe.data == {"synthetic": {"train": 64}} and recipe.train == {"ema": {"every": 3}}
+
+
+def test_later_errors_about_a_set_value_name_the_set_not_the_file(write):
+    from netgraph.config import train_config
+    from netgraph.graph import build_graph
+    path = write("r.yaml", NET + "train:\n  epochs: 3\n")
+    recipe = load_recipe(path, ["train.epoch=3"])
+    with pytest.raises(RecipeError, match=r"^--set train.epoch=3: unknown parameter 'epoch' .*"
+                                          r"did you mean 'epochs'"):
+        train_config(recipe)
+    recipe = load_recipe(path, ["network.conv={op: conv2d, out: 8, bogus: 1}"])
+    with pytest.raises(RecipeError, match=r"^--set network.conv=.*: node 'conv': unknown parameter"):
+        build_graph(recipe)
+    # the other keys of a section a --set goes into keep their own lines
+    with pytest.raises(RecipeError, match=r"r.yaml:6: unknown parameter .epoch."):
+        train_config(load_recipe(write("r.yaml", NET + "train:\n  epoch: 3\n"), ["train.seed=1"]))
 
 
 def test_floats_without_a_dot_are_numbers():
