@@ -24,9 +24,18 @@ def _graph(args, stage=None):
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
+    check_training_sections(recipe)
     graph, reports = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe),
                                       stop=stage)
     return graph, reports
+
+
+def check_training_sections(recipe, device_type: str = "cpu") -> None:
+    """The train: and data: sections, so summary and render flag a typo there too, and train
+    flags one before it spends minutes loading data."""
+    from .config import data_config, train_config
+    data_config(recipe)
+    train_config(recipe, device_type)
 
 
 def import_plugin(name: str) -> None:
@@ -94,6 +103,7 @@ def cmd_train(args) -> None:
     else:
         device = resolve_device(args.device)
     main = ranks is None or ranks.main  # only rank 0 prints and writes files
+    check_training_sections(recipe, device.type)
     dconfig = data_config(recipe)
     dataset, label = load_data(dconfig, args.data_dir), dconfig.label
     log_path = Path(args.log) if args.log else Path("runs") / (Path(args.recipe).stem + ".jsonl")

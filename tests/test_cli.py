@@ -74,6 +74,18 @@ def test_bad_override_on_the_command_line(capsys):
     assert "--set network.prep.c: expected KEY=VALUE" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["summary", "render", "train"])
+def test_a_typo_in_train_is_reported_by_every_command_before_any_work(tmp_path, capsys, command):
+    """summary and render check the train: and data: sections too; train checks them before
+    it loads data (here a folder that does not exist, which would fail otherwise)."""
+    extra = {"summary": [], "render": ["-o", str(tmp_path / "never.svg")],
+             "train": ["--data-dir", str(tmp_path / "no-such-folder"), "--device", "cpu"]}[command]
+    assert main([command, RESNET9, *extra, "--set", "train.epoch=3"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "netgraph: error: --set train.epoch=3: unknown parameter 'epoch' for the train: section")
+    assert not (tmp_path / "never.svg").exists()
+
+
 def test_user_op_from_a_plugin_file(tmp_path):
     plugin = tmp_path / "my_ops.py"
     plugin.write_text(textwrap.dedent("""
