@@ -78,6 +78,13 @@ def _decreases(points: Sequence[float]) -> bool:
     return any(b < a for a, b in zip(points, points[1:]))
 
 
+def _fits(knots, epochs: int) -> bool:
+    try:
+        return not _decreases([knot_value(k, epochs) for k in knots])
+    except RecipeError:  # no finite value at these epochs
+        return False
+
+
 class PiecewiseLinear:
     """Linear between (knot, value) points, constant before the first and after the last."""
 
@@ -99,14 +106,15 @@ class PiecewiseLinear:
     def in_epochs(cls, knots, values, epochs: float) -> "PiecewiseLinear":
         points = [knot_value(k, epochs) for k in _need_list(knots, "knots")]
         if any(isinstance(k, str) for k in knots) and _decreases(points):
-            # [0, epochs/5, epochs - 2] at epochs = 1 is [0, 0.2, -1]: say which epochs fit
-            fits = [n for n in range(1, 1001) if not _decreases(
-                [knot_value(k, n) for k in knots])]
+            # [0, epochs/5, epochs - 2] at epochs = 1 is [0, 0.2, -1]: say from which epochs on
+            # (up to 1,000) the knots fit, if they fit from there on
+            fit = [_fits(knots, n) for n in range(1, 1001)]
+            start = next((n for n in range(1, 1001) if all(fit[n - 1:])), None)
             raise RecipeError(
                 f"schedule knots [{', '.join(map(str, knots))}] decrease at epochs = {epochs:g}: "
                 f"{[round(p, 4) for p in points]}",
-                hint=f"this schedule needs epochs >= {fits[0]}; for fewer, write knots that fit"
-                if fits else "write knots that do not decrease")
+                hint=f"this schedule needs epochs >= {start}; for fewer, write knots that fit"
+                if start and epochs < start else "write knots that do not decrease")
         return cls(points, values)
 
     def __call__(self, t: float) -> float:

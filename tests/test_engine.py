@@ -22,6 +22,11 @@ def test_knots_in_epochs_that_decrease_say_how_many_epochs_they_need():
     with pytest.raises(RecipeError, match=r"knots \[2, epochs\] decrease .* needs epochs >= 2"):
         PiecewiseLinear.in_epochs([2, "epochs"], [0, 1.0], epochs=1)
     PiecewiseLinear.in_epochs([0, "epochs/5", "epochs - 2"], [0, 1.0, 0.1], epochs=3)
+    # knots that fit only below some epochs, or have no value at other epochs, get no count
+    with pytest.raises(RecipeError, match=r"decrease at epochs = 4: .*\(write knots that do not"):
+        PiecewiseLinear.in_epochs([0, "3 - epochs"], [0, 1.0], epochs=4)
+    with pytest.raises(RecipeError, match=r"decrease at epochs = 1: .* needs epochs >= 3"):
+        PiecewiseLinear.in_epochs([0, "epochs - 2", "epochs * epochs / (epochs - 2)"], [0, 1.0, 0], epochs=1)
 
 
 def test_schedule_at_its_knots_and_between():
