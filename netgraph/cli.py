@@ -125,7 +125,7 @@ def cmd_train(args) -> None:
         kept_lines = [json.dumps(r) for r in read_runs(log_path) if r["seed"] in done_seeds]
         kept_lines += [log_entry_line(run_name(recipe), saved["seed"], e, dataset, label)
                        for e in resume["log"]]
-        print(f"resuming seed {saved['seed']} at {resume_point(resume['epoch'], resume['skip'])}, "
+        print(f"resuming seed {saved['seed']} {resume_point(resume['epoch'], resume['skip'])}, "
               f"from {checkpoint_path}")
     if main:
         log_path.parent.mkdir(parents=True, exist_ok=True)

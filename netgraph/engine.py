@@ -396,8 +396,9 @@ class NonFiniteLoss(RecipeError):
 
 
 def resume_point(epoch: int, skip: int) -> str:
-    """Where a run goes on, worded alike when it stops and when it resumes."""
-    return f"epoch {epoch}" + (f", step {skip} of the epoch" if skip else "")
+    """Where a run stopped (epoch ``epoch`` with ``skip`` steps done), worded alike when it
+    stops and when it resumes: 'after step 5 of epoch 2', 'after epoch 2'."""
+    return f"after step {skip} of epoch {epoch}" if skip else f"after epoch {epoch - 1}"
 
 
 class TrainingInterrupted(Exception):
@@ -405,7 +406,7 @@ class TrainingInterrupted(Exception):
     ``epoch`` and ``skip`` are where the checkpoint goes on (skip: steps of it already done)."""
 
     def __init__(self, epoch: int, skip: int, signal_name: str):
-        super().__init__(f"{signal_name}: stopped at {resume_point(epoch, skip)}")
+        super().__init__(f"{signal_name}: stopped {resume_point(epoch, skip)}")
         self.epoch, self.skip, self.signal_name = epoch, skip, signal_name
 
 

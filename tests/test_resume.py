@@ -2,6 +2,7 @@
 a NaN loss stops with the last good checkpoint kept, atomic writes, recipe checks, out of memory."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,8 +72,8 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(recipe_file, tmp
     mid_epoch = stop_after % STEPS_PER_EPOCH != 0
     assert (state["epoch"], state["skip"]) == ((2, 5) if mid_epoch else (3, 0))
     assert (stop.value.epoch, stop.value.skip) == (state["epoch"], state["skip"])
-    assert str(stop.value).endswith("stopped at epoch 2, step 5 of the epoch" if mid_epoch
-                                    else "stopped at epoch 3")
+    assert str(stop.value).endswith("stopped after step 5 of epoch 2" if mid_epoch
+                                    else "stopped after epoch 2")
     assert [e["epoch"] for e in state["log"]] == ([1] if mid_epoch else [1, 2])
     resumed, resumed_model, _ = run_recipe(recipe, device="cpu", resume=state)
     assert_same(weights(full_model), weights(resumed_model))  # the moving average, evaluated
@@ -161,7 +162,7 @@ def test_cuda_asked_for_without_cuda_is_a_clear_error(recipe_file, capsys, monke
         assert resolve_device(None).type == "cpu"
 
 
-def test_sigterm_to_netgraph_train_then_resume_gives_the_uninterrupted_result(recipe_file, tmp_path):
+def test_sigterm_to_netgraph_train_then_resume_gives_the_uninterrupted_result(recipe_file, tmp_path, capsys):
     """The command line end to end: a real SIGTERM from outside in the middle of an epoch."""
     slow = tmp_path / "slow.yaml"  # 6 epochs of 32 steps of a wider net: time to be interrupted
     slow.write_text(recipe_file.read_text().replace("epochs: 4", "epochs: 6")
@@ -181,11 +182,14 @@ def test_sigterm_to_netgraph_train_then_resume_gives_the_uninterrupted_result(re
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 143, err
-    assert "SIGTERM: stopped at epoch" in err and "--resume" in err
+    stopped = re.search(r"SIGTERM: stopped (after [^:]*): saved", err)
+    assert stopped and "--resume" in err, err
     checkpoint = tmp_path / "cut.ckpt"
     assert checkpoint.exists() and log.read_text().strip()
+    capsys.readouterr()
     assert main(["train", *common, "--log", str(log), "--save", str(tmp_path / "cut.pt"),
                  "--resume"]) == 0
+    assert f"resuming seed 0 {stopped.group(1)}, from {checkpoint}" in capsys.readouterr().out
     assert not checkpoint.exists()  # the run finished: nothing left to resume
     full = torch.load(tmp_path / "full.pt", weights_only=True)["state_dict"]
     cut = torch.load(tmp_path / "cut.pt", weights_only=True)["state_dict"]
