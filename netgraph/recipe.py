@@ -278,7 +278,10 @@ def _strip_nulls(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_strip_nulls(v) for v in value]
+        # A list item {name: null} (YAML's `- remove_identity:`) is a name without parameters,
+        # not a deletion: transforms and data.augment read it as such.
+        return [v if isinstance(v, dict) and len(v) == 1 and None in v.values()
+                else _strip_nulls(v) for v in value]
     return value
 
 

@@ -174,6 +174,16 @@ def test_later_errors_about_a_set_value_name_the_set_not_the_file(write):
         train_config(load_recipe(write("r.yaml", NET + "train:\n  epoch: 3\n"), ["train.seed=1"]))
 
 
+def test_a_list_item_with_a_null_value_is_a_name_without_parameters(write):
+    """`- remove_identity:` in transforms or `- flip:` in data.augment: null there deletes
+    nothing, it says the item has no parameters."""
+    from netgraph.config import data_config
+    recipe = load_recipe(write("r.yaml", NET + "transforms:\n  - remove_identity:\n"
+                                              "data: {augment: [{flip: null}, {crop: }]}\n"))
+    assert recipe.transforms == [{"remove_identity": None}]
+    assert [type(a).__name__ for a in data_config(recipe).augmentations] == ["Flip", "Crop"]
+
+
 def test_floats_without_a_dot_are_numbers():
     data, _ = parse_yaml("eps: 1e-5\nwd: 5E-4\nlr: -2e+1\nn: 10\nname: e5\n")
     assert data == {"eps": 1e-5, "wd": 5e-4, "lr": -20.0, "n": 10, "name": "e5"}
