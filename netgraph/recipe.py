@@ -47,6 +47,8 @@ class Recipe:
     file: Optional[str]
     sections: Dict[str, Any]
     positions: Dict[KeyPath, Location] = field(default_factory=dict)
+    # (key path, "--set ...", whether it replaced the value whole) for each --set, in order
+    overrides: List[Tuple[KeyPath, str, bool]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -81,8 +83,19 @@ class Recipe:
         return self.sections.get("output")
 
     def where(self, keypath: Sequence[Union[str, int]]) -> Location:
-        """File and line of the deepest known key along ``keypath``."""
-        return _where(self.positions, keypath, self.file)
+        """File and line of the deepest known key along ``keypath``, and each ``--set`` that
+        set something at, above or below it: ("r.yaml:3, --set network.fc.out=-3", None).
+        A value a --set replaced whole is named by the --set alone."""
+        keypath = tuple(keypath)
+        sets = [(k, where, whole) for k, where, whole in self.overrides
+                if k[:len(keypath)] == keypath or keypath[:len(k)] == k]
+        if not sets:
+            return _where(self.positions, keypath, self.file)
+        named = ", ".join(dict.fromkeys(where for _, where, _ in sets))
+        if any(whole and keypath[:len(k)] == k for k, _, whole in sets):
+            return named, None
+        file, line = _where(self.positions, keypath, self.file)
+        return (f"{file}:{line}" if line else file) + ", " + named if file else named, None
 
     def error(self, message: str, keypath: Sequence[Union[str, int]] = (), *,
               node: Optional[str] = None, hint: Optional[str] = None) -> RecipeError:
@@ -356,13 +369,12 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
 
 # --- overrides ---------------------------------------------------------------
 
-def apply_override(sections: Dict[str, Any], assignment: str,
-                   positions: Optional[Dict[KeyPath, Location]] = None) -> None:
+def apply_override(sections: Dict[str, Any], assignment: str) -> List[Tuple[KeyPath, bool]]:
     """Apply one ``--set key.path=value`` (``key.path+=[...]`` appends to a list).
 
-    The key path it sets is recorded in ``positions`` as coming from the ``--set``, so a
-    later error about that value (an unknown train: key, a bad node) names the ``--set``
-    instead of the line of the recipe file it replaced."""
+    Returns the key paths it changed, each with whether it replaced the value whole (a
+    mapping it created on the way, a list item, a deleted key) or merged into it, so
+    that errors about them can name the ``--set`` (Recipe.where)."""
     where = f"--set {assignment}"
     if "=" not in assignment:
         raise RecipeError("expected KEY=VALUE, e.g. train.epochs=12", file=where)
@@ -380,47 +392,38 @@ def apply_override(sections: Dict[str, Any], assignment: str,
         raise RecipeError(f"unknown section '{parts[0]}'", file=where,
                           hint=did_you_mean(parts[0], SECTIONS) or "sections: " + ", ".join(SECTIONS))
     node: Any = sections
-    keypath: List[Union[str, int]] = []
+    keypath: KeyPath = ()
+    changes: List[Tuple[KeyPath, bool]] = []
     for i, part in enumerate(parts[:-1]):
-        node, step = _step(node, part, parts[:i + 1], where)
-        keypath.append(step)
+        node, step, created = _step(node, part, parts[:i + 1], where)
+        keypath += (step,)
+        if created:
+            changes.append((keypath, True))
     last = parts[-1]
     if isinstance(node, list):
         index = _index(node, last, parts, where)
         if append or value is None:
             raise RecipeError("cannot append to or delete a list item by index", file=where)
         node[index] = value
-        _record_override(positions, tuple(keypath) + (index,), where, replaced=True)
-        return
+        return changes + [(keypath + (index,), True)]
     if not isinstance(node, dict):
         raise RecipeError(f"'{'.'.join(parts[:-1])}' is {node!r}, not a mapping", file=where)
-    keypath.append(last)
+    keypath += (last,)
     if append:
         previous = node.get(last) or []
         if not isinstance(previous, list) or not isinstance(value, list):
             raise RecipeError("KEY+=[...] appends a list to a list", file=where)
         node[last] = previous + value
-        for i in range(len(previous), len(node[last])):
-            _record_override(positions, tuple(keypath) + (i,), where, replaced=True)
-    elif value is None:
+        return changes + [(keypath + (i,), True) for i in range(len(previous), len(node[last]))]
+    if value is None:
         node.pop(last, None)
     elif isinstance(value, dict) and isinstance(node.get(last), dict):
+        merged = _same_kind(node[last], value)  # a node given another op is replaced whole
         node[last] = deep_merge(node[last], value)
-        _record_override(positions, tuple(keypath), where, replaced=False)
+        return changes + [(keypath, not merged)]
     else:
         node[last] = value
-        _record_override(positions, tuple(keypath), where, replaced=True)
-
-
-def _record_override(positions: Optional[Dict[KeyPath, Location]], keypath: KeyPath,
-                     where: str, replaced: bool) -> None:
-    """The value at ``keypath`` now comes from ``where``; a replaced value's old keys go."""
-    if positions is None:
-        return
-    if replaced:
-        for known in [k for k in positions if k[:len(keypath)] == keypath]:
-            del positions[known]
-    positions[keypath] = (where, None)
+    return changes + [(keypath, True)]
 
 
 def _index(node: list, part: str, parts, where) -> int:
@@ -440,20 +443,21 @@ NAMED_BY_THE_USER = ("network", "blocks", "transforms")
 
 
 def _step(node, part, parts, where):
-    """One step down a --set key path: (the child, its key), creating missing mappings."""
+    """One step down a --set key path: (the child, its key, whether it was created)."""
     if isinstance(node, list):
         index = _index(node, part, parts, where)
-        return node[index], index
+        return node[index], index, False
     if not isinstance(node, dict):
         raise RecipeError(f"'{'.'.join(parts[:-1])}' is {node!r}, not a mapping", file=where)
     if part not in node and parts[0] in NAMED_BY_THE_USER and len(parts) > 1:
+        add = f"to add one, set it whole: --set {'.'.join(parts)}={{...}}"
         raise RecipeError(f"'{'.'.join(parts[:-1])}' has no '{part}'", file=where,
                           hint=did_you_mean(part, node) or
-                          f"it has: {', '.join(map(str, node))}; to add one, set it whole: "
-                          f"--set {'.'.join(parts)}={{...}}")
-    if part not in node or node[part] is None:
+                          (f"it has: {', '.join(map(str, node))}; {add}" if node else add))
+    if node.get(part) is None:
         node[part] = {}
-    return node[part], part
+        return node[part], part, True
+    return node[part], part, False
 
 
 # --- checking the sections ---------------------------------------------------
@@ -540,6 +544,7 @@ def recipe_from_dict(sections: Dict[str, Any], file: Optional[str] = None,
 
 def _finish(recipe: Recipe, overrides: Iterable[str]) -> Recipe:
     for assignment in overrides:
-        apply_override(recipe.sections, assignment, recipe.positions)
+        for keypath, whole in apply_override(recipe.sections, assignment):
+            recipe.overrides.append((keypath, f"--set {assignment}", whole))
     check_sections(recipe)
     return recipe

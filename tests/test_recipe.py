@@ -158,19 +158,37 @@ def test_set_creates_mappings_under_train_and_data(write):
     assert recipe.data == {"synthetic": {"train": 64}} and recipe.train == {"ema": {"every": 3}}
 
 
-def test_later_errors_about_a_set_value_name_the_set_not_the_file(write):
+def test_later_errors_about_a_set_value_name_the_set(write):
+    """A value a --set gave whole is named by the --set alone; a --set inside or merged
+    into what the file wrote is named after the file's line; other --sets are not named."""
     from netgraph.config import train_config
     from netgraph.graph import build_graph
-    path = write("r.yaml", NET + "train:\n  epochs: 3\n")
-    recipe = load_recipe(path, ["train.epoch=3"])
-    with pytest.raises(RecipeError, match=r"^--set train.epoch=3: unknown parameter 'epoch' .*"
-                                          r"did you mean 'epochs'"):
-        train_config(recipe)
-    recipe = load_recipe(path, ["network.conv={op: conv2d, out: 8, bogus: 1}"])
-    with pytest.raises(RecipeError, match=r"^--set network.conv=.*: node 'conv': unknown parameter"):
-        build_graph(recipe)
-    # the other keys of a section a --set goes into keep their own lines
-    with pytest.raises(RecipeError, match=r"r.yaml:6: unknown parameter .epoch."):
+    path = write("r.yaml", NET + "train:\n  epochs: 8\n  ema: {momentum: 0.5}\n  tta: [flip]\n")
+
+    def error(build, *overrides):
+        with pytest.raises(RecipeError) as e:
+            build(load_recipe(path, list(overrides)))
+        return str(e.value).replace(str(path), "r.yaml")
+
+    assert error(train_config, "train.epoch=3").startswith(
+        "--set train.epoch=3: unknown parameter 'epoch' for the train: section")
+    assert error(train_config, "train.seed=1", "train.ema.momentum=2").startswith(
+        "r.yaml:7, --set train.ema.momentum=2: train.ema.momentum must be below 1")
+    assert error(train_config, "train.tta.0=flop").startswith(
+        "r.yaml:8, --set train.tta.0=flop: unknown test-time view 'flop'")
+    assert error(build_graph, "network.conv.out=-3").startswith(
+        "r.yaml:3, --set network.conv.out=-3: node 'conv': parameter 'out' must be positive")
+    assert error(build_graph, "network.conv={bias: 2}").startswith(  # merged into the file's node
+        "r.yaml:3, --set network.conv={bias: 2}: node 'conv': parameter 'bias'")
+    assert error(build_graph, "network.conv={op: linear, out: 3}").startswith(  # replaced whole
+        "--set network.conv={op: linear, out: 3}: node 'conv': op 'linear' needs a flat")
+    # a mapping a --set created, and a key deleted then set again: the file has no say
+    assert error(train_config, "train.param_groups=[]", "train.ema=null", "train.ema.every=0") \
+        .startswith("--set train.ema=null, --set train.ema.every=0: parameter 'every' must be")
+    bare = write("bare.yaml", NET)
+    with pytest.raises(RecipeError, match=r"^--set train.ema.bogus=2: unknown parameter 'bogus'"):
+        train_config(load_recipe(bare, ["train.ema.bogus=2"]))
+    with pytest.raises(RecipeError, match=r"/r.yaml:6: unknown parameter 'epoch'"):
         train_config(load_recipe(write("r.yaml", NET + "train:\n  epoch: 3\n"), ["train.seed=1"]))
 
 
