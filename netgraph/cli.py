@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import __version__
+from .config import data_config, train_config
 from .errors import RecipeError
 from .graph import build_graph
 from .passes import PASSES, apply_transforms
@@ -24,18 +25,11 @@ def _graph(args, stage=None):
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
-    check_training_sections(recipe)
+    data_config(recipe)  # summary and render flag a typo in data: or train: too
+    train_config(recipe)
     graph, reports = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe),
                                       stop=stage)
     return graph, reports
-
-
-def check_training_sections(recipe, device_type: str = "cpu") -> None:
-    """The train: and data: sections, so summary and render flag a typo there too, and train
-    flags one before it spends minutes loading data."""
-    from .config import data_config, train_config
-    data_config(recipe)
-    train_config(recipe, device_type)
 
 
 def import_plugin(name: str) -> None:
@@ -90,7 +84,6 @@ def cmd_train(args) -> None:
     import statistics
     from . import distributed
     from .ablate import read_runs
-    from .config import data_config
     from .engine import TrainingInterrupted, resume_point
     from .run import (checkpoint_writer, load_checkpoint, load_data, log_entry_line, resolve_device,
                       run_name, run_recipe, save_model)
@@ -103,7 +96,7 @@ def cmd_train(args) -> None:
     else:
         device = resolve_device(args.device)
     main = ranks is None or ranks.main  # only rank 0 prints and writes files
-    check_training_sections(recipe, device.type)
+    train_config(recipe, device.type)  # a typo in train: before minutes of loading data
     dconfig = data_config(recipe)
     dataset, label = load_data(dconfig, args.data_dir), dconfig.label
     log_path = Path(args.log) if args.log else Path("runs") / (Path(args.recipe).stem + ".jsonl")
@@ -238,7 +231,6 @@ class EpochTable:
 
 
 def cmd_eval(args) -> None:
-    from .config import data_config, train_config
     from .engine import evaluate, input_dtype, to_device
     from .run import load_data, load_model, normalisation, resolve_device
     device = resolve_device(args.device)

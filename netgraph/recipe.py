@@ -95,7 +95,9 @@ class Recipe:
         if any(whole and keypath[:len(k)] == k for k, _, whole in sets):
             return named, None
         file, line = _where(self.positions, keypath, self.file)
-        return (f"{file}:{line}" if line else file) + ", " + named if file else named, None
+        if file is None:
+            return named, None
+        return f"{file}:{line}, {named}" if line else f"{file}, {named}", None
 
     def error(self, message: str, keypath: Sequence[Union[str, int]] = (), *,
               node: Optional[str] = None, hint: Optional[str] = None) -> RecipeError:

@@ -132,11 +132,14 @@ def small_model():
         "fc": {"op": "linear", "out": 4}}})))
 
 
-def run_small(seed, epochs=3, **config):
+def small_model_and_data(seed):
     torch.manual_seed(seed)
-    model = small_model()
     data = synthetic(512, 256, shape=(3, 16, 16), classes=4, seed=0)
-    device_data = to_device(data, "cpu", (128,) * 3, (64,) * 3, pad=2, dtype=torch.float32)
+    return small_model(), to_device(data, "cpu", (128,) * 3, (64,) * 3, pad=2, dtype=torch.float32)
+
+
+def run_small(seed, epochs=3, **config):
+    model, device_data = small_model_and_data(seed)
     cfg = TrainConfig(epochs=epochs, batch_size=64, lr_knots=[0, 1, "epochs"], lr_values=[0, 0.4, 0],
                       seed=seed, **config)
     return train(model, device_data, cfg, [augment.Crop(16), augment.Flip()], max_groups=50)
@@ -158,10 +161,7 @@ def test_ema_tta_bfloat16_and_mean_loss_reach_the_run():
     moving average, the test figures are those of predictions averaged with the mirrored
     view, and bfloat16 autocast changes the training losses."""
     import dataclasses
-    torch.manual_seed(0)
-    model = small_model()
-    data = to_device(synthetic(512, 256, shape=(3, 16, 16), classes=4, seed=0), "cpu", (128,) * 3,
-                     (64,) * 3, pad=2, dtype=torch.float32)
+    model, data = small_model_and_data(0)
     config = TrainConfig(epochs=2, batch_size=64, lr_knots=[0, 1, "epochs"], lr_values=[0, 0.4, 0],
                          ema_momentum=0.9, ema_every=2, tta=["flip"], precision="bfloat16", loss="mean",
                          label_smoothing=0.2)
@@ -186,10 +186,7 @@ def test_label_smoothing_reaches_the_loss():
 def test_the_loop_updates_the_moving_average_every_few_steps():
     """The model returned is the average of the weights after steps 3 and 6 of 8 (every=3),
     each update with rho = momentum ** every, starting from the initial weights."""
-    torch.manual_seed(0)
-    model = small_model()
-    data = to_device(synthetic(512, 256, shape=(3, 16, 16), classes=4, seed=0), "cpu", (128,) * 3,
-                     (64,) * 3, pad=2, dtype=torch.float32)
+    model, data = small_model_and_data(0)
 
     def floats(m):
         return {k: v.clone() for k, v in m.state_dict().items() if v.is_floating_point()}
