@@ -137,16 +137,22 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def synchronise_batch_norm(model: nn.Module) -> int:
-    """Replace every plain batch-norm module of ``model`` by SyncBatchNorm holding the same
-    parameters and buffers (names, checkpoints and optimizer state unchanged); returns how
-    many. Ghost batch norm is left alone: the recipe check refuses it with this option."""
+    """Replace every plain batch-norm module of ``model`` by a synchronised one holding the
+    same parameters and buffers (names, checkpoints and optimizer state unchanged); returns
+    how many. On CUDA that is torch.nn.SyncBatchNorm: its Welford variance keeps the
+    precision that this module's float32 E[x^2] - E[x]^2 loses when the mean is large
+    against the spread (1.4% relative error at mean/std = 100); elsewhere (gloo on CPUs,
+    which torch's refuses) this module's SyncBatchNorm. Ghost batch norm is left alone: the
+    recipe check refuses it with this option."""
     from .ops import GhostBatchNorm
     replaced = 0
     for name, module in list(model.named_modules()):
         if not isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) or isinstance(module, GhostBatchNorm):
             continue
-        synced = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                               module.track_running_stats, device="meta")
+        kind = nn.SyncBatchNorm if module.running_mean is not None and module.running_mean.is_cuda \
+            else SyncBatchNorm
+        synced = kind(module.num_features, module.eps, module.momentum, module.affine,
+                      module.track_running_stats, device="meta")
         synced.weight, synced.bias = module.weight, module.bias
         synced.running_mean, synced.running_var = module.running_mean, module.running_var
         synced.num_batches_tracked = module.num_batches_tracked

@@ -195,6 +195,23 @@ def test_synchronised_batch_norm_keeps_names_parameters_and_outputs():
     torch.testing.assert_close(module.bn.running_var, reference.bn.running_var)
 
 
+@pytest.mark.cuda
+def test_on_cuda_synchronised_batch_norm_is_torchs():
+    """torch.nn.SyncBatchNorm on CUDA (its variance keeps precision at a large mean), the same
+    parameters; with one process it computes plain batch norm, as netgraph's own does."""
+    from netgraph import build_graph, compile_graph
+    from netgraph.distributed import synchronise_batch_norm
+    module = compile_graph(build_graph(load_recipe_text(RECIPE))).cuda()
+    reference = compile_graph(build_graph(load_recipe_text(RECIPE))).cuda()
+    reference.load_state_dict(module.state_dict())
+    assert synchronise_batch_norm(module) == 2
+    assert type(module.bn) is torch.nn.SyncBatchNorm and type(module.bn2) is torch.nn.SyncBatchNorm
+    x = 100 + torch.randn(6, 3, 32, 32, device="cuda")
+    for mode in (True, False):
+        module.train(mode), reference.train(mode)
+        torch.testing.assert_close(module(x), reference(x))
+
+
 def load_recipe_text(text):
     from netgraph.recipe import recipe_from_dict
     import yaml
