@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from . import augment
-from .engine import PRECISIONS, TTA_VIEWS, TrainConfig
+from .engine import COMPILE_MODES, PRECISIONS, TTA_VIEWS, TrainConfig
 from .errors import RecipeError
 from .ops import Param, check_params
 from .recipe import Recipe
@@ -40,7 +40,9 @@ TRAIN_PARAMS = {
     "channels_last": Param(bool, False),
     # reduce-overhead (CUDA graphs) is left out: on the bag-of-tricks network it fails in torch
     # 2.11 ("accessing tensor output of CUDAGraphs that has been overwritten", README Performance)
-    "compile": Param(str, "none", choices=("none", "default")),
+    # max-autotune tries several kernels per convolution and matmul while compiling (minutes,
+    # reported apart); its -no-cudagraphs form leaves out the CUDA graphs that failed above
+    "compile": Param(str, "none", choices=("none",) + COMPILE_MODES),
     "foreach": Param(bool, True),
     # torchrun: batch norm over the global batch instead of per rank (README "Several GPUs")
     "sync_batch_norm": Param(bool, False),

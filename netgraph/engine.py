@@ -32,6 +32,8 @@ from .executor import half_precision
 from .schedule import PiecewiseLinear
 
 PRECISIONS = ("float32", "float16", "bfloat16")
+# torch.compile's modes (reduce-overhead is left out: config.py says why)
+COMPILE_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -56,7 +58,7 @@ class TrainConfig:
     log_params: int = 0  # every N steps, record batch-norm weight/bias statistics (0: off)
     # speed (README "Performance" measures each)
     channels_last: bool = False  # NHWC activations: tensor-core convolutions without transposes
-    compile: str = "none"  # "default": torch.compile the model; compile time is reported apart
+    compile: str = "none"  # a COMPILE_MODES mode: torch.compile the model; compile time reported apart
     foreach: bool = True  # the optimizer update as fused multi-tensor kernels (False: a loop)
     # torch.distributed: batch norm over the global batch, not per rank (distributed.SyncBatchNorm)
     sync_batch_norm: bool = False
@@ -335,7 +337,8 @@ def compile_model(model: nn.Module, config: TrainConfig, example: torch.Tensor,
     first calls; those are made here on random inputs of the shapes training and evaluation
     will use, so the compile time is counted apart (as the field reports it), and the
     model's state (weights, gradients, batch-norm statistics) is restored afterwards."""
-    forward = torch.compile(model, dynamic=False)
+    mode = None if config.compile == "default" else config.compile
+    forward = torch.compile(model, dynamic=False, mode=mode)
     device = example.device
     saved = copy.deepcopy(model.state_dict())
     rng = torch.get_rng_state()

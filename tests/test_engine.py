@@ -209,3 +209,18 @@ def test_data_smaller_than_one_batch():
                      (64,) * 3, pad=0, dtype=torch.float32)
     with pytest.raises(RecipeError, match=r"the training set \(10 images\) is smaller than one batch"):
         train(small_model(), data, TrainConfig(epochs=1, batch_size=64))
+
+
+@pytest.mark.parametrize("mode", ["default", "max-autotune", "max-autotune-no-cudagraphs"])
+def test_each_compile_mode_of_the_recipe_reaches_torch_compile(monkeypatch, mode):
+    """train.compile names torch.compile's mode (None for default); the compile itself is
+    measured on a GPU (tools/gpu_round.py), here torch.compile is replaced to see its call."""
+    from netgraph.config import train_config
+    from netgraph.engine import compile_model
+    config = train_config(recipe_from_dict({"network": {"fc": {"op": "linear", "out": 2}},
+                                            "train": {"compile": mode}}))
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: calls.append(kw) or model)
+    model, _ = small_model_and_data(0)
+    compile_model(model, config, torch.randn(4, 3, 16, 16), eval_shapes=[4])
+    assert calls == [{"dynamic": False, "mode": None if mode == "default" else mode}]
