@@ -1,0 +1,110 @@
+"""The paired fidelity study: netgraph's tiny.yaml against the independent reference loop
+(tools/reference_train.py) at the same settings, seeds interleaved, and the reference with
+each of the original's details switched to netgraph's choice, one at a time and together.
+
+    python tools/fidelity_study.py --seeds 10 --out bench/results/fidelity_cpu_subset
+
+Settings: quarter widths 16/32/64/128, batch 128 (4 ghost splits of 32), 10 epochs, the
+shared subset's 4,068 training and 1,017 held-out images, on the CPU in float32. Each run is
+a subprocess of its own (the same thread count for all), appended to OUT/runs.jsonl as it
+finishes; a run already there is not run again, so an interrupted study resumes. The table
+(OUT/table.md) gives per arm n, mean, standard deviation and 95% interval of the test
+accuracy, and the change against the reference with Welch's p (netgraph.stats).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
+REFERENCE = [sys.executable, str(ROOT / "tools" / "reference_train.py"), "--width", "16", "32", "64", "128",
+             "--batch", "128", "--epochs", "10"]
+# arm -> the reference's switches to netgraph's choices (None: netgraph itself)
+ARMS: Dict[str, object] = {
+    "reference": [],
+    "netgraph": None,
+    "reference, lr read before the step": ["--lr-phase", "before"],
+    "reference, moving-average counter global": ["--ema-counter", "global"],
+    "reference, ghost statistics averaged each evaluation": ["--ghost-eval", "mean"],
+    "reference, all three": ["--lr-phase", "before", "--ema-counter", "global", "--ghost-eval", "mean"],
+}
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def run_arm(arm: str, seed: int, data_dir: Path) -> Dict:
+    switches = ARMS[arm]
+    with tempfile.TemporaryDirectory() as tmp:
+        if switches is None:
+            result_file = Path(tmp) / "result.json"
+            subprocess.run([sys.executable, "-m", "netgraph", "train", str(ROOT / "recipes" / "tiny.yaml"),
+                            "--data-dir", str(data_dir), "--device", "cpu", "--seed", str(seed), "--quiet",
+                            "--log", str(Path(tmp) / "log.jsonl"), "--json-out", str(result_file)],
+                           cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+            result = json.loads(result_file.read_text())
+        else:
+            out = subprocess.run(REFERENCE + ["--data-dir", str(data_dir), "--seed", str(seed), *switches],
+                                 check=True, capture_output=True, text=True)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"arm": arm, "seed": seed, "test_acc": result["test_acc"], "test_loss": result["test_loss"],
+            "train_time_s": result["train_time_s"], "commit": commit(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def table(runs: List[Dict]) -> str:
+    sys.path.insert(0, str(ROOT))
+    from netgraph import stats
+    by = {arm: [r["test_acc"] * 100 for r in runs if r["arm"] == arm] for arm in ARMS}
+    lines = ["| arm | n | test acc % | std | 95% CI | change vs reference | p (Welch) |", "|---|---|---|---|---|---|---|"]
+    for arm, values in by.items():
+        if not values:
+            continue
+        s = stats.summary(values)
+        test = stats.welch_t_test(by["reference"], values) if arm != "reference" else None
+        change = f"{s['mean'] - statistics.fmean(by['reference']):+.2f}" if test else "-"
+        spread = (f"{s['std']:.2f}", f"{s['ci_low']:.2f} to {s['ci_high']:.2f}") if s["n"] > 1 else ("-", "-")
+        p = f"{test['p']:.3g}" if test else "-"
+        lines.append(f"| {arm} | {s['n']} | {s['mean']:.2f} | {spread[0]} | {spread[1]} | {change} | {p} |")
+    return "\n".join(lines) + ("\n\nCIFAR-10 subset (4,068 training, 1,017 test images), tiny.yaml settings, "
+                               "CPU float32; written by tools/fidelity_study.py.\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    parser.add_argument("--data-dir", type=Path, default=SUBSET)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fidelity_cpu_subset")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "runs.jsonl"
+    runs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    done = {(r["arm"], r["seed"]) for r in runs}
+    for seed in range(args.first_seed, args.first_seed + args.seeds):  # seeds outside, arms interleaved
+        for arm in args.arms:
+            if (arm, seed) in done:
+                continue
+            run = run_arm(arm, seed, args.data_dir)
+            runs.append(run)
+            with open(log, "a") as f:
+                f.write(json.dumps(run) + "\n")
+            print(f"{arm} seed {seed}: {run['test_acc']:.2%} ({run['train_time_s']:.0f} s)", flush=True)
+            (args.out / "table.md").write_text(table(runs))
+    print(table(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
