@@ -311,19 +311,29 @@ def _conv_padding(kernel, padding):
     return kernel // 2 if padding is None else padding
 
 
-def _conv_shape(in_shapes, out, kernel, stride, padding, bias, groups, trainable):
+def _conv_shape(in_shapes, out, kernel, stride, padding, bias, groups, trainable, bias_trainable, init):
     c, h, w = _need_map(in_shapes[0], "conv2d")
     if c % groups or out % groups:
         raise RecipeError(f"conv2d groups={groups} must divide both input channels ({c}) "
                           f"and output channels ({out})")
+    if init == "dirac" and groups != 1:
+        raise RecipeError(f"conv2d init 'dirac' needs groups 1, got groups={groups}",
+                          hint="use init: default for a grouped conv")
     p = _conv_padding(kernel, padding)
     return (out, _spatial(h, kernel, stride, p, "conv2d"), _spatial(w, kernel, stride, p, "conv2d"))
 
 
-def _conv_module(in_shapes, out, kernel, stride, padding, bias, groups, trainable):
+def _conv_module(in_shapes, out, kernel, stride, padding, bias, groups, trainable, bias_trainable, init):
     m = nn.Conv2d(in_shapes[0][0], out, kernel, stride=stride,
                   padding=_conv_padding(kernel, padding), bias=bias, groups=groups)
+    if init == "dirac" and m.weight.device.type != "meta":
+        # airbench's Conv.reset_parameters: PyTorch's default init, then filter i of the
+        # first in_channels is the identity on input channel i (a 1 at the kernel's centre)
+        with torch.no_grad():
+            nn.init.dirac_(m.weight[:m.weight.shape[1]])
     m.requires_grad_(trainable)
+    if bias:
+        m.bias.requires_grad_(trainable if bias_trainable is None else bias_trainable)
     return m
 
 
@@ -331,10 +341,14 @@ _builtin("conv2d",
          params={"out": Param(int, positive=True), "kernel": Param(int, 3, positive=True),
                  "stride": Param(int, 1, positive=True),
                  "padding": Param(int, None, nonnegative=True, optional=True),
-                 "bias": True, "groups": Param(int, 1, positive=True), "trainable": True},
+                 "bias": True, "groups": Param(int, 1, positive=True), "trainable": True,
+                 # the bias's own switch (a fixed whitening conv with a learnt bias); None: as trainable
+                 "bias_trainable": Param(bool, None, optional=True),
+                 "init": Param(str, "default", choices=("default", "dirac"))},
          shape=_conv_shape, module=_conv_module, kind="conv",
          macs=lambda s, o, kernel, groups, **_: _numel(o) * (s[0][0] // groups) * kernel * kernel,
-         doc="2-d convolution; padding defaults to kernel // 2 ('same' for odd kernels).")
+         doc="2-d convolution; padding defaults to kernel // 2 ('same' for odd kernels); "
+             "init: dirac starts the first in_channels filters as the identity.")
 
 
 def _init_bn(m, weight_init, bias_init, weight_trainable, bias_trainable):
@@ -514,20 +528,26 @@ _builtin("flatten", shape=lambda in_shapes: (_numel(in_shapes[0]),),
          doc="(C, H, W) -> (C*H*W,).")
 
 
-def _linear_shape(in_shapes, out, bias, trainable):
+def _linear_shape(in_shapes, out, bias, trainable, init):
     if len(in_shapes[0]) != 1:
         raise RecipeError(f"op 'linear' needs a flat (features,) input, got shape {tuple(in_shapes[0])}",
                           hint="put a flatten node before it")
     return (out,)
 
 
-def _linear_module(in_shapes, out, bias, trainable):
+def _linear_module(in_shapes, out, bias, trainable, init):
     m = nn.Linear(in_shapes[0][0], out, bias=bias)
+    if init == "unit_std" and m.weight.device.type != "meta":
+        # airbench94_muon.py CifarNet.reset: w *= 1 / w.std(), the std of the whole matrix
+        with torch.no_grad():
+            m.weight.mul_(1 / m.weight.std())
     m.requires_grad_(trainable)
     return m
 
 
-_builtin("linear", params={"out": Param(int, positive=True), "bias": True, "trainable": True},
+_builtin("linear", params={"out": Param(int, positive=True), "bias": True, "trainable": True,
+                           "init": Param(str, "default", choices=("default", "unit_std"))},
          shape=_linear_shape, module=_linear_module,
-         macs=lambda s, o, out, **_: s[0][0] * out, doc="Fully connected layer.")
+         macs=lambda s, o, out, **_: s[0][0] * out,
+         doc="Fully connected layer; init: unit_std rescales PyTorch's default weight to std 1.")
 _builtin("identity", emit=lambda g, inputs, name: inputs[0], monotonic=True, doc="Passes its input through.")

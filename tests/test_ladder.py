@@ -93,7 +93,8 @@ def test_the_structural_facts_of_each_step(steps):
     # 7: a fixed 3x3 whitening conv to 27 channels, then a learnable 1x1 conv; cutout 5.
     g7 = get("07_whitening")
     assert g7.nodes["prep/whiten"]["params"] == {"out": 27, "kernel": 3, "stride": 1, "padding": 1,
-                                                 "bias": False, "groups": 1, "trainable": False}
+                                                 "bias": False, "groups": 1, "trainable": False,
+                                                 "bias_trainable": None, "init": "default"}
     assert g7.nodes["prep/conv"]["params"]["kernel"] == 1 and g7.nodes["prep/conv"]["shape"] == (64, 32, 32)
     assert data("07_whitening").augmentations[2].size == 5
     assert (train("07_whitening").epochs, max(train("07_whitening").lr_values)) == (14, 1.0)

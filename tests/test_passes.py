@@ -225,7 +225,8 @@ def test_whiten_stem_structure_and_fixed_filters(resnet9):
     assert report.added == ["prep/whiten"] and report.changed == ["prep/conv"]
     whiten = after.nodes["prep/whiten"]
     assert whiten["params"] == {"out": 27, "kernel": 3, "stride": 1, "padding": 1, "bias": False,
-                                "groups": 1, "trainable": False}
+                                "groups": 1, "trainable": False, "bias_trainable": None,
+                                "init": "default"}
     assert after.nodes["prep/conv"]["params"]["kernel"] == 1
     assert after.nodes["prep/conv"]["shape"] == (64, 32, 32)
     assert inputs(after, "prep/whiten") == [INPUT] and inputs(after, "prep/conv") == ["prep/whiten"]

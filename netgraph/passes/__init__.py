@@ -187,5 +187,5 @@ def apply_transforms(g: nx.DiGraph, recipe: Recipe, context: Optional[PassContex
 
 
 # The built-in passes register themselves on import.
-from . import (freeze_bn_scale, ghost_batch_norm, pool_before_bn, remove_identity,  # noqa: E402,F401
-               replace_op, swap_pool_activation, whiten_stem)
+from . import (dirac_init, freeze_bn_scale, ghost_batch_norm, pool_before_bn,  # noqa: E402,F401
+               remove_identity, replace_op, swap_pool_activation, whiten_conv, whiten_stem)
