@@ -24,6 +24,8 @@ PASS_EXAMPLES = {
     "freeze_bn_scale": {"celu_alpha_scale": 4, "output_multiplier": 0.0625,
                         "bias_lr_scale": 64, "bias_wd_scale": 1 / 64},
     "whiten_stem": {"kernel": 3, "eps": 0.01, "images": 64},
+    "whiten_conv": {"images": 64},  # airbench's: eps 5e-4, +/- filters, bias kept trainable
+    "dirac_init": {},
     "remove_identity": {},
 }
 
