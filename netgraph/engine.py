@@ -529,7 +529,9 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
             for i, (x, y) in enumerate(loader.epoch(epoch_state, skip), start=skip):
                 if ranks:
                     x, y = x[ranks.rank::ranks.world], y[ranks.rank::ranks.world]
-                lr = schedule(step / steps_per_epoch)
+                # step k (1-based) uses the rate at k / steps_per_epoch, as the seed reads its
+                # schedule after counting the step (at 0, step 1 would use lr 0 and change nothing)
+                lr = schedule((step + 1) / steps_per_epoch)
                 with _autocast(config.precision, device):
                     logits = forward(_memory_format(x, config))
                 loss = label_smoothing_loss(logits, y, config.label_smoothing,
@@ -566,7 +568,7 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
                 raise NonFiniteLoss(
                     f"the training loss became {losses[bad].item()} at epoch {epoch}, step {bad_step} "
                     f"(step {bad + 1} of {steps_per_epoch} in the epoch), learning rate "
-                    f"{schedule((bad_step - 1) / steps_per_epoch):.4g}; training stopped" +
+                    f"{schedule(bad_step / steps_per_epoch):.4g}; training stopped" +
                     ("; the checkpoint of the last good epoch is kept" if checkpoint and epoch > 1 else ""),
                     hint="lower the peak learning rate (train.lr.values), or use float32 "
                          "(train.precision) if float16 overflows")

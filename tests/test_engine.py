@@ -209,3 +209,19 @@ def test_data_smaller_than_one_batch():
                      (64,) * 3, pad=0, dtype=torch.float32)
     with pytest.raises(RecipeError, match=r"the training set \(10 images\) is smaller than one batch"):
         train(small_model(), data, TrainConfig(epochs=1, batch_size=64))
+
+
+def test_step_k_uses_the_learning_rate_at_k_over_the_steps_of_an_epoch():
+    """As the seed, which reads its schedule after counting the step: step 1 of a warm-up from
+    0 uses lr(1/8), not lr(0) = 0, so it changes the weights; the last step of the epoch uses
+    lr(1) = 0.4 (the rate the epoch's log shows). 512 images, batches of 64: 8 steps."""
+    model, data = small_model_and_data(0)
+    initial = model.state_dict()["conv.weight"].clone()
+    after = {}
+
+    def record(step, steps):
+        after.setdefault(step, model.state_dict()["conv.weight"].clone())
+    config = TrainConfig(epochs=1, batch_size=64, lr_knots=[0, 1], lr_values=[0.0, 0.4])
+    result = train(model, data, config, on_step=record)
+    assert not torch.equal(after[1], initial)
+    assert result.log[0].lr == 0.4
