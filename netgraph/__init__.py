@@ -5,6 +5,8 @@ networkx graph), ``ops`` (what each node type means), ``passes`` (graph ->
 graph rewrites), ``executor`` (graph -> torch module), ``summary`` and
 ``render`` (read a graph). ``cli`` wires them up.
 """
+from .augment import register_augmentation
+from .engine import register_view
 from .errors import RecipeError
 from .executor import compile_graph, half_precision
 from .graph import build_graph, to_nested
@@ -18,7 +20,7 @@ __version__ = "0.1.0"
 __all__ = ["RecipeError", "Recipe", "load_recipe", "recipe_from_dict", "build_graph",
            "to_nested", "compile_graph", "half_precision", "register_op", "Param", "REQUIRED",
            "summarize", "build", "PassContext", "apply_pass", "apply_transforms", "register_pass",
-           "__version__"]
+           "register_augmentation", "register_view", "__version__"]
 
 
 def build(path, overrides=(), context=None):

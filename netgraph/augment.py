@@ -19,11 +19,13 @@ there is no Python loop over images or groups.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import torch
 
 from .errors import RecipeError
+from .ops import Param, _as_param, check_params
+from .registry import Registry
 
 Shape = Tuple[int, int, int]  # (channels, height, width) of one image
 
@@ -131,6 +133,81 @@ class Cutout(_Square):
         in_cols = (cols >= left.view(-1, 1)) & (cols < left.view(-1, 1) + self.size)  # B x W
         square = in_rows.view(-1, 1, height, 1) & in_cols.view(-1, 1, 1, width)       # B x 1 x H x W
         return x.masked_fill(square, 0)
+
+
+# --- the registry ---------------------------------------------------------------
+
+@dataclass
+class AugmentationSpec:
+    """A registered augmentation: ``build(image_size, **params)`` makes it (an object with
+    Augmentation's four methods); ``main`` is the parameter ``{name: value}`` sets."""
+    name: str
+    build: Callable[..., Augmentation]
+    params: Dict[str, Param]
+    main: Optional[str] = None
+    doc: str = ""
+
+
+AUGMENTATIONS = Registry("augmentation", "augmentations", "netgraph.register_augmentation")
+
+
+def register_augmentation(name: str, *, params: Optional[Dict[str, Any]] = None,
+                          main: Optional[str] = None, replace: bool = False):
+    """Register an augmentation; decorate ``build(image_size, **params)``, which returns an
+    object with Augmentation's methods (``check``, ``num_choices``, ``output_shape``,
+    ``apply``). ``params`` is declared as for ops; ``main`` names the parameter a recipe sets
+    with ``{name: value}`` (``{cutout: 8}``), the others are set with ``{name: {key: value}}``.
+    The loader draws one choice per batch group from ``num_choices`` (README "Augmentation")."""
+    def decorator(build):
+        declared = {k: _as_param(v) for k, v in (params or {}).items()}
+        if main is not None and main not in declared:
+            raise ValueError(f"augmentation '{name}': main parameter '{main}' is not in its params")
+        AUGMENTATIONS.add(name, AugmentationSpec(name, build, declared, main,
+                                                 (build.__doc__ or "").strip()), replace=replace)
+        return build
+    return decorator
+
+
+@register_augmentation("crop", params={"size": Param(int, None, positive=True, optional=True)},
+                       main="size")
+def _crop(image_size: int, size: Optional[int]) -> Crop:
+    """A size x size window of the padded image at one of every offset (size: the image's)."""
+    return Crop(image_size if size is None else size)
+
+
+@register_augmentation("flip")
+def _flip(image_size: int) -> Flip:
+    """Mirror left to right or not, each half of the images."""
+    return Flip()
+
+
+@register_augmentation("cutout", params={"size": Param(int, positive=True)}, main="size")
+def _cutout(image_size: int, size: int) -> Cutout:
+    """Set a size x size square, fully inside the image, to zero."""
+    return Cutout(size)
+
+
+def build_augmentation(entry: Any, image_size: int):
+    """A recipe's data.augment item made: 'flip', {cutout: 8}, {crop: {size: 28}}; a
+    RecipeError for an unknown name or a bad parameter."""
+    name, value = next(iter(entry.items())) if isinstance(entry, dict) and len(entry) == 1 \
+        else (entry, None)
+    spec = AUGMENTATIONS.lookup(name)
+    if value is None or isinstance(value, dict):
+        raw = dict(value or {})
+    elif spec.main is not None:
+        raw = {spec.main: value}
+    else:
+        raise RecipeError(f"augmentation '{name}' takes no value, got {value!r}",
+                          hint=f"write it as {name}")
+    owner = f"augmentation '{name}'"
+    try:
+        params = check_params(owner, spec.params, raw)
+    except RecipeError as err:
+        if owner not in err.message:  # a bad value: say whose parameter it is
+            err.message = f"{owner}: {err.message}"
+        raise
+    return spec.build(image_size, **params)
 
 
 def check_augmentations(augmentations: Sequence[Augmentation], shape: Shape) -> Shape:

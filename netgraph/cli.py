@@ -353,6 +353,13 @@ def parser() -> argparse.ArgumentParser:
                     help="Python module or .py file to import first (your own passes)")
     ps.set_defaults(run=cmd_passes)
 
+    ls = sub.add_parser("list", help="the registered ops, passes, augmentations and test-time "
+                                     "views, with their parameters")
+    ls.add_argument("kind", nargs="?", help="only this kind: ops, passes, augmentations or views")
+    ls.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                    help="Python module or .py file to import first (your own parts)")
+    ls.set_defaults(run=cmd_list)
+
     sh = sub.add_parser("show", help="the seed's pictures: augmentations, whitening filters, "
                                      "batch-norm parameters, training curves (needs matplotlib)")
     what = sh.add_subparsers(dest="what", metavar="PICTURE", required=True)
@@ -392,6 +399,13 @@ def cmd_passes(args) -> None:
                            for k, p in spec.params.items())
         kind = "exact" if spec.exact else "changes the function"
         print(f"{name:22} {spec.summary} [{kind}]" + (f"\n{'':22} parameters: {params}" if params else ""))
+
+
+def cmd_list(args) -> None:
+    from .registry import listing
+    for plugin in args.imports:
+        import_plugin(plugin)
+    print(listing(args.kind or ""))
 
 
 def cmd_show(args) -> None:

@@ -114,9 +114,10 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
                                ("train", "ema"))
     tta = t["tta"] or []
     for view in tta:
-        if not isinstance(view, str) or view not in TTA_VIEWS:
-            raise recipe.error(f"unknown test-time view {view!r} in train.tta", ("train", "tta"),
-                               hint="views: " + ", ".join(TTA_VIEWS))
+        try:
+            TTA_VIEWS.lookup(view, "in train.tta")
+        except RecipeError as err:
+            raise err.located(*recipe.where(("train", "tta"))) from None
     groups = t["param_groups"] or []
     for i, group in enumerate(groups):
         try:
@@ -179,17 +180,8 @@ def data_config(recipe: Recipe, image_size: int = 32) -> DataConfig:
 
 
 def _augmentation(recipe: Recipe, entry: Any, index: int, image_size: int):
-    """'crop' (to the image size), 'flip', {cutout: 8}, {crop: 28}."""
-    name, value = (entry, None) if isinstance(entry, str) else \
-        next(iter(entry.items())) if isinstance(entry, dict) and len(entry) == 1 else (None, None)
-    where = ("data", "augment", index)
-    if name == "flip" and value is None:
-        return augment.Flip()
-    if name in ("crop", "cutout"):
-        size = image_size if value is None and name == "crop" else value
-        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-            raise recipe.error(f"{name} needs a positive size, got {value!r}", where,
-                               hint=f"e.g. {{{name}: 8}}")
-        return augment.Crop(size) if name == "crop" else augment.Cutout(size)
-    raise recipe.error(f"unknown augmentation {entry!r}", where,
-                       hint="use crop, flip, {crop: SIZE} or {cutout: SIZE}")
+    """'crop' (to the image size), 'flip', {cutout: 8}, {crop: 28}: augment.AUGMENTATIONS."""
+    try:
+        return augment.build_augmentation(entry, image_size)
+    except RecipeError as err:
+        raise err.located(*recipe.where(("data", "augment", index))) from None

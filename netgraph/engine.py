@@ -29,6 +29,7 @@ from .data import Dataset, normalizer, preprocess
 from .distributed import Ranks
 from .errors import RecipeError
 from .executor import half_precision
+from .registry import Registry
 from .schedule import PiecewiseLinear
 
 PRECISIONS = ("float32", "float16", "bfloat16")
@@ -232,16 +233,37 @@ def label_smoothing_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: 
     return F.cross_entropy(logits.float(), labels, label_smoothing=smoothing, reduction=reduction)
 
 
-TTA_VIEWS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "flip": lambda x: x.flip(3),  # the horizontal mirror
-}
+@dataclass
+class ViewSpec:
+    """A registered test-time view: ``function(images) -> images`` of the same shape."""
+    name: str
+    function: Callable[[torch.Tensor], torch.Tensor]
+    doc: str = ""
+
+
+TTA_VIEWS = Registry("test-time view", "views", "netgraph.register_view")
+
+
+def register_view(name: str, replace: bool = False):
+    """Register a test-time view; decorate ``function(images) -> images`` (a batch N x C x H x W
+    to one of the same shape). ``train.tta: [name]`` averages its logits with the image's."""
+    def decorator(function):
+        TTA_VIEWS.add(name, ViewSpec(name, function, (function.__doc__ or "").strip()), replace)
+        return function
+    return decorator
+
+
+@register_view("flip")
+def _mirror(x: torch.Tensor) -> torch.Tensor:
+    """The horizontal mirror."""
+    return x.flip(3)
 
 
 def predict(model: nn.Module, x: torch.Tensor, tta: Sequence[str] = ()) -> torch.Tensor:
     """Logits averaged over the image and each test-time view of it."""
     logits = model(x).float()
     for view in tta:
-        logits = logits + model(TTA_VIEWS[view](x)).float()
+        logits = logits + model(TTA_VIEWS[view].function(x)).float()
     return logits / (1 + len(tta))
 
 
@@ -532,7 +554,9 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
             for i, (x, y) in enumerate(loader.epoch(epoch_state, skip), start=skip):
                 if ranks:
                     x, y = x[ranks.rank::ranks.world], y[ranks.rank::ranks.world]
-                lr = schedule(step / steps_per_epoch)
+                # step k (1-based) uses the rate at k / steps_per_epoch, as the seed reads its
+                # schedule after counting the step (at 0, step 1 would use lr 0 and change nothing)
+                lr = schedule((step + 1) / steps_per_epoch)
                 with _autocast(config.precision, device):
                     logits = forward(_memory_format(x, config))
                 loss = label_smoothing_loss(logits, y, config.label_smoothing,
@@ -569,7 +593,7 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
                 raise NonFiniteLoss(
                     f"the training loss became {losses[bad].item()} at epoch {epoch}, step {bad_step} "
                     f"(step {bad + 1} of {steps_per_epoch} in the epoch), learning rate "
-                    f"{schedule((bad_step - 1) / steps_per_epoch):.4g}; training stopped" +
+                    f"{schedule(bad_step / steps_per_epoch):.4g}; training stopped" +
                     ("; the checkpoint of the last good epoch is kept" if checkpoint and epoch > 1 else ""),
                     hint="lower the peak learning rate (train.lr.values), or use float32 "
                          "(train.precision) if float16 overflows")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import RecipeError, did_you_mean
+from .registry import Registry
 
 Shape = Tuple[int, ...]
 
@@ -215,18 +216,11 @@ def _macs_by_flop_counter(spec: OpSpec, in_shapes, params) -> int:
     return counter.get_total_flops() // 2
 
 
-OPS: Dict[str, OpSpec] = {}
+OPS = Registry("op", "ops", "netgraph.register_op")
 
 
 def get_op(name: str) -> OpSpec:
-    try:
-        return OPS[name]
-    except (KeyError, TypeError):  # TypeError: a list or mapping where a name should be
-        raise RecipeError(f"unknown op '{name}'",
-                          hint=did_you_mean(name, OPS) or
-                          "known ops: " + ", ".join(sorted(OPS)) + "; register your own with "
-                          "netgraph.register_op and, on the command line, load it with --import FILE"
-                          ) from None
+    return OPS.lookup(name)
 
 
 def register_op(name: str, *, params: Optional[Dict[str, Any]] = None, inputs=1,
@@ -259,11 +253,7 @@ def register_op(name: str, *, params: Optional[Dict[str, Any]] = None, inputs=1,
 
 
 def _add(spec: OpSpec, replace: bool = False) -> None:
-    if not spec.name.isidentifier():
-        raise ValueError(f"op name {spec.name!r} must be a Python identifier")
-    if spec.name in OPS and not replace:
-        raise ValueError(f"op '{spec.name}' is already registered; pass replace=True to override it")
-    OPS[spec.name] = spec
+    OPS.add(spec.name, spec, replace=replace)
 
 
 def _builtin(name, *, params=None, inputs=1, shape=None, module=None, emit=None, macs=None,

@@ -80,11 +80,14 @@ class RunResult:
     compile_time_s: float = 0.0  # torch.compile's warm-up (train.compile), not in train_time_s
     peak_memory_gib: Optional[float] = None  # CUDA: the most memory allocated at once
     world_size: int = 1  # processes that trained it together (torchrun)
+    # what the passes resolved from: the batch each process trained on (ghost batch norm's
+    # splits follow it), saved with the model so that it loads the graph it trained
+    pass_context: Dict[str, Any] = field(default_factory=dict)
     log: List[Dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> Dict[str, Any]:
         """The result without the per-epoch log, for JSON output."""
-        return {k: v for k, v in asdict(self).items() if k != "log"}
+        return {k: v for k, v in asdict(self).items() if k not in ("log", "pass_context")}
 
 
 def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[str] = None,
@@ -145,6 +148,7 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
                     compile_time_s=result.compile_time_s,
                     peak_memory_gib=None if peak is None else peak / 2 ** 30,
                     world_size=ranks.world if ranks else 1,
+                    pass_context=saved_context(context),
                     log=[log_entry(e, dataset, dconfig.label) for e in result.log])
     return run, result.model, graph
 
@@ -208,11 +212,21 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def context_without_data(recipe: Recipe) -> PassContext:
+def saved_context(context: PassContext) -> Dict[str, Any]:
+    """What of a pass context is saved with a model: the batch size the passes saw (under
+    torchrun the per-rank batch, from which ghost batch norm resolves its splits); what they
+    resolve from the training images (whitening filters) is in the weights."""
+    return {"batch_size": context.batch_size}
+
+
+def context_without_data(recipe: Recipe, saved: Optional[Dict[str, Any]] = None) -> PassContext:
     """What the passes get when a graph is drawn, summarised or rebuilt for saved weights:
     no training images (a whitening stem is built, its filters left to training or to the
-    saved weights) and the batch size training would use."""
+    saved weights) and the batch size training used (``saved``, from ``saved_context``) or,
+    for a recipe not yet trained, would use on one process."""
     from .config import TRAIN_PARAMS
+    if isinstance(saved, dict) and type(saved.get("batch_size")) is int and saved["batch_size"] > 0:
+        return PassContext(batch_size=saved["batch_size"])
     batch = recipe.train.get("batch_size", TRAIN_PARAMS["batch_size"].default)
     return PassContext(batch_size=batch if isinstance(batch, int) else None)
 
@@ -242,7 +256,7 @@ def save_model(path, model: torch.nn.Module, recipe: Recipe, run: RunResult) -> 
     """The trained weights with the merged recipe and the run's result, written atomically."""
     save_atomically({"format": MODEL_FORMAT, "recipe": recipe.sections, "recipe_file": recipe.file,
                      "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                     "result": run.summary()}, path)
+                     "pass_context": run.pass_context, "result": run.summary()}, path)
 
 
 def checkpoint_writer(path, recipe: Recipe, seed: int, finished: List[Dict],
@@ -290,7 +304,8 @@ def load_model(path, device: torch.device):
     from .recipe import recipe_from_dict
     payload = _load(path, "model file", MODEL_FORMAT, "netgraph train --save")
     recipe = recipe_from_dict(payload["recipe"], file=payload.get("recipe_file"))
-    graph, _ = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe))
+    graph, _ = apply_transforms(build_graph(recipe), recipe,
+                                context_without_data(recipe, payload.get("pass_context")))
     model = compile_graph(graph, allow_pending=True)
     try:
         model.load_state_dict(payload["state_dict"])

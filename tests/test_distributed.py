@@ -102,10 +102,15 @@ def test_two_ranks_equal_one_process_with_ghost_or_plain_batch_norm(tmp_path):
                               .state_dict()["conv.weight"])
 
 
-def test_torchrun_style_launch_writes_files_from_rank_0_only(tmp_path):
+def test_torchrun_style_launch_writes_files_from_rank_0_only(tmp_path, capsys):
     """`netgraph train` in two processes with torchrun's environment variables: logs, the result
-    and the saved model come from rank 0 alone (each rank runs in its own folder here)."""
-    (tmp_path / "r.yaml").write_text(textwrap.dedent(RECIPE))
+    and the saved model come from rank 0 alone (each rank runs in its own folder here). The
+    model loads in `netgraph eval`: ghost batch norm of 16-image splits resolved 2 splits from
+    each rank's 32 images, not 4 from the global 64 (running_mean [16] vs [32] before)."""
+    (tmp_path / "r.yaml").write_text(textwrap.dedent(RECIPE + """
+    transforms:
+      - ghost_batch_norm: {split_size: 16}
+    """))
     port = free_port()
     processes = []
     for rank in (0, 1):
@@ -125,6 +130,15 @@ def test_torchrun_style_launch_writes_files_from_rank_0_only(tmp_path):
         ["model.pt", "result.json", "runs", "runs/r.jsonl"]
     assert list((tmp_path / "rank1").iterdir()) == []
     assert "2 processes" in outputs[0][0] and outputs[1][0] == ""
+    from netgraph.cli import main
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "rank0" / "model.pt"), "--device", "cpu"]) == 0, \
+        capsys.readouterr().err
+    import re
+    evaluated, at_training = re.findall(r"([\d.]+)%", capsys.readouterr().out)
+    assert evaluated == at_training  # the same network: the test accuracy training measured
+    saved = torch.load(tmp_path / "rank0" / "model.pt", weights_only=True)
+    assert saved["state_dict"]["bn.running_mean"].shape == (2 * 8,)  # 2 splits of 8 channels
 
 
 def test_the_global_batch_must_divide_over_the_ranks(tmp_path):

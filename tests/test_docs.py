@@ -30,17 +30,15 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 @pytest.mark.parametrize("doc, code", all_blocks("python"))
 def test_python_examples_run(doc, code, monkeypatch):
-    from netgraph.ops import OPS
-    from netgraph.passes import PASSES
-    before = set(OPS), set(PASSES)
+    from netgraph.registry import REGISTRIES
+    before = {kind: dict(registry) for kind, registry in REGISTRIES.items()}
     monkeypatch.chdir(ROOT)
     try:
         exec(compile(code, f"{doc} python block", "exec"), {})
     finally:
-        for name in set(OPS) - before[0]:
-            del OPS[name]
-        for name in set(PASSES) - before[1]:
-            del PASSES[name]
+        for kind, registry in REGISTRIES.items():  # ops, passes, augmentations... as they were
+            registry.clear()
+            registry.update(before.get(kind, {}))
 
 
 @pytest.mark.parametrize("doc, text", [b for b in all_blocks("yaml") if "network:" in b[1]])

@@ -224,3 +224,19 @@ def test_each_compile_mode_of_the_recipe_reaches_torch_compile(monkeypatch, mode
     model, _ = small_model_and_data(0)
     compile_model(model, config, torch.randn(4, 3, 16, 16), eval_shapes=[4])
     assert calls == [{"dynamic": False, "mode": None if mode == "default" else mode}]
+
+
+def test_step_k_uses_the_learning_rate_at_k_over_the_steps_of_an_epoch():
+    """As the seed, which reads its schedule after counting the step: step 1 of a warm-up from
+    0 uses lr(1/8), not lr(0) = 0, so it changes the weights; the last step of the epoch uses
+    lr(1) = 0.4 (the rate the epoch's log shows). 512 images, batches of 64: 8 steps."""
+    model, data = small_model_and_data(0)
+    initial = model.state_dict()["conv.weight"].clone()
+    after = {}
+
+    def record(step, steps):
+        after.setdefault(step, model.state_dict()["conv.weight"].clone())
+    config = TrainConfig(epochs=1, batch_size=64, lr_knots=[0, 1], lr_values=[0.0, 0.4])
+    result = train(model, data, config, on_step=record)
+    assert not torch.equal(after[1], initial)
+    assert result.log[0].lr == 0.4

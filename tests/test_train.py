@@ -57,7 +57,7 @@ def test_recipe_sections_become_configs():
     ("train: {tta: [rotate]}", r"r.yaml:1: unknown test-time view 'rotate' in train.tta"),
     ("train: {lr: {knots: [0, 5], values: [0]}}", r"a schedule needs as many values as knots"),
     ("train: {ema: {momentum: 1.5}}", r"train.ema.momentum must be below 1"),
-    ("data: {augment: [crop, {cutout: -2}]}", r"r.yaml:1: cutout needs a positive size"),
+    ("data: {augment: [crop, {cutout: -2}]}", r"r.yaml:1: augmentation 'cutout': parameter 'size' must be positive"),
     ("data: {augment: [rotate]}", r"unknown augmentation 'rotate'"),
     ("data: {dataset: imagenet}", r"parameter 'dataset' must be one of"),
 ])

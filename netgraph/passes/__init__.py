@@ -30,6 +30,7 @@ from ..errors import RecipeError, did_you_mean
 from ..graph import infer_shapes, inputs
 from ..ops import Param, _as_param, check_params
 from ..recipe import Recipe, transform_entry
+from ..registry import Registry
 
 
 @dataclass
@@ -45,7 +46,7 @@ class PassSpec:
         return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
 
 
-PASSES: Dict[str, PassSpec] = {}
+PASSES = Registry("pass", "passes", "netgraph.register_pass")
 
 
 def register_pass(name: str, *, params: Optional[Dict[str, Any]] = None, exact: bool,
@@ -58,20 +59,14 @@ def register_pass(name: str, *, params: Optional[Dict[str, Any]] = None, exact: 
     ``exact`` says whether the pass keeps the network's function unchanged.
     """
     def decorator(function):
-        if name in PASSES and not replace:
-            raise ValueError(f"pass '{name}' is already registered; pass replace=True to override it")
-        PASSES[name] = PassSpec(name, function, {k: _as_param(v) for k, v in (params or {}).items()},
-                                exact, function.__doc__ or "")
+        PASSES.add(name, PassSpec(name, function, {k: _as_param(v) for k, v in (params or {}).items()},
+                                  exact, function.__doc__ or ""), replace=replace)
         return function
     return decorator
 
 
 def get_pass(name: str) -> PassSpec:
-    try:
-        return PASSES[name]
-    except KeyError:
-        raise RecipeError(f"unknown pass '{name}'", hint=did_you_mean(name, PASSES) or
-                          "known passes: " + ", ".join(sorted(PASSES))) from None
+    return PASSES.lookup(name)
 
 
 @dataclass

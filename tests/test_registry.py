@@ -1,0 +1,129 @@
+"""One registry type for every pluggable kind; README's own parts, loaded with --import."""
+import re
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from conftest import ROOT
+from netgraph import RecipeError, load_recipe
+from netgraph.augment import AUGMENTATIONS, BatchGroupLoader
+from netgraph.cli import main
+from netgraph.config import data_config, train_config
+from netgraph.engine import TTA_VIEWS, predict
+from netgraph.ops import OPS
+from netgraph.passes import PASSES
+from netgraph.registry import REGISTRIES, Registry
+
+
+@pytest.fixture
+def registries():
+    """Every registry as it was after the test, and no plugin module left imported."""
+    before = {kind: dict(registry) for kind, registry in REGISTRIES.items()}
+    modules = set(sys.modules)
+    yield
+    for kind, registry in REGISTRIES.items():
+        registry.clear()
+        registry.update(before.get(kind, {}))
+    for name in set(sys.modules) - modules:
+        if name == "my_parts":
+            del sys.modules[name]
+
+
+def test_every_kind_is_one_registry_type():
+    assert {kind: type(r) for kind, r in REGISTRIES.items()} == {
+        kind: Registry for kind in ("ops", "passes", "augmentations", "views")}
+    assert REGISTRIES["ops"] is OPS and REGISTRIES["passes"] is PASSES
+    assert REGISTRIES["augmentations"] is AUGMENTATIONS and REGISTRIES["views"] is TTA_VIEWS
+    assert list(AUGMENTATIONS) == ["crop", "flip", "cutout"] and list(TTA_VIEWS) == ["flip"]
+
+
+def test_registering_twice_needs_replace(registries):
+    import netgraph
+    netgraph.register_view("same")(lambda x: x)
+    with pytest.raises(ValueError, match="test-time view 'same' is already registered"):
+        netgraph.register_view("same")(lambda x: x)
+    netgraph.register_view("same", replace=True)(lambda x: -x)
+    assert torch.equal(TTA_VIEWS["same"].function(torch.ones(1)), -torch.ones(1))
+
+
+@pytest.mark.parametrize("section, message", [
+    ("data:\n  augment:\n    - crop\n    - flp\n",
+     r"r.yaml:4: unknown augmentation 'flp' \(did you mean 'flip'\?\)"),
+    ("data:\n  augment: [crop, {cutuot: 8}]\n",
+     r"r.yaml:2: unknown augmentation 'cutuot' \(did you mean 'cutout'\?\)"),
+    ("data:\n  augment: [{flip: 3}]\n", r"r.yaml:2: augmentation 'flip' takes no value, got 3"),
+    ("data:\n  augment: [{crop: {size: 28, offset: 1}}]\n",
+     r"r.yaml:2: unknown parameter 'offset' for augmentation 'crop'"),
+    ("train:\n  tta: [flop]\n",
+     r"r.yaml:2: unknown test-time view 'flop' in train.tta \(did you mean 'flip'\?\)"),
+    ("train:\n  tta: [rotate]\n", r"known views: flip; register your own with netgraph.register_view"),
+])
+def test_a_misspelt_part_is_named_on_its_recipe_line(tmp_path, section, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(section + "network:\n  fc: {op: flatten}\n")
+    recipe = load_recipe(path)
+    with pytest.raises(RecipeError, match=message):
+        train_config(recipe)
+        data_config(recipe)
+
+
+def test_list_prints_each_kind_with_parameters(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("ops", "passes", "augmentations", "views"):
+        assert re.search(rf"^{kind} \(\d+; register with netgraph\.register_", out, re.M), kind
+    assert re.search(r"^  cutout +Set a size x size square.*\[size\]$", out, re.M)
+    assert re.search(r"^  conv2d .*\[out, kernel: 3,", out, re.M)
+    assert main(["list", "augmentation"]) == 2
+    assert "unknown kind 'augmentation' (did you mean 'augmentations'?)" in capsys.readouterr().err
+
+
+def readme_parts() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                if b.startswith("# my_parts.py"))
+
+
+def test_the_readme_parts_load_with_import_and_train(tmp_path, registries, capsys):
+    """README's my_parts.py, as written there: listed with --import, named in a recipe, its
+    augmentation adds the group's offset to each image (against the offsets computed here),
+    its view is averaged into the predictions (against the three forwards done here)."""
+    plugin = tmp_path / "my_parts.py"
+    plugin.write_text(readme_parts())
+    assert main(["list", "views", "--import", str(plugin)]) == 0
+    assert "flip_vertical          The image upside down." in capsys.readouterr().out
+    path = tmp_path / "r.yaml"
+    path.write_text(textwrap.dedent("""
+        data:
+          dataset: synthetic
+          synthetic: {train: 128, test: 64, classes: 4}
+          pad: 0
+          augment: [{brightness: {amount: 0.5, levels: 3}}]
+        train: {epochs: 1, batch_size: 64, tta: [flip, flip_vertical],
+                lr: {knots: [0, 1], values: [0.1, 0.1]}}
+        network:
+          conv: {op: conv2d, out: 4}
+          pool: {op: global_avg_pool}
+          flat: {op: flatten}
+    """))
+    recipe = load_recipe(path)
+    [brightness] = data_config(recipe).augmentations
+    images = torch.zeros(128, 3, 8, 8)
+    loader = BatchGroupLoader(images, torch.zeros(128, dtype=torch.long), 64, [brightness], seed=0)
+    batches = torch.cat([x for x, _ in loader.epoch()])
+    # each image is all one offset, from {-0.5, 0, 0.5}, and the groups are equal: 128 = 43+43+42
+    per_image = batches.flatten(1)
+    assert torch.equal(per_image.min(1).values, per_image.max(1).values)
+    values, counts = per_image[:, 0].unique(return_counts=True)
+    assert values.tolist() == [-0.5, 0.0, 0.5] and sorted(counts.tolist()) == [42, 43, 43]
+    config = train_config(recipe)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(1), torch.nn.LazyLinear(4))
+    x = torch.randn(5, 3, 8, 8)
+    model(x)
+    expected = (model(x) + model(x.flip(3)) + model(x.flip(2))) / 3
+    torch.testing.assert_close(predict(model, x, config.tta), expected)
+    del AUGMENTATIONS["brightness"], TTA_VIEWS["flip_vertical"]  # as in a fresh process
+    assert main(["train", str(path), "--device", "cpu", "--quiet", "--import", str(plugin),
+                 "--log", str(tmp_path / "log.jsonl")]) == 0
