@@ -255,7 +255,7 @@ def checkpoint_writer(path, recipe: Recipe, seed: int, finished: List[Dict],
         if state["skip"] or (every and completed % every == 0):
             save_atomically({"format": CHECKPOINT_FORMAT, "recipe": recipe.sections,
                              "recipe_file": recipe.file, "seed": seed, "finished": list(finished),
-                             "state": state}, path)
+                             "threads": torch.get_num_threads(), "state": state}, path)
     return write
 
 
@@ -281,7 +281,17 @@ def load_checkpoint(path, recipe: Recipe) -> Dict:
                           f"{run_name(recipe)}", file=str(path),
                           hint="resume with the recipe and --set options it was started with, or "
                                "start afresh without --resume")
+    warn_on_other_thread_count(path, payload.get("threads"))
     return payload
+
+
+def warn_on_other_thread_count(path, saved: Optional[int]) -> None:
+    """A resumed run equals the uninterrupted one bit for bit only at the thread count it was
+    started with: on the CPU, sums over more threads are added in another order."""
+    if saved is not None and saved != torch.get_num_threads():
+        warnings.warn(f"{path}: the checkpoint was written by a run on {saved} CPU threads, this one "
+                      f"has {torch.get_num_threads()}: the resumed run will not be bit-identical to "
+                      f"an uninterrupted one (set OMP_NUM_THREADS={saved} to make it so)", stacklevel=2)
 
 
 def load_model(path, device: torch.device):
