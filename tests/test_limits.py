@@ -91,3 +91,16 @@ def test_wiring_is_linear_in_the_number_of_nodes():
     graph = build_graph(recipe)
     assert len(graph) == n + 1
     assert time.perf_counter() - start < 40  # about 6 s on one loaded core; quadratic: minutes
+
+
+def test_a_hint_does_not_loop_to_the_batch_size(write):
+    """The ghost-batch-norm hint lists divisors of the batch size up to 64, found quickly even
+    for a batch of 2**31 - 1 (a prime: the hint is [1])."""
+    from netgraph import apply_transforms
+    from netgraph.passes import PassContext
+    recipe = load_recipe(write("r.yaml", NET + "  bn: {op: batch_norm}\ntransforms:\n"
+                                              "  - ghost_batch_norm: {splits: 16}\n"))
+    start = time.perf_counter()
+    with pytest.raises(RecipeError, match=r"not divisible by splits=16.*\(\[1\]\)"):
+        apply_transforms(build_graph(recipe), recipe, PassContext(batch_size=2 ** 31 - 1))
+    assert time.perf_counter() - start < 5
