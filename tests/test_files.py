@@ -165,3 +165,82 @@ def test_a_second_train_on_one_checkpoint_is_refused_with_the_pid(saved, tmp_pat
                  "train.epochs=1", "--log", str(tmp_path / "r.jsonl"),
                  "--checkpoint", str(checkpoint)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]  # no lock left behind
+
+
+def test_a_second_ablation_on_one_folder_is_refused_with_the_pid(saved, tmp_path):
+    from netgraph.ablate import ablate
+    _, folder = saved
+    out = tmp_path / "ablation"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RecipeError, match=f"the ablation folder is in use by another netgraph "
+                                              f"process \\(PID {holder.pid}\\)"):
+            ablate([str(folder / "r.yaml")], 1, device="cpu", out_dir=out)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_resume_skips_log_lines_that_are_not_runs(tmp_path):
+    """A log line without "seed" (or not a mapping) crashed --resume with a KeyError."""
+    from netgraph.ablate import read_runs
+    log = tmp_path / "r.jsonl"
+    log.write_text('{"recipe": "r.yaml", "seed": 0, "epoch": 1}\n{"recipe": "r.yaml"}\n[1, 2]\n'
+                   '{"recipe": "r.yaml", "seed": "0"}\n{"recipe": "r.yaml", "seed": 1, "epoch": 1}\n')
+    with pytest.warns(UserWarning, match="r.jsonl:2: skipping a line that is not a run's record"):
+        runs = read_runs(log)
+    assert [r["seed"] for r in runs] == [0, 1]
+
+
+def children_of(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.isdigit() and int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers stop with their parent on Linux")
+def test_ablation_workers_stop_with_their_parent(saved, tmp_path):
+    _, folder = saved
+    slow = tmp_path / "slow.yaml"  # long enough to be interrupted while the workers train
+    slow.write_text((folder / "r.yaml").read_text().replace("epochs: 2", "epochs: 200"))
+    parent = subprocess.Popen([sys.executable, "-m", "netgraph", "ablate", str(slow), "--runs", "2",
+                               "--workers", "2", "--device", "cpu", "--out", str(tmp_path / "a")],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        workers = []
+        while time.time() < deadline and len(workers) < 2:
+            time.sleep(0.5)
+            workers = [p for p in children_of(parent.pid)
+                       if "multiprocessing" in open(f"/proc/{p}/cmdline").read()]
+        assert len(workers) >= 2, children_of(parent.pid)
+        time.sleep(1)
+        children = children_of(parent.pid)
+        parent.terminate()
+        parent.wait(timeout=30)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(alive(p) for p in children):
+            time.sleep(0.2)
+        assert not [p for p in children if alive(p)]
+    finally:
+        parent.kill()
+        for p in [p for p in locals().get("children", []) if alive(p)]:
+            os.kill(p, 9)  # only the workers this test started, should it fail
