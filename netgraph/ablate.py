@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from . import stats
+from . import files, stats
 from .config import data_config
 from .errors import RecipeError
 from .recipe import load_recipe
@@ -35,16 +35,24 @@ def _key(recipe: str, seed: int, overrides: Sequence[str]) -> tuple:
 
 
 def read_runs(path: Path) -> List[Dict]:
-    """The runs recorded so far; a line cut short by a crash is skipped with a warning."""
+    """The runs recorded so far; a line cut short by a crash, or one that is not a run's
+    record (no "recipe" text and integer "seed"), is skipped with a warning."""
     if not path.exists():
         return []
     runs = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         try:
-            runs.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line)
+        except (json.JSONDecodeError, ValueError):  # ValueError: an integer of 5,000 digits
             warnings.warn(f"{path}:{number}: skipping a line that is not JSON (an interrupted write?)",
                           stacklevel=2)
+            continue
+        if not (isinstance(record, dict) and isinstance(record.get("recipe"), str)
+                and isinstance(record.get("seed"), int) and not isinstance(record["seed"], bool)):
+            warnings.warn(f"{path}:{number}: skipping a line that is not a run's record "
+                          f"(it needs \"recipe\" and an integer \"seed\")", stacklevel=2)
+            continue
+        runs.append(record)
     return runs
 
 
@@ -62,14 +70,25 @@ def ablate(recipes: Sequence[str], runs: int, *, overrides: Sequence[str] = (), 
         raise RecipeError(f"--runs must be at least 1, got {runs}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    held = files.lock(out, "the ablation folder")  # a second ablation here would train every run again
+    try:
+        return _ablate(recipes, runs, out, overrides, first_seed, device, data_dir, resume, workers,
+                       on_run)
+    finally:
+        files.unlock(held)
+
+
+def _ablate(recipes, runs, out: Path, overrides, first_seed, device, data_dir, resume, workers,
+            on_run) -> List[Dict]:
     log = out / "runs.jsonl"
     if not resume and log.exists():
         log.unlink()
     records = read_runs(log)
     if log.exists():
         # Rewrite without any line a crash cut short, so the next append starts a fresh line.
-        tmp = log.with_name(log.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+        tmp, handle = files.temporary_beside(log)
+        with handle:
+            handle.write("".join(json.dumps(r) + "\n" for r in records).encode())
         tmp.replace(log)
     done = {_key(r["recipe"], r["seed"], r.get("overrides", [])): r for r in records}
     loaded = [(path, load_recipe(path, overrides)) for path in recipes]  # every mistake up front
@@ -120,10 +139,26 @@ def _one_run(path: str, overrides: tuple, seed: int, device: str, data_dir: Opti
 _WORKER_DEVICE = "cpu"  # in a worker process: the device _worker_setup took from the queue
 
 
-def _worker_setup(devices, threads: int) -> None:
+def _worker_setup(devices, threads: int, parent: int) -> None:
     global _WORKER_DEVICE
+    _stop_with(parent)
     _WORKER_DEVICE = devices.get()
     torch.set_num_threads(threads)
+
+
+def _stop_with(parent: int) -> None:
+    """Linux: SIGTERM this worker when its parent dies (a SIGTERM or SIGKILL to `netgraph
+    ablate` left its workers training on); elsewhere workers end with their last run."""
+    import ctypes
+    import os
+    import signal
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _worker_run(path: str, overrides: tuple, seed: int, data_dir: Optional[str]) -> Dict:
@@ -137,7 +172,7 @@ def _in_processes(todo, overrides: tuple, device, data_dir, workers: int, finish
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
     context = multiprocessing.get_context("spawn")
-    devices = context.Manager().Queue()
+    devices = context.Queue()  # not a Manager's: its server process outlived a killed parent
     if device.type == "cuda":
         first = device.index or 0
         if first + workers > torch.cuda.device_count():
@@ -151,7 +186,7 @@ def _in_processes(todo, overrides: tuple, device, data_dir, workers: int, finish
             devices.put("cpu")
         threads = max(1, (os.cpu_count() or 1) // workers)  # the cores shared, not oversubscribed
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_setup,
-                             initargs=(devices, threads)) as pool:
+                             initargs=(devices, threads, os.getpid())) as pool:
         futures = {pool.submit(_worker_run, path, overrides, seed, data_dir): (path, seed)
                    for path, seed in todo}
         for future in as_completed(futures):

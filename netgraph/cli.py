@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import List, Optional
 
-from . import __version__
+from . import __version__, files
 from .config import data_config, train_config
 from .errors import RecipeError
 from .graph import build_graph
@@ -98,9 +98,11 @@ def cmd_train(args) -> None:
     main = ranks is None or ranks.main  # only rank 0 prints and writes files
     train_config(recipe, device.type)  # a typo in train: before minutes of loading data
     dconfig = data_config(recipe)
-    dataset, label = load_data(dconfig, args.data_dir), dconfig.label
     log_path = Path(args.log) if args.log else Path("runs") / (Path(args.recipe).stem + ".jsonl")
     checkpoint_path = Path(args.checkpoint) if args.checkpoint else log_path.with_suffix(".ckpt")
+    if main:  # refused at once while another netgraph writes either; released when main() ends
+        files.lock(checkpoint_path, "the checkpoint"), files.lock(log_path, "the log")
+    dataset, label = load_data(dconfig, args.data_dir), dconfig.label
     seeds = [args.seed + i for i in range(args.runs)]
     finished, resume, kept_lines = [], None, []
     if args.resume:
@@ -440,4 +442,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `netgraph passes | head`: the reader has gone, that is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        files.unlock_all()  # the checkpoint and log locks of `train`
     return 0

@@ -196,6 +196,22 @@ def _need_file(path: Path) -> Path:
     return path
 
 
+# CIFAR-10 and CIFAR-100 hold 60,000 images each in all; a pickle also holds its labels and
+# file names beside the pixels: a data file over twice that size is not one, and is refused
+# before it is read whole (a 12 GB file was read into memory to find that out).
+MAX_IMAGES = 60_000
+MAX_FILE_BYTES = 2 * MAX_IMAGES * (PIXELS + 2)
+
+
+def _need_data_file(path: Path) -> Path:
+    size = _need_file(path).stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise RecipeError(f"holds {size:,} bytes, more than a CIFAR file of all {MAX_IMAGES:,} "
+                          f"images ({MAX_FILE_BYTES:,} bytes at most)", file=path,
+                          hint="this is not a CIFAR file; extract the official archive again")
+    return path
+
+
 def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> None:
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         bad = labels[(labels < 0) | (labels >= num_classes)]
@@ -207,7 +223,7 @@ def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> None:
 
 def _read_binary(path: Path, layout: Layout) -> Tuple[np.ndarray, np.ndarray]:
     """Records of label byte(s) + 3,072 pixel bytes -> (N x 3 x 32 x 32 uint8, N int64)."""
-    raw = np.fromfile(_need_file(path), dtype=np.uint8)
+    raw = np.fromfile(_need_data_file(path), dtype=np.uint8)
     records, extra = divmod(raw.size, layout.record_bytes)
     if extra or records == 0:
         raise RecipeError(
@@ -247,7 +263,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def _load_pickle(path: Path) -> dict:
     try:
-        with open(_need_file(path), "rb") as f:
+        with open(_need_data_file(path), "rb") as f:
             content = _ArrayUnpickler(f, path).load()
     except RecipeError:
         raise
@@ -322,13 +338,67 @@ def _train_files(folder: Path, layout: Layout) -> List[Path]:
     files = [_need_file(folder / layout.train_file(1))]
     while (folder / layout.train_file(len(files) + 1)).is_file():
         files.append(folder / layout.train_file(len(files) + 1))
-    # A gap (1, 2, 4) means a lost file, not a smaller data set.
-    for later in range(len(files) + 2, 10):
-        if (folder / layout.train_file(later)).is_file():
-            raise RecipeError("missing file", file=folder / layout.train_file(len(files) + 1),
-                              hint=f"{layout.train_file(later)} is there but this one is not; "
-                                   "extract the official archive again")
+    # A gap (1, 2, 4) means a lost file, not a smaller data set; so does a data_batch_12 after 5.
+    numbered = [p for p in folder.glob(layout.train_file(1).replace("_1", "_*", 1))
+                if p.name not in {f.name for f in files}]
+    for stray in sorted(numbered):
+        raise RecipeError("missing file", file=folder / layout.train_file(len(files) + 1),
+                          hint=f"{stray.name} is there but this one is not, so {stray.name} would be "
+                               "left out; extract the official archive again")
     return files
+
+
+CHECKSUMS = "SHA256SUMS"  # `sha256sum FILES > SHA256SUMS` in the data folder or the one above
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(2 ** 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_files(folder: Path, train_files: List[Path], test_file: Path, layout: Layout) -> None:
+    """Refuse data that would be trained on silently wrong: a training file twice (a copy
+    under another number), the test set equal to a training file, or a file whose SHA-256
+    differs from the folder's SHA256SUMS."""
+    for path in [*train_files, test_file]:
+        _need_data_file(path)
+    digests = {path: _sha256(path) for path in [*train_files, test_file]}
+    seen: dict = {}
+    for path in train_files:
+        if digests[path] in seen:
+            raise RecipeError(f"is the same file as {seen[digests[path]].name}: the training set would "
+                              "hold its images twice", file=path, hint="extract the official archive again")
+        seen[digests[path]] = path
+    if digests[test_file] in seen:
+        raise RecipeError(f"is the same file as the training file {seen[digests[test_file]].name}: the "
+                          "test accuracy would be measured on training images", file=test_file,
+                          hint="extract the official archive again")
+    listed = _read_checksums(folder)
+    for path, digest in digests.items():
+        if path.name in listed and listed[path.name][0] != digest:
+            raise RecipeError(f"its SHA-256 is not the one {listed[path.name][1]} gives: the file is "
+                              "corrupt or was changed", file=path,
+                              hint="extract the official archive again, or fix SHA256SUMS")
+
+
+def _read_checksums(folder: Path) -> dict:
+    """{file name: (sha256, the SHA256SUMS file)} from the first SHA256SUMS found."""
+    for sums in (folder / CHECKSUMS, folder.parent / CHECKSUMS):
+        if sums.is_file():
+            try:
+                lines = sums.read_text().splitlines()
+            except (OSError, UnicodeDecodeError) as error:
+                raise RecipeError(f"cannot read it ({error})", file=sums) from None
+            listed = {}
+            for line in lines:
+                digest, _, name = line.strip().partition(" ")
+                if digest and name:
+                    listed[Path(name.strip().lstrip("*")).name] = (digest.lower(), str(sums))
+            return listed
+    return {}
 
 
 def read_cifar(name: str, data_dir) -> Dataset:
@@ -340,11 +410,19 @@ def read_cifar(name: str, data_dir) -> Dataset:
     layout, folder = find_layout(name, data_dir)
     read = _read_binary if layout.kind == "binary" else _read_pickle
     classes = _read_classes(folder, layout)
-    train = [read(path, layout) for path in _train_files(folder, layout)]
-    test_images, test_labels = read(_need_file(folder / layout.test_file), layout)
+    train_files = _train_files(folder, layout)
+    test_file = _need_file(folder / layout.test_file)
+    _check_files(folder, train_files, test_file, layout)
+    train = [read(path, layout) for path in train_files]
+    test_images, test_labels = read(test_file, layout)
+    train_labels = np.concatenate([labels for _, labels in train])
+    if len(train_labels) > 1 and (train_labels == train_labels[0]).all():
+        raise RecipeError(f"every one of the {len(train_labels):,} training labels is class "
+                          f"{int(train_labels[0])}", file=folder,
+                          hint="the labels are corrupt: extract the official archive again")
     return Dataset(
         train_images=torch.from_numpy(np.concatenate([images for images, _ in train])),
-        train_labels=torch.from_numpy(np.concatenate([labels for _, labels in train])),
+        train_labels=torch.from_numpy(train_labels),
         test_images=torch.from_numpy(np.array(test_images)),  # a writable, contiguous copy
         test_labels=torch.from_numpy(test_labels),
         classes=classes, name=name)

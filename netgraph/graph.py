@@ -35,12 +35,13 @@ from torch import fx, nn
 
 from . import ops
 from .errors import RecipeError, did_you_mean
-from .recipe import KeyPath, Recipe
+from .recipe import MAX_DEPTH, MAX_VALUES, KeyPath, Recipe
 
 INPUT = "input"
 RESERVED_NAMES = {INPUT, "in", "op", "block"}
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PARAM = re.compile(r"^\$([A-Za-z_]\w*)$")
+# matched with fullmatch: '$' would also match before a final line break ("act\n")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PARAM = re.compile(r"\$([A-Za-z_]\w*)")
 _INTERPOLATED = re.compile(r"\$\{([A-Za-z_]\w*)\}")
 BLOCK_DEFAULTS = "$defaults"
 # Every node becomes an attribute of the compiled module (or of its dict's submodule) and a
@@ -82,6 +83,7 @@ class _Expander:
         self.recipe = recipe
         self.groups: Dict[Path, _Group] = {}
         self.leaves: Dict[Path, _Leaf] = {}
+        self.values = 0  # as recipe._check_size counts them, after blocks are expanded
 
     def error(self, message, item_site: KeyPath, node=None, hint=None, block=None):
         if block is not None:
@@ -106,7 +108,8 @@ class _Expander:
             item_site = site + (name,) if block is None else site
             item_block = None if block is None else (block[0], block[1] + (name,))
             node = path_str(path)
-            if not isinstance(name, str) or not _NAME.match(name):
+            self._count(value, path, item_site, item_block)
+            if not isinstance(name, str) or not _NAME.fullmatch(name):
                 raise self.error(f"'{name}' is not a valid node name: use letters, digits "
                                  "and _, starting with a letter", item_site, node, block=item_block)
             if name in RESERVED_NAMES:
@@ -137,6 +140,20 @@ class _Expander:
                 self.groups[path] = child
                 group.items.append(child)
                 self._fill(child, value, item_site, item_block, stack, plain_group=True)
+
+    def _count(self, value, path, site, block) -> None:
+        """Bound the expansion: blocks that use blocks twice double at each level (26 lines
+        made millions of nodes), and each level of blocks nests one level deeper."""
+        self.values += 1 + (len(value) if isinstance(value, dict) else 0)
+        if self.values > MAX_VALUES:
+            raise self.error(f"the network expands to more than {MAX_VALUES:,} values", site,
+                             path_str(path), block=block,
+                             hint="a block used n times inside a block used n times makes n*n "
+                                  "copies; use fewer, or a smaller network")
+        if len(path) > MAX_DEPTH:
+            raise self.error(f"the network nests more than {MAX_DEPTH} levels deep (each block "
+                             f"inside a block is one level)", site, path_str(path), block=block,
+                             hint="a network is a few levels deep; flatten the chain of blocks")
 
     def _leaf(self, path, value, site, block) -> _Leaf:
         op = value["op"]
@@ -199,7 +216,7 @@ def _referenced(value: Any) -> set:
     if isinstance(value, list):
         return set().union(*(_referenced(v) for v in value)) if value else set()
     if isinstance(value, str):
-        whole = _PARAM.match(value)
+        whole = _PARAM.fullmatch(value)
         return {whole.group(1)} if whole else set(_INTERPOLATED.findall(value))
     return set()
 
@@ -211,7 +228,7 @@ def _substitute(value: Any, values: Dict[str, Any]) -> Any:
     if isinstance(value, list):
         return [_substitute(v, values) for v in value]
     if isinstance(value, str):
-        whole = _PARAM.match(value)
+        whole = _PARAM.fullmatch(value)
         if whole:
             return values[whole.group(1)]
         return _INTERPOLATED.sub(lambda m: str(values[m.group(1)]), value)
@@ -224,9 +241,11 @@ class _Wiring:
     def __init__(self, ex: _Expander):
         self.ex = ex
         self.parents: Dict[Path, _Group] = {}
+        self.index: Dict[Path, int] = {}  # an item's place in its dict: a search made wiring quadratic
         for group in ex.groups.values():
-            for item in group.items:
+            for i, item in enumerate(group.items):
                 self.parents[item.path] = group
+                self.index[item.path] = i
         self._inputs: Dict[Path, Path] = {}
         self._resolving: set = set()
 
@@ -238,7 +257,7 @@ class _Wiring:
     def previous(self, item: _Item) -> Path:
         """Output of the item before this one in its dict, or the dict's input."""
         parent = self.parents[item.path]
-        index = next(i for i, x in enumerate(parent.items) if x is item)
+        index = self.index[item.path]
         if index > 0:
             return self.output_of(parent.items[index - 1])
         return self.input_of(parent)

@@ -245,11 +245,44 @@ def register_op(name: str, *, params: Optional[Dict[str, Any]] = None, inputs=1,
     """
     def decorator(builder):
         _add(OpSpec(name=name, params={k: _as_param(v) for k, v in (params or {}).items()},
-                    inputs=inputs, shape=shape or _same_shape, module=builder, macs=macs,
+                    inputs=inputs, shape=_meta_shape(name, builder, shape), module=builder, macs=macs,
                     kind=kind, monotonic=monotonic, doc=(builder.__doc__ or "").strip()),
              replace=replace)
         return builder
     return decorator
+
+
+def _meta_shape(name: str, builder: Callable, declared: Optional[Callable]) -> Callable:
+    """A user op's output shape, found by running its module on the meta device (no memory,
+    no arithmetic); a ``shape=`` it declares is checked against it. Without this an op that
+    halves its input was taken to keep the shape: wrong parameter counts, then a torch error."""
+    def shape(in_shapes, **params):
+        given = None if declared is None else tuple(declared(in_shapes, **params))
+        try:
+            with torch.device("meta"):
+                module = builder(in_shapes, **params)
+                out = module(*[torch.empty((1,) + tuple(s)) for s in in_shapes])
+        except RecipeError:
+            raise
+        except Exception as e:  # the op's own code: any error is its module's
+            if given is not None:
+                return given  # not runnable on the meta device (it reads values, say)
+            first = (str(e).splitlines() or [""])[0]
+            raise RecipeError(f"op '{name}' fails on inputs of shape {list(map(tuple, in_shapes))} "
+                              f"on the meta device ({type(e).__name__}: {first})",
+                              hint="fix the op, or declare its output with register_op(..., shape=...)"
+                              ) from None
+        if not isinstance(out, torch.Tensor) or out.dim() < 1 or out.shape[0] != 1:
+            raise RecipeError(f"op '{name}' returns {type(out).__name__} "
+                              f"{tuple(getattr(out, 'shape', ()))} for a batch of 1, not one "
+                              f"tensor of a batch of 1", hint="its forward must return one tensor")
+        inferred = tuple(out.shape[1:])
+        if given is not None and given != inferred:
+            raise RecipeError(f"op '{name}' declares the output shape {given}, but its module "
+                              f"gives {inferred} for inputs {list(map(tuple, in_shapes))}",
+                              hint="fix shape= in register_op, or leave it out to use the module's")
+        return inferred
+    return shape
 
 
 def _add(spec: OpSpec, replace: bool = False) -> None:

@@ -9,6 +9,7 @@ later stage can point the user at the line to fix.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,12 @@ DEFAULT_INPUT_SHAPE = [3, 32, 32]
 # (*a repeating *b repeating *c ...) multiply into millions of values.
 MAX_DEPTH = 50
 MAX_VALUES = 100_000
+# Python refuses to turn text of more than 4,300 digits into an int (sys.int_info's default
+# str_digits_check_threshold): refused with the line rather than a ValueError.
+MAX_DIGITS = 4300
+# resnet9.yaml is 2 KB and a network of 48,000 nodes (inside MAX_VALUES) 1 MB: a bigger file
+# is not a recipe, and is not read whole to find that out.
+MAX_FILE_BYTES = 16 * 2 ** 20
 
 
 @dataclass
@@ -118,9 +125,16 @@ SafeLoader.add_implicit_resolver(
     list("-+0123456789"))
 
 
-def load_yaml_value(text: str) -> Any:
-    """One YAML value (a --set value, say), read like a recipe is."""
-    return yaml.load(text, Loader=SafeLoader)
+def load_yaml_value(text: str, where: str = "<value>") -> Any:
+    """One YAML value (a --set value, say), read and size-checked like a recipe file is;
+    errors name ``where`` (a --set has one line: none is given)."""
+    try:
+        return parse_yaml(text, where)[0]
+    except RecipeError as e:
+        e.line = None
+        if e.message.startswith("not valid YAML"):
+            e.message = "value is " + e.message
+        raise e.located() from None
 
 
 def _where(positions: Dict[KeyPath, Location], keypath: Sequence[Union[str, int]],
@@ -132,7 +146,7 @@ def _where(positions: Dict[KeyPath, Location], keypath: Sequence[Union[str, int]
     return file, None
 
 
-def _positions(node, path: KeyPath, file: str, out: Dict[KeyPath, Location],
+def _positions(loader, node, path: KeyPath, file: str, out: Dict[KeyPath, Location],
                visited: Optional[set] = None) -> None:
     """Record the line of every key and list item; refuse duplicate keys and keys that
     are not plain scalars."""
@@ -153,20 +167,30 @@ def _positions(node, path: KeyPath, file: str, out: Dict[KeyPath, Location],
                 raise RecipeError("a key must be a name or a number, not a list or mapping",
                                   file=file, line=key_node.start_mark.line + 1,
                                   hint="a '?' before a key or a key in [] or {} makes one")
+            _check_digits(key_node, file)
             key = key_node.value
-            if key_node.tag == "tag:yaml.org,2002:int":
-                key = int(key)
+            if key_node.tag == "tag:yaml.org,2002:int":  # as the data has it: 0x10 is 16, 1:30 is 90
+                key = loader.construct_yaml_int(key_node)
             line = key_node.start_mark.line + 1
             if key in seen:
                 raise RecipeError(f"key '{key}' appears twice (first on line {seen[key]})",
                                   file=file, line=line, hint="YAML would silently keep only the last one")
             seen[key] = line
             out[path + (key,)] = (file, line)
-            _positions(value_node, path + (key,), file, out, visited)
+            _positions(loader, value_node, path + (key,), file, out, visited)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             out[path + (i,)] = (file, item.start_mark.line + 1)
-            _positions(item, path + (i,), file, out, visited)
+            _positions(loader, item, path + (i,), file, out, visited)
+    else:
+        _check_digits(node, file)
+
+
+def _check_digits(node, file: str) -> None:
+    if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_DIGITS:
+        raise RecipeError(f"an integer of {len(node.value):,} digits", file=file,
+                          line=node.start_mark.line + 1,
+                          hint=f"numbers in a recipe have at most {MAX_DIGITS:,} digits")
 
 
 def _check_size(data: Any, file: Optional[str] = None,
@@ -203,12 +227,13 @@ def _line(mark, text: str) -> Optional[int]:
 def parse_yaml(text: str, file: str = "<recipe>") -> Tuple[Any, Dict[KeyPath, Location]]:
     """Parse one YAML document with the safe loader; return data and key positions."""
     positions: Dict[KeyPath, Location] = {}
-    loader = SafeLoader(text)
+    loader = None
     try:
+        loader = SafeLoader(text)  # inside the try: it refuses a NUL or control byte at once
         node = loader.get_single_node()
         if node is None:
             return {}, positions
-        _positions(node, (), file, positions)
+        _positions(loader, node, (), file, positions)
         data = loader.construct_document(node)
         _check_size(data, file, positions)
     except yaml.constructor.ConstructorError as e:
@@ -227,7 +252,8 @@ def parse_yaml(text: str, file: str = "<recipe>") -> Tuple[Any, Dict[KeyPath, Lo
     except yaml.YAMLError as e:
         raise RecipeError(f"not valid YAML: {e}", file=file) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, positions
 
 
@@ -330,17 +356,26 @@ def display_path(path: Union[str, Path]) -> str:
         return str(path)
 
 
-def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Dict[KeyPath, Location]]:
-    file = display_path(path)
+def read_recipe_text(path: Path, file: str) -> str:
+    """The text of a recipe file; every way reading it fails is a RecipeError."""
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise RecipeError(f"the file holds {size:,} bytes: too large for a recipe",
+                                  file=file, hint=f"recipes are text of at most {MAX_FILE_BYTES:,} bytes")
+            return f.read(MAX_FILE_BYTES + 1).decode("utf-8")
     except FileNotFoundError:
         near = did_you_mean(path.name, [p.name for p in path.parent.glob("*.yaml")]) \
             if path.parent.is_dir() else None
         raise RecipeError("recipe file not found", file=file, hint=near) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+    except (OSError, ValueError) as e:  # a folder, no permission, a link loop, not UTF-8, a NUL
         raise RecipeError(f"cannot read recipe file: {e}", file=file) from None
-    data, positions = parse_yaml(text, file)
+
+
+def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Dict[KeyPath, Location]]:
+    file = display_path(path)
+    data, positions = parse_yaml(read_recipe_text(path, file), file)
     if not isinstance(data, dict):
         raise RecipeError(f"a recipe is a mapping of sections ({', '.join(SECTIONS)}), "
                           f"got {type(data).__name__}", file=file, line=1)
@@ -383,10 +418,7 @@ def apply_override(sections: Dict[str, Any], assignment: str) -> List[Tuple[KeyP
     key, text = assignment.split("=", 1)
     append = key.endswith("+")
     key = key.rstrip("+").strip()
-    try:
-        value = load_yaml_value(text) if text.strip() else None
-    except yaml.YAMLError as e:
-        raise RecipeError(f"value is not valid YAML: {e}", file=where) from None
+    value = load_yaml_value(text, where) if text.strip() else None
     parts = key.split(".")
     if not key or any(not p for p in parts):
         raise RecipeError(f"'{key}' is not a key path like train.epochs", file=where)
@@ -529,7 +561,11 @@ def transform_entry(entry: Any, recipe: Recipe, index: int) -> Tuple[str, Dict[s
 def load_recipe(path: Union[str, Path], overrides: Iterable[str] = ()) -> Recipe:
     """Read a recipe file, follow its base: chain, apply ``--set`` overrides and check it."""
     path = Path(path)
-    sections, positions = _load_chain(path.resolve(), ())
+    try:
+        resolved = path.resolve()
+    except (OSError, ValueError) as e:  # a NUL byte, a link loop
+        raise RecipeError(f"cannot read recipe file: {e}", file=str(path)) from None
+    sections, positions = _load_chain(resolved, ())
     return _finish(Recipe(display_path(path), sections, positions), overrides)
 
 

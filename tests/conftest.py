@@ -1,3 +1,5 @@
+import os
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -28,3 +30,55 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+_SIGNALS = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+
+
+def _global_state():
+    """What one test could leave behind for the next: torch's thread count, signal handlers, the
+    working folder and the environment. (Warning filters are not here: pytest's warnings plugin
+    restores them around every test.) Not compared: pytest's own PYTEST_CURRENT_TEST, and the
+    TORCHINDUCTOR_CACHE_DIR that torch's inductor sets once when it is first imported."""
+    import torch
+    return {"torch.get_num_threads()": torch.get_num_threads(),
+            "signal handlers": {int(s): signal.getsignal(s) for s in _SIGNALS},
+            "os.getcwd()": os.getcwd(),
+            "os.environ": {k: v for k, v in os.environ.items()
+                           if k != "PYTEST_CURRENT_TEST" and not k.startswith("TORCHINDUCTOR_")}}
+
+
+def _restore(state):
+    import torch
+    torch.set_num_threads(state["torch.get_num_threads()"])
+    for number, handler in state["signal handlers"].items():
+        signal.signal(number, handler)
+    os.chdir(state["os.getcwd()"])
+    for key in [k for k in os.environ if k not in state["os.environ"]]:
+        if key != "PYTEST_CURRENT_TEST" and not key.startswith("TORCHINDUCTOR_"):
+            del os.environ[key]
+    os.environ.update(state["os.environ"])
+
+
+def _difference(name, before, after) -> str:
+    if isinstance(before, dict):
+        keys = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        return f"{name} {keys}"
+    return f"{name} {before!r} -> {after!r}"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_global_state():
+    """A test that leaves global state changed fails (and the state is put back), so the suite
+    passes in any order: a test left at 1 thread made a later bit-identical resume test compare
+    a 1-thread run with a 2-thread one. Autouse, so set up before and torn down after the
+    test's own fixtures: what monkeypatch changed is undone before this looks."""
+    before = _global_state()
+    yield
+    after = _global_state()
+    leaked = [_difference(name, before[name], after[name]) for name in before
+              if before[name] != after[name]]
+    if leaked:
+        _restore(before)
+        pytest.fail(f"the test left global state changed: {', '.join(leaked)} "
+                    f"(restore it, e.g. with monkeypatch or try/finally)", pytrace=False)

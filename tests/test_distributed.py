@@ -79,7 +79,17 @@ def _assert_ranks_equal_single(ranks, expected, single, splits=1):
     assert ranks[0]["train_loss"] == pytest.approx(single.log[-1]["train_loss"], rel=1e-5)
 
 
-def test_two_ranks_equal_one_process_with_ghost_or_plain_batch_norm(tmp_path):
+@pytest.fixture
+def one_thread():
+    """One thread, as each rank has, for the one-process comparison; put back afterwards (a
+    thread count left behind changes later tests' bit-identical results)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_two_ranks_equal_one_process_with_ghost_or_plain_batch_norm(tmp_path, one_thread):
     """Per-rank batch norm on 2 ranks = ghost batch norm of 2 splits on one process;
     train.sync_batch_norm on 2 ranks = plain batch norm on one process."""
     (tmp_path / "ddp.yaml").write_text(textwrap.dedent(RECIPE))
@@ -88,7 +98,6 @@ def test_two_ranks_equal_one_process_with_ghost_or_plain_batch_norm(tmp_path):
                        nprocs=2, start_method="spawn")
     load = lambda name: [torch.load(tmp_path / f"{name}{r}.pt", weights_only=True) for r in (0, 1)]  # noqa: E731
     per_rank, synced = load("per_rank"), load("synced")
-    torch.set_num_threads(1)
     ghost, ghost_model, _ = run_recipe(load_recipe(tmp_path / "ghost.yaml"), device="cpu")
     _assert_ranks_equal_single(per_rank, ghost_model.state_dict(), ghost, splits=2)
     plain, plain_model, _ = run_recipe(load_recipe(tmp_path / "ddp.yaml"), device="cpu")

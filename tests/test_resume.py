@@ -113,8 +113,7 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypat
     save_atomically({"format": "x", "value": 1}, path)
 
     def broken_save(obj, f, *a, **k):
-        with open(f, "wb") as out:
-            out.write(b"half a file")
+        f.write(b"half a file")  # an open file: the temporary, created with O_EXCL
         raise OSError("disk full")
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError):
@@ -167,7 +166,8 @@ def test_sigterm_to_netgraph_train_then_resume_gives_the_uninterrupted_result(re
     slow = tmp_path / "slow.yaml"  # 6 epochs of 32 steps of a wider net: time to be interrupted
     slow.write_text(recipe_file.read_text().replace("epochs: 4", "epochs: 6")
                     .replace("train: 512", "train: 4096").replace("out: 8", "out: 32"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # the interrupted run at this process's thread count, as bit-identical resume needs
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     common = [str(slow), "--device", "cpu", "--quiet"]
     assert main(["train", *common, "--log", str(tmp_path / "full.jsonl"),
                  "--save", str(tmp_path / "full.pt")]) == 0
@@ -197,3 +197,21 @@ def test_sigterm_to_netgraph_train_then_resume_gives_the_uninterrupted_result(re
     strip = lambda line: {k: v for k, v in json.loads(line).items() if "time" not in k}  # noqa: E731
     assert [strip(x) for x in log.read_text().splitlines()] == \
         [strip(x) for x in (tmp_path / "full.jsonl").read_text().splitlines()]
+
+
+def test_resume_at_another_thread_count_warns(recipe_file, tmp_path, monkeypatch):
+    """Bit-identical resume holds at a fixed thread count: the checkpoint records it and a
+    resume on another count says so."""
+    recipe = load_recipe(recipe_file, ["train.epochs=1"])
+    path = tmp_path / "r.ckpt"
+    run_recipe(recipe, device="cpu", checkpoint=checkpoint_writer(path, recipe, 0, []))
+    assert torch.load(path, weights_only=True)["threads"] == torch.get_num_threads()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_checkpoint(path, recipe)  # the same count: no warning
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)
+    with pytest.warns(UserWarning, match=f"written by a run on {threads} CPU threads, this one has "
+                                         f"{threads + 1}.*not be bit-identical.*OMP_NUM_THREADS={threads}"):
+        load_checkpoint(path, recipe)

@@ -70,3 +70,33 @@ def test_registering_a_name_twice_needs_replace(channel_mix):
         netgraph.register_op("channel_mix")(lambda in_shapes: nn.Identity())
     with pytest.raises(ValueError, match="already registered"):
         netgraph.register_op("conv2d")(lambda in_shapes: nn.Identity())
+
+
+class Halve(nn.Module):
+    def forward(self, x):
+        return F.avg_pool2d(x, 2)
+
+
+@pytest.fixture
+def halving_ops():
+    netgraph.register_op("halve")(lambda in_shapes: Halve())
+    netgraph.register_op("halve_declared_wrong",
+                         shape=lambda in_shapes: tuple(in_shapes[0]))(lambda in_shapes: Halve())
+    yield
+    del OPS["halve"], OPS["halve_declared_wrong"]
+
+
+def test_a_user_op_that_changes_the_shape_without_declaring_it(halving_ops):
+    """Inferred on the meta device: summary counted 386 parameters for a true 98 and the
+    forward then failed in torch."""
+    recipe = {"input": {"shape": [3, 8, 8]},
+              "network": {"halved": {"op": "halve"}, "flat": {"op": "flatten"},
+                          "fc": {"op": "linear", "out": 2}}}
+    g = build_graph(recipe_from_dict(recipe))
+    assert g.nodes["halved"]["shape"] == (3, 4, 4)
+    assert summarize(g)["params"] == 3 * 4 * 4 * 2 + 2
+    assert compile_graph(g)(torch.randn(2, 3, 8, 8)).shape == (2, 2)
+    recipe["network"]["halved"]["op"] = "halve_declared_wrong"
+    with pytest.raises(RecipeError, match=r"node 'halved': op 'halve_declared_wrong' declares the output "
+                                          r"shape \(3, 8, 8\), but its module gives \(3, 4, 4\)"):
+        build_graph(recipe_from_dict(recipe))

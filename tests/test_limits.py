@@ -1,0 +1,106 @@
+"""Small inputs that used to crash, hang or blow up the loader: each ends in one RecipeError
+line, quickly (docs/failure-modes.md, "limits")."""
+import time
+import warnings
+
+import pytest
+
+from netgraph import RecipeError, build_graph, load_recipe
+
+
+def refusal(path, overrides=(), seconds=10):
+    """The one-line RecipeError of loading and building the recipe, within ``seconds``."""
+    start = time.perf_counter()
+    with pytest.raises(RecipeError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_graph(load_recipe(path, overrides))
+    assert time.perf_counter() - start < seconds
+    text = str(info.value)
+    assert "\n" not in text, text
+    return text
+
+
+NET = "network:\n  conv: {op: conv2d, out: 8}\n"
+
+
+def chain_of_blocks(n):
+    """Block i uses block i-1: n levels of nesting in the expanded network."""
+    lines = ["blocks:", "  b0: {act: {op: relu}}"]
+    lines += [f"  b{i}: {{x: {{block: b{i - 1}}}}}" for i in range(1, n)]
+    return "\n".join(lines + ["network:", f"  top: {{block: b{n - 1}}}", ""])
+
+
+def doubling_blocks(n):
+    """Block i uses block i-1 twice: 2**n nodes from n + 3 lines."""
+    lines = ["blocks:", "  b0: {act: {op: relu}}"]
+    lines += [f"  b{i}: {{x: {{block: b{i - 1}}}, y: {{block: b{i - 1}}}}}" for i in range(1, n)]
+    return "\n".join(lines + ["network:", f"  top: {{block: b{n - 1}}}", ""])
+
+
+LOADING = {
+    "a NUL byte": (NET + "  act: {op: relu}\x00\n", "r.yaml", "not valid YAML"),
+    "a control byte": ("network:\n  conv: {op: conv2d, out: 8}\x07\n", "r.yaml", "not valid YAML"),
+    "a hexadecimal key": ("network:\n  0x10: {op: relu}\n", "r.yaml:2", "node '16'"),
+    "a sexagesimal key": ("network:\n  1:30: {op: relu}\n", "r.yaml:2", "node '90'"),
+    "an integer of 5,000 digits": ("network:\n  conv: {op: conv2d, out: " + "9" * 5000 + "}\n",
+                                   "r.yaml:2", "digits"),
+    # an explicit key (?): a simple key of more than 1,024 characters is not YAML
+    "a key of 5,000 digits": ("network:\n  ? " + "9" * 5000 + "\n  : {op: relu}\n", "r.yaml:2",
+                              "digits"),
+    "a chain of 500 blocks": (chain_of_blocks(500), "r.yaml", "levels deep"),
+    "blocks that double 40 times": (doubling_blocks(40), "r.yaml", "100,000"),
+}
+
+
+@pytest.mark.parametrize("case", list(LOADING))
+def test_loading_never_crashes(write, case):
+    text, where, says = LOADING[case]
+    message = refusal(write("r.yaml", text))
+    assert where in message and says in message, message
+
+
+def test_a_node_name_ending_in_a_line_break_is_refused(write):
+    # '$' in a regular expression matches before a final line break: "act\n" passed the name check
+    path = write("r.yaml", 'network:\n  conv: {op: conv2d, out: 8}\n  "act\\n": {op: relu}\n')
+    assert "not a valid node name" in refusal(path)
+
+
+SETS = {
+    "nested 1,000 deep": "train.x=" + "[" * 1000 + "]" * 1000,
+    "aliases of aliases": "train.x=" + "{a: &a [1,1,1,1,1,1,1,1,1,1], " + ", ".join(
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]"
+        for p, c in zip("abcdefg", "bcdefgh")) + "}",
+    "a NUL byte": "train.x=a\x00b",
+    "an integer of 5,000 digits": "train.epochs=" + "9" * 5000,
+}
+
+
+@pytest.mark.parametrize("case", list(SETS))
+def test_a_set_value_is_checked_like_a_file_value(write, case):
+    message = refusal(write("r.yaml", NET), [SETS[case]])
+    assert message.startswith("--set train."), message
+
+
+def test_wiring_is_linear_in_the_number_of_nodes():
+    """48,000 nodes in one dict, inside the 100,000-value limit: built in seconds (a search
+    for each node's place in its dict made `summary` take 166 s)."""
+    from netgraph import recipe_from_dict
+    n = 48_000
+    recipe = recipe_from_dict({"network": {f"a{i}": {"op": "relu"} for i in range(n)}})
+    start = time.perf_counter()
+    graph = build_graph(recipe)
+    assert len(graph) == n + 1
+    assert time.perf_counter() - start < 40  # about 6 s on one loaded core; quadratic: minutes
+
+
+def test_a_hint_does_not_loop_to_the_batch_size(write):
+    """The ghost-batch-norm hint lists divisors of the batch size up to 64, found quickly even
+    for a batch of 2**31 - 1 (a prime: the hint is [1])."""
+    from netgraph import apply_transforms
+    from netgraph.passes import PassContext
+    recipe = load_recipe(write("r.yaml", NET + "  bn: {op: batch_norm}\ntransforms:\n"
+                                              "  - ghost_batch_norm: {splits: 16}\n"))
+    start = time.perf_counter()
+    with pytest.raises(RecipeError, match=r"not divisible by splits=16.*\(\[1\]\)"):
+        apply_transforms(build_graph(recipe), recipe, PassContext(batch_size=2 ** 31 - 1))
+    assert time.perf_counter() - start < 5
