@@ -85,8 +85,8 @@ def cmd_train(args) -> None:
     from . import distributed
     from .ablate import read_runs
     from .engine import TrainingInterrupted, resume_point
-    from .run import (checkpoint_writer, load_checkpoint, load_data, log_entry_line, resolve_device,
-                      run_name, run_recipe, save_model)
+    from .run import (checkpoint_writer, fit_to_data, load_checkpoint, load_data, log_entry_line,
+                      normalisation_line, resolve_device, run_name, run_recipe, save_model)
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
@@ -99,6 +99,11 @@ def cmd_train(args) -> None:
     train_config(recipe, device.type)  # a typo in train: before minutes of loading data
     dconfig = data_config(recipe)
     dataset, label = load_data(dconfig, args.data_dir), dconfig.label
+    recipe, dconfig = fit_to_data(recipe, dataset)  # input.shape from the data, checked before training
+    if main and not args.quiet:
+        print(f"{dataset.name}: {len(dataset.train_labels):,} training and {len(dataset.test_labels):,} "
+              f"test images of {' x '.join(map(str, dataset.image_shape))}, {dataset.num_classes} "
+              f"classes ({_classes_line(dataset.classes)}); {normalisation_line(dataset, dconfig)}")
     log_path = Path(args.log) if args.log else Path("runs") / (Path(args.recipe).stem + ".jsonl")
     checkpoint_path = Path(args.checkpoint) if args.checkpoint else log_path.with_suffix(".ckpt")
     seeds = [args.seed + i for i in range(args.runs)]
@@ -192,6 +197,12 @@ def cmd_train(args) -> None:
         print(f"result: {args.json_out}")
 
 
+def _classes_line(classes, most: int = 10) -> str:
+    """The class names, the first `most` of them for a long list."""
+    shown = ", ".join(classes[:most])
+    return shown + (f", ... ({len(classes) - most} more)" if len(classes) > most else "")
+
+
 def _command_line() -> str:
     """This command as typed, quoted for a shell."""
     import shlex
@@ -239,8 +250,9 @@ def cmd_eval(args) -> None:
     if device.type == "cpu":
         model.float()  # half-precision convolutions are slow on a CPU
         config.precision = "float32"
-    dataset = load_data(data_config(recipe), args.data_dir)
-    mean, std = normalisation(dataset)
+    dconfig = data_config(recipe)
+    dataset = load_data(dconfig, args.data_dir)
+    mean, std = normalisation(dataset, dconfig)
     data = to_device(dataset, device, mean, std, 0, next(model.parameters()).dtype
                      if config.precision == "float16" else input_dtype(config.precision))
     acc, loss = evaluate(model, data.test_images, data.test_labels, config)

@@ -7,10 +7,11 @@ decomposition included), training, all are; evaluation is not.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -48,18 +49,53 @@ def resolve_device(requested: Optional[str]) -> torch.device:
 
 def load_data(config: DataConfig, data_dir: Optional[str] = None, seed: int = 0) -> datasets.Dataset:
     """The recipe's data set, read into uint8 tensors on the CPU."""
-    if config.dataset == "synthetic":
-        s = config.synthetic
-        return datasets.synthetic(s["train"], s["test"], classes=s["classes"], seed=seed)
-    return datasets.load_cifar(config.dataset, data_dir=data_dir or config.dir,
-                               download=config.download)
+    return datasets.load(config.dataset, data_dir or config.dir, download=config.download,
+                         synthetic_sizes=config.synthetic, folder_options=config.folder_options(),
+                         seed=seed)
 
 
-def normalisation(dataset: datasets.Dataset):
-    """CIFAR-10's published statistics (the seed's), else the training set's own."""
+def normalisation(dataset: datasets.Dataset, config: Optional[DataConfig] = None):
+    """data.mean and data.std if the recipe gives them, else CIFAR-10's published statistics
+    (the seed's) for cifar10, else the training set's own."""
+    if config is not None and (config.mean or config.std):
+        channels = dataset.image_shape[0]
+        for key, values in (("mean", config.mean), ("std", config.std)):
+            if values is None or len(values) != channels:
+                raise RecipeError(f"data.{key} needs {channels} values, one per channel of the "
+                                  f"{dataset.name} images, got {values}",
+                                  hint="give both data.mean and data.std, or neither to use the "
+                                       "training set's own")
+        return tuple(config.mean), tuple(config.std)
     if dataset.name == "cifar10":
         return datasets.CIFAR10_MEAN, datasets.CIFAR10_STD
     return datasets.channel_stats(dataset.train_images)
+
+
+def normalisation_line(dataset: datasets.Dataset, config: Optional[DataConfig] = None) -> str:
+    """How the images are normalised, in words, for the train command's header."""
+    mean, std = normalisation(dataset, config)
+    source = ("data.mean and data.std" if config is not None and (config.mean or config.std) else
+              "CIFAR-10's published statistics" if dataset.name == "cifar10" else
+              f"the statistics of its {len(dataset.train_labels):,} training images")
+    numbers = lambda values: "(" + ", ".join(f"{v:.2f}" for v in values) + ")"
+    return f"normalising with {source}: mean {numbers(mean)}, std {numbers(std)}"
+
+
+def fit_to_data(recipe: Recipe, dataset: datasets.Dataset) -> Tuple[Recipe, DataConfig]:
+    """The recipe with input.shape taken from the data when it sets none, and its data:
+    section checked against the images' real size; an input.shape the data does not have
+    is refused before anything trains."""
+    dconfig = data_config(recipe, dataset.image_shape)
+    shape = list(dataset.image_shape)  # the test images, as the network sees them
+    given = (recipe.sections.get("input") or {}).get("shape")
+    if given is None:
+        sections = dict(recipe.sections, input={**(recipe.sections.get("input") or {}), "shape": shape})
+        return dataclasses.replace(recipe, sections=sections), dconfig
+    if list(given) != shape:
+        raise recipe.error(f"input.shape is {list(given)}, but the {dataset.name} images are "
+                           f"{' x '.join(map(str, shape))} (channels x height x width)", ("input", "shape"),
+                           hint=f"set input.shape: {shape}, or leave input.shape out to take the data's")
+    return recipe, dconfig
 
 
 @dataclass
@@ -106,7 +142,8 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
     dconfig = data_config(recipe)
     if dataset is None:
         dataset = load_data(dconfig, data_dir, seed=0)
-    mean, std = normalisation(dataset)
+    recipe, dconfig = fit_to_data(recipe, dataset)
+    mean, std = normalisation(dataset, dconfig)
     graph = build_graph(recipe)
     torch.manual_seed(config.seed)
     if device.type == "cuda":
