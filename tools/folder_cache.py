@@ -57,7 +57,7 @@ def main(argv=None) -> int:
             again = read_folder(root, cache_dir=cache)
             cached_s.append(time.perf_counter() - start)
         assert (again.train_images == first.train_images).all() and (again.test_images == first.test_images).all()
-        cache_bytes = sum(f.stat().st_size for f in cache.rglob("*.npz"))
+        cache_bytes = sum(f.stat().st_size for f in cache.rglob("*.arrays"))
     result = {
         "command": " ".join(["python", "tools/folder_cache.py"] + [shlex.quote(a) for a in (argv or sys.argv[1:])]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
