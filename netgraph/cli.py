@@ -25,8 +25,11 @@ def _graph(args, stage=None):
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
-    data_config(recipe)  # summary and render flag a typo in data: or train: too
+    dconfig = data_config(recipe)  # summary and render flag a typo in data: or train: too
     train_config(recipe)
+    if getattr(args, "data_dir", None):  # the data's image shape, for a recipe that sets none
+        from .run import fit_to_data, load_data
+        recipe, _ = fit_to_data(recipe, load_data(dconfig, args.data_dir))
     graph, reports = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe),
                                       stop=stage)
     return graph, reports
@@ -289,6 +292,10 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         "your own ops with netgraph.register_op; repeatable")
 
 
+DATA_DIR_SHAPE_HELP = ("read the data set (as for train) to take input.shape from its images "
+                       "when the recipe sets none")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netgraph", description="Networks as recipes of named nodes.")
     p.add_argument("--version", action="version", version=f"netgraph {__version__}")
@@ -297,11 +304,13 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="table of nodes: shapes, parameters, multiply-accumulates")
     _recipe_args(s)
     s.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    s.add_argument("--data-dir", help=DATA_DIR_SHAPE_HELP)
     s.set_defaults(run=cmd_summary)
 
     r = sub.add_parser("render", help="draw the network (svg, png, pdf or dot, by extension)")
     _recipe_args(r)
     r.add_argument("-o", "--output", required=True, help="output file, e.g. graph.svg")
+    r.add_argument("--data-dir", help=DATA_DIR_SHAPE_HELP)
     r.add_argument("--direction", choices=("TB", "LR"), default="TB",
                    help="top-to-bottom (default) or left-to-right")
     r.add_argument("--depth", type=int, default=None, metavar="N",
@@ -316,8 +325,9 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a recipe: per-epoch table, logs, results")
     _recipe_args(t)
-    t.add_argument("--data-dir", help="folder with the data set in an official layout "
-                                      "(default: the recipe's data.dir, else the download cache)")
+    t.add_argument("--data-dir", help="the data set: a folder in an official CIFAR layout, a "
+                                      "folder of class folders (data.dataset: folder) or a .npz "
+                                      "(arrays); default: the recipe's data.dir, else the download cache")
     t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     t.add_argument("--runs", type=int, default=1, help="train N times with seeds SEED..SEED+N-1")
     t.add_argument("--seed", type=int, default=0, help="first seed (default 0)")

@@ -186,6 +186,9 @@ def data_config(recipe: Recipe, image_shape: Optional[Sequence[int]] = None) -> 
     set whose shape is known only once read is checked again with it (``run_recipe``)."""
     d = _check(recipe, "data", DATA_PARAMS)
     size = _size(recipe, d["size"])
+    if not d["test_fraction"] < 1:
+        raise recipe.error(f"data.test_fraction must be below 1, got {d['test_fraction']}",
+                           ("data", "test_fraction"), hint="e.g. 0.2: a fifth of each class is the test set")
     stats = {key: _stats(recipe, d, key) for key in ("mean", "std")}
     shape = tuple(image_shape) if image_shape is not None else KNOWN_SHAPES.get(d["dataset"])
     if shape is None and size is not None:
@@ -199,7 +202,7 @@ def data_config(recipe: Recipe, image_shape: Optional[Sequence[int]] = None) -> 
     augmentations = []
     seen = (channels, height + 2 * d["pad"], width + 2 * d["pad"])  # what the first one sees
     for i, entry in enumerate(d["augment"]):
-        augmentation = _augmentation(recipe, entry, i, min(height, width))
+        augmentation = _augmentation(recipe, entry, i, (height, width) if checked else None)
         try:
             if checked:
                 augmentation.check(seen)
@@ -239,15 +242,20 @@ def _stats(recipe: Recipe, d: Dict[str, Any], key: str) -> Optional[List[float]]
     return [float(v) for v in values]
 
 
-def _augmentation(recipe: Recipe, entry: Any, index: int, image_size: int):
-    """'crop' (to the image size), 'flip', {cutout: 8}, {crop: 28}."""
+def _augmentation(recipe: Recipe, entry: Any, index: int, image_hw: Optional[Sequence[int]]):
+    """'crop' (to the image size), 'flip', {cutout: 8}, {crop: 28}; ``image_hw`` None: the
+    size is not known yet (a stand-in of 32 is used until run_recipe checks it again)."""
     name, value = (entry, None) if isinstance(entry, str) else \
         next(iter(entry.items())) if isinstance(entry, dict) and len(entry) == 1 else (None, None)
     where = ("data", "augment", index)
     if name == "flip" and value is None:
         return augment.Flip()
     if name in ("crop", "cutout"):
-        size = image_size if value is None and name == "crop" else value
+        if value is None and name == "crop" and image_hw is not None and image_hw[0] != image_hw[1]:
+            raise recipe.error(f"crop without a size crops to the image size, but the images are "
+                               f"{image_hw[0]} x {image_hw[1]}: a crop is square", where,
+                               hint=f"give the size, e.g. {{crop: {min(image_hw)}}}, and input.shape to match")
+        size = (image_hw[0] if image_hw else 32) if value is None and name == "crop" else value
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
             raise recipe.error(f"{name} needs a positive size, got {value!r}", where,
                                hint=f"e.g. {{{name}: 8}}")
