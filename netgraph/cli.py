@@ -88,7 +88,8 @@ def cmd_train(args) -> None:
     from . import distributed
     from .ablate import read_runs
     from .engine import TrainingInterrupted, resume_point
-    from .run import (checkpoint_writer, fit_to_data, load_checkpoint, load_data, log_entry_line,
+    from .engine import input_dtype
+    from .run import (checkpoint_writer, choose_placement, fit_to_data, load_checkpoint, load_data, log_entry_line,
                       normalisation_line, resolve_device, run_name, run_recipe, save_model)
     for plugin in args.imports:
         import_plugin(plugin)
@@ -99,7 +100,7 @@ def cmd_train(args) -> None:
     else:
         device = resolve_device(args.device)
     main = ranks is None or ranks.main  # only rank 0 prints and writes files
-    train_config(recipe, device.type)  # a typo in train: before minutes of loading data
+    config = train_config(recipe, device.type)  # a typo in train: before minutes of loading data
     dconfig = data_config(recipe)
     dataset, label = load_data(dconfig, args.data_dir), dconfig.label
     recipe, dconfig = fit_to_data(recipe, dataset)  # input.shape from the data, checked before training
@@ -107,6 +108,8 @@ def cmd_train(args) -> None:
         print(f"{dataset.name}: {len(dataset.train_labels):,} training and {len(dataset.test_labels):,} "
               f"test images of {' x '.join(map(str, dataset.image_shape))}, {dataset.num_classes} "
               f"classes ({_classes_line(dataset.classes)}); {normalisation_line(dataset, dconfig)}")
+        if dconfig.placement != "device":
+            print(choose_placement(dconfig, dataset, device, input_dtype(config.precision))[1])
     log_path = Path(args.log) if args.log else Path("runs") / (Path(args.recipe).stem + ".jsonl")
     checkpoint_path = Path(args.checkpoint) if args.checkpoint else log_path.with_suffix(".ckpt")
     seeds = [args.seed + i for i in range(args.runs)]

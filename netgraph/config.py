@@ -58,6 +58,10 @@ DATA_PARAMS = {
     # keep the padded training set as uint8 on the device and normalise each batch: 240 MB
     # instead of 480 MB (float16) or 960 MB (float32) for 50,000 images, for small GPUs
     "keep_uint8": Param(bool, False),
+    # where the padded training set lives: device (the seed's: on the GPU), host (uint8 in
+    # pinned host memory, each batch gathered there and copied over), auto (host when the
+    # padded set would take more than run.HOST_SHARE of the free GPU memory)
+    "placement": Param(str, "device", choices=("device", "host", "auto")),
     # the data set's name in logs, tables and pictures, e.g. "CIFAR-10 (JPEG copy)" for a copy
     # the loader cannot tell from the original
     "label": Param(str, None, optional=True),
@@ -173,6 +177,7 @@ class DataConfig:
     split_seed: int = 0
     mean: Optional[List[float]] = None
     std: Optional[List[float]] = None
+    placement: str = "device"
 
     def folder_options(self) -> Dict[str, Any]:
         """What netgraph.image_folder.read_folder takes."""
@@ -216,7 +221,7 @@ def data_config(recipe: Recipe, image_shape: Optional[Sequence[int]] = None) -> 
         raise err.located(*recipe.where(("data", "synthetic", err.key))) from None
     return DataConfig(d["dataset"], d["dir"], d["download"], d["pad"], augmentations,
                       d["max_groups"], synthetic, d["keep_uint8"], d["label"], size, d["channels"],
-                      d["test_fraction"], d["split_seed"], stats["mean"], stats["std"])
+                      d["test_fraction"], d["split_seed"], stats["mean"], stats["std"], d["placement"])
 
 
 def _size(recipe: Recipe, size) -> Optional[List[int]]:

@@ -81,6 +81,29 @@ def normalisation_line(dataset: datasets.Dataset, config: Optional[DataConfig] =
     return f"normalising with {source}: mean {numbers(mean)}, std {numbers(std)}"
 
 
+# data.placement: auto keeps the padded training set on the host when it would take more
+# than this share of the GPU's free memory: the rest is for the model's activations (the
+# bag of tricks at batch 512 peaks near 2 GiB) and the allocator's slack.
+HOST_SHARE = 0.5
+
+
+def choose_placement(config: DataConfig, dataset: datasets.Dataset, device: torch.device,
+                     dtype: torch.dtype) -> Tuple[str, str]:
+    """(device or host, the reason in words) for data.placement."""
+    if config.placement != "auto":
+        return config.placement, f"data.placement: {config.placement}"
+    if device.type != "cuda":
+        return "device", "data.placement: auto chose device (on a CPU, host and device memory are one)"
+    n, c, h, w = dataset.train_images.shape
+    size = n * c * (h + 2 * config.pad) * (w + 2 * config.pad) * \
+        (1 if config.keep_uint8 else torch.empty((), dtype=dtype).element_size())
+    free, _ = torch.cuda.mem_get_info(device)
+    chosen, than = ("host", "more") if size > HOST_SHARE * free else ("device", "less")
+    return chosen, (f"data.placement: auto chose {chosen}: the padded training set takes "
+                    f"{size / 2 ** 30:.2f} GiB, {than} than {HOST_SHARE:.0%} of the "
+                    f"{free / 2 ** 30:.2f} GiB free on the GPU")
+
+
 def fit_to_data(recipe: Recipe, dataset: datasets.Dataset) -> Tuple[Recipe, DataConfig]:
     """The recipe with input.shape taken from the data when it sets none, and its data:
     section checked against the images' real size; an input.shape the data does not have
@@ -116,6 +139,7 @@ class RunResult:
     compile_time_s: float = 0.0  # torch.compile's warm-up (train.compile), not in train_time_s
     peak_memory_gib: Optional[float] = None  # CUDA: the most memory allocated at once
     world_size: int = 1  # processes that trained it together (torchrun)
+    placement: str = "device"  # where the training set was (data.placement)
     log: List[Dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> Dict[str, Any]:
@@ -157,8 +181,10 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
     try:
         synchronize(device)
         start = time.perf_counter()
+        placement, _ = choose_placement(dconfig, dataset, device, input_dtype(config.precision))
         device_data: DeviceData = to_device(dataset, device, mean, std, dconfig.pad,
-                                            input_dtype(config.precision), dconfig.keep_uint8)
+                                            input_dtype(config.precision), dconfig.keep_uint8,
+                                            host=placement == "host")
         context = PassContext(train_images=device_data.train_sample, batch_size=rank_batch)
         graph, _ = apply_transforms(graph, recipe, context)
         if config.sync_batch_norm:
@@ -181,7 +207,7 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
                     train_images=len(dataset.train_labels), test_images=len(dataset.test_labels),
                     compile_time_s=result.compile_time_s,
                     peak_memory_gib=None if peak is None else peak / 2 ** 30,
-                    world_size=ranks.world if ranks else 1,
+                    world_size=ranks.world if ranks else 1, placement=placement,
                     log=[log_entry(e, dataset, dconfig.label) for e in result.log])
     return run, result.model, graph
 
