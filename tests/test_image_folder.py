@@ -1,16 +1,19 @@
 """data.dataset: folder: class-folder trees of generated PNGs, both layouts, the split,
 grayscale and RGB, data.size, the cache and its invalidation, and every refusal."""
+import json
 import os
 import textwrap
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
+from conftest import RECIPES, ROOT
 from netgraph import RecipeError
 from netgraph import image_folder
 from netgraph.cli import main
-from netgraph.data import CACHE_ENV
+from netgraph.data import CACHE_ENV, Dataset
 from netgraph.image_folder import read_folder
 
 
@@ -153,3 +156,83 @@ def test_train_on_a_folder_names_the_classes(tmp_path, capsys, monkeypatch):
                  "--log", str(tmp_path / "log.jsonl")]) == 0
     printed = capsys.readouterr().out
     assert "shapes: 120 training and 40 test images of 1 x 10 x 10, 2 classes (dark, light)" in printed
+
+
+# --- real images no one here wrote ------------------------------------------------------
+
+SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
+
+
+def test_scikit_learn_digits_as_a_png_tree_train_with_the_example_recipe(tmp_path, capsys, monkeypatch):
+    """The 1,797 8 x 8 digits scikit-learn ships, written here as DIGIT/NNNN.png, read back
+    pixel for pixel and trained on with recipes/examples/digits.yaml (4 epochs here)."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    digits = datasets.load_digits()
+    images = np.round(digits.images * 255 / 16).astype(np.uint8)
+    write_tree(tmp_path / "digits", images, digits.target, names=[str(i) for i in range(10)])
+    d = read_folder(tmp_path / "digits")
+    assert d.image_shape == (1, 8, 8) and d.classes == [str(i) for i in range(10)]
+    assert len(d.train_labels) + len(d.test_labels) == 1797
+    assert sorted(map(bytes, np.concatenate([d.train_images, d.test_images]))) == \
+        sorted(map(bytes, images[:, None]))
+    out = tmp_path / "result.json"
+    assert main(["train", str(RECIPES / "examples" / "digits.yaml"), "--data-dir", str(tmp_path / "digits"),
+                 "--device", "cpu", "--set", "train.epochs=4", "--set",
+                 "train.lr={knots: [0, 1, epochs], values: [0, 0.4, 0]}", "--log", str(tmp_path / "log.jsonl"),
+                 "--json-out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "digits: 1,438 training and 359 test images of 1 x 8 x 8, 10 classes (0, 1, 2, 3, 4, 5, 6, " \
+           "7, 8, 9); normalising with the statistics of its 1,438 training images" in printed
+    assert json.loads(out.read_text())["test_acc"] > 0.2  # chance: 0.1; 97% after 10 epochs
+
+
+@pytest.mark.skipif(not SUBSET.is_dir(), reason=f"the shared CIFAR-10 subset is not at {SUBSET}")
+def test_the_shared_cifar_subset_as_png_folders_is_the_binary_layout(tmp_path):
+    """The real subset written as train/CLASS and test/CLASS PNGs holds the binary files'
+    pixels, and trains to the same accuracy with the same seed (on the same image order)."""
+    import torch
+    from netgraph import recipe_from_dict
+    from netgraph.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar
+    from netgraph.run import run_recipe
+    binary = load_cifar("cifar10", data_dir=SUBSET)
+    for split, images, labels in (("train", binary.train_images, binary.train_labels),
+                                  ("test", binary.test_images, binary.test_labels)):
+        write_tree(tmp_path / "png" / split, images.permute(0, 2, 3, 1).numpy(), labels.tolist(),
+                   names=binary.classes)
+    png = read_folder(tmp_path / "png", cache_dir=tmp_path / "cache")
+    assert png.classes == binary.classes  # CIFAR-10's order is alphabetical, as folders are read
+    # The folder is read class by class, each in file (= binary) order.
+    by_class = lambda labels: torch.from_numpy(np.argsort(labels.numpy(), kind="stable"))
+    train, test = by_class(binary.train_labels), by_class(binary.test_labels)
+    assert torch.equal(png.train_images, binary.train_images[train])
+    assert torch.equal(png.test_images, binary.test_images[test])
+    assert torch.equal(png.train_labels, binary.train_labels[train])
+    reordered = Dataset(binary.train_images[train], binary.train_labels[train], binary.test_images[test],
+                        binary.test_labels[test], binary.classes, "cifar10")
+    sections = yaml.safe_load(textwrap.dedent(SMALL_NETWORK))
+    sections["data"] = {"augment": ["crop", "flip", {"cutout": 8}],
+                        "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}  # the binary's constants
+    results = [run_recipe(recipe_from_dict(sections), device="cpu", dataset=d, seed=1)[0]
+               for d in (reordered, png)]
+    assert results[0].test_acc == results[1].test_acc and results[0].test_acc > 0.2
+    assert [e["train_loss"] for e in results[0].log] == [e["train_loss"] for e in results[1].log]
+
+
+SMALL_NETWORK = """
+    train:
+      epochs: 2
+      batch_size: 128
+      lr: {knots: [0, 1, epochs], values: [0, 0.4, 0]}
+    network:
+      conv: {op: conv2d, out: 16, bias: false}
+      bn: {op: batch_norm}
+      act: {op: relu}
+      pool: {op: max_pool, size: 2}
+      conv2: {op: conv2d, out: 32, bias: false}
+      bn2: {op: batch_norm}
+      act2: {op: relu}
+      gpool: {op: global_max_pool}
+      flat: {op: flatten}
+      fc: {op: linear, out: 10}
+"""
