@@ -254,10 +254,15 @@ class BatchGroupLoader:
     def __init__(self, images_padded: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  augmentations: Sequence[Augmentation] = (), seed: int = 0, max_groups: int = 200,
                  drop_last: bool = True, shuffle: bool = True,
-                 normalize: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+                 normalize: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 device: Optional[torch.device] = None, host: bool = False):
         if images_padded.dim() != 4:
             raise ValueError(f"images must be N x C x H x W, got shape {tuple(images_padded.shape)}")
-        if labels.shape != images_padded.shape[:1] or labels.device != images_padded.device:
+        # data.placement: host: images in (pinned) host memory, each batch gathered there and
+        # copied to `device` (on a CPU, `host` takes the same path, for the tests)
+        self.device = torch.device(device) if device is not None else images_padded.device
+        self.host = host or images_padded.device != self.device
+        if labels.shape != images_padded.shape[:1] or labels.device != self.device:
             raise ValueError(f"need one label per image on the images' device, got labels "
                              f"{tuple(labels.shape)} on {labels.device} for images "
                              f"{tuple(images_padded.shape)} on {images_padded.device}")
@@ -274,7 +279,8 @@ class BatchGroupLoader:
         self.drop_last = drop_last
         self.shuffle = shuffle
         self.normalize = normalize  # for images kept as uint8: applied to each batch after the crop
-        self.generator = torch.Generator(device=images_padded.device).manual_seed(seed)
+        # Draws on the batches' device, wherever the images are: the same draws either way.
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.epoch_state: Optional[torch.Tensor] = None  # the generator as the current epoch began
 
     def __len__(self) -> int:
@@ -292,27 +298,59 @@ class BatchGroupLoader:
         if state is not None:
             self.generator.set_state(state)
         self.epoch_state = self.generator.get_state()
-        n, device = self.images.shape[0], self.images.device
+        n, device = self.images.shape[0], self.device
         choices = draw_choices(n, self.augmentations, tuple(self.images.shape[1:]),
                                self.generator, self.max_groups)
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator, device=device)
         else:
             order = torch.arange(n, device=device)
-        for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
+        starts = range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size)
+        if self.host:
+            yield from self._host_batches(starts, order, choices)
+            return
+        for start in starts:
             index = order[start:start + self.batch_size]
             yield self._batch(index, choices), self.labels[index]
 
+    def _host_batches(self, starts, order: torch.Tensor, choices: List[torch.Tensor]):
+        """data.placement: host. Each batch's (cropped) images are gathered from the host
+        copy with the draws made on the device (copied over once an epoch: 8 bytes an image
+        each), copied to the device asynchronously from pinned memory, and finished there
+        as _batch does; batch i + 1 is gathered before batch i is handed out, so the host's
+        gather and copy overlap the device's step on batch i."""
+        host_order = order.cpu()
+        host_choice = choices[0].cpu() if self.augmentations and isinstance(self.augmentations[0], Crop) else None
+        pin = self.device.type == "cuda"
+        pending = None
+        for start in list(starts) + [None]:
+            ready = pending
+            if start is not None:
+                index = host_order[start:start + self.batch_size]
+                x = (self.augmentations[0].gather(self.images, index, host_choice[index])
+                     if host_choice is not None else self.images[index])
+                x = x.pin_memory() if pin else x
+                pending = (x.to(self.device, non_blocking=True), order[start:start + self.batch_size])
+            if ready is not None:
+                yield self._finish(ready[0], ready[1], choices, host_choice is not None), self.labels[ready[1]]
+
     def _batch(self, index: torch.Tensor, choices: List[torch.Tensor]) -> torch.Tensor:
-        augmentations = self.augmentations
-        if augmentations and isinstance(augmentations[0], Crop):
+        cropped = bool(self.augmentations) and isinstance(self.augmentations[0], Crop)
+        if cropped:
             # Select and crop in one gather, never copying the batch's whole padded images.
-            x = augmentations[0].gather(self.images, index, choices[0][index])
-            augmentations, choices = augmentations[1:], choices[1:]
+            x = self.augmentations[0].gather(self.images, index, choices[0][index])
         else:
             x = self.images[index]
+        return self._finish(x, index, choices, cropped)
+
+    def _finish(self, x: torch.Tensor, index: torch.Tensor, choices: List[torch.Tensor],
+                cropped: bool) -> torch.Tensor:
+        """Normalise (before cutout, whose zeros are the mean of normalised data), then the
+        augmentations after the first crop, on the batch's device."""
+        augmentations = self.augmentations[1:] if cropped else self.augmentations
+        choices = choices[1:] if cropped else choices
         if self.normalize is not None:
-            x = self.normalize(x)  # before cutout, whose zeros are the mean of normalised data
+            x = self.normalize(x)
         for augmentation, choice in zip(augmentations, choices):
             x = augmentation.apply(x, choice[index])
         return x

@@ -25,8 +25,11 @@ def _graph(args, stage=None):
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
-    data_config(recipe)  # summary and render flag a typo in data: or train: too
+    dconfig = data_config(recipe)  # summary and render flag a typo in data: or train: too
     train_config(recipe)
+    if getattr(args, "data_dir", None):  # the data's image shape, for a recipe that sets none
+        from .run import fit_to_data, load_data
+        recipe, _ = fit_to_data(recipe, load_data(dconfig, args.data_dir))
     graph, reports = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe),
                                       stop=stage)
     return graph, reports
@@ -85,8 +88,9 @@ def cmd_train(args) -> None:
     from . import distributed
     from .ablate import read_runs
     from .engine import TrainingInterrupted, resume_point
-    from .run import (checkpoint_writer, load_checkpoint, load_data, log_entry_line, resolve_device,
-                      run_name, run_recipe, save_model)
+    from .engine import input_dtype
+    from .run import (checkpoint_writer, choose_placement, fit_to_data, load_checkpoint, load_data, log_entry_line,
+                      normalisation_line, resolve_device, run_name, run_recipe, save_model)
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
@@ -96,13 +100,20 @@ def cmd_train(args) -> None:
     else:
         device = resolve_device(args.device)
     main = ranks is None or ranks.main  # only rank 0 prints and writes files
-    train_config(recipe, device.type)  # a typo in train: before minutes of loading data
+    config = train_config(recipe, device.type)  # a typo in train: before minutes of loading data
     dconfig = data_config(recipe)
     log_path = Path(args.log) if args.log else Path("runs") / (Path(args.recipe).stem + ".jsonl")
     checkpoint_path = Path(args.checkpoint) if args.checkpoint else log_path.with_suffix(".ckpt")
     if main:  # refused at once while another netgraph writes either; released when main() ends
         files.lock(checkpoint_path, "the checkpoint"), files.lock(log_path, "the log")
     dataset, label = load_data(dconfig, args.data_dir), dconfig.label
+    recipe, dconfig = fit_to_data(recipe, dataset)  # input.shape from the data, checked before training
+    if main and not args.quiet:
+        print(f"{dataset.name}: {len(dataset.train_labels):,} training and {len(dataset.test_labels):,} "
+              f"test images of {' x '.join(map(str, dataset.image_shape))}, {dataset.num_classes} "
+              f"classes ({_classes_line(dataset.classes)}); {normalisation_line(dataset, dconfig)}")
+        if dconfig.placement != "device":
+            print(choose_placement(dconfig, dataset, device, input_dtype(config.precision))[1])
     seeds = [args.seed + i for i in range(args.runs)]
     finished, resume, kept_lines = [], None, []
     if args.resume:
@@ -194,6 +205,12 @@ def cmd_train(args) -> None:
         print(f"result: {args.json_out}")
 
 
+def _classes_line(classes, most: int = 10) -> str:
+    """The class names, the first `most` of them for a long list."""
+    shown = ", ".join(classes[:most])
+    return shown + (f", ... ({len(classes) - most} more)" if len(classes) > most else "")
+
+
 def _command_line() -> str:
     """This command as typed, quoted for a shell."""
     import shlex
@@ -241,8 +258,9 @@ def cmd_eval(args) -> None:
     if device.type == "cpu":
         model.float()  # half-precision convolutions are slow on a CPU
         config.precision = "float32"
-    dataset = load_data(data_config(recipe), args.data_dir)
-    mean, std = normalisation(dataset)
+    dconfig = data_config(recipe)
+    dataset = load_data(dconfig, args.data_dir)
+    mean, std = normalisation(dataset, dconfig)
     data = to_device(dataset, device, mean, std, 0, next(model.parameters()).dtype
                      if config.precision == "float16" else input_dtype(config.precision))
     acc, loss = evaluate(model, data.test_images, data.test_labels, config)
@@ -279,6 +297,10 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         "your own ops with netgraph.register_op; repeatable")
 
 
+DATA_DIR_SHAPE_HELP = ("read the data set (as for train) to take input.shape from its images "
+                       "when the recipe sets none")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netgraph", description="Networks as recipes of named nodes.")
     p.add_argument("--version", action="version", version=f"netgraph {__version__}")
@@ -287,11 +309,13 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="table of nodes: shapes, parameters, multiply-accumulates")
     _recipe_args(s)
     s.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    s.add_argument("--data-dir", help=DATA_DIR_SHAPE_HELP)
     s.set_defaults(run=cmd_summary)
 
     r = sub.add_parser("render", help="draw the network (svg, png, pdf or dot, by extension)")
     _recipe_args(r)
     r.add_argument("-o", "--output", required=True, help="output file, e.g. graph.svg")
+    r.add_argument("--data-dir", help=DATA_DIR_SHAPE_HELP)
     r.add_argument("--direction", choices=("TB", "LR"), default="TB",
                    help="top-to-bottom (default) or left-to-right")
     r.add_argument("--depth", type=int, default=None, metavar="N",
@@ -306,8 +330,9 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a recipe: per-epoch table, logs, results")
     _recipe_args(t)
-    t.add_argument("--data-dir", help="folder with the data set in an official layout "
-                                      "(default: the recipe's data.dir, else the download cache)")
+    t.add_argument("--data-dir", help="the data set: a folder in an official CIFAR layout, a "
+                                      "folder of class folders (data.dataset: folder) or a .npz "
+                                      "(arrays); default: the recipe's data.dir, else the download cache")
     t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     t.add_argument("--runs", type=int, default=1, help="train N times with seeds SEED..SEED+N-1")
     t.add_argument("--seed", type=int, default=0, help="first seed (default 0)")

@@ -6,7 +6,7 @@ Each key is checked like an op parameter (type, range, unknown keys with a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from . import augment
 from .engine import COMPILE_MODES, PRECISIONS, TTA_VIEWS, TrainConfig
@@ -48,7 +48,9 @@ TRAIN_PARAMS = {
     "sync_batch_norm": Param(bool, False),
 }
 DATA_PARAMS = {
-    "dataset": Param(str, "cifar10", choices=("cifar10", "cifar100", "synthetic")),
+    # folder: DIR/CLASS/*.png or DIR/train|test/CLASS/*.png; arrays: a .npz of NHWC uint8
+    # x_train, y_train, x_test, y_test (netgraph.image_folder, netgraph.arrays)
+    "dataset": Param(str, "cifar10", choices=("cifar10", "cifar100", "synthetic", "folder", "arrays")),
     "dir": Param(str, None, optional=True),
     "download": Param(bool, True),
     "pad": Param(int, 4, nonnegative=True),
@@ -58,22 +60,40 @@ DATA_PARAMS = {
     # keep the padded training set as uint8 on the device and normalise each batch: 240 MB
     # instead of 480 MB (float16) or 960 MB (float32) for 50,000 images, for small GPUs
     "keep_uint8": Param(bool, False),
+    # where the padded training set lives: device (the seed's: on the GPU), host (uint8 in
+    # pinned host memory, each batch gathered there and copied over), auto (host when the
+    # padded set would take more than run.HOST_SHARE of the free GPU memory)
+    "placement": Param(str, "device", choices=("device", "host", "auto")),
     # the data set's name in logs, tables and pictures, e.g. "CIFAR-10 (JPEG copy)" for a copy
     # the loader cannot tell from the original
     "label": Param(str, None, optional=True),
+    # folder only: resize every image to [H, W] (one number: square); without it every
+    # image must have one size. channels: 1 or 3, else 1 when every image is grayscale
+    "size": Param((int, list), None, optional=True, positive=True),
+    "channels": Param(int, None, optional=True, choices=(1, 3)),
+    # folder only, one tree of class folders: the share of each class held out as the test
+    # set, drawn with split_seed (fixed, so the split is the same on every run)
+    "test_fraction": Param(float, 0.2, positive=True),
+    "split_seed": Param(int, 0, nonnegative=True),
+    # per-channel mean and std in 0-255 units; default: CIFAR-10's published ones for
+    # cifar10, else the training set's own (train prints them)
+    "mean": Param(list, None, optional=True),
+    "std": Param(list, None, optional=True),
 }
+# The image shape (C, H, W) of the data sets whose shape is known before they are read.
+KNOWN_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "synthetic": (3, 32, 32)}
 
 
 def _check(recipe: Recipe, section: str, specs: Dict[str, Param]) -> Dict[str, Any]:
     raw = dict(recipe.sections.get(section) or {})
     # Lists of names and mappings are checked below; Param(list) alone means integers.
-    loose = {k: raw.pop(k) for k in ("tta", "augment", "param_groups") if k in raw}
+    loose = {k: raw.pop(k) for k in ("tta", "augment", "param_groups", "mean", "std") if k in raw}
     try:
         values = check_params(f"the {section}: section", specs, raw)
     except RecipeError as err:
         raise err.located(*recipe.where((section, err.key))) from None
     for key, value in loose.items():
-        if not isinstance(value, list):
+        if not isinstance(value, list) and not (value is None and key in ("mean", "std")):
             raise recipe.error(f"{section}.{key} must be a list, got {value!r}", (section, key),
                                hint=f"e.g. {key}: {LIST_EXAMPLES[key]}")
     values.update(loose)
@@ -81,7 +101,8 @@ def _check(recipe: Recipe, section: str, specs: Dict[str, Param]) -> Dict[str, A
 
 
 LIST_EXAMPLES = {"tta": "[flip]", "augment": "[crop, flip, {cutout: 8}]",
-                 "param_groups": "[{params: '*.bn.bias', lr_scale: 64}]"}
+                 "param_groups": "[{params: '*.bn.bias', lr_scale: 64}]",
+                 "mean": "[125.3, 123.0, 113.9]", "std": "[63.0, 62.1, 66.7]"}
 SYNTHETIC_PARAMS = {"train": Param(int, 50000, positive=True), "test": Param(int, 10000, positive=True),
                     "classes": Param(int, 10, positive=True)}
 
@@ -153,35 +174,92 @@ class DataConfig:
     synthetic: Dict[str, int] = field(default_factory=dict)
     keep_uint8: bool = False
     label: Optional[str] = None
+    size: Optional[List[int]] = None  # [H, W]
+    channels: Optional[int] = None
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    placement: str = "device"
+
+    def folder_options(self) -> Dict[str, Any]:
+        """What netgraph.image_folder.read_folder takes."""
+        return {"size": self.size, "channels": self.channels, "test_fraction": self.test_fraction,
+                "split_seed": self.split_seed}
 
 
-def data_config(recipe: Recipe, image_size: int = 32) -> DataConfig:
+def data_config(recipe: Recipe, image_shape: Optional[Sequence[int]] = None) -> DataConfig:
+    """The data: section; sizes are checked against ``image_shape`` (C, H, W), by default the
+    data set's known shape (CIFAR: 3 x 32 x 32; a folder with data.size: that size). A data
+    set whose shape is known only once read is checked again with it (``run_recipe``)."""
     d = _check(recipe, "data", DATA_PARAMS)
-    if d["pad"] >= image_size:
-        raise recipe.error(f"data.pad {d['pad']} does not fit images of {image_size} pixels",
-                           ("data", "pad"), hint=f"reflect padding adds at most {image_size - 1} "
-                                                 "pixels a side; the seed uses 4")
+    size = _size(recipe, d["size"])
+    if not d["test_fraction"] < 1:
+        raise recipe.error(f"data.test_fraction must be below 1, got {d['test_fraction']}",
+                           ("data", "test_fraction"), hint="e.g. 0.2: a fifth of each class is the test set")
+    stats = {key: _stats(recipe, d, key) for key in ("mean", "std")}
+    shape = tuple(image_shape) if image_shape is not None else KNOWN_SHAPES.get(d["dataset"])
+    if shape is None and size is not None:
+        shape = (d["channels"] or 3, *size)
+    checked = shape is not None
+    channels, height, width = shape if checked else (3, 32, 32)  # a stand-in, not checked
+    if checked and d["pad"] >= min(height, width):
+        raise recipe.error(f"data.pad {d['pad']} does not fit images of {height} x {width} pixels",
+                           ("data", "pad"), hint=f"reflect padding adds at most {min(height, width) - 1} "
+                                                 "pixels a side; the seed uses 4 on 32 x 32")
     augmentations = []
-    shape = (3, image_size + 2 * d["pad"], image_size + 2 * d["pad"])  # what the first one sees
+    seen = (channels, height + 2 * d["pad"], width + 2 * d["pad"])  # what the first one sees
     for i, entry in enumerate(d["augment"]):
-        augmentation = _augmentation(recipe, entry, i, image_size)
+        augmentation = _augmentation(recipe, entry, i, (height, width) if checked else None)
         try:
-            augmentation.check(shape)
+            if checked:
+                augmentation.check(seen)
         except RecipeError as err:
             raise err.located(*recipe.where(("data", "augment", i))) from None
-        shape = augmentation.output_shape(shape)
+        seen = augmentation.output_shape(seen)
         augmentations.append(augmentation)
     try:
         synthetic = check_params("data.synthetic", SYNTHETIC_PARAMS, d["synthetic"], prefix="synthetic.")
     except RecipeError as err:
         raise err.located(*recipe.where(("data", "synthetic", err.key))) from None
     return DataConfig(d["dataset"], d["dir"], d["download"], d["pad"], augmentations,
-                      d["max_groups"], synthetic, d["keep_uint8"], d["label"])
+                      d["max_groups"], synthetic, d["keep_uint8"], d["label"], size, d["channels"],
+                      d["test_fraction"], d["split_seed"], stats["mean"], stats["std"], d["placement"])
 
 
-def _augmentation(recipe: Recipe, entry: Any, index: int, image_size: int):
-    """'crop' (to the image size), 'flip', {cutout: 8}, {crop: 28}: augment.AUGMENTATIONS."""
+def _size(recipe: Recipe, size) -> Optional[List[int]]:
+    """data.size: 64 or [64, 48] -> [H, W]."""
+    if size is None:
+        return None
+    size = [size, size] if isinstance(size, int) else size
+    if len(size) != 2:
+        raise recipe.error(f"data.size is one number or [H, W], got {size}", ("data", "size"),
+                           hint="e.g. size: 32, or size: [48, 64]")
+    return list(size)
+
+
+def _stats(recipe: Recipe, d: Dict[str, Any], key: str) -> Optional[List[float]]:
+    values = d[key]
+    if values is None:
+        return None
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
+            or (key == "std" and min(values) <= 0):
+        raise recipe.error(f"data.{key} must be a list of {'positive ' if key == 'std' else ''}"
+                           f"numbers (0-255 units), one per channel, got {values!r}", ("data", key),
+                           hint=f"e.g. {key}: {LIST_EXAMPLES[key]}")
+    return [float(v) for v in values]
+
+
+def _augmentation(recipe: Recipe, entry: Any, index: int, image_hw: Optional[Sequence[int]]):
+    """'crop' (to the image size), 'flip', {cutout: 8}, {crop: 28}: augment.AUGMENTATIONS;
+    ``image_hw`` None: the size is not known yet (a stand-in of 32 is used until run_recipe
+    checks it again)."""
+    where = ("data", "augment", index)
+    if entry == "crop" and image_hw is not None and image_hw[0] != image_hw[1]:
+        raise recipe.error(f"crop without a size crops to the image size, but the images are "
+                           f"{image_hw[0]} x {image_hw[1]}: a crop is square", where,
+                           hint=f"give the size, e.g. {{crop: {min(image_hw)}}}, and input.shape to match")
     try:
-        return augment.build_augmentation(entry, image_size)
+        return augment.build_augmentation(entry, image_hw[0] if image_hw else 32)
     except RecipeError as err:
-        raise err.located(*recipe.where(("data", "augment", index))) from None
+        raise err.located(*recipe.where(where)) from None

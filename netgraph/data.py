@@ -631,3 +631,30 @@ def normalizer(mean: Sequence[float], std: Sequence[float], device,
     m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     return lambda x: ((x.float() - m) / s).to(dtype)
+
+
+# --- every data set, by name --------------------------------------------------------------
+
+FILE_DATASETS = ("folder", "arrays")  # read from the user's own files: they need a path
+
+
+def load(name: str, data_dir=None, *, download: bool = True, synthetic_sizes: Optional[dict] = None,
+         folder_options: Optional[dict] = None, seed: int = 0) -> Dataset:
+    """The data set ``name`` (cifar10, cifar100, synthetic, folder, arrays) as uint8 tensors
+    on the CPU. ``folder_options`` go to ``image_folder.read_folder`` (size, channels,
+    test_fraction, split_seed); ``synthetic_sizes`` are synthetic's train, test, classes."""
+    if name == "synthetic":
+        s = synthetic_sizes or {}
+        return synthetic(s.get("train", 50000), s.get("test", 10000), classes=s.get("classes", 10),
+                         seed=seed)
+    if name in FILE_DATASETS:
+        if data_dir is None:
+            example = "a folder of class folders" if name == "folder" else "a .npz file"
+            raise RecipeError(f"data set '{name}' reads your own files, but no path was given",
+                              hint=f"pass --data-dir PATH (or set data.dir), PATH being {example}")
+        if name == "arrays":
+            from .arrays import read_arrays  # imported here: both import this module's Dataset
+            return read_arrays(data_dir)
+        from .image_folder import read_folder
+        return read_folder(data_dir, **(folder_options or {}))
+    return load_cifar(name, data_dir=data_dir, download=download)

@@ -279,6 +279,7 @@ class DeviceData:
     test_labels: torch.Tensor
     pad: int
     normalize: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    host: bool = False  # data.placement: host: train_padded is uint8 in (pinned) host memory
 
     @property
     def train_images(self) -> torch.Tensor:
@@ -288,24 +289,36 @@ class DeviceData:
 
     def train_sample(self, n: int) -> torch.Tensor:
         """The first n training images, unpadded, normalised, float32 (for the passes)."""
-        x = self.train_images[:n]
+        x = self.train_images[:n].to(self.test_images.device)  # host placement: the same sample
         return (self.normalize(x) if self.normalize else x).float()
 
 
 def to_device(data: Dataset, device, mean, std, pad: int, dtype,
-              keep_uint8: bool = False) -> DeviceData:
+              keep_uint8: bool = False, host: bool = False) -> DeviceData:
     """uint8 images to the device, then normalised and padded there, once; with
-    ``keep_uint8`` the padded training set stays uint8 and batches are normalised."""
+    ``keep_uint8`` the padded training set stays uint8 and batches are normalised; with
+    ``host`` (data.placement: host) it stays uint8 in host memory, pinned for CUDA, and
+    only the labels, the test set and the normalisation constants go to the device."""
+    if host:
+        padded = _pad_uint8(data.train_images, pad)
+        padded = padded.pin_memory() if torch.device(device).type == "cuda" else padded
+        test = preprocess(data.test_images.to(device), mean, std, pad=0, dtype=dtype)
+        return DeviceData(padded, data.train_labels.to(device), test, data.test_labels.to(device), pad,
+                          normalize=normalizer(mean, std, device, dtype), host=True)
     d = data.to(device)
     test = preprocess(d.test_images, mean, std, pad=0, dtype=dtype)
     if not keep_uint8:
         return DeviceData(preprocess(d.train_images, mean, std, pad=pad, dtype=dtype), d.train_labels,
                           test, d.test_labels, pad)
-    # Reflect padding of integers is exact in float32; in chunks, so no full float copy is made.
-    padded = torch.cat([F.pad(chunk.float(), (pad,) * 4, mode="reflect").to(torch.uint8) if pad else chunk
-                        for chunk in d.train_images.split(4096)])
+    padded = _pad_uint8(d.train_images, pad)
     return DeviceData(padded, d.train_labels, test, d.test_labels, pad,
                       normalize=normalizer(mean, std, padded.device, dtype))
+
+
+def _pad_uint8(images: torch.Tensor, pad: int) -> torch.Tensor:
+    # Reflect padding of integers is exact in float32; in chunks, so no full float copy is made.
+    return torch.cat([F.pad(chunk.float(), (pad,) * 4, mode="reflect").to(torch.uint8) if pad else chunk
+                      for chunk in images.split(4096)])
 
 
 def input_dtype(precision: str) -> torch.dtype:
@@ -483,7 +496,7 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
     epoch, before that epoch's checkpoint, so the last good one is kept. With ``ranks``
     (torch.distributed, see netgraph.distributed) each rank trains on its share of every
     batch."""
-    device = data.train_padded.device
+    device = data.train_labels.device  # the images stay on the host with data.placement: host
     torch.manual_seed(config.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -495,7 +508,8 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     loader = BatchGroupLoader(data.train_padded, data.train_labels, config.batch_size, augmentations,
-                              seed=config.seed, max_groups=max_groups, normalize=data.normalize)
+                              seed=config.seed, max_groups=max_groups, normalize=data.normalize,
+                              device=device, host=data.host)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise RecipeError(f"the training set ({len(data.train_labels)} images) is smaller than one "

@@ -7,10 +7,11 @@ decomposition included), training, all are; evaluation is not.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -48,18 +49,76 @@ def resolve_device(requested: Optional[str]) -> torch.device:
 
 def load_data(config: DataConfig, data_dir: Optional[str] = None, seed: int = 0) -> datasets.Dataset:
     """The recipe's data set, read into uint8 tensors on the CPU."""
-    if config.dataset == "synthetic":
-        s = config.synthetic
-        return datasets.synthetic(s["train"], s["test"], classes=s["classes"], seed=seed)
-    return datasets.load_cifar(config.dataset, data_dir=data_dir or config.dir,
-                               download=config.download)
+    return datasets.load(config.dataset, data_dir or config.dir, download=config.download,
+                         synthetic_sizes=config.synthetic, folder_options=config.folder_options(),
+                         seed=seed)
 
 
-def normalisation(dataset: datasets.Dataset):
-    """CIFAR-10's published statistics (the seed's), else the training set's own."""
+def normalisation(dataset: datasets.Dataset, config: Optional[DataConfig] = None):
+    """data.mean and data.std if the recipe gives them, else CIFAR-10's published statistics
+    (the seed's) for cifar10, else the training set's own."""
+    if config is not None and (config.mean or config.std):
+        channels = dataset.image_shape[0]
+        for key, values in (("mean", config.mean), ("std", config.std)):
+            if values is None or len(values) != channels:
+                raise RecipeError(f"data.{key} needs {channels} values, one per channel of the "
+                                  f"{dataset.name} images, got {values}",
+                                  hint="give both data.mean and data.std, or neither to use the "
+                                       "training set's own")
+        return tuple(config.mean), tuple(config.std)
     if dataset.name == "cifar10":
         return datasets.CIFAR10_MEAN, datasets.CIFAR10_STD
     return datasets.channel_stats(dataset.train_images)
+
+
+def normalisation_line(dataset: datasets.Dataset, config: Optional[DataConfig] = None) -> str:
+    """How the images are normalised, in words, for the train command's header."""
+    mean, std = normalisation(dataset, config)
+    source = ("data.mean and data.std" if config is not None and (config.mean or config.std) else
+              "CIFAR-10's published statistics" if dataset.name == "cifar10" else
+              f"the statistics of its {len(dataset.train_labels):,} training images")
+    numbers = lambda values: "(" + ", ".join(f"{v:.2f}" for v in values) + ")"
+    return f"normalising with {source}: mean {numbers(mean)}, std {numbers(std)}"
+
+
+# data.placement: auto keeps the padded training set on the host when it would take more
+# than this share of the GPU's free memory: the rest is for the model's activations (the
+# bag of tricks at batch 512 peaks near 2 GiB) and the allocator's slack.
+HOST_SHARE = 0.5
+
+
+def choose_placement(config: DataConfig, dataset: datasets.Dataset, device: torch.device,
+                     dtype: torch.dtype) -> Tuple[str, str]:
+    """(device or host, the reason in words) for data.placement."""
+    if config.placement != "auto":
+        return config.placement, f"data.placement: {config.placement}"
+    if device.type != "cuda":
+        return "device", "data.placement: auto chose device (on a CPU, host and device memory are one)"
+    n, c, h, w = dataset.train_images.shape
+    size = n * c * (h + 2 * config.pad) * (w + 2 * config.pad) * \
+        (1 if config.keep_uint8 else torch.empty((), dtype=dtype).element_size())
+    free, _ = torch.cuda.mem_get_info(device)
+    chosen, than = ("host", "more") if size > HOST_SHARE * free else ("device", "less")
+    return chosen, (f"data.placement: auto chose {chosen}: the padded training set takes "
+                    f"{size / 2 ** 30:.2f} GiB, {than} than {HOST_SHARE:.0%} of the "
+                    f"{free / 2 ** 30:.2f} GiB free on the GPU")
+
+
+def fit_to_data(recipe: Recipe, dataset: datasets.Dataset) -> Tuple[Recipe, DataConfig]:
+    """The recipe with input.shape taken from the data when it sets none, and its data:
+    section checked against the images' real size; an input.shape the data does not have
+    is refused before anything trains."""
+    dconfig = data_config(recipe, dataset.image_shape)
+    shape = list(dataset.image_shape)  # the test images, as the network sees them
+    given = (recipe.sections.get("input") or {}).get("shape")
+    if given is None:
+        sections = dict(recipe.sections, input={**(recipe.sections.get("input") or {}), "shape": shape})
+        return dataclasses.replace(recipe, sections=sections), dconfig
+    if list(given) != shape:
+        raise recipe.error(f"input.shape is {list(given)}, but the {dataset.name} images are "
+                           f"{' x '.join(map(str, shape))} (channels x height x width)", ("input", "shape"),
+                           hint=f"set input.shape: {shape}, or leave input.shape out to take the data's")
+    return recipe, dconfig
 
 
 @dataclass
@@ -83,6 +142,7 @@ class RunResult:
     # what the passes resolved from: the batch each process trained on (ghost batch norm's
     # splits follow it), saved with the model so that it loads the graph it trained
     pass_context: Dict[str, Any] = field(default_factory=dict)
+    placement: str = "device"  # where the training set was (data.placement)
     log: List[Dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> Dict[str, Any]:
@@ -109,7 +169,8 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
     dconfig = data_config(recipe)
     if dataset is None:
         dataset = load_data(dconfig, data_dir, seed=0)
-    mean, std = normalisation(dataset)
+    recipe, dconfig = fit_to_data(recipe, dataset)
+    mean, std = normalisation(dataset, dconfig)
     graph = build_graph(recipe)
     torch.manual_seed(config.seed)
     if device.type == "cuda":
@@ -123,8 +184,10 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
     try:
         synchronize(device)
         start = time.perf_counter()
+        placement, _ = choose_placement(dconfig, dataset, device, input_dtype(config.precision))
         device_data: DeviceData = to_device(dataset, device, mean, std, dconfig.pad,
-                                            input_dtype(config.precision), dconfig.keep_uint8)
+                                            input_dtype(config.precision), dconfig.keep_uint8,
+                                            host=placement == "host")
         context = PassContext(train_images=device_data.train_sample, batch_size=rank_batch)
         graph, _ = apply_transforms(graph, recipe, context)
         if config.sync_batch_norm:
@@ -148,7 +211,7 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
                     compile_time_s=result.compile_time_s,
                     peak_memory_gib=None if peak is None else peak / 2 ** 30,
                     world_size=ranks.world if ranks else 1,
-                    pass_context=saved_context(context),
+                    pass_context=saved_context(context), placement=placement,
                     log=[log_entry(e, dataset, dconfig.label) for e in result.log])
     return run, result.model, graph
 

@@ -125,7 +125,7 @@ def augment_data(recipe: Recipe, dataset, images: int = 8, draws: int = 2, seed:
     from .config import data_config
     from .data import preprocess
     from .run import normalisation
-    config = data_config(recipe)
+    config = data_config(recipe, dataset.image_shape)
     if not config.augmentations:
         raise recipe.error("data.augment is empty: there is no augmentation to show", ("data",),
                            hint="set data.augment, e.g. [crop, flip, {cutout: 8}]")
@@ -133,7 +133,7 @@ def augment_data(recipe: Recipe, dataset, images: int = 8, draws: int = 2, seed:
         raise RecipeError(f"need at least one image and one draw, got {images} and {draws}",
                           hint="e.g. --images 8 --draws 2")
     n = min(images, len(dataset.train_labels))
-    mean, std = normalisation(dataset)
+    mean, std = normalisation(dataset, config)
     padded = preprocess(dataset.train_images[:n], mean, std, pad=config.pad)
     loader = BatchGroupLoader(padded, dataset.train_labels[:n], n, config.augmentations,
                               seed=seed, max_groups=config.max_groups, shuffle=False)
@@ -164,7 +164,7 @@ def show_augment(recipe: Recipe, output, *, data_dir: Optional[str] = None, imag
         for row in range(rows):
             image = originals[col] if row == 0 else drawn[row - 1, col]
             ax = axes[row][col]
-            ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+            _imshow(ax, image)
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
@@ -175,6 +175,14 @@ def show_augment(recipe: Recipe, output, *, data_dir: Optional[str] = None, imag
                     f"{n} images of the {data['dataset']}; each row below the originals is one "
                     f"draw (one epoch) of the batch-group loader", fontsize=10)
     return _save(figure, path, data)
+
+
+def _imshow(ax, image: torch.Tensor) -> None:
+    """A C x H x W image in 0..1: colours for 3 channels, grey for 1."""
+    if image.shape[0] == 1:
+        ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
 
 
 # --- whitening ---------------------------------------------------------------------------
@@ -201,13 +209,14 @@ def whitening_data(recipe: Recipe, dataset) -> Dict:
     """Eigenvalues (largest first) and eigen-patches (d, C, k, k) of the covariance of the
     recipe's whiten_stem k x k patches, on the first ``images`` normalised training images,
     from netgraph.passes.whiten_stem.patch_eigen, the code the pass computes its filters with."""
+    from .config import data_config
     from .data import preprocess
     from .passes.whiten_stem import patch_eigen
     from .run import normalisation
     params = whiten_params(recipe)
     kernel = params["kernel"]
     n = min(params["images"], len(dataset.train_labels))
-    mean, std = normalisation(dataset)
+    mean, std = normalisation(dataset, data_config(recipe, dataset.image_shape))
     images = preprocess(dataset.train_images[:n], mean, std, pad=0)
     eigenvalues, eigenvectors = patch_eigen(images, kernel)
     patches = eigenvectors.T.reshape(-1, images.shape[1], kernel, kernel)
@@ -228,9 +237,9 @@ def show_whitening(recipe: Recipe, output, *, data_dir: Optional[str] = None, co
     patches, eigenvalues, kernel = data["patches"], data["eigenvalues"], data["kernel"]
     d = len(eigenvalues)
     count = max(1, min(count, d))
-    if patches.shape[1] != 3:
-        raise RecipeError(f"eigen-patches are drawn as colours of 3 channels; these images have "
-                          f"{patches.shape[1]}", file=recipe.file)
+    if patches.shape[1] not in (1, 3):
+        raise RecipeError(f"eigen-patches are drawn as grey or as colours of 3 channels; these "
+                          f"images have {patches.shape[1]}", file=recipe.file)
     roots = eigenvalues.clamp(min=0).sqrt()
     per_row = min(count, 6)
     rows = math.ceil(count / per_row)
@@ -239,7 +248,7 @@ def show_whitening(recipe: Recipe, output, *, data_dir: Optional[str] = None, co
     axes = top.subplots(rows, per_row, squeeze=False)
     # One scale for every patch (they all have unit length), mid grey = 0.
     scale = 0.5 / patches[:count].abs().max().item()
-    gap = torch.ones(3, kernel, 1, dtype=patches.dtype)
+    gap = torch.ones(patches.shape[1], kernel, 1, dtype=patches.dtype)
     for i in range(rows * per_row):
         ax = axes[i // per_row][i % per_row]
         ax.set_xticks([])
@@ -249,7 +258,7 @@ def show_whitening(recipe: Recipe, output, *, data_dir: Optional[str] = None, co
             continue
         v = patches[i]
         pair = torch.cat([0.5 + scale * v, gap, 0.5 - scale * v], dim=2)  # +v | gap | -v
-        ax.imshow(pair.permute(1, 2, 0).numpy(), interpolation="nearest")
+        _imshow(ax, pair)
         ax.set_title(f"#{i + 1}  ({roots[i].item():.2f})", fontsize=9)
         ax.set_xlabel("+v   |   -v", fontsize=8)
     from .run import run_name

@@ -54,6 +54,10 @@ def test_yaml_examples_on_resnet9_load(doc, text, tmp_path):
     assert main(["summary", str(tmp_path / "recipes" / "example.yaml")]) == 0
 
 
+# README lines of these tools are run too (seconds, no GPU), before the lines that use their output.
+RUN_TOOLS = ("python tools/write_digits.py",)
+
+
 def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
     """Every `netgraph ...` line of the docs, run in a copy of the recipes with the shared
     data beside it. Training lines run 3 epochs (tests/test_train.py runs tiny.yaml whole);
@@ -68,8 +72,9 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
     if shared.exists():
         (tmp_path / "shared").symlink_to(shared)
     monkeypatch.chdir(repo)
+    monkeypatch.setenv("NETGRAPH_CACHE", str(tmp_path / "cache"))  # data.dataset: folder caches there
     commands = [line for _, b in all_blocks("bash") for part in b.replace("\\\n", " ").splitlines()
-                for line in part.split(" && ") if line.strip().startswith("netgraph ")]
+                for line in part.split(" && ") if line.strip().startswith(("netgraph ", *RUN_TOOLS))]
     assert len(commands) >= 12
     # a line given twice (the plain training line, again before "Ctrl-C it") runs once: each
     # training run here is a minute or more on two loaded cores
@@ -77,6 +82,15 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
     for line in commands:
         once.setdefault(tuple(line.partition("#")[0].split()), line)
     for line in once.values():
+        if line.strip().startswith(RUN_TOOLS):  # writes data the netgraph lines after it read
+            import runpy
+            import sys
+            argv = shlex.split(line.partition("#")[0])[1:]
+            monkeypatch.setattr(sys, "argv", argv)
+            with pytest.raises(SystemExit) as done:
+                runpy.run_path(str(ROOT / argv[0]), run_name="__main__")
+            assert done.value.code == 0, line
+            continue
         command, _, comment = line.partition("#")
         args = [expanded for a in shlex.split(command)[1:] for expanded in (sorted(glob.glob(a)) or [a])]
         if "on a GPU" in comment or args[0] == "ablate" or "--resume" in args:
