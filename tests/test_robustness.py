@@ -104,7 +104,7 @@ RECIPES = {
     "size: negative padding of the data": (NET + "data: {pad: -1}\n", 5, None,
                                            "parameter 'pad' must not be negative", "0 or more"),
     "size: data padding wider than the image": (NET + "data: {pad: 32}\n", 5, None,
-                                                "data.pad 32 does not fit images of 32 pixels", "at most 31"),
+                                                "data.pad 32 does not fit images of 32 x 32 pixels", "at most 31"),
     "size: negative synthetic data set": (NET + "data:\n  dataset: synthetic\n  synthetic: {train: -5}\n",
                                           7, None, "parameter 'synthetic.train' must be positive, got -5",
                                           "above 0"),
