@@ -11,13 +11,11 @@ import warnings
 from pathlib import Path
 from typing import List, Optional
 
+# Only what parsing needs is imported here: each command imports the torch side itself, after
+# the recipe is read, so --help, --version and a recipe's YAML errors take no torch import (2 s).
 from . import __version__
-from .config import data_config, train_config
 from .errors import RecipeError
-from .graph import build_graph
-from .passes import PASSES, apply_transforms
 from .recipe import load_recipe
-from .run import context_without_data
 
 
 def _graph(args, stage=None):
@@ -25,6 +23,10 @@ def _graph(args, stage=None):
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
+    from .config import data_config, train_config
+    from .graph import build_graph
+    from .passes import apply_transforms
+    from .run import context_without_data
     data_config(recipe)  # summary and render flag a typo in data: or train: too
     train_config(recipe)
     graph, reports = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe),
@@ -82,14 +84,15 @@ def cmd_render(args) -> None:
 
 def cmd_train(args) -> None:
     import statistics
-    from . import distributed
-    from .ablate import read_runs
-    from .engine import TrainingInterrupted, resume_point
-    from .run import (checkpoint_writer, load_checkpoint, load_data, log_entry_line, resolve_device,
-                      run_name, run_recipe, save_model)
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
+    from . import distributed
+    from .ablate import read_runs
+    from .config import data_config, train_config
+    from .engine import TrainingInterrupted, resume_point
+    from .run import (checkpoint_writer, load_checkpoint, load_data, log_entry_line, resolve_device,
+                      run_name, run_recipe, save_model)
     ranks = None
     if distributed.launched_by_torchrun():
         ranks, device = distributed.from_environment(args.device)
@@ -231,6 +234,7 @@ class EpochTable:
 
 
 def cmd_eval(args) -> None:
+    from .config import data_config, train_config
     from .engine import evaluate, input_dtype, to_device
     from .run import load_data, load_model, normalisation, resolve_device
     device = resolve_device(args.device)
@@ -383,6 +387,7 @@ def parser() -> argparse.ArgumentParser:
 def cmd_passes(args) -> None:
     import yaml
     from .ops import REQUIRED
+    from .passes import PASSES  # the registry needs ops, and ops build torch modules
     for plugin in args.imports:
         import_plugin(plugin)
     print("Every pass also takes strict: true, which turns 'found nothing to change' into an error.\n")
