@@ -313,7 +313,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     t.add_argument("--runs", type=int, default=1, help="train N times with seeds SEED..SEED+N-1")
     t.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    t.add_argument("--log", help="JSON-lines log of every epoch (default runs/RECIPE.jsonl)")
+    # --log-file first: under torchrun, --log is taken for an abbreviation of torchrun's --log-dir
+    t.add_argument("--log-file", "--log", dest="log", metavar="FILE",
+                   help="JSON-lines log of every epoch (default runs/RECIPE.jsonl); under torchrun "
+                        "spell it --log-file")
     t.add_argument("--json-out", help="write the final result as one JSON object")
     t.add_argument("--save", help="write the trained weights and the recipe (e.g. model.pt)")
     t.add_argument("--quiet", action="store_true", help="no per-epoch table or progress bar")

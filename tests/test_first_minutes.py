@@ -31,3 +31,82 @@ def test_help_version_and_a_recipe_typo_import_no_torch(tmp_path):
     typo.write_text("netwrok:\n  fc: {op: linear, out: 10}\n")
     line, err = _probe("train", str(typo))
     assert line == "NO-TORCH 2" and "unknown section 'netwrok'" in err
+
+
+# --- errors at the user's own words ---------------------------------------------------------
+
+import pytest  # noqa: E402
+
+from conftest import RECIPES  # noqa: E402
+from netgraph.errors import RecipeError  # noqa: E402
+from netgraph.recipe import load_recipe  # noqa: E402
+
+
+def test_epochs_from_a_set_names_the_set_first_and_gives_a_ready_fix():
+    from netgraph.config import train_config
+    with pytest.raises(RecipeError) as e:
+        train_config(load_recipe(RECIPES / "tiny.yaml", ["train.epochs=1"]))
+    text = str(e.value)
+    assert text.startswith("--set train.epochs=1, ") and "08_ema.yaml:8:" in text, text
+    fix = text.split("e.g. --set ")[1].rstrip(")").strip("'")
+    config = train_config(load_recipe(RECIPES / "tiny.yaml", ["train.epochs=1", fix]))
+    assert config.epochs == 1 and config.lr_knots == [0, 0.2, 0.333]
+
+
+def test_a_constant_learning_rate_and_the_shape_of_a_wrong_one():
+    from netgraph.config import train_config
+    config = train_config(load_recipe(RECIPES / "tiny.yaml", ["train.lr=0.1"]))
+    assert (config.lr_knots, config.lr_values) == ([0], [0.1])
+    with pytest.raises(RecipeError, match=r"^--set train.lr=fast: train.lr must be a number or "
+                                          r"a schedule.*lr: 0.4, or lr: \{knots"):
+        train_config(load_recipe(RECIPES / "tiny.yaml", ["train.lr=fast"]))
+
+
+def test_a_batch_size_from_a_set_that_a_pass_refuses_names_the_set_first(write):
+    from netgraph.graph import build_graph
+    from netgraph.passes import PassContext, apply_transforms
+    path = write("r.yaml", """\
+        network:
+          conv: {op: conv2d, out: 4}
+          bn: {op: batch_norm}
+        transforms:
+          - ghost_batch_norm: {split_size: 32}
+        train: {batch_size: 128}
+        """)
+    recipe = load_recipe(path, ["train.batch_size=100"])
+    with pytest.raises(RecipeError) as e:
+        apply_transforms(build_graph(recipe), recipe, PassContext(batch_size=100))
+    assert str(e.value).startswith(f"--set train.batch_size=100, {recipe.file}:5: ")
+    assert "--set train.batch_size=96 or 128" in str(e.value)
+    recipe = load_recipe(path)  # no --set: the file's line alone
+    with pytest.raises(RecipeError, match=r"^[^-].*r.yaml:5: "):
+        apply_transforms(build_graph(recipe), recipe, PassContext(batch_size=100))
+
+
+def test_a_data_dir_one_level_too_high_names_the_folder_below(tmp_path):
+    from netgraph.data import find_layout
+    (tmp_path / "data" / "cifar10-subset" / "cifar-10-batches-bin").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    with pytest.raises(RecipeError, match=r"cifar10-subset/ in it does \(pass --data-dir "
+                                          + str(tmp_path / "data" / "cifar10-subset")):
+        find_layout("cifar10", tmp_path / "data")
+    with pytest.raises(RecipeError, match=r"\(it holds data/, other/\)"):  # two levels: the list
+        find_layout("cifar10", tmp_path)
+
+
+def test_no_option_of_train_is_taken_by_torchrun_but_log_which_has_log_file():
+    from torch.distributed.run import get_args_parser
+    from netgraph.cli import parser
+    train = parser()._subparsers._group_actions[0].choices["train"]
+    options = [o for a in train._actions for o in a.option_strings if o.startswith("--")
+               and o != "--help"]
+    assert "--log-file" in options
+    torchrun = get_args_parser()
+    for option in options:
+        argv = ["--nproc-per-node", "1", "-m", "netgraph", "train", "r.yaml", option, "1"]
+        if option == "--log":  # an abbreviation of torchrun's --log-dir: README says --log-file
+            with pytest.raises(SystemExit):
+                torchrun.parse_args(argv)
+            continue
+        assert torchrun.parse_args(argv).training_script_args[-2:] == [option, "1"], option
+    assert parser().parse_args(["train", "r.yaml", "--log-file", "x.jsonl"]).log == "x.jsonl"
