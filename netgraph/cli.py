@@ -75,7 +75,8 @@ def cmd_render(args) -> None:
         raise RecipeError("--diff and --depth cannot be combined", hint="drop one of them")
     graph, reports = _graph(args, stage=args.stage)
     written, note = render(graph, args.output, direction=args.direction, depth=args.depth,
-                           reports=reports if args.diff else None)
+                           reports=reports if args.diff else None, dpi=args.dpi,
+                           title="" if args.no_title else args.title)
     if note:
         print(f"netgraph: {note}", file=sys.stderr)
     else:
@@ -92,19 +93,24 @@ def cmd_train(args) -> None:
     from .config import data_config, train_config
     from .engine import TrainingInterrupted, resume_point
     from .run import (checkpoint_writer, load_checkpoint, load_data, log_entry_line, resolve_device,
-                      run_name, run_recipe, save_model)
+                      run_name, run_recipe, save_model, schedule_record)
     ranks = None
     if distributed.launched_by_torchrun():
         ranks, device = distributed.from_environment(args.device)
     else:
         device = resolve_device(args.device)
     main = ranks is None or ranks.main  # only rank 0 prints and writes files
-    train_config(recipe, device.type)  # a typo in train: before minutes of loading data
+    config = train_config(recipe, device.type)  # a typo in train: before minutes of loading data
     dconfig = data_config(recipe)
+    if main and not args.quiet:
+        print(f"recipe: {args.recipe}" + "".join(f" --set {a}" for a in args.set), flush=True)
     dataset, label = load_data(dconfig, args.data_dir), dconfig.label
+    if main and not args.quiet:
+        print(header(dataset, dconfig, args.data_dir, config, device, ranks), flush=True)
     log_path = Path(args.log) if args.log else Path("runs") / (Path(args.recipe).stem + ".jsonl")
     checkpoint_path = Path(args.checkpoint) if args.checkpoint else log_path.with_suffix(".ckpt")
     seeds = [args.seed + i for i in range(args.runs)]
+    lr_record = schedule_record(config, len(dataset.train_labels))
     finished, resume, kept_lines = [], None, []
     if args.resume:
         if ranks:
@@ -119,7 +125,7 @@ def cmd_train(args) -> None:
         seeds = seeds[seeds.index(saved["seed"]):]
         done_seeds = {r["seed"] for r in finished}
         kept_lines = [json.dumps(r) for r in read_runs(log_path) if r["seed"] in done_seeds]
-        kept_lines += [log_entry_line(run_name(recipe), saved["seed"], e, dataset, label)
+        kept_lines += [log_entry_line(run_name(recipe), saved["seed"], e, dataset, label, lr_record)
                        for e in resume["log"]]
         print(f"resuming seed {saved['seed']} {resume_point(resume['epoch'], resume['skip'])}, "
               f"from {checkpoint_path}")
@@ -127,15 +133,17 @@ def cmd_train(args) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text("".join(line + "\n" for line in kept_lines))
     for i, seed in enumerate(seeds):
-        if args.runs > 1 and main:
-            print(f"run {args.runs - len(seeds) + i + 1} of {args.runs} (seed {seed})")
-        table = EpochTable(quiet=args.quiet or not main)
+        which = f"run {args.runs - len(seeds) + i + 1} of {args.runs} (seed {seed})"
+        if args.runs > 1 and main and not args.quiet:
+            print(which, flush=True)
+        table = EpochTable(quiet=args.quiet or not main, progress_every=args.progress_every)
 
         def on_epoch(entry, seed=seed, table=table):
             table.row(entry)
             if main:  # each epoch's line at once, so an interrupted run keeps its log
                 with open(log_path, "a") as log:
-                    log.write(log_entry_line(run_name(recipe), seed, entry, dataset, label) + "\n")
+                    log.write(log_entry_line(run_name(recipe), seed, entry, dataset, label,
+                                             lr_record) + "\n")
 
         writer = checkpoint_writer(checkpoint_path, recipe, seed, finished, args.checkpoint_every) \
             if main else None
@@ -155,9 +163,10 @@ def cmd_train(args) -> None:
         extra = "".join([f" | compile {run.compile_time_s:.1f} s" if run.compile_time_s else "",
                          f" | peak memory {run.peak_memory_gib:.2f} GiB" if run.peak_memory_gib else "",
                          f" | {run.world_size} processes" if run.world_size > 1 else ""])
-        print(f"test accuracy {run.test_acc:.2%} | training {run.train_time_s:.2f} s "
+        print((f"{which}: " if args.quiet and args.runs > 1 else "") +
+              f"test accuracy {run.test_acc:.2%} | training {run.train_time_s:.2f} s "
               f"(set-up {run.setup_time_s:.2f} s) | final evaluation {run.eval_time_s:.2f} s{extra} | "
-              f"{run.device}")
+              f"{run.device}", flush=True)
         if args.save:
             path = Path(args.save)
             if args.runs > 1:
@@ -201,14 +210,41 @@ def _command_line() -> str:
     return " ".join(["netgraph"] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
-class EpochTable:
-    """The seed's per-epoch table on stdout, and a progress bar on stderr within each epoch."""
-    COLUMNS = ("epoch", "lr", "train loss", "train acc", "test acc", "epoch time", "total time")
+def header(dataset, dconfig, data_dir, config, device, ranks) -> str:
+    """What is about to be trained, before any of it: data, device, schedule, the tested model."""
+    from .data import default_cache_dir
+    from .run import device_name
+    source = "generated" if dconfig.dataset == "synthetic" else \
+        f"from {data_dir or dconfig.dir or default_cache_dir()}"
+    steps = len(dataset.train_labels) // config.batch_size
+    processes = f", {ranks.world} processes" if ranks and ranks.world > 1 else ""
+    tested = "the weights as trained"
+    if config.ema_momentum is not None:
+        tested = (f"moving average of the weights (train.ema: momentum {config.ema_momentum}, "
+                  f"every {config.ema_every} steps), not the weights trained")
+    if config.tta:
+        tested += "; test-time views averaged: " + ", ".join(config.tta)
+    return "\n".join([
+        f"data: {dconfig.label or dataset.name}, {len(dataset.train_labels):,} training and "
+        f"{len(dataset.test_labels):,} test images, {dataset.num_classes} classes, {source}",
+        f"device: {device_name(device)}{processes}, {config.precision}",
+        f"training: {config.epochs} epochs x {steps} steps of {config.batch_size} images",
+        f"test: {tested}"])
 
-    def __init__(self, quiet: bool = False):
+
+class EpochTable:
+    """The seed's per-epoch table on stdout, and progress on stderr within each epoch: a bar
+    on a terminal, else a line every ``progress_every`` seconds (a job log sees work going on)."""
+    COLUMNS = ("epoch", "lr", "train loss", "train acc %", "test loss", "test acc %", "epoch time",
+               "total time")
+
+    def __init__(self, quiet: bool = False, progress_every: float = 10.0):
+        import time
         self.quiet = quiet
         self.live = sys.stderr.isatty() and not quiet
         self.started = False
+        self.every, self.clock = progress_every, time.monotonic
+        self.last = self.clock()
 
     def row(self, e) -> None:
         if self.quiet:
@@ -218,9 +254,11 @@ class EpochTable:
         if not self.started:
             print("".join(f"{c:>12}" for c in self.COLUMNS))
             self.started = True
-        test = f"{e.test_acc:>12.4f}" if e.test_acc is not None else f"{'-':>12}"
-        print(f"{e.epoch:>12}{e.lr:>12.4f}{e.train_loss:>12.4f}{e.train_acc:>12.4f}{test}"
-              f"{e.epoch_time:>12.2f}{e.total_time:>12.2f}", flush=True)
+        test_loss = f"{e.test_loss:>12.4f}" if e.test_loss is not None else f"{'-':>12}"
+        test = f"{100 * e.test_acc:>12.2f}" if e.test_acc is not None else f"{'-':>12}"
+        print(f"{e.epoch:>12}{e.lr:>12.4f}{e.train_loss:>12.4f}{100 * e.train_acc:>12.2f}{test_loss}"
+              f"{test}{e.epoch_time:>12.2f}{e.total_time:>12.2f}", flush=True)
+        self.last = self.clock()
 
     def clear(self) -> None:
         if self.live:
@@ -231,6 +269,10 @@ class EpochTable:
             done = 30 * step // steps
             sys.stderr.write(f"\r  [{'#' * done}{'.' * (30 - done)}] step {step}/{steps}")
             sys.stderr.flush()
+        elif not self.quiet and step < steps and self.clock() - self.last >= self.every:
+            self.last = self.clock()
+            print(f"  step {step}/{steps} of the epoch ({step / steps:.0%})", file=sys.stderr,
+                  flush=True)
 
 
 def cmd_eval(args) -> None:
@@ -304,6 +346,12 @@ def parser() -> argparse.ArgumentParser:
                         "default: after all of them")
     r.add_argument("--diff", action="store_true",
                    help="mark the nodes each transform added, removed, changed or rewired")
+    r.add_argument("--dpi", type=int, metavar="N",
+                   help="resolution of a .png in dots per inch, e.g. 300 for print (default 96)")
+    titles = r.add_mutually_exclusive_group()
+    titles.add_argument("--title", metavar="TEXT", help="the picture's title (default: the "
+                                                        "recipe's name)")
+    titles.add_argument("--no-title", action="store_true", help="no title")
     r.set_defaults(run=cmd_render)
 
     t = sub.add_parser("train", help="train a recipe: per-epoch table, logs, results")
@@ -319,7 +367,11 @@ def parser() -> argparse.ArgumentParser:
                         "spell it --log-file")
     t.add_argument("--json-out", help="write the final result as one JSON object")
     t.add_argument("--save", help="write the trained weights and the recipe (e.g. model.pt)")
-    t.add_argument("--quiet", action="store_true", help="no per-epoch table or progress bar")
+    t.add_argument("--quiet", action="store_true",
+                   help="no header, per-epoch table or progress: one line per finished run")
+    t.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
+                   help="off a terminal (a log file, a job), a progress line on stderr at most "
+                        "every SECONDS within an epoch (default 10)")
     t.add_argument("--checkpoint", help="training state for --resume, written every epoch and on "
                                         "Ctrl-C or SIGTERM (default: the log's path with .ckpt)")
     t.add_argument("--checkpoint-every", type=int, default=1, metavar="N",

@@ -110,3 +110,73 @@ def test_no_option_of_train_is_taken_by_torchrun_but_log_which_has_log_file():
             continue
         assert torchrun.parse_args(argv).training_script_args[-2:] == [option, "1"], option
     assert parser().parse_args(["train", "r.yaml", "--log-file", "x.jsonl"]).log == "x.jsonl"
+
+
+# --- a header before work, progress off a terminal ------------------------------------------
+
+SMALL = """\
+data:
+  dataset: synthetic
+  synthetic: {train: 512, test: 256, classes: 4}
+train:
+  epochs: 2
+  batch_size: 64
+  lr: {knots: [0, 1, epochs], values: [0, 0.4, 0]}
+  ema: {momentum: 0.9, every: 2}
+network:
+  conv: {op: conv2d, out: 8, bias: false}
+  bn: {op: batch_norm}
+  act: {op: relu}
+  pool: {op: global_avg_pool}
+  flat: {op: flatten}
+  fc: {op: linear, out: 4}
+"""
+
+
+def _train(tmp_path, *extra):
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(SMALL)
+    return subprocess.run([sys.executable, "-m", "netgraph", "train", str(recipe), "--device", "cpu",
+                           *extra], capture_output=True, text=True, cwd=tmp_path)
+
+
+def test_piped_train_prints_a_header_and_progress_within_each_epoch(tmp_path):
+    done = _train(tmp_path, "--progress-every", "0", "--set", "train.batch_size=64")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    assert out[0] == f"recipe: {tmp_path / 'small.yaml'} --set train.batch_size=64"
+    assert out[1] == "data: synthetic, 512 training and 256 test images, 4 classes, generated"
+    assert out[2].startswith("device: cpu (") and out[2].endswith(", float32")
+    assert out[3] == "training: 2 epochs x 8 steps of 64 images"
+    assert out[4].startswith("test: moving average of the weights (train.ema")
+    # stderr is a pipe here, not a terminal: progress lines, each inside an epoch (never 8/8)
+    progress = [line for line in done.stderr.splitlines() if "of the epoch" in line]
+    assert "  step 4/8 of the epoch (50%)" in progress and len(progress) == 2 * 7, done.stderr
+    # one percent scale: the table's test accuracy is the final line's
+    last_row = [line for line in out if line.split()[:1] == ["2"]][0].split()
+    final = [line for line in out if line.startswith("test accuracy ")][0]
+    assert f"test accuracy {last_row[5]}%" in final and len(last_row) == 8  # with a test-loss column
+
+
+def test_without_ema_the_header_says_the_weights_are_tested_and_quiet_prints_a_line_a_run(tmp_path):
+    done = _train(tmp_path, "--set", "train.ema=null")
+    assert "test: the weights as trained" in done.stdout.splitlines()
+    done = _train(tmp_path, "--quiet", "--runs", "2", "--set", "train.epochs=1",
+                  "--set", "train.lr=0.2")
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["run 1 of 2 (seed 0)", "run 2 of 2 (seed 1)"]
+    assert all("test accuracy" in line for line in lines[:2]) and not done.stderr.strip()
+
+
+def test_the_log_records_the_schedule_and_show_curves_draws_it_per_step(tmp_path):
+    import json
+    from netgraph.show import _lr_per_step, show_curves
+    done = _train(tmp_path, "--quiet", "--log", str(tmp_path / "log.jsonl"))
+    assert done.returncode == 0, done.stderr
+    epochs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert epochs[0]["lr_knots"] == [0, 1, 2] and epochs[0]["steps_per_epoch"] == 8
+    xs, rates = _lr_per_step(epochs)
+    assert len(xs) == 2 * 8 and rates[0] == 0 and rates[4] == pytest.approx(0.2)  # the warm-up
+    assert _lr_per_step([{k: v for k, v in epochs[0].items() if k != "lr_knots"}]) is None
+    picture = show_curves([tmp_path / "log.jsonl"], tmp_path / "curves.png")
+    assert str(picture.path).endswith("curves.png")
