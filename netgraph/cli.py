@@ -85,6 +85,8 @@ def cmd_render(args) -> None:
 
 def cmd_train(args) -> None:
     import statistics
+    if args.runs < 1:  # before anything is read or touched
+        raise RecipeError(f"--runs {args.runs}: train at least once", hint="--runs 1 or more")
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
@@ -107,8 +109,15 @@ def cmd_train(args) -> None:
     dataset, label = load_data(dconfig, args.data_dir), dconfig.label
     if main and not args.quiet:
         print(header(dataset, dconfig, args.data_dir, config, device, ranks), flush=True)
-    log_path = Path(args.log) if args.log else Path("runs") / (Path(args.recipe).stem + ".jsonl")
-    checkpoint_path = Path(args.checkpoint) if args.checkpoint else log_path.with_suffix(".ckpt")
+    from . import run_folder
+    opts = run_folder.options(args.recipe, args.set, args.seed, args.runs)
+    files = run_folder.choose(args, opts) if main else run_folder.RunFiles(None, Path(os.devnull),
+                                                                          Path(os.devnull), None)
+    log_path, checkpoint_path = files.log, files.checkpoint
+    if files.folder and not args.resume:
+        run_folder.write_manifest(files.folder, opts, _command_line(), recipe.sections)
+    if files.folder and main:
+        print(f"run folder: {files.folder}", flush=True)
     seeds = [args.seed + i for i in range(args.runs)]
     lr_record = schedule_record(config, len(dataset.train_labels))
     finished, resume, kept_lines = [], None, []
@@ -124,14 +133,21 @@ def cmd_train(args) -> None:
         finished, resume = saved["finished"], saved["state"]
         seeds = seeds[seeds.index(saved["seed"]):]
         done_seeds = {r["seed"] for r in finished}
-        kept_lines = [json.dumps(r) for r in read_runs(log_path) if r["seed"] in done_seeds]
+        kept_lines = [json.dumps(r) for r in read_runs(log_path) if r["seed"] in done_seeds] \
+            if done_seeds else []
         kept_lines += [log_entry_line(run_name(recipe), saved["seed"], e, dataset, label, lr_record)
                        for e in resume["log"]]
         print(f"resuming seed {saved['seed']} {resume_point(resume['epoch'], resume['skip'])}, "
               f"from {checkpoint_path}")
-    if main:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("".join(line + "\n" for line in kept_lines))
+    log_started = []  # the log is (re)written when the first epoch has something to add
+
+    def log_line(line: str) -> None:
+        if not log_started:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.write_text("".join(kept + "\n" for kept in kept_lines))
+            log_started.append(True)
+        with open(log_path, "a") as log:
+            log.write(line + "\n")
     for i, seed in enumerate(seeds):
         which = f"run {args.runs - len(seeds) + i + 1} of {args.runs} (seed {seed})"
         if args.runs > 1 and main and not args.quiet:
@@ -141,9 +157,7 @@ def cmd_train(args) -> None:
         def on_epoch(entry, seed=seed, table=table):
             table.row(entry)
             if main:  # each epoch's line at once, so an interrupted run keeps its log
-                with open(log_path, "a") as log:
-                    log.write(log_entry_line(run_name(recipe), seed, entry, dataset, label,
-                                             lr_record) + "\n")
+                log_line(log_entry_line(run_name(recipe), seed, entry, dataset, label, lr_record))
 
         writer = checkpoint_writer(checkpoint_path, recipe, seed, finished, args.checkpoint_every) \
             if main else None
@@ -153,9 +167,10 @@ def cmd_train(args) -> None:
                                        resume=resume if i == 0 else None, ranks=ranks)
         except TrainingInterrupted as stop:
             table.clear()
-            command = _command_line()
+            command = _command_line(drop_resume=files.folder is not None)
+            again = f" --resume {files.folder}" if files.folder else " --resume"
             print(f"netgraph: {stop}: saved "
-                  f"{checkpoint_path} and the log {log_path}; continue with:\n  {command} --resume",
+                  f"{checkpoint_path} and the log {log_path}; continue with:\n  {command}{again}",
                   file=sys.stderr)
             raise SystemExit(130 if stop.signal_name == "SIGINT" else 143) from None
         if not main:
@@ -178,6 +193,7 @@ def cmd_train(args) -> None:
         return
     if checkpoint_path.exists():
         checkpoint_path.unlink()  # every run finished: nothing left to resume
+    run_folder.mark_finished(files.folder)
     result = dict(finished[0])
     if len(finished) > 1:
         result["test_loss"] = statistics.mean(r["test_loss"] for r in finished)  # not run 0's alone
@@ -192,22 +208,28 @@ def cmd_train(args) -> None:
               f"{min(acc):.2%}, max {max(acc):.2%}; training time mean {statistics.mean(time_s):.2f} s, "
               f"std {statistics.stdev(time_s):.2f} s, min {min(time_s):.2f} s, max {max(time_s):.2f} s")
     print(f"epoch log: {log_path}")
+    import datetime
+    import torch
+    result = {"command": _command_line(),
+              "torch": torch.__version__,
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              **result}
+    for out in [files.result, Path(args.json_out) if args.json_out else None]:
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2) + "\n")
     if args.json_out:
-        import datetime
-        import torch
-        result = {"command": _command_line(),
-                  "torch": torch.__version__,
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  **result}
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"result: {args.json_out}")
 
 
-def _command_line() -> str:
-    """This command as typed, quoted for a shell."""
+def _command_line(drop_resume: bool = False) -> str:
+    """This command as typed, quoted for a shell (without its --resume [DIR] if asked)."""
     import shlex
-    return " ".join(["netgraph"] + [shlex.quote(a) for a in sys.argv[1:]])
+    argv = sys.argv[1:]
+    if drop_resume and "--resume" in argv:
+        i = argv.index("--resume")
+        argv = argv[:i] + argv[i + 1 + (i + 1 < len(argv) and not argv[i + 1].startswith("-")):]
+    return " ".join(["netgraph"] + [shlex.quote(a) for a in argv])
 
 
 def header(dataset, dconfig, data_dir, config, device, ranks) -> str:
@@ -363,8 +385,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     # --log-file first: under torchrun, --log is taken for an abbreviation of torchrun's --log-dir
     t.add_argument("--log-file", "--log", dest="log", metavar="FILE",
-                   help="JSON-lines log of every epoch (default runs/RECIPE.jsonl); under torchrun "
-                        "spell it --log-file")
+                   help="JSON-lines log of every epoch instead of log.jsonl in a new run folder "
+                        "runs/RECIPE/DATE-TIME/; under torchrun spell it --log-file")
     t.add_argument("--json-out", help="write the final result as one JSON object")
     t.add_argument("--save", help="write the trained weights and the recipe (e.g. model.pt)")
     t.add_argument("--quiet", action="store_true",
@@ -373,11 +395,18 @@ def parser() -> argparse.ArgumentParser:
                    help="off a terminal (a log file, a job), a progress line on stderr at most "
                         "every SECONDS within an epoch (default 10)")
     t.add_argument("--checkpoint", help="training state for --resume, written every epoch and on "
-                                        "Ctrl-C or SIGTERM (default: the log's path with .ckpt)")
+                                        "Ctrl-C or SIGTERM (default: train.ckpt in the run folder, "
+                                        "or the --log path with .ckpt)")
+    t.add_argument("--name", help="a word added to the new run folder's name: "
+                                  "runs/RECIPE/DATE-TIME-NAME/")
+    t.add_argument("--overwrite", action="store_true",
+                   help="let an explicit --log or --checkpoint replace an existing file")
     t.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
                    help="write the checkpoint every N epochs (0: only when interrupted; default 1)")
-    t.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint an interrupted run left, to the same result")
+    t.add_argument("--resume", nargs="?", const=True, default=False, metavar="DIR",
+                   help="continue an interrupted run to the same result: the latest of this recipe "
+                        "and options under runs/RECIPE/, or the run folder DIR (with --log or "
+                        "--checkpoint: that checkpoint)")
     t.set_defaults(run=cmd_train)
 
     a = sub.add_parser("ablate", help="train recipes several times each and tabulate them with "
@@ -472,8 +501,21 @@ def cmd_show(args) -> None:
     print(f"wrote {picture.path} ({picture.width} x {picture.height} pixels)")
 
 
+def _command_parser(p: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The sub-command's parser (``show curves``'s for show), whose usage an error should print."""
+    for name in (args.command, getattr(args, "what", None)):
+        actions = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not actions or name not in actions[0].choices:
+            break
+        p = actions[0].choices[name]
+    return p
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, unknown = p.parse_known_args(argv)
+    if unknown:  # e.g. `passes --set ...`: the sub-command's usage, not the top-level one
+        _command_parser(p, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     # Warnings about a recipe (e.g. nodes that never reach the output) read as one line each.
     warnings.formatwarning = lambda message, category, *a, **k: f"netgraph: warning: {message}\n"
     try:

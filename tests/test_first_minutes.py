@@ -145,6 +145,7 @@ def test_piped_train_prints_a_header_and_progress_within_each_epoch(tmp_path):
     assert done.returncode == 0, done.stderr
     out = done.stdout.splitlines()
     assert out[0] == f"recipe: {tmp_path / 'small.yaml'} --set train.batch_size=64"
+    out = [line for line in out if not line.startswith("run folder: ")]
     assert out[1] == "data: synthetic, 512 training and 256 test images, 4 classes, generated"
     assert out[2].startswith("device: cpu (") and out[2].endswith(", float32")
     assert out[3] == "training: 2 epochs x 8 steps of 64 images"
@@ -164,8 +165,9 @@ def test_without_ema_the_header_says_the_weights_are_tested_and_quiet_prints_a_l
     done = _train(tmp_path, "--quiet", "--runs", "2", "--set", "train.epochs=1",
                   "--set", "train.lr=0.2")
     lines = done.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines[:2]] == ["run 1 of 2 (seed 0)", "run 2 of 2 (seed 1)"]
-    assert all("test accuracy" in line for line in lines[:2]) and not done.stderr.strip()
+    assert lines[0].startswith("run folder: runs/small/")
+    assert [line.split(":")[0] for line in lines[1:3]] == ["run 1 of 2 (seed 0)", "run 2 of 2 (seed 1)"]
+    assert all("test accuracy" in line for line in lines[1:3]) and not done.stderr.strip()
 
 
 def test_the_log_records_the_schedule_and_show_curves_draws_it_per_step(tmp_path):
@@ -180,3 +182,67 @@ def test_the_log_records_the_schedule_and_show_curves_draws_it_per_step(tmp_path
     assert _lr_per_step([{k: v for k, v in epochs[0].items() if k != "lr_knots"}]) is None
     picture = show_curves([tmp_path / "log.jsonl"], tmp_path / "curves.png")
     assert str(picture.path).endswith("curves.png")
+
+
+# --- run folders: no run empties another's files --------------------------------------------
+
+def _snapshot(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_runs_of_one_recipe_never_touch_each_others_files(tmp_path):
+    import os
+    import signal
+    import time
+    slow = SMALL.replace("train: 512", "train: 2048").replace("epochs: 2", "epochs: 3")
+    (tmp_path / "small.yaml").write_text(slow)  # 32 steps an epoch: time to be interrupted
+    for sets in (["train.epochs=1", "data.synthetic.train=512"], ["data.synthetic.train=512"]):
+        done = subprocess.run([sys.executable, "-m", "netgraph", "train", "small.yaml", "--device",
+                               "cpu", "--quiet", *[a for s in sets for a in ("--set", s)]],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    finished = _snapshot(tmp_path / "runs")
+    assert sum(name.endswith("result.json") for name in finished) == 2
+    command = [sys.executable, "-m", "netgraph", "train", "small.yaml", "--device", "cpu", "--quiet"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(
+            p.stat().st_size for p in (tmp_path / "runs").rglob("log.jsonl") if p.parent.name not in
+            {n.split("/")[1] for n in finished}):
+        time.sleep(0.05)  # until the first epoch's line of the new run
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 143, err
+    cut = [p.parent for p in (tmp_path / "runs").rglob("train.ckpt")]
+    assert len(cut) == 1 and f"--resume {cut[0].relative_to(tmp_path)}" in err
+    interrupted = _snapshot(tmp_path / "runs")
+    done = subprocess.run(command + ["--set", "data.synthetic.train=512"], capture_output=True, text=True,
+                          cwd=tmp_path)  # a fresh run, not --resume
+    assert done.returncode == 0, done.stderr
+    after = _snapshot(tmp_path / "runs")
+    assert all(after[name] == data for name, data in interrupted.items()), "an earlier file changed"
+    assert len(after) == len(interrupted) + 4  # its own run.json, recipe.yaml, log and result
+    # --resume alone finds the interrupted run of these options, and says which
+    done = subprocess.run(command + ["--resume"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"run folder: {cut[0].relative_to(tmp_path)}" in done.stdout and "resuming seed 0" in done.stdout
+    assert not (cut[0] / "train.ckpt").exists() and (cut[0] / "result.json").exists()
+    assert all(_snapshot(tmp_path / "runs")[name] == data for name, data in finished.items())
+
+
+def test_runs_0_and_an_existing_explicit_log_are_refused_before_anything_is_touched(tmp_path, capsys):
+    from netgraph.cli import main
+    (tmp_path / "small.yaml").write_text(SMALL)
+    log = tmp_path / "old.jsonl"
+    log.write_text("an earlier run's log\n")
+    recipe = str(tmp_path / "small.yaml")
+    assert main(["train", recipe, "--device", "cpu", "--runs", "0", "--log", str(log)]) == 2
+    assert "--runs 0: train at least once" in capsys.readouterr().err
+    assert main(["train", recipe, "--device", "cpu", "--log", str(log)]) == 2
+    assert "old.jsonl: exists, from another run (pass --overwrite" in capsys.readouterr().err
+    assert log.read_text() == "an earlier run's log\n" and sorted(p.name for p in tmp_path.iterdir()) \
+        == ["old.jsonl", "small.yaml"]
+    assert main(["train", recipe, "--device", "cpu", "--quiet", "--log", str(log), "--overwrite",
+                 "--set", "train.epochs=1", "--set", "train.lr=0.1"]) == 0
+    assert log.read_text().count("\n") == 1 and '"epoch": 1' in log.read_text()
