@@ -296,7 +296,7 @@ def _legend(title: str, used_ops: List[str], reports=None, columns: int = 4) -> 
                    for i in range(0, len(cells), columns))
     if reports:
         rows += f'<tr><td colspan="{width}" align="left"><b>transforms</b></td></tr>'
-        rows += "".join(f'<tr><td align="right">{r.index}</td><td colspan="{width - 1}" align="left">'
+        rows += "".join(f'<tr><td align="right">{r.index}</td><td align="left">'
                         f'{html.escape(r.name)}: {r.matches} match{"es" if r.matches != 1 else ""}'
                         f'{" (exact)" if r.exact else ""}</td></tr>' for r in reports)
         rows += "<tr>" + "".join(f'<td bgcolor="{c}" width="14" height="4"></td>'
