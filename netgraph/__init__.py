@@ -4,18 +4,24 @@ The stages, one module each: ``recipe`` (YAML -> Recipe), ``graph`` (Recipe ->
 networkx graph), ``ops`` (what each node type means), ``passes`` (graph ->
 graph rewrites), ``executor`` (graph -> torch module), ``summary`` and
 ``render`` (read a graph). ``cli`` wires them up.
+
+Only the recipe side is imported with the package; the names that need torch are imported on
+first use (PEP 562), so ``netgraph --help`` and a recipe's YAML errors take no 2 s of torch import.
 """
-from .augment import register_augmentation
-from .engine import register_view
+import importlib
+
 from .errors import RecipeError
-from .executor import compile_graph, half_precision
-from .graph import build_graph, to_nested
-from .ops import REQUIRED, Param, register_op
-from .passes import PassContext, apply_pass, apply_transforms, register_pass
 from .recipe import Recipe, load_recipe, recipe_from_dict
-from .summary import summarize
 
 __version__ = "0.1.0"
+
+# name -> the module that defines it, imported when the name is first used
+_LAZY = {"compile_graph": "executor", "half_precision": "executor",
+         "build_graph": "graph", "to_nested": "graph",
+         "REQUIRED": "ops", "Param": "ops", "register_op": "ops",
+         "PassContext": "passes", "apply_pass": "passes", "apply_transforms": "passes",
+         "register_pass": "passes", "summarize": "summary",
+         "register_augmentation": "augment", "register_view": "engine"}
 
 __all__ = ["RecipeError", "Recipe", "load_recipe", "recipe_from_dict", "build_graph",
            "to_nested", "compile_graph", "half_precision", "register_op", "Param", "REQUIRED",
@@ -23,8 +29,23 @@ __all__ = ["RecipeError", "Recipe", "load_recipe", "recipe_from_dict", "build_gr
            "register_augmentation", "register_view", "__version__"]
 
 
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
 def build(path, overrides=(), context=None):
     """Recipe file -> (recipe, graph after its transforms, module): the whole pipeline."""
+    from .executor import compile_graph
+    from .graph import build_graph
+    from .passes import apply_transforms
     recipe = load_recipe(path, overrides)
     graph, _ = apply_transforms(build_graph(recipe), recipe, context)
     return recipe, graph, compile_graph(graph)

@@ -11,13 +11,11 @@ import warnings
 from pathlib import Path
 from typing import List, Optional
 
-from . import __version__, files
-from .config import data_config, train_config
+# Only what parsing needs is imported here: each command imports the torch side itself, after
+# the recipe is read, so --help, --version and a recipe's YAML errors take no torch import (2 s).
+from . import __version__
 from .errors import RecipeError
-from .graph import build_graph
-from .passes import PASSES, apply_transforms
 from .recipe import load_recipe
-from .run import context_without_data
 
 
 def _graph(args, stage=None):
@@ -25,6 +23,10 @@ def _graph(args, stage=None):
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
+    from .config import data_config, train_config
+    from .graph import build_graph
+    from .passes import apply_transforms
+    from .run import context_without_data
     dconfig = data_config(recipe)  # summary and render flag a typo in data: or train: too
     train_config(recipe)
     if getattr(args, "data_dir", None):  # the data's image shape, for a recipe that sets none
@@ -76,7 +78,8 @@ def cmd_render(args) -> None:
         raise RecipeError("--diff and --depth cannot be combined", hint="drop one of them")
     graph, reports = _graph(args, stage=args.stage)
     written, note = render(graph, args.output, direction=args.direction, depth=args.depth,
-                           reports=reports if args.diff else None)
+                           reports=reports if args.diff else None, dpi=args.dpi,
+                           title="" if args.no_title else args.title)
     if note:
         print(f"netgraph: {note}", file=sys.stderr)
     else:
@@ -85,15 +88,19 @@ def cmd_render(args) -> None:
 
 def cmd_train(args) -> None:
     import statistics
-    from . import distributed
-    from .ablate import read_runs
-    from .engine import TrainingInterrupted, resume_point
-    from .engine import input_dtype
-    from .run import (checkpoint_writer, choose_placement, fit_to_data, load_checkpoint, load_data, log_entry_line,
-                      normalisation_line, resolve_device, run_name, run_recipe, save_model)
+    if args.runs < 1:  # before anything is read or touched
+        raise RecipeError(f"--runs {args.runs}: train at least once", hint="--runs 1 or more")
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
+    from . import distributed
+    from .ablate import read_runs
+    from .config import data_config, train_config
+    from .engine import TrainingInterrupted, resume_point
+    from .engine import input_dtype
+    from .run import (checkpoint_writer, choose_placement, fit_to_data, load_checkpoint, load_data,
+                      log_entry_line, normalisation_line, resolve_device, run_name, run_recipe,
+                      save_model, schedule_record)
     ranks = None
     if distributed.launched_by_torchrun():
         ranks, device = distributed.from_environment(args.device)
@@ -102,19 +109,29 @@ def cmd_train(args) -> None:
     main = ranks is None or ranks.main  # only rank 0 prints and writes files
     config = train_config(recipe, device.type)  # a typo in train: before minutes of loading data
     dconfig = data_config(recipe)
-    log_path = Path(args.log) if args.log else Path("runs") / (Path(args.recipe).stem + ".jsonl")
-    checkpoint_path = Path(args.checkpoint) if args.checkpoint else log_path.with_suffix(".ckpt")
+    if main and not args.quiet:
+        print(f"recipe: {args.recipe}" + "".join(f" --set {a}" for a in args.set), flush=True)
+    from . import files, run_folder
+    opts = run_folder.options(args.recipe, args.set, args.seed, args.runs)
+    paths = run_folder.choose(args, opts) if main else run_folder.RunFiles(None, Path(os.devnull),
+                                                                          Path(os.devnull), None)
+    log_path, checkpoint_path = paths.log, paths.checkpoint
     if main:  # refused at once while another netgraph writes either; released when main() ends
         files.lock(checkpoint_path, "the checkpoint"), files.lock(log_path, "the log")
     dataset, label = load_data(dconfig, args.data_dir), dconfig.label
     recipe, dconfig = fit_to_data(recipe, dataset)  # input.shape from the data, checked before training
     if main and not args.quiet:
-        print(f"{dataset.name}: {len(dataset.train_labels):,} training and {len(dataset.test_labels):,} "
-              f"test images of {' x '.join(map(str, dataset.image_shape))}, {dataset.num_classes} "
-              f"classes ({_classes_line(dataset.classes)}); {normalisation_line(dataset, dconfig)}")
+        print(header(dataset, dconfig, args.data_dir, config, device, ranks), flush=True)
+        print(f"images: {' x '.join(map(str, dataset.image_shape))}, classes {_classes_line(dataset.classes)}; "
+              f"{normalisation_line(dataset, dconfig)}")
         if dconfig.placement != "device":
             print(choose_placement(dconfig, dataset, device, input_dtype(config.precision))[1])
+    if paths.folder and not args.resume:
+        run_folder.write_manifest(paths.folder, opts, _command_line(), recipe.sections)
+    if paths.folder and main:
+        print(f"run folder: {paths.folder}", flush=True)
     seeds = [args.seed + i for i in range(args.runs)]
+    lr_record = schedule_record(config, len(dataset.train_labels))
     finished, resume, kept_lines = [], None, []
     if args.resume:
         if ranks:
@@ -128,24 +145,31 @@ def cmd_train(args) -> None:
         finished, resume = saved["finished"], saved["state"]
         seeds = seeds[seeds.index(saved["seed"]):]
         done_seeds = {r["seed"] for r in finished}
-        kept_lines = [json.dumps(r) for r in read_runs(log_path) if r["seed"] in done_seeds]
-        kept_lines += [log_entry_line(run_name(recipe), saved["seed"], e, dataset, label)
+        kept_lines = [json.dumps(r) for r in read_runs(log_path) if r["seed"] in done_seeds] \
+            if done_seeds else []
+        kept_lines += [log_entry_line(run_name(recipe), saved["seed"], e, dataset, label, lr_record)
                        for e in resume["log"]]
         print(f"resuming seed {saved['seed']} {resume_point(resume['epoch'], resume['skip'])}, "
               f"from {checkpoint_path}")
-    if main:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("".join(line + "\n" for line in kept_lines))
+    log_started = []  # the log is (re)written when the first epoch has something to add
+
+    def log_line(line: str) -> None:
+        if not log_started:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.write_text("".join(kept + "\n" for kept in kept_lines))
+            log_started.append(True)
+        with open(log_path, "a") as log:
+            log.write(line + "\n")
     for i, seed in enumerate(seeds):
-        if args.runs > 1 and main:
-            print(f"run {args.runs - len(seeds) + i + 1} of {args.runs} (seed {seed})")
-        table = EpochTable(quiet=args.quiet or not main)
+        which = f"run {args.runs - len(seeds) + i + 1} of {args.runs} (seed {seed})"
+        if args.runs > 1 and main and not args.quiet:
+            print(which, flush=True)
+        table = EpochTable(quiet=args.quiet or not main, progress_every=args.progress_every)
 
         def on_epoch(entry, seed=seed, table=table):
             table.row(entry)
             if main:  # each epoch's line at once, so an interrupted run keeps its log
-                with open(log_path, "a") as log:
-                    log.write(log_entry_line(run_name(recipe), seed, entry, dataset, label) + "\n")
+                log_line(log_entry_line(run_name(recipe), seed, entry, dataset, label, lr_record))
 
         writer = checkpoint_writer(checkpoint_path, recipe, seed, finished, args.checkpoint_every) \
             if main else None
@@ -155,9 +179,10 @@ def cmd_train(args) -> None:
                                        resume=resume if i == 0 else None, ranks=ranks)
         except TrainingInterrupted as stop:
             table.clear()
-            command = _command_line()
+            command = _command_line(drop_resume=paths.folder is not None)
+            again = f" --resume {paths.folder}" if paths.folder else " --resume"
             print(f"netgraph: {stop}: saved "
-                  f"{checkpoint_path} and the log {log_path}; continue with:\n  {command} --resume",
+                  f"{checkpoint_path} and the log {log_path}; continue with:\n  {command}{again}",
                   file=sys.stderr)
             raise SystemExit(130 if stop.signal_name == "SIGINT" else 143) from None
         if not main:
@@ -165,9 +190,10 @@ def cmd_train(args) -> None:
         extra = "".join([f" | compile {run.compile_time_s:.1f} s" if run.compile_time_s else "",
                          f" | peak memory {run.peak_memory_gib:.2f} GiB" if run.peak_memory_gib else "",
                          f" | {run.world_size} processes" if run.world_size > 1 else ""])
-        print(f"test accuracy {run.test_acc:.2%} | training {run.train_time_s:.2f} s "
+        print((f"{which}: " if args.quiet and args.runs > 1 else "") +
+              f"test accuracy {run.test_acc:.2%} | training {run.train_time_s:.2f} s "
               f"(set-up {run.setup_time_s:.2f} s) | final evaluation {run.eval_time_s:.2f} s{extra} | "
-              f"{run.device}")
+              f"{run.device}", flush=True)
         if args.save:
             path = Path(args.save)
             if args.runs > 1:
@@ -179,6 +205,7 @@ def cmd_train(args) -> None:
         return
     if checkpoint_path.exists():
         checkpoint_path.unlink()  # every run finished: nothing left to resume
+    run_folder.mark_finished(paths.folder)
     result = dict(finished[0])
     if len(finished) > 1:
         result["test_loss"] = statistics.mean(r["test_loss"] for r in finished)  # not run 0's alone
@@ -193,15 +220,17 @@ def cmd_train(args) -> None:
               f"{min(acc):.2%}, max {max(acc):.2%}; training time mean {statistics.mean(time_s):.2f} s, "
               f"std {statistics.stdev(time_s):.2f} s, min {min(time_s):.2f} s, max {max(time_s):.2f} s")
     print(f"epoch log: {log_path}")
+    import datetime
+    import torch
+    result = {"command": _command_line(),
+              "torch": torch.__version__,
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              **result}
+    for out in [paths.result, Path(args.json_out) if args.json_out else None]:
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2) + "\n")
     if args.json_out:
-        import datetime
-        import torch
-        result = {"command": _command_line(),
-                  "torch": torch.__version__,
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  **result}
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"result: {args.json_out}")
 
 
@@ -211,20 +240,51 @@ def _classes_line(classes, most: int = 10) -> str:
     return shown + (f", ... ({len(classes) - most} more)" if len(classes) > most else "")
 
 
-def _command_line() -> str:
-    """This command as typed, quoted for a shell."""
+def _command_line(drop_resume: bool = False) -> str:
+    """This command as typed, quoted for a shell (without its --resume [DIR] if asked)."""
     import shlex
-    return " ".join(["netgraph"] + [shlex.quote(a) for a in sys.argv[1:]])
+    argv = sys.argv[1:]
+    if drop_resume and "--resume" in argv:
+        i = argv.index("--resume")
+        argv = argv[:i] + argv[i + 1 + (i + 1 < len(argv) and not argv[i + 1].startswith("-")):]
+    return " ".join(["netgraph"] + [shlex.quote(a) for a in argv])
+
+
+def header(dataset, dconfig, data_dir, config, device, ranks) -> str:
+    """What is about to be trained, before any of it: data, device, schedule, the tested model."""
+    from .data import default_cache_dir
+    from .run import device_name
+    source = "generated" if dconfig.dataset == "synthetic" else \
+        f"from {data_dir or dconfig.dir or default_cache_dir()}"
+    steps = len(dataset.train_labels) // config.batch_size
+    processes = f", {ranks.world} processes" if ranks and ranks.world > 1 else ""
+    tested = "the weights as trained"
+    if config.ema_momentum is not None:
+        tested = (f"moving average of the weights (train.ema: momentum {config.ema_momentum}, "
+                  f"every {config.ema_every} steps), not the weights trained")
+    if config.tta:
+        tested += "; test-time views averaged: " + ", ".join(config.tta)
+    return "\n".join([
+        f"data: {dconfig.label or dataset.name}, {len(dataset.train_labels):,} training and "
+        f"{len(dataset.test_labels):,} test images, {dataset.num_classes} classes, {source}",
+        f"device: {device_name(device)}{processes}, {config.precision}",
+        f"training: {config.epochs} epochs x {steps} steps of {config.batch_size} images",
+        f"test: {tested}"])
 
 
 class EpochTable:
-    """The seed's per-epoch table on stdout, and a progress bar on stderr within each epoch."""
-    COLUMNS = ("epoch", "lr", "train loss", "train acc", "test acc", "epoch time", "total time")
+    """The seed's per-epoch table on stdout, and progress on stderr within each epoch: a bar
+    on a terminal, else a line every ``progress_every`` seconds (a job log sees work going on)."""
+    COLUMNS = ("epoch", "lr", "train loss", "train acc %", "test loss", "test acc %", "epoch time",
+               "total time")
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, progress_every: float = 10.0):
+        import time
         self.quiet = quiet
         self.live = sys.stderr.isatty() and not quiet
         self.started = False
+        self.every, self.clock = progress_every, time.monotonic
+        self.last = self.clock()
 
     def row(self, e) -> None:
         if self.quiet:
@@ -234,9 +294,11 @@ class EpochTable:
         if not self.started:
             print("".join(f"{c:>12}" for c in self.COLUMNS))
             self.started = True
-        test = f"{e.test_acc:>12.4f}" if e.test_acc is not None else f"{'-':>12}"
-        print(f"{e.epoch:>12}{e.lr:>12.4f}{e.train_loss:>12.4f}{e.train_acc:>12.4f}{test}"
-              f"{e.epoch_time:>12.2f}{e.total_time:>12.2f}", flush=True)
+        test_loss = f"{e.test_loss:>12.4f}" if e.test_loss is not None else f"{'-':>12}"
+        test = f"{100 * e.test_acc:>12.2f}" if e.test_acc is not None else f"{'-':>12}"
+        print(f"{e.epoch:>12}{e.lr:>12.4f}{e.train_loss:>12.4f}{100 * e.train_acc:>12.2f}{test_loss}"
+              f"{test}{e.epoch_time:>12.2f}{e.total_time:>12.2f}", flush=True)
+        self.last = self.clock()
 
     def clear(self) -> None:
         if self.live:
@@ -247,9 +309,14 @@ class EpochTable:
             done = 30 * step // steps
             sys.stderr.write(f"\r  [{'#' * done}{'.' * (30 - done)}] step {step}/{steps}")
             sys.stderr.flush()
+        elif not self.quiet and step < steps and self.clock() - self.last >= self.every:
+            self.last = self.clock()
+            print(f"  step {step}/{steps} of the epoch ({step / steps:.0%})", file=sys.stderr,
+                  flush=True)
 
 
 def cmd_eval(args) -> None:
+    from .config import data_config, train_config
     from .engine import evaluate, input_dtype, to_device
     from .run import load_data, load_model, normalisation, resolve_device
     device = resolve_device(args.device)
@@ -326,6 +393,12 @@ def parser() -> argparse.ArgumentParser:
                         "default: after all of them")
     r.add_argument("--diff", action="store_true",
                    help="mark the nodes each transform added, removed, changed or rewired")
+    r.add_argument("--dpi", type=int, metavar="N",
+                   help="resolution of a .png in dots per inch, e.g. 300 for print (default 96)")
+    titles = r.add_mutually_exclusive_group()
+    titles.add_argument("--title", metavar="TEXT", help="the picture's title (default: the "
+                                                        "recipe's name)")
+    titles.add_argument("--no-title", action="store_true", help="no title")
     r.set_defaults(run=cmd_render)
 
     t = sub.add_parser("train", help="train a recipe: per-epoch table, logs, results")
@@ -336,16 +409,30 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     t.add_argument("--runs", type=int, default=1, help="train N times with seeds SEED..SEED+N-1")
     t.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    t.add_argument("--log", help="JSON-lines log of every epoch (default runs/RECIPE.jsonl)")
+    # --log-file first: under torchrun, --log is taken for an abbreviation of torchrun's --log-dir
+    t.add_argument("--log-file", "--log", dest="log", metavar="FILE",
+                   help="JSON-lines log of every epoch instead of log.jsonl in a new run folder "
+                        "runs/RECIPE/DATE-TIME/; under torchrun spell it --log-file")
     t.add_argument("--json-out", help="write the final result as one JSON object")
     t.add_argument("--save", help="write the trained weights and the recipe (e.g. model.pt)")
-    t.add_argument("--quiet", action="store_true", help="no per-epoch table or progress bar")
+    t.add_argument("--quiet", action="store_true",
+                   help="no header, per-epoch table or progress: one line per finished run")
+    t.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
+                   help="off a terminal (a log file, a job), a progress line on stderr at most "
+                        "every SECONDS within an epoch (default 10)")
     t.add_argument("--checkpoint", help="training state for --resume, written every epoch and on "
-                                        "Ctrl-C or SIGTERM (default: the log's path with .ckpt)")
+                                        "Ctrl-C or SIGTERM (default: train.ckpt in the run folder, "
+                                        "or the --log path with .ckpt)")
+    t.add_argument("--name", help="a word added to the new run folder's name: "
+                                  "runs/RECIPE/DATE-TIME-NAME/")
+    t.add_argument("--overwrite", action="store_true",
+                   help="let an explicit --log or --checkpoint replace an existing file")
     t.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
                    help="write the checkpoint every N epochs (0: only when interrupted; default 1)")
-    t.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint an interrupted run left, to the same result")
+    t.add_argument("--resume", nargs="?", const=True, default=False, metavar="DIR",
+                   help="continue an interrupted run to the same result: the latest of this recipe "
+                        "and options under runs/RECIPE/, or the run folder DIR (with --log or "
+                        "--checkpoint: that checkpoint)")
     t.set_defaults(run=cmd_train)
 
     a = sub.add_parser("ablate", help="train recipes several times each and tabulate them with "
@@ -417,6 +504,7 @@ def parser() -> argparse.ArgumentParser:
 def cmd_passes(args) -> None:
     import yaml
     from .ops import REQUIRED
+    from .passes import PASSES  # the registry needs ops, and ops build torch modules
     for plugin in args.imports:
         import_plugin(plugin)
     print("Every pass also takes strict: true, which turns 'found nothing to change' into an error.\n")
@@ -453,8 +541,21 @@ def cmd_show(args) -> None:
     print(f"wrote {picture.path} ({picture.width} x {picture.height} pixels)")
 
 
+def _command_parser(p: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The sub-command's parser (``show curves``'s for show), whose usage an error should print."""
+    for name in (args.command, getattr(args, "what", None)):
+        actions = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not actions or name not in actions[0].choices:
+            break
+        p = actions[0].choices[name]
+    return p
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, unknown = p.parse_known_args(argv)
+    if unknown:  # e.g. `passes --set ...`: the sub-command's usage, not the top-level one
+        _command_parser(p, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     # Warnings about a recipe (e.g. nodes that never reach the output) read as one line each.
     warnings.formatwarning = lambda message, category, *a, **k: f"netgraph: warning: {message}\n"
     try:
@@ -468,5 +569,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:  # e.g. `netgraph passes | head`: the reader has gone, that is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
-        files.unlock_all()  # the checkpoint and log locks of `train`
+        if "netgraph.files" in sys.modules:  # imported by `train` only: --help takes no torch
+            sys.modules["netgraph.files"].unlock_all()  # the checkpoint and log locks of `train`
     return 0

@@ -88,6 +88,7 @@ def _check(recipe: Recipe, section: str, specs: Dict[str, Param]) -> Dict[str, A
     raw = dict(recipe.sections.get(section) or {})
     # Lists of names and mappings are checked below; Param(list) alone means integers.
     loose = {k: raw.pop(k) for k in ("tta", "augment", "param_groups", "mean", "std") if k in raw}
+    lr = raw.pop("lr") if section == "train" and "lr" in raw else None
     try:
         values = check_params(f"the {section}: section", specs, raw)
     except RecipeError as err:
@@ -97,7 +98,41 @@ def _check(recipe: Recipe, section: str, specs: Dict[str, Param]) -> Dict[str, A
             raise recipe.error(f"{section}.{key} must be a list, got {value!r}", (section, key),
                                hint=f"e.g. {key}: {LIST_EXAMPLES[key]}")
     values.update(loose)
+    if lr is not None:
+        values["lr"] = _learning_rate(recipe, lr)
     return values
+
+
+def _learning_rate(recipe: Recipe, lr: Any) -> Dict[str, Any]:
+    """train.lr as {knots, values}: a number is a constant rate (lr: 0.4)."""
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool):
+        return {"knots": [0], "values": [lr]}
+    if not isinstance(lr, dict):
+        raise recipe.error(f"train.lr must be a number or a schedule, got {lr!r}", ("train", "lr"),
+                           hint="e.g. lr: 0.4, or lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}")
+    return lr
+
+
+def _fitting_knots(knots, epochs: int) -> Optional[str]:
+    """A ready --set for knots that fit a run shorter than ``knots`` allow: the knots at the
+    fewest epochs they fit, scaled down to ``epochs`` (so [0, epochs/5, epochs - 2] at 1 epoch
+    is [0, 0.2, 0.333], the shape they have at 3)."""
+    from .schedule import knot_value
+    start = next((n for n in range(epochs + 1, 1001) if all(
+        _knots_fit(knots, m) for m in range(n, n + 3))), None)
+    if start is None:
+        return None
+    points = [round(knot_value(k, start) * epochs / start, 3) for k in knots]
+    return "--set 'train.lr.knots=[" + ", ".join(f"{p:g}" for p in points) + "]'"
+
+
+def _knots_fit(knots, epochs: int) -> bool:
+    from .schedule import knot_value
+    try:
+        points = [knot_value(k, epochs) for k in knots]
+    except RecipeError:
+        return False
+    return all(b >= a for a, b in zip(points, points[1:]))
 
 
 LIST_EXAMPLES = {"tta": "[flip]", "augment": "[crop, flip, {cutout: 8}]",
@@ -120,9 +155,13 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
         if "lr" not in recipe.train:  # the default's 5-epoch warm-up outlasts a short run
             raise recipe.error(f"the default learning-rate schedule warms up for 5 epochs, longer "
                                f"than epochs: {t['epochs']}", ("train", "epochs"),
-                               hint="set train.lr, e.g. lr: {knots: [0, epochs/5, epochs], "
-                                    "values: [0, 0.4, 0]}") from None
-        raise err.located(*recipe.where(("train", "lr"))) from None
+                               hint="set train.lr, e.g. --set 'train.lr={knots: [0, epochs/5, "
+                                    "epochs], values: [0, 0.4, 0]}'") from None
+        fix = _fitting_knots(lr["knots"], t["epochs"]) if isinstance(lr["knots"], list) else None
+        if fix and err.hint and "needs epochs" in err.hint:
+            err.hint += f", e.g. {fix}"
+        # epochs from a --set, knots from a parent file: the --set first, then the knots' line
+        raise recipe.blame(err.located(*recipe.where(("train", "lr"))), ("train", "epochs")) from None
     ema = t["ema"] or {}
     if ema:
         try:

@@ -181,9 +181,24 @@ def find_layout(name: str, data_dir) -> Tuple[Layout, Path]:
         raise RecipeError(f"holds no {name} data set in a layout netgraph reads, but a converter",
                           file=data_dir, hint=f"run python {converter} OUT (it needs pillow) and "
                                               f"pass OUT as the data folder")
-    raise RecipeError(f"holds no {name} data set: no folder {folders}, nor their files", file=data_dir,
+    below = [sub for sub in _subfolders(data_dir)
+             if any((sub / layout.folder).is_dir() or _looks_like(sub, layout) for layout in _layouts(name))]
+    if below:  # a folder one level too high: name the one that holds it
+        raise RecipeError(f"holds no {name} data set itself, but {below[0].name}/ in it does",
+                          file=data_dir, hint=f"pass --data-dir {below[0]}")
+    seen = ", ".join(f"{sub.name}/" for sub in _subfolders(data_dir)[:10]) or "no folders"
+    raise RecipeError(f"holds no {name} data set: no folder {folders}, nor their files "
+                      f"(it holds {seen})", file=data_dir,
                       hint=f"pass the folder that contains {folders}, as extracted from the official "
                            f"archive, or leave out the data folder to download it")
+
+
+def _subfolders(folder: Path) -> List[Path]:
+    """The folders in `folder`, by name, for an error that says what it saw."""
+    try:
+        return sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
+    except OSError:
+        return []
 
 
 # --- readers ------------------------------------------------------------------------------

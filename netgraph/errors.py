@@ -16,8 +16,11 @@ class RecipeError(ValueError):
 
     def __init__(self, message: str, *, file: Optional[str] = None,
                  line: Optional[int] = None, node: Optional[str] = None,
-                 hint: Optional[str] = None):
+                 hint: Optional[str] = None, setting: Optional[tuple] = None):
         self.message = message
+        # the recipe key the mistake is about when it was found elsewhere (a pass refusing
+        # train.batch_size): Recipe.blame names the --set that gave it first
+        self.setting = setting
         self.file = None if file is None else str(file)
         self.line = line
         self.node = node

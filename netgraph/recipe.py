@@ -106,6 +106,16 @@ class Recipe:
             return named, None
         return f"{file}:{line}, {named}" if line else f"{file}, {named}", None
 
+    def blame(self, err: RecipeError, keypath: Sequence[Union[str, int]]) -> RecipeError:
+        """Put the --set that gave ``keypath`` (or a mapping above it) first in ``err``'s place,
+        before the inherited line where the mistake showed: the user's own words first."""
+        keypath = tuple(keypath)
+        sets = [where for k, where, _ in self.overrides if keypath[:len(k)] == k]
+        if sets and sets[-1] not in (err.file or ""):
+            err.file = sets[-1] + (f", {err.file}" if err.file else "")
+            err.args = (str(err),)
+        return err
+
     def error(self, message: str, keypath: Sequence[Union[str, int]] = (), *,
               node: Optional[str] = None, hint: Optional[str] = None) -> RecipeError:
         file, line = self.where(keypath)

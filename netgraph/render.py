@@ -20,18 +20,39 @@ from .summary import format_shape
 
 FORMATS = ("svg", "png", "pdf", "dot")
 
-# One colour per op, the same in every recipe. Families share a hue: convolutions
-# blue, normalisation yellow, activations green, pooling orange, joins purple.
+# One colour per op, the same in every recipe. Families share a hue (convolutions blue,
+# normalisation yellow, activations green, pooling orange, joins purple), told apart by
+# lightness: every two built-in ops are at least 18 apart in CIE76 colour distance (Euclidean
+# in CIELAB, D65; 2.3 is a just-noticeable difference), tests/test_render.py checks it.
 OP_COLOURS = {
-    "input": "#e0e0e0",
-    "conv2d": "#9ecae1", "linear": "#6baed6",
-    "batch_norm": "#fee08b", "ghost_batch_norm": "#d9c55f",
-    "relu": "#a1d99b", "celu": "#74c476", "gelu": "#c7e9c0",
-    "max_pool": "#fdae6b", "avg_pool": "#fdd0a2",
-    "global_max_pool": "#f16913", "global_avg_pool": "#fd8d3c",
-    "add": "#bcbddc", "concat": "#9e9ac8",
-    "mul": "#fcbba1", "flatten": "#d9d9d9", "identity": "#f0f0f0",
+    "input": "#d9d9d9", "flatten": "#969696", "identity": "#b5ece6",
+    "conv2d": "#8ecae6", "linear": "#3f7fbf",
+    "batch_norm": "#ffe066", "ghost_batch_norm": "#b8962e",
+    "relu": "#a1d99b", "celu": "#2f9e4f", "gelu": "#d4f07a",
+    "max_pool": "#fd9e4f", "avg_pool": "#ffd1a6",
+    "global_max_pool": "#e6550d", "global_avg_pool": "#a0643a",
+    "add": "#c7b3f0", "concat": "#8c6bb1",
+    "mul": "#f78fb3",
 }
+MIN_COLOUR_DISTANCE = 18.0
+
+
+def lab(colour: str) -> Tuple[float, float, float]:
+    """CIELAB (D65) of a '#rrggbb' sRGB colour."""
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (linear(int(colour[i:i + 2], 16) / 255) for i in (1, 3, 5))
+    xyz = ((0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047, 0.2126 * r + 0.7152 * g + 0.0722 * b,
+           (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883)
+    fx, fy, fz = (v ** (1 / 3) if v > 0.008856 else 7.787 * v + 16 / 116 for v in xyz)
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+def colour_distance(a: str, b: str) -> float:
+    """CIE76 colour difference: Euclidean distance in CIELAB."""
+    return sum((x - y) ** 2 for x, y in zip(lab(a), lab(b))) ** 0.5
+
+
 # Colours for ops netgraph does not know in advance (yours), picked by a hash of the name.
 EXTRA_COLOURS = ["#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#b3de69",
                  "#fccde5", "#bc80bd", "#ccebc5", "#ffed6f", "#e5c494", "#66c2a5"]
@@ -187,10 +208,11 @@ def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str], reports=None):
 
     marks, removed = change_marks(reports or [])
 
+    # The title and the legend are the graph's label, above the drawing: a legend node beside
+    # the first rank made that rank as tall (or, in LR, as wide) as itself, a blank band.
     dot = pydot.Dot(graph_type="digraph", rankdir=direction, compound="true", newrank="true",
-                    fontname="Helvetica", nodesep="0.25", ranksep="0.3",
-                    label=title if title is not None else g.graph.get("name") or "",
-                    labelloc="t", fontsize="16")
+                    fontname="Helvetica", nodesep="0.25", ranksep="0.3", labelloc="t",
+                    labeljust="l", fontsize="11")
     dot.set_node_defaults(shape="box", style="rounded,filled", fontname="Helvetica",
                           fontsize="11", penwidth="0.8", margin="0.12,0.04")
     dot.set_edge_defaults(arrowsize="0.6", penwidth="0.9", color="#444444")
@@ -253,33 +275,44 @@ def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str], reports=None):
     dot.add_node(pydot.Node("output", label="output", shape="ellipse", style="filled",
                             fillcolor=OP_COLOURS["input"]))
     dot.add_edge(pydot.Edge(_node_id(output), "output"))
-    _legend(dot, used_ops, reports)
+    title = title if title is not None else g.graph.get("name") or ""
+    # LR: the title and every op on one line, no taller than a line; TB: 4 ops a row under it
+    dot.set("label", _legend(title, used_ops, reports, columns=0 if direction == "LR" else 4))
     return dot
 
 
-def _legend(dot, used_ops: List[str], reports=None) -> None:
-    import pydot
-
-    rows = "".join(f'<tr><td bgcolor="{op_colour(op)}" width="14" height="10"></td>'
-                   f'<td align="left">{html.escape(op)}</td></tr>' for op in used_ops)
+def _legend(title: str, used_ops: List[str], reports=None, columns: int = 4) -> str:
+    """The title over a legend of ops in rows of ``columns`` (and, with reports, the transforms),
+    as one HTML-like label; ``columns`` 0: the title, then every op, on one line."""
+    cells = [f'<td bgcolor="{op_colour(op)}" width="14" height="10"></td>'
+             f'<td align="left">{html.escape(op)}</td>' for op in used_ops]
+    if columns == 0 and not reports:
+        heading = f'<td><font point-size="16">{html.escape(title)}</font></td><td> </td>' if title else ""
+        return (f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="2"><tr>{heading}'
+                f'<td><b>ops</b></td>{"".join(cells)}</tr></table>>')
+    columns = columns or 9
+    width = 2 * min(columns, len(cells) or 1)
+    rows = "".join("<tr>" + "".join(cells[i:i + columns]) + "</tr>"
+                   for i in range(0, len(cells), columns))
     if reports:
-        rows += '<tr><td colspan="2" align="left"><b>transforms</b></td></tr>'
+        rows += f'<tr><td colspan="{width}" align="left"><b>transforms</b></td></tr>'
         rows += "".join(f'<tr><td align="right">{r.index}</td><td align="left">'
                         f'{html.escape(r.name)}: {r.matches} match{"es" if r.matches != 1 else ""}'
                         f'{" (exact)" if r.exact else ""}</td></tr>' for r in reports)
-        rows += "".join(f'<tr><td bgcolor="{c}" width="14" height="4"></td>'
-                        f'<td align="left"><font color="{c}">{k}</font></td></tr>'
-                        for k, c in CHANGE_COLOURS.items())
-    table = (f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="2">'
-             f'<tr><td colspan="2" align="left"><b>ops</b></td></tr>{rows}</table>>')
-    legend = pydot.Cluster("legend", label="", style="rounded", color="#bbbbbb")
-    legend.add_node(pydot.Node("legend", label=table, shape="plaintext", style=""))
-    dot.add_subgraph(legend)
+        rows += "<tr>" + "".join(f'<td bgcolor="{c}" width="14" height="4"></td>'
+                                 f'<td align="left"><font color="{c}">{k}</font></td>'
+                                 for k, c in CHANGE_COLOURS.items()) + "</tr>"
+    heading = (f'<tr><td colspan="{width}" align="center"><font point-size="16">'
+               f'{html.escape(title)}</font></td></tr>') if title else ""
+    return (f'<<table border="0" cellborder="0" cellspacing="2" cellpadding="2">{heading}'
+            f'<tr><td colspan="{width}" align="left"><b>ops</b></td></tr>{rows}</table>>')
 
 
 def render(g: nx.DiGraph, out: str, direction: str = "TB", title: Optional[str] = None,
-           depth: Optional[int] = None, reports=None) -> Tuple[str, Optional[str]]:
-    """Write the picture to ``out`` (svg, png, pdf or dot, by extension).
+           depth: Optional[int] = None, reports=None,
+           dpi: Optional[int] = None) -> Tuple[str, Optional[str]]:
+    """Write the picture to ``out`` (svg, png, pdf or dot, by extension). ``title`` None is the
+    network's name, "" none; ``dpi`` sets a PNG's resolution (Graphviz's default is 96).
 
     Returns (path written, note). Without Graphviz's ``dot`` program the ``.dot``
     file is written instead and the note says how to turn it into a picture.
@@ -291,7 +324,13 @@ def render(g: nx.DiGraph, out: str, direction: str = "TB", title: Optional[str] 
     if fmt not in FORMATS:
         raise RecipeError(f"cannot render to '{out}': unknown extension",
                           hint="use one of " + ", ".join("." + f for f in FORMATS))
+    if dpi is not None and (fmt != "png" or dpi <= 0):
+        raise RecipeError(f"--dpi {dpi}: " + ("a resolution is a positive number" if dpi <= 0 else
+                          f"only a .png has a resolution; .{fmt} is drawn in vectors"),
+                          hint="e.g. -o graph.png --dpi 300")
     dot = to_dot(g, direction=direction, title=title, depth=depth, reports=reports)
+    if dpi is not None:
+        dot.set("dpi", str(dpi))
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "dot":
         path.write_text(dot.to_string())

@@ -255,12 +255,22 @@ def log_entry(entry: EpochLog, dataset: datasets.Dataset, label: Optional[str] =
 
 
 def log_entry_line(recipe: str, seed: int, entry, dataset: datasets.Dataset,
-                   label: Optional[str] = None) -> str:
-    """One JSON line of ``netgraph train``'s epoch log (an EpochLog or its dict)."""
+                   label: Optional[str] = None, extra: Optional[Dict[str, Any]] = None) -> str:
+    """One JSON line of ``netgraph train``'s epoch log (an EpochLog or its dict), with ``extra``
+    keys (the learning-rate schedule, so ``show curves`` can draw it per step)."""
     import json
     if isinstance(entry, dict):
         entry = EpochLog(**entry)
-    return json.dumps({"recipe": recipe, "seed": seed, **log_entry(entry, dataset, label)})
+    return json.dumps({"recipe": recipe, "seed": seed, **log_entry(entry, dataset, label),
+                       **(extra or {})})
+
+
+def schedule_record(config, train_images: int) -> Dict[str, Any]:
+    """The learning-rate schedule as the engine runs it: knots in epochs, values, steps an epoch
+    (the engine sets step k's rate to schedule(k / steps_per_epoch))."""
+    schedule = config.lr_schedule()
+    return {"lr_knots": schedule.knots, "lr_values": schedule.values,
+            "steps_per_epoch": train_images // config.batch_size}
 
 
 def run_name(recipe: Recipe) -> str:
@@ -272,7 +282,8 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     import platform
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)})"
 
 
 def saved_context(context: PassContext) -> Dict[str, Any]:

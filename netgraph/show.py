@@ -401,6 +401,18 @@ def show_params(logs: Sequence, output, *, seed: Optional[int] = None) -> Pictur
 
 # --- curves ------------------------------------------------------------------------------
 
+def _lr_per_step(epochs: Sequence[Dict]):
+    """(epochs elapsed, rate) at every step the log's schedule ran, or None if not recorded."""
+    first = epochs[0] if epochs else {}
+    if not {"lr_knots", "lr_values", "steps_per_epoch"} <= set(first):
+        return None
+    from .schedule import PiecewiseLinear
+    schedule = PiecewiseLinear(first["lr_knots"], first["lr_values"])
+    steps = first["steps_per_epoch"]
+    xs = [k / steps for k in range(max(e["epoch"] for e in epochs) * steps)]
+    return xs, [schedule(x) for x in xs]
+
+
 METRICS = ("train_loss", "test_loss", "train_acc", "test_acc", "lr")
 
 
@@ -445,6 +457,7 @@ def show_curves(logs: Sequence, output, *, by_file: bool = False) -> Picture:
     from matplotlib.ticker import MaxNLocator
     loss_ax, acc_ax, lr_ax = figure.subplots(3, 1, sharex=True, height_ratios=[3, 3, 1.6])
     colours = [f"C{i}" for i in range(10)]
+    lr_label = "learning rate\n(each step)"
     for i, s in enumerate(series):
         colour = colours[i % len(colours)]
         n = len(s["seeds"])
@@ -463,15 +476,19 @@ def show_curves(logs: Sequence, output, *, by_file: bool = False) -> Picture:
                     ax.fill_between(xs, [a - b for a, b in zip(mus, sds)],
                                     [a + b for a, b in zip(mus, sds)], color=colour,
                                     alpha=0.25 if split == "train" else 0.12, linewidth=0)
-        lr = s["lr"]["mean"]
-        lr_ax.plot(s["epoch"], lr, color=colour, marker="o", markersize=3)
+        per_step = _lr_per_step(s["runs"][0]["epochs"])
+        if per_step:  # the rate of every step, warm-up from 0 included
+            lr_ax.plot(*per_step, color=colour, linewidth=1.2)
+        else:  # a log from before the schedule was recorded: each epoch's last rate
+            lr_ax.plot(s["epoch"], s["lr"]["mean"], color=colour, marker="o", markersize=3)
+            lr_label = "learning rate\n(at each epoch's end)"
     # Line styles explained once, with grey lines that stand for every series.
     loss_ax.plot([], [], "-", color="gray", label="train (augmented batches, during the epoch)")
     loss_ax.plot([], [], "--", color="gray", label="test (after the epoch)")
     loss_ax.set_ylabel("loss per image (nats)")
     loss_ax.legend(fontsize=8, loc="upper right")
     acc_ax.set_ylabel("accuracy (%)")
-    lr_ax.set_ylabel("learning rate\n(at each epoch's end)")
+    lr_ax.set_ylabel(lr_label)
     lr_ax.set_xlabel("epoch")
     lr_ax.set_ylim(bottom=0)
     lr_ax.xaxis.set_major_locator(MaxNLocator(integer=True))

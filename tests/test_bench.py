@@ -94,4 +94,10 @@ def test_bench_record_on_a_small_run(tmp_path, capsys):
         # 512 training images: 4 whole batches of tiny.yaml's 128 an epoch
         assert v["images_per_s"] == pytest.approx(statistics.median(512 / r["epoch_time_s"] for r in v["runs"]))
     assert plain["test_acc_mean"] == loop["test_acc_mean"]  # the loop is the same update
-    assert "plain" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "plain" in printed and "0.0 TFLOP/s" not in printed  # a CPU's rate in GFLOP/s
+
+
+def test_flop_rates_keep_their_digits():
+    assert bench.flop_rate(157.3e12) == "157.3 TFLOP/s"
+    assert bench.flop_rate(21.44e9) == "21.4 GFLOP/s" and bench.flop_rate(3e5) == "0.3 MFLOP/s"

@@ -135,8 +135,10 @@ def test_torchrun_style_launch_writes_files_from_rank_0_only(tmp_path, capsys):
     outputs = [p.communicate(timeout=300) for p in processes]
     for p, (out, err) in zip(processes, outputs):
         assert p.returncode == 0, err
-    assert sorted(str(f.relative_to(tmp_path / "rank0")) for f in (tmp_path / "rank0").rglob("*")) == \
-        ["model.pt", "result.json", "runs", "runs/r.jsonl"]
+    written = sorted(str(f.relative_to(tmp_path / "rank0")) for f in (tmp_path / "rank0").rglob("*"))
+    folder = written[4]  # runs/r/DATE-TIME: the run's own folder (netgraph/run_folder.py)
+    assert written == ["model.pt", "result.json", "runs", "runs/r", folder] + [
+        f"{folder}/{name}" for name in ("log.jsonl", "recipe.yaml", "result.json", "run.json")]
     assert list((tmp_path / "rank1").iterdir()) == []
     assert "2 processes" in outputs[0][0] and outputs[1][0] == ""
     from netgraph.cli import main

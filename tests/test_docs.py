@@ -114,3 +114,89 @@ def test_every_recipe_option_is_in_the_readme_table(section):
     documented = {key.strip("` ") for row in re.findall(r"^\| ([^|]+) \|", table, re.M)
                   for key in row.split(",")}
     assert set({"train": TRAIN_PARAMS, "data": DATA_PARAMS}[section]) <= documented
+
+
+# --- what README says each command takes, checked against the real parsers (issue 21) -------
+
+PLACEHOLDERS = {"RECIPE": "r.yaml", "FILE": "f.jsonl", "OUT": "o.svg", "N": "1", "DIR": "d",
+                "SECONDS": "1", "TEXT": "t", "MODULE": "m.py", "NAME": "n", "E": "1"}
+
+
+def _parse(words):
+    """Parse a `netgraph ...` command with the real parser, running nothing: SystemExit on a
+    word its command does not take (an option README names that the command refuses)."""
+    from netgraph.cli import parser
+    words = [PLACEHOLDERS.get(w, w) for w in words if w not in ("...", "[--json]")]
+    if words[:1] == ["show"] and words[1:2] in (["params"], ["curves"]) and "-o" not in words:
+        words += ["-o", "x.png"]  # the sentence names the picture's input, not its output
+    if words[:1] == ["render"] and "-o" not in words:
+        words += ["-o", "x.svg"]
+    if words[:1] == ["eval"] and len(words) == 1:
+        words += ["m.pt"]
+    if words[:1] in (["summary"], ["render"], ["train"]) and (len(words) == 1 or words[1].startswith("-")):
+        words.insert(1, "r.yaml")
+    if words[:1] == ["ablate"] and (len(words) == 1 or words[1].startswith("-")):
+        words.insert(1, "r.yaml")
+    return parser().parse_args(words)
+
+
+def _readme_commands():
+    """Every `netgraph ...` in README's command blocks (torchrun's included) and inline code."""
+    lines = [line for _, b in all_blocks("bash") for part in b.replace("\\\n", " ").splitlines()
+             for line in part.split(" && ")]
+    found = []
+    for line in lines:
+        command = line.partition("#")[0].strip()
+        if command.startswith("netgraph "):
+            found.append(shlex.split(command)[1:])
+        elif command.startswith("torchrun ") and "-m netgraph" in command:
+            words = shlex.split(command.split("-m netgraph", 1)[1])
+            found.append(words[1:] if words[:1] == ["--"] else words)
+    for span in re.findall(r"`netgraph ([^`]+)`", README):
+        if "-" in span:  # a span naming options claims the command takes them
+            found.append(shlex.split(span))
+    return found
+
+
+def test_every_netgraph_command_in_readme_parses_with_its_options():
+    commands = _readme_commands()
+    assert len(commands) >= 25
+    for words in commands:
+        try:
+            _parse(words)
+        except SystemExit:
+            pytest.fail(f"README's `netgraph {' '.join(words)}` is refused by its parser")
+
+
+def _options(*command):
+    from netgraph.cli import parser
+    p = parser()
+    for name in command:
+        p = next(a for a in p._actions if a.__class__.__name__ == "_SubParsersAction").choices[name]
+    return {o for a in p._actions for o in a.option_strings}
+
+
+def test_readme_names_exactly_the_commands_that_take_set():
+    start = README.index("`--set KEY.PATH=VALUE` (repeatable")
+    said_take = README[:start].rsplit("\n\n", 1)[1]
+    said_refuse = README[start:README.index("take none:", start)].split(";", 1)[1]
+    for command in ("summary", "render", "train", "ablate", "show augment", "show whitening",
+                    "passes", "eval", "show params", "show curves"):
+        takes = "--set" in _options(*command.split())
+        assert (f"`{command}`" in said_take, f"`{command}`" in said_refuse) == (takes, not takes), command
+
+
+def test_every_option_in_the_training_section_is_one_train_takes():
+    section = README[README.index("## Training"):README.index("### The `data:` section")]
+    named = set(re.findall(r"`(--[a-z][a-z-]*)", section))
+    assert {"--runs", "--log", "--log-file", "--json-out", "--save", "--device", "--checkpoint",
+            "--resume", "--progress-every", "--quiet"} <= named
+    assert named <= _options("train"), named - _options("train")
+
+
+def test_the_quick_start_has_a_cpu_only_install_line_and_says_what_test_acc_is():
+    quick = README[README.index("## Quick start"):README.index("## Recipes")]
+    first = blocks("bash", quick)[0]
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in first
+    assert all(line.startswith("#") for line in first.splitlines() if "whl/cpu" in line)  # a comment
+    assert "moving average of the weights" in quick and "`test acc %`" in quick

@@ -33,8 +33,7 @@ def test_svg_has_every_node_cluster_and_the_legend(resnet9, tmp_path, capsys):
     assert "layer1/residual/res1" in groups
     for group in groups:
         assert "cluster_c_" + group.replace("/", "__") in titles, group
-    assert "cluster_legend" in titles
-    legend = svg[svg.index("<title>cluster_legend</title>"):]
+    legend = svg[:svg.index("<title>cluster_c_")]  # the legend is the graph's label, drawn first
     for op in ("conv2d", "batch_norm", "relu", "max_pool", "add", "flatten", "linear", "mul"):
         assert f">{op}</text>" in legend, op
     # Node labels carry name, key parameters and output shape.
@@ -95,3 +94,42 @@ def test_depth_collapses_nested_dicts(resnet9):
     assert top.graph["output"] == "head" and top.nodes["head"]["shape"] == (10,)
     dot = to_dot(resnet9, depth=1).to_string()
     assert "n_layer1 " in dot and "n_layer1__pool" not in dot
+
+
+def test_every_two_built_in_ops_have_colours_far_apart():
+    """CIE76 distance (Euclidean in CIELAB, D65) of at least 18 between any two built-in ops
+    (2.3 is a just-noticeable difference; conv2d and linear, input and flatten were ~5 apart)."""
+    import itertools
+    from netgraph.ops import OPS
+    from netgraph.render import MIN_COLOUR_DISTANCE, OP_COLOURS, colour_distance, lab
+    assert set(OPS) <= set(OP_COLOURS)
+    assert [round(v) for v in lab("#ffffff")] == [100, 0, 0] and round(lab("#ff0000")[0]) == 53
+    closest = min(itertools.combinations(OP_COLOURS, 2), key=lambda p: colour_distance(*map(op_colour, p)))
+    assert colour_distance(*map(op_colour, closest)) >= MIN_COLOUR_DISTANCE == 18.0, closest
+
+
+@needs_dot
+def test_png_dpi_title_and_an_lr_legend_on_one_line(tmp_path):
+    from netgraph.cli import main
+    struct = __import__("struct")
+
+    def size(path):
+        return struct.unpack(">II", path.read_bytes()[16:24])  # a PNG's IHDR width, height
+
+    recipe = str(RECIPES / "resnet9.yaml")
+    assert main(["render", recipe, "-o", str(tmp_path / "a.png"), "--depth", "1"]) == 0
+    assert main(["render", recipe, "-o", str(tmp_path / "b.png"), "--depth", "1", "--dpi", "192"]) == 0
+    (w1, h1), (w2, h2) = size(tmp_path / "a.png"), size(tmp_path / "b.png")
+    assert abs(w2 / w1 - 2) < 0.05 and abs(h2 / h1 - 2) < 0.05  # 96 dpi by default
+    assert main(["render", recipe, "-o", str(tmp_path / "c.svg"), "--dpi", "300"]) == 2
+    assert main(["render", recipe, "-o", str(tmp_path / "t.svg"), "--title", "Figure 2: ResNet-9"]) == 0
+    assert ">Figure 2: ResNet&#45;9</text>" in (tmp_path / "t.svg").read_text()
+    assert main(["render", recipe, "-o", str(tmp_path / "n.svg"), "--no-title"]) == 0
+    assert ">resnet9</text>" not in (tmp_path / "n.svg").read_text()
+    assert main(["render", recipe, "-o", str(tmp_path / "lr.svg"), "--direction", "LR"]) == 0
+    svg = (tmp_path / "lr.svg").read_text()
+    assert ">resnet9</text>" in svg
+    # LR: the title and every op on one line, so the legend adds a line, not a band
+    legend = svg[:svg.index("<title>cluster_c_")]
+    ys = [float(y) for y in re.findall(r'<text[^>]* y="([-0-9.]+)"', legend)]
+    assert len(ys) >= 10 and max(ys) - min(ys) < 5, ys  # baselines of 11 and 16 point text

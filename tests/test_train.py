@@ -75,7 +75,8 @@ def test_train_writes_table_log_result_and_model(small, tmp_path, capsys):
     assert main(["train", str(small), "--device", "cpu", "--log", str(out / "log.jsonl"),
                  "--json-out", str(out / "result.json"), "--save", str(out / "model.pt")]) == 0
     printed = capsys.readouterr().out
-    assert "epoch          lr  train loss   train acc    test acc  epoch time  total time" in printed
+    assert ("epoch          lr  train loss train acc %   test loss  test acc %  epoch time  total time"
+            in printed)
     result = json.loads((out / "result.json").read_text())
     assert {"test_acc", "train_time_s", "epochs", "device", "recipe", "seed"} <= set(result)
     assert result["epochs"] == 3 and result["seed"] == 0 and result["test_acc"] > 0.5

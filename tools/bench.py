@@ -46,6 +46,14 @@ from netgraph.recipe import load_recipe  # noqa: E402
 from netgraph.run import device_name, load_data, run_recipe  # noqa: E402
 from netgraph.summary import summarize  # noqa: E402
 
+def flop_rate(flops_per_s: float) -> str:
+    """FLOP/s in the unit that shows the digits: 157.3 TFLOP/s on a GPU, 21.4 GFLOP/s on a CPU
+    (where '0.0 TFLOP/s' said nothing)."""
+    for unit, scale in (("TFLOP/s", 1e12), ("GFLOP/s", 1e9), ("MFLOP/s", 1e6)):
+        if flops_per_s >= scale or unit == "MFLOP/s":
+            return f"{flops_per_s / scale:.1f} {unit}"
+
+
 # Dense tensor-core peaks from the vendors' datasheets, TFLOP/s (SXM parts; float16 = bfloat16).
 DATASHEET_TFLOPS = {"H100": {"float16": 989.4, "float32": 66.9}, "H200": {"float16": 989.4, "float32": 66.9},
                     "A100": {"float16": 312.0, "float32": 19.5}, "V100": {"float16": 125.0, "float32": 15.7}}
@@ -305,14 +313,14 @@ def main(argv=None) -> int:
     record["peak_flops_measured"] = measured_peak_flops(device, dtype)
     record["peak_flops_datasheet"] = datasheet_flops(device, config.precision)
     print(f"{record['device']}, torch {torch.__version__}: matmul peak "
-          f"{record['peak_flops_measured'] / 1e12:.1f} TFLOP/s in {config.precision}")
+          f"{flop_rate(record['peak_flops_measured'])} in {config.precision}")
     if "step" in parts:
         s = bench_step(recipe, device, args.batch or config.batch_size, args.steps, args.reps, args.set)
         record["step"] = s
         print(f"forward+backward, batch {s['batch']}: netgraph {1000 * s['netgraph_step_s']:.2f} ms, "
               f"hand-written {1000 * s['hand_written_step_s']:.2f} ms, ratio {s['ratio_median']:.3f} "
               f"(rounds {s['ratio_min']:.3f}..{s['ratio_max']:.3f}); {s['images_per_s']:,.0f} images/s, "
-              f"{s['flops_per_s'] / 1e12:.1f} TFLOP/s")
+              f"{flop_rate(s['flops_per_s'])}")
     if "augment" in parts:
         a = bench_augment(recipe, device, args.data_dir, args.reps)
         record["augment"] = a
@@ -327,7 +335,7 @@ def main(argv=None) -> int:
             ratio = next(value for key, value in v.items() if key.startswith("train_time_ratio_to_"))
             peak = f"{v['peak_memory_gib']:.2f}" if v["peak_memory_gib"] else "-"
             print(f"{name:>14} {v['train_time_s']:8.2f} {v['epoch_time_s']:8.3f} {ratio:6.3f} "
-                  f"{v['compile_time_s']:9.1f} {v['images_per_s']:9,.0f} {v['flops_per_s'] / 1e12:8.1f} "
+                  f"{v['compile_time_s']:9.1f} {v['images_per_s']:9,.0f} {v['flops_per_s'] / 1e12:8.3g} "
                   f"{peak:>8} {100 * v['test_acc_mean']:6.2f}")
         for name, error in t["failed"].items():
             print(f"{name:>14} failed: {error}")

@@ -175,8 +175,11 @@ def apply_transforms(g: nx.DiGraph, recipe: Recipe, context: Optional[PassContex
     reports = []
     for i, entry in enumerate(entries):
         name, params = transform_entry(entry, recipe, i)
-        g, report = apply_pass(g, name, params, context, index=i + 1,
-                               where=recipe.where(("transforms", i)))
+        try:
+            g, report = apply_pass(g, name, params, context, index=i + 1,
+                                   where=recipe.where(("transforms", i)))
+        except RecipeError as err:  # about train.batch_size, say: name the user's --set first
+            raise (recipe.blame(err, err.setting) if err.setting else err) from None
         reports.append(report)
     return g, reports
 

@@ -28,8 +28,12 @@ def ghost_batch_norm(g, context, splits, split_size, where) -> int:
         if batch is None:
             raise RecipeError("split_size needs the batch size", hint="set train.batch_size")
         if batch % split_size:
+            lower, upper = max(split_size, batch - batch % split_size), batch - batch % split_size + split_size
             raise RecipeError(f"batch size {batch} is not divisible by split_size={split_size}",
-                              hint="choose a split size dividing train.batch_size")
+                              setting=("train", "batch_size"),
+                              hint=f"make the batch a multiple of {split_size}: --set "
+                                   f"train.batch_size={lower} or {upper}; or choose a split size "
+                                   f"dividing {batch}")
         splits = batch // split_size
     splits = splits or DEFAULT_SPLITS
     if nodes and batch is not None and batch % splits:
