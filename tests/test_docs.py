@@ -86,8 +86,8 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
             import runpy
             import sys
             argv = shlex.split(line.partition("#")[0])[1:]
-            monkeypatch.setattr(sys, "argv", argv)
-            with pytest.raises(SystemExit) as done:
+            with monkeypatch.context() as m, pytest.raises(SystemExit) as done:
+                m.setattr(sys, "argv", argv)  # only while the tool runs
                 runpy.run_path(str(ROOT / argv[0]), run_name="__main__")
             assert done.value.code == 0, line
             continue
