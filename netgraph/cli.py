@@ -122,8 +122,9 @@ def cmd_train(args) -> None:
     recipe, dconfig = fit_to_data(recipe, dataset)  # input.shape from the data, checked before training
     if main and not args.quiet:
         print(header(dataset, dconfig, args.data_dir, config, device, ranks), flush=True)
-        print(f"images: {' x '.join(map(str, dataset.image_shape))}, classes {_classes_line(dataset.classes)}; "
-              f"{normalisation_line(dataset, dconfig)}")
+        print(f"{dataset.name}: {len(dataset.train_labels):,} training and {len(dataset.test_labels):,} "
+              f"test images of {' x '.join(map(str, dataset.image_shape))}, {dataset.num_classes} "
+              f"classes ({_classes_line(dataset.classes)}); {normalisation_line(dataset, dconfig)}")
         if dconfig.placement != "device":
             print(choose_placement(dconfig, dataset, device, input_dtype(config.precision))[1])
     if paths.folder and not args.resume:

@@ -35,17 +35,22 @@ def pytest_collection_modifyitems(config, items):
 _SIGNALS = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
 
 
+def _set_by_libraries(key: str) -> bool:
+    return key == "PYTEST_CURRENT_TEST" or key.startswith(("TORCHINDUCTOR_", "KMP_"))
+
+
 def _global_state():
     """What one test could leave behind for the next: torch's thread count, signal handlers, the
     working folder and the environment. (Warning filters are not here: pytest's warnings plugin
     restores them around every test.) Not compared: pytest's own PYTEST_CURRENT_TEST, and the
-    TORCHINDUCTOR_CACHE_DIR that torch's inductor sets once when it is first imported."""
+    variables libraries set once when first imported: TORCHINDUCTOR_CACHE_DIR (torch's
+    inductor) and KMP_DUPLICATE_LIB_OK / KMP_INIT_AT_FORK (scikit-learn's OpenMP set-up)."""
     import torch
     return {"torch.get_num_threads()": torch.get_num_threads(),
             "signal handlers": {int(s): signal.getsignal(s) for s in _SIGNALS},
             "os.getcwd()": os.getcwd(),
             "os.environ": {k: v for k, v in os.environ.items()
-                           if k != "PYTEST_CURRENT_TEST" and not k.startswith("TORCHINDUCTOR_")}}
+                           if not _set_by_libraries(k)}}
 
 
 def _restore(state):
@@ -55,7 +60,7 @@ def _restore(state):
         signal.signal(number, handler)
     os.chdir(state["os.getcwd()"])
     for key in [k for k in os.environ if k not in state["os.environ"]]:
-        if key != "PYTEST_CURRENT_TEST" and not key.startswith("TORCHINDUCTOR_"):
+        if not _set_by_libraries(key):
             del os.environ[key]
     os.environ.update(state["os.environ"])
 

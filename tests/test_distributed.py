@@ -74,7 +74,10 @@ def _assert_ranks_equal_single(ranks, expected, single, splits=1):
             if name.endswith(("running_mean", "running_var")) else expected[name]
         if not name.endswith(("running_mean", "running_var")) or splits == 1:
             assert torch.equal(value, ranks[1]["state"][name]), name  # identical on both ranks
-        torch.testing.assert_close(value, value_single, rtol=1e-4, atol=1e-5, msg=name)
+        # 1e-3: float32 sums in another order, grown over 8 steps of a summed loss at lr 0.4 (up
+        # to 5e-5 on conv weights of 0.26 since step 1 trains too); per-rank statistics where
+        # global ones are due differ by far more (checked by dropping the all-reduce)
+        torch.testing.assert_close(value, value_single, rtol=1e-3, atol=1e-4, msg=name)
     assert ranks[0]["test_acc"] == ranks[1]["test_acc"] == pytest.approx(single.test_acc)
     assert ranks[0]["train_loss"] == pytest.approx(single.log[-1]["train_loss"], rel=1e-5)
 
