@@ -18,10 +18,10 @@ torch.linalg.eigh's order, smallest first (airbench94_muon's init_whiten).
 import torch
 
 from ..errors import RecipeError
-from ..graph import INPUT, inputs
+from ..graph import INPUT
 from ..ops import Param
 from . import register_pass
-from .whiten_stem import patch_covariance
+from .whiten_stem import first_input_conv, patch_covariance
 
 
 def uncentred_covariance(images: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -50,14 +50,9 @@ def airbench_filters(images: torch.Tensor, kernel: int, eps: float, negated: boo
                        "bias_init": Param(str, "zero", choices=("zero", "default"))})
 def whiten_conv(g, context, eps, images, negated, largest_first, bias_init) -> int:
     """Make the first conv a fixed patch-whitening conv in place (its bias stays trainable)."""
-    convs = [n for n in g if g.nodes[n]["op"] == "conv2d" and g.nodes[n]["params"]["trainable"]]
-    if not convs:
+    first = first_input_conv(g, "whiten_conv")
+    if first is None:
         return 0
-    first = min(convs, key=list(g).index)
-    if inputs(g, first) != [INPUT]:
-        raise RecipeError("whiten_conv whitens patches of the input images, but the first conv "
-                          "does not read the input directly", node=first,
-                          hint="apply whiten_conv to a network whose first conv takes the image")
     params = g.nodes[first]["params"]
     if params["groups"] != 1:
         raise RecipeError(f"whiten_conv needs a conv with groups 1, got groups={params['groups']}",

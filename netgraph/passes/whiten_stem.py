@@ -50,19 +50,28 @@ def whitening_filters(images: torch.Tensor, kernel: int, eps: float) -> Tuple[to
     return filters.reshape(-1, c, kernel, kernel).float(), eigenvalues.float()
 
 
+def first_input_conv(g, pass_name: str):
+    """The first trainable conv of the graph (None without one), refused unless it reads the
+    input images: the whitening passes replace it with filters of the images' patches."""
+    convs = [n for n in g if g.nodes[n]["op"] == "conv2d" and g.nodes[n]["params"]["trainable"]]
+    if not convs:
+        return None
+    first = min(convs, key=list(g).index)
+    if inputs(g, first) != [INPUT]:
+        raise RecipeError(f"{pass_name} whitens patches of the input images, but the first conv "
+                          "does not read the input directly", node=first,
+                          hint=f"apply {pass_name} to a network whose first conv takes the image")
+    return first
+
+
 @register_pass("whiten_stem", exact=False,
                params={"kernel": Param(int, 3, positive=True), "eps": Param(float, 0.01, positive=True),
                        "images": Param(int, 10000, positive=True)})
 def whiten_stem(g, context, kernel, eps, images) -> int:
     """Replace the first conv by a fixed PCA-whitening conv and a learnable 1x1 conv."""
-    convs = [n for n in g if g.nodes[n]["op"] == "conv2d" and g.nodes[n]["params"]["trainable"]]
-    if not convs:
+    first = first_input_conv(g, "whiten_stem")
+    if first is None:
         return 0
-    first = min(convs, key=list(g).index)
-    if inputs(g, first) != [INPUT]:
-        raise RecipeError("whiten_stem whitens patches of the input images, but the first conv "
-                          "does not read the input directly", node=first,
-                          hint="apply whiten_stem to a network whose first conv takes the image")
     old = g.nodes[first]["params"]
     channels = g.nodes[INPUT]["params"]["shape"][0]
     whiten = unique_path(g, first.rsplit("/", 1)[0] + "/whiten" if "/" in first else "whiten")
