@@ -87,7 +87,6 @@ def cmd_render(args) -> None:
 
 
 def cmd_train(args) -> None:
-    import statistics
     if args.runs < 1:  # before anything is read or touched
         raise RecipeError(f"--runs {args.runs}: train at least once", hint="--runs 1 or more")
     for plugin in args.imports:
@@ -99,8 +98,8 @@ def cmd_train(args) -> None:
     from .engine import TrainingInterrupted, resume_point
     from .engine import input_dtype
     from .run import (checkpoint_writer, choose_placement, fit_to_data, load_checkpoint, load_data,
-                      log_entry_line, normalisation_line, resolve_device, run_name, run_recipe,
-                      save_model, schedule_record)
+                      combined_result, log_entry_line, normalisation_line, resolve_device, run_name,
+                      run_recipe, save_model, schedule_record)
     ranks = None
     if distributed.launched_by_torchrun():
         ranks, device = distributed.from_environment(args.device)
@@ -207,19 +206,13 @@ def cmd_train(args) -> None:
     if checkpoint_path.exists():
         checkpoint_path.unlink()  # every run finished: nothing left to resume
     run_folder.mark_finished(paths.folder)
-    result = dict(finished[0])
+    result = combined_result(finished)
     if len(finished) > 1:
-        result["test_loss"] = statistics.mean(r["test_loss"] for r in finished)  # not run 0's alone
-        for key in ("test_acc", "train_time_s"):
-            values = [r[key] for r in finished]
-            result.update({key: statistics.mean(values), f"{key}_std": statistics.stdev(values),
-                           f"{key}_min": min(values), f"{key}_max": max(values)})
-        result.update(seed=finished[0]["seed"], seeds=[r["seed"] for r in finished], runs=finished)
-        acc, time_s = [r["test_acc"] for r in finished], [r["train_time_s"] for r in finished]
+        r = result
         print(f"\n{len(finished)} runs (seeds {finished[0]['seed']}..{finished[-1]['seed']}): test "
-              f"accuracy mean {statistics.mean(acc):.2%}, std {statistics.stdev(acc):.2%}, min "
-              f"{min(acc):.2%}, max {max(acc):.2%}; training time mean {statistics.mean(time_s):.2f} s, "
-              f"std {statistics.stdev(time_s):.2f} s, min {min(time_s):.2f} s, max {max(time_s):.2f} s")
+              f"accuracy mean {r['test_acc']:.2%}, std {r['test_acc_std']:.2%}, min {r['test_acc_min']:.2%}, "
+              f"max {r['test_acc_max']:.2%}; training time mean {r['train_time_s']:.2f} s, std "
+              f"{r['train_time_s_std']:.2f} s, min {r['train_time_s_min']:.2f} s, max {r['train_time_s_max']:.2f} s")
     print(f"epoch log: {log_path}")
     import datetime
     import torch

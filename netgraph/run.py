@@ -8,6 +8,7 @@ decomposition included), training, all are; evaluation is not.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -214,6 +215,21 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
                     pass_context=saved_context(context), placement=placement,
                     log=[log_entry(e, dataset, dconfig.label) for e in result.log])
     return run, result.model, graph
+
+
+def combined_result(finished: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One result for the runs of one command: run 0's alone, or for several the mean, standard
+    deviation, minimum and maximum of test accuracy and training time, the mean test loss,
+    the seeds and every run."""
+    result = dict(finished[0])
+    if len(finished) > 1:
+        result["test_loss"] = statistics.mean(r["test_loss"] for r in finished)  # not run 0's alone
+        for key in ("test_acc", "train_time_s"):
+            values = [r[key] for r in finished]
+            result.update({key: statistics.mean(values), f"{key}_std": statistics.stdev(values),
+                           f"{key}_min": min(values), f"{key}_max": max(values)})
+        result.update(seed=finished[0]["seed"], seeds=[r["seed"] for r in finished], runs=finished)
+    return result
 
 
 def refuse_ghost_batch_norm(recipe: Recipe, graph) -> None:
