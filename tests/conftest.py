@@ -11,6 +11,19 @@ RECIPES = ROOT / "recipes"
 sys.path.insert(0, str(ROOT / "tools"))  # reference_resnet9, bench
 
 
+def small_network(classes: int) -> str:
+    """The one-conv network the data tests train, as a recipe's network: section."""
+    return textwrap.dedent(f"""\
+        network:
+          conv: {{op: conv2d, out: 8, bias: false}}
+          bn: {{op: batch_norm}}
+          act: {{op: relu}}
+          pool: {{op: global_avg_pool}}
+          flat: {{op: flatten}}
+          fc: {{op: linear, out: {classes}}}
+        """)
+
+
 @pytest.fixture
 def write(tmp_path):
     """write('name.yaml', text) -> path of a recipe file in a temporary folder."""

@@ -6,20 +6,13 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import small_network
 from netgraph import RecipeError
 from netgraph.arrays import read_arrays
 from netgraph.cli import main
 from netgraph.data import load
 
-NETWORK = """
-    network:
-      conv: {op: conv2d, out: 8, bias: false}
-      bn: {op: batch_norm}
-      act: {op: relu}
-      pool: {op: global_avg_pool}
-      flat: {op: flatten}
-      fc: {op: linear, out: 4}
-"""
+NETWORK = small_network(4)
 
 
 def arrays(n_train=40, n_test=12, shape=(8, 8, 3), classes=4, seed=0):
@@ -98,7 +91,7 @@ def test_train_on_an_npz_takes_the_input_shape_from_the_data(tmp_path, capsys):
     recipe.write_text(textwrap.dedent("""
         data: {dataset: arrays, pad: 2, augment: [crop, flip, {cutout: 4}]}
         train: {epochs: 2, batch_size: 32, lr: {knots: [0, 1, epochs], values: [0, 0.1, 0]}}
-        """) + textwrap.dedent(NETWORK))
+        """) + NETWORK)
     out = tmp_path / "result.json"
     assert main(["train", str(recipe), "--device", "cpu", "--data-dir", str(tmp_path / "a.npz"),
                  "--log", str(tmp_path / "log.jsonl"), "--json-out", str(out)]) == 0
@@ -115,7 +108,7 @@ def test_an_input_shape_the_data_does_not_have_is_refused_before_training(tmp_pa
         input: {shape: [3, 32, 32]}
         data: {dataset: arrays, pad: 2}
         train: {epochs: 2, batch_size: 32, lr: {knots: [0, 1, epochs], values: [0, 0.1, 0]}}
-        """) + textwrap.dedent(NETWORK))
+        """) + NETWORK)
     assert main(["train", str(recipe), "--device", "cpu", "--data-dir", str(tmp_path / "a.npz"),
                  "--log", str(tmp_path / "log.jsonl")]) == 2
     err = capsys.readouterr().err

@@ -6,20 +6,13 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import small_network
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
 from netgraph.data import Dataset, load
 from netgraph.run import fit_to_data, normalisation, normalisation_line
 
-NETWORK = """
-network:
-  conv: {op: conv2d, out: 8, bias: false}
-  bn: {op: batch_norm}
-  act: {op: relu}
-  pool: {op: global_avg_pool}
-  flat: {op: flatten}
-  fc: {op: linear, out: 3}
-"""
+NETWORK = small_network(3)
 
 
 def npz(path, shape=(12, 10), n=60, classes=3, seed=0):
@@ -32,7 +25,7 @@ def npz(path, shape=(12, 10), n=60, classes=3, seed=0):
 
 def recipe(tmp_path, data, extra=""):
     path = tmp_path / "r.yaml"
-    path.write_text(f"data: {data}\n" + extra + textwrap.dedent(NETWORK))
+    path.write_text(f"data: {data}\n" + extra + NETWORK)
     return load_recipe(path)
 
 
