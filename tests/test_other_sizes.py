@@ -1,7 +1,6 @@
 """Images of other sizes and channel counts than 3 x 32 x 32, through the data: section
 checks, normalisation, summary and render, the whitening pass, the pictures and training."""
 import json
-import textwrap
 
 import numpy as np
 import pytest
