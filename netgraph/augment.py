@@ -29,6 +29,9 @@ from .registry import Registry
 
 Shape = Tuple[int, int, int]  # (channels, height, width) of one image
 
+# At most this many choices per augmentation per epoch (data.max_groups): the seed's 200.
+MAX_GROUPS = 200
+
 
 class Augmentation(Protocol):
     """What the loader needs of an augmentation; Crop, Flip and Cutout are the three."""
@@ -219,7 +222,7 @@ def check_augmentations(augmentations: Sequence[Augmentation], shape: Shape) -> 
 
 
 def draw_choices(n: int, augmentations: Sequence[Augmentation], shape: Shape,
-                 generator: torch.Generator, max_groups: int = 200) -> List[torch.Tensor]:
+                 generator: torch.Generator, max_groups: int = MAX_GROUPS) -> List[torch.Tensor]:
     """One epoch's choices: for each augmentation, an int64 tensor of one choice per image
     (choices[a][i] is image i's choice for augmentations[a]).
 
@@ -252,7 +255,7 @@ class BatchGroupLoader:
     50,000 images at 512 with drop_last."""
 
     def __init__(self, images_padded: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 augmentations: Sequence[Augmentation] = (), seed: int = 0, max_groups: int = 200,
+                 augmentations: Sequence[Augmentation] = (), seed: int = 0, max_groups: int = MAX_GROUPS,
                  drop_last: bool = True, shuffle: bool = True,
                  normalize: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
                  device: Optional[torch.device] = None, host: bool = False):

@@ -250,19 +250,26 @@ def header(dataset, dconfig, data_dir, config, device, ranks) -> str:
     from .run import device_name
     source = "generated" if dconfig.dataset == "synthetic" else \
         f"from {data_dir or dconfig.dir or default_cache_dir()}"
+    from .engine import total_steps
     steps = len(dataset.train_labels) // config.batch_size
+    total = total_steps(config, max(steps, 1))
+    length = f"{config.epochs} epochs x {steps} steps" if total == config.epochs * steps else \
+        f"{total} steps ({total / max(steps, 1):.4g} epochs of {steps} steps)"
     processes = f", {ranks.world} processes" if ranks and ranks.world > 1 else ""
     tested = "the weights as trained"
-    if config.ema_momentum is not None:
-        tested = (f"moving average of the weights (train.ema: momentum {config.ema_momentum}, "
-                  f"every {config.ema_every} steps), not the weights trained")
+    average = config.averaging()
+    if average and average["name"] == "ema":
+        tested = (f"moving average of the weights (train.ema: momentum {average['params']['momentum']}, "
+                  f"every {average['params']['every']} steps), not the weights trained")
+    elif average:
+        tested = f"the weights as trained, with train.average: {average['name']} {average['params']}"
     if config.tta:
         tested += "; test-time views averaged: " + ", ".join(config.tta)
     return "\n".join([
         f"data: {dconfig.label or dataset.name}, {len(dataset.train_labels):,} training and "
         f"{len(dataset.test_labels):,} test images, {dataset.num_classes} classes, {source}",
         f"device: {device_name(device)}{processes}, {config.precision}",
-        f"training: {config.epochs} epochs x {steps} steps of {config.batch_size} images",
+        f"training: {length} of {config.batch_size} images",
         f"test: {tested}"])
 
 

@@ -5,47 +5,62 @@ Each key is checked like an op parameter (type, range, unknown keys with a
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from . import augment
+from . import augment, param_groups
+from .averaging import AVERAGING
 from .engine import COMPILE_MODES, PRECISIONS, TTA_VIEWS, TrainConfig
-from .errors import RecipeError
+from .errors import RecipeError, did_you_mean
 from .ops import Param, check_params
+from .optimizers import OPTIMIZERS
 from .recipe import Recipe
-from .schedule import PiecewiseLinear
+from .schedule import END, SCHEDULE_SHAPES, UNITS, PiecewiseLinear
+
+def _default(name: str) -> Any:
+    """TrainConfig's default for ``name``: the one place it is written."""
+    value = TrainConfig.__dataclass_fields__[name].default
+    return list(value) if isinstance(value, tuple) else value
+
 
 TRAIN_PARAMS = {
-    "epochs": Param(int, 24, positive=True),
-    "batch_size": Param(int, 512, positive=True),
-    "lr": Param(dict, {"knots": [0, 5, "epochs"], "values": [0.0, 0.4, 0.0]}),
-    "momentum": Param(float, 0.9, nonnegative=True),
-    "weight_decay": Param(float, 5e-4, nonnegative=True),
-    "loss": Param(str, "sum", choices=("sum", "mean")),
-    "label_smoothing": Param(float, 0.0, nonnegative=True),
+    # a number of epochs, fractional ones cut the last (9.9 of 48 steps: 476 steps), or steps
+    "epochs": Param((int, float), _default("epochs"), positive=True),
+    "steps": Param(int, None, optional=True, positive=True),
+    "batch_size": Param(int, _default("batch_size"), positive=True),
+    # a number, {knots, values[, unit]}, or {shape: NAME, unit, ...} (schedule.SCHEDULE_SHAPES)
+    "lr": Param(dict, {"knots": _default("lr_knots"), "values": _default("lr_values")}),
+    # a name or {name: {key: value}} (optimizers.OPTIMIZERS)
+    "optimizer": Param((str, dict), _default("optimizer")),
+    "momentum": Param(float, _default("momentum"), nonnegative=True),
+    "weight_decay": Param(float, _default("weight_decay"), nonnegative=True),
+    "loss": Param(str, _default("loss"), choices=("sum", "mean")),
+    "label_smoothing": Param(float, _default("label_smoothing"), nonnegative=True),
     # auto: float16 (the seed's half-precision model, batch norm in float32) on a GPU,
     # float32 on a CPU, whose half-precision convolutions are slow.
-    "precision": Param(str, "auto", choices=("auto",) + PRECISIONS),
-    "ema": Param(dict, None, optional=True),
+    "precision": Param(str, _default("precision"), choices=("auto",) + PRECISIONS),
+    "ema": Param(dict, None, optional=True),  # the short form of average: {ema: {...}}
+    "average": Param(dict, None, optional=True),  # {NAME: {key: value}} (averaging.AVERAGING)
     "tta": Param(list, [], optional=True),
-    "seed": Param(int, 0, nonnegative=True),
-    "eval_batch_size": Param(int, 512, positive=True),
-    # [{params: "*.bn.bias", lr_scale: 64, wd_scale: 0.015625}]: multipliers by parameter name
-    # (globs), on top of (and overriding) those passes record.
+    "seed": Param(int, _default("seed"), nonnegative=True),
+    "eval_batch_size": Param(int, _default("eval_batch_size"), positive=True),
+    # [{params: "*.bn.bias", kind: ..., lr_scale: 64, optimizer: sgd, until: {epochs: 3}, ...}]:
+    # parameter groups by name (globs) and kind, on top of (and overriding) what passes record
     "param_groups": Param(list, [], optional=True),
     # every N steps, the mean and std of each batch-norm weight and bias (netgraph show params)
-    "log_params": Param(int, 0, nonnegative=True),
+    "log_params": Param(int, _default("log_params"), nonnegative=True),
     # speed options (README "Performance" measures each): NHWC activations; torch.compile of
     # the model, compile time reported apart; the fused (foreach) optimizer update
-    "channels_last": Param(bool, False),
+    "channels_last": Param(bool, _default("channels_last")),
     # reduce-overhead (CUDA graphs) is left out: on the bag-of-tricks network it fails in torch
     # 2.11 ("accessing tensor output of CUDAGraphs that has been overwritten", README Performance)
     # max-autotune tries several kernels per convolution and matmul while compiling (minutes,
     # reported apart); its -no-cudagraphs form leaves out the CUDA graphs that failed above
-    "compile": Param(str, "none", choices=("none",) + COMPILE_MODES),
-    "foreach": Param(bool, True),
+    "compile": Param(str, _default("compile"), choices=("none",) + COMPILE_MODES),
+    "foreach": Param(bool, _default("foreach")),
     # torchrun: batch norm over the global batch instead of per rank (README "Several GPUs")
-    "sync_batch_norm": Param(bool, False),
+    "sync_batch_norm": Param(bool, _default("sync_batch_norm")),
 }
 DATA_PARAMS = {
     # folder: DIR/CLASS/*.png or DIR/train|test/CLASS/*.png; arrays: a .npz of NHWC uint8
@@ -104,13 +119,120 @@ def _check(recipe: Recipe, section: str, specs: Dict[str, Param]) -> Dict[str, A
 
 
 def _learning_rate(recipe: Recipe, lr: Any) -> Dict[str, Any]:
-    """train.lr as {knots, values}: a number is a constant rate (lr: 0.4)."""
+    """train.lr as given: a number is a constant rate (lr: 0.4)."""
     if isinstance(lr, (int, float)) and not isinstance(lr, bool):
         return {"knots": [0], "values": [lr]}
     if not isinstance(lr, dict):
         raise recipe.error(f"train.lr must be a number or a schedule, got {lr!r}", ("train", "lr"),
                            hint="e.g. lr: 0.4, or lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}")
     return lr
+
+
+def schedule_spec(value: Any, what: str) -> Dict[str, Any]:
+    """A schedule as written (a number, {knots, values[, unit]}, {shape: NAME, unit, ...}) as
+    {knots, values, unit}; a RecipeError naming ``what`` (train.lr) if it is not one."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"knots": [0], "values": [float(value)], "unit": "epochs"}
+    if not isinstance(value, dict):
+        raise RecipeError(f"{what} must be a number or a schedule, got {value!r}",
+                          hint="e.g. lr: 0.4, or lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}")
+    raw = dict(value)
+    unit = raw.pop("unit", "epochs")
+    if unit not in UNITS:
+        raise RecipeError(f"{what}.unit must be one of {', '.join(UNITS)}, got {unit!r}",
+                          hint="epochs (the default), steps, or fraction (0 to 1 of training)")
+    shape = raw.pop("shape", "piecewise_linear")
+    spec = SCHEDULE_SHAPES.lookup(shape, f"in {what}.shape")
+    if shape == "piecewise_linear" and set(raw) != {"knots", "values"}:
+        raise RecipeError(f"{what} needs exactly knots: [...] and values: [...] (in {unit} and "
+                          f"learning rates), got keys {sorted(map(str, raw))}",
+                          hint="e.g. lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}")
+    params = check_params(f"schedule shape '{shape}' in {what}", spec.params, raw)
+    knots, values = spec.build(END[unit], **params)
+    knots, values = _need_list(knots), [float(v) for v in _checked_values(values)]
+    if not any(isinstance(k, str) for k in knots):  # expressions are checked once the run's length is known
+        PiecewiseLinear(knots, values)
+    return {"knots": knots, "values": values, "unit": unit}
+
+
+def _need_list(points) -> list:
+    if not isinstance(points, (list, tuple)):
+        raise RecipeError(f"a schedule's knots are a list, got {points!r}",
+                          hint="e.g. knots: [0, 5, epochs], values: [0, 0.4, 0]")
+    return list(points)
+
+
+def _checked_values(values) -> list:
+    hint = "e.g. knots: [0, 5, epochs], values: [0, 0.4, 0]"
+    if not isinstance(values, (list, tuple)):
+        raise RecipeError(f"a schedule's values are a list, got {values!r}", hint=hint)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            raise RecipeError(f"a schedule value must be a finite number, got {v!r}", hint=hint)
+    return list(values)
+
+
+def named_part(value: Any, registry, what: str) -> Dict[str, Any]:
+    """An optimizer or averaging as written: NAME or {NAME: {key: value}}, as {name, params}
+    checked against the registered part's parameters."""
+    if isinstance(value, dict) and len(value) == 1:
+        (name, params), = value.items()
+    elif isinstance(value, str):
+        name, params = value, {}
+    else:
+        raise RecipeError(f"{what} is a name or {{name: {{key: value}}}}, got {value!r}",
+                          hint=f"e.g. {what}: {next(iter(registry))}")
+    spec = registry.lookup(name, f"in {what}")
+    if not isinstance(params, dict):
+        raise RecipeError(f"{what}: the parameters of '{name}' are a mapping, got {params!r}",
+                          hint=f"e.g. {{{name}: {{{next(iter(spec.params), 'key')}: ...}}}}")
+    return {"name": name, "params": check_params(f"{registry.kind} '{name}'", spec.params, params)}
+
+
+GROUP_PARAMS = {"params": Param(str, None, optional=True), "kind": Param((str, list), None, optional=True),
+                "lr_scale": Param(float, 1.0, nonnegative=True), "wd_scale": Param(float, 1.0, nonnegative=True),
+                "momentum": Param(float, None, optional=True, nonnegative=True),
+                "weight_decay": Param(float, None, optional=True, nonnegative=True),
+                # checked below: a name or {name: {...}}; a schedule; {epochs|steps|fraction: N}
+                "optimizer": Param(object, None, optional=True), "lr": Param(object, None, optional=True),
+                "until": Param(object, None, optional=True)}
+
+
+def param_group_item(item: Any) -> Dict[str, Any]:
+    """One train.param_groups item checked: selectors (params, kind) and settings."""
+    if not isinstance(item, dict):
+        raise RecipeError(f"each train.param_groups item is a mapping, got {item!r}",
+                          hint="e.g. {params: '*.bn.bias', lr_scale: 64}")
+    out = check_params("a train.param_groups item", GROUP_PARAMS, dict(item))
+    complex_keys = {k: out.pop(k) for k in ("optimizer", "lr", "until") if out[k] is not None}
+    if out["params"] is None and out["kind"] is None:
+        raise RecipeError("a train.param_groups item selects parameters by params (a glob on their "
+                          "names) or kind, and has neither", hint="e.g. {params: '*.bn.bias', lr_scale: 64}")
+    kinds = [out["kind"]] if isinstance(out["kind"], str) else (out["kind"] or [])
+    for kind in kinds:
+        if kind not in param_groups.KINDS:
+            raise RecipeError(f"unknown parameter kind {kind!r} in train.param_groups",
+                              hint=did_you_mean(kind, param_groups.KINDS) or
+                              "kinds: " + ", ".join(param_groups.KINDS))
+    out = {k: v for k, v in out.items() if v is not None}
+    if "optimizer" in complex_keys:
+        out["optimizer"] = named_part(complex_keys["optimizer"], OPTIMIZERS, "train.param_groups optimizer")
+    if "lr" in complex_keys:
+        out["lr"] = schedule_spec(complex_keys["lr"], "a train.param_groups item's lr")
+    if "until" in complex_keys:
+        out["until"] = _until(complex_keys["until"])
+    return out
+
+
+def _until(value: Any) -> Dict[str, float]:
+    ok = isinstance(value, dict) and len(value) == 1 and next(iter(value)) in UNITS
+    n = next(iter(value.values())) if ok else None
+    if not ok or isinstance(n, bool) or not isinstance(n, (int, float)) or not n > 0 \
+            or (next(iter(value)) == "steps" and not isinstance(n, int)):
+        raise RecipeError(f"until is {{epochs: N}}, {{steps: N}} or {{fraction: F}} with N > 0 "
+                          f"(steps whole), got {value!r}",
+                          hint="e.g. until: {epochs: 3}: trained in the first 3 epochs, then frozen")
+    return dict(value)
 
 
 def _fitting_knots(knots, epochs: int) -> Optional[str]:
@@ -144,62 +266,68 @@ SYNTHETIC_PARAMS = {"train": Param(int, 50000, positive=True), "test": Param(int
 
 def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
     t = _check(recipe, "train", TRAIN_PARAMS)
-    lr = t["lr"]
-    if set(lr) != {"knots", "values"}:
-        raise recipe.error("train.lr needs exactly knots: [...] and values: [...] (epochs and "
-                           f"learning rates), got keys {sorted(map(str, lr))}", ("train", "lr"),
-                           hint="e.g. lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}")
-    try:
-        PiecewiseLinear.in_epochs(lr["knots"], lr["values"], t["epochs"])
-    except RecipeError as err:
-        if "lr" not in recipe.train:  # the default's 5-epoch warm-up outlasts a short run
-            raise recipe.error(f"the default learning-rate schedule warms up for 5 epochs, longer "
-                               f"than epochs: {t['epochs']}", ("train", "epochs"),
-                               hint="set train.lr, e.g. --set 'train.lr={knots: [0, epochs/5, "
-                                    "epochs], values: [0, 0.4, 0]}'") from None
-        fix = _fitting_knots(lr["knots"], t["epochs"]) if isinstance(lr["knots"], list) else None
-        if fix and err.hint and "needs epochs" in err.hint:
-            err.hint += f", e.g. {fix}"
-        # epochs from a --set, knots from a parent file: the --set first, then the knots' line
-        raise recipe.blame(err.located(*recipe.where(("train", "lr"))), ("train", "epochs")) from None
-    ema = t["ema"] or {}
-    if ema:
-        try:
-            ema = check_params("train.ema", {"momentum": Param(float, 0.99, positive=True),
-                                             "every": Param(int, 5, positive=True)}, ema)
-        except RecipeError as err:
-            raise err.located(*recipe.where(("train", "ema"))) from None
-        if not ema["momentum"] < 1:
-            raise recipe.error(f"train.ema.momentum must be below 1, got {ema['momentum']}",
-                               ("train", "ema"))
+    lr = _located(recipe, ("train", "lr"), schedule_spec, t["lr"], "train.lr")
+    if lr["unit"] == "epochs" and t["steps"] is None:
+        _check_epoch_knots(recipe, lr, t["epochs"])
+    optimizer = _located(recipe, ("train", "optimizer"), named_part, t["optimizer"], OPTIMIZERS,
+                         "train.optimizer")
+    if t["ema"] and t["average"]:
+        raise recipe.error("train.ema and train.average both average the weights; give one",
+                           ("train", "ema"), hint="train.ema: {momentum: 0.99} is train.average: "
+                                                  "{ema: {momentum: 0.99}}")
+    average = None
+    if t["ema"] or t["average"]:
+        key = "ema" if t["ema"] else "average"
+        average = _located(recipe, ("train", key), named_part, {"ema": t["ema"]} if t["ema"] else t["average"],
+                           AVERAGING, "train.average")
+        if average["name"] == "ema" and not average["params"]["momentum"] < 1:
+            raise recipe.error(f"train.{key}.momentum must be below 1, got {average['params']['momentum']}",
+                               ("train", key))
     tta = t["tta"] or []
     for view in tta:
-        try:
-            TTA_VIEWS.lookup(view, "in train.tta")
-        except RecipeError as err:
-            raise err.located(*recipe.where(("train", "tta"))) from None
-    groups = t["param_groups"] or []
-    for i, group in enumerate(groups):
-        try:
-            if not isinstance(group, dict):
-                raise RecipeError(f"each train.param_groups item is a mapping, got {group!r}")
-            groups[i] = check_params("a train.param_groups item",
-                                     {"params": Param(str), "lr_scale": Param(float, 1.0, nonnegative=True),
-                                      "wd_scale": Param(float, 1.0, nonnegative=True)}, group)
-        except RecipeError as err:
-            raise err.located(*recipe.where(("train", "param_groups", i))) from None
+        _located(recipe, ("train", "tta"), TTA_VIEWS.lookup, view, "in train.tta")
+    groups = [_located(recipe, ("train", "param_groups", i), param_group_item, item)
+              for i, item in enumerate(t["param_groups"] or [])]
     precision = t["precision"]
     if precision == "auto":
         precision = "float16" if device_type == "cuda" else "float32"
-    return TrainConfig(epochs=t["epochs"], batch_size=t["batch_size"], lr_knots=list(lr["knots"]),
-                       lr_values=[float(v) for v in lr["values"]], momentum=t["momentum"],
-                       weight_decay=t["weight_decay"], loss=t["loss"],
+    ema = average["params"] if average and average["name"] == "ema" and t["ema"] else {}
+    return TrainConfig(epochs=t["epochs"], steps=t["steps"], batch_size=t["batch_size"],
+                       lr_knots=lr["knots"], lr_values=lr["values"], lr_unit=lr["unit"],
+                       optimizer=optimizer["name"], optimizer_params=optimizer["params"],
+                       momentum=t["momentum"], weight_decay=t["weight_decay"], loss=t["loss"],
                        label_smoothing=t["label_smoothing"], precision=precision,
                        ema_momentum=ema.get("momentum"), ema_every=ema.get("every", 5),
+                       average=None if ema or average is None else average,
                        tta=list(tta), seed=t["seed"], eval_batch_size=t["eval_batch_size"],
                        param_groups=groups, log_params=t["log_params"],
                        channels_last=t["channels_last"], compile=t["compile"], foreach=t["foreach"],
                        sync_batch_norm=t["sync_batch_norm"])
+
+
+def _located(recipe: Recipe, where: tuple, check, *args):
+    """check(*args), its RecipeError located at the recipe's line for ``where``."""
+    try:
+        return check(*args)
+    except RecipeError as err:
+        raise err.located(*recipe.where(where)) from None
+
+
+def _check_epoch_knots(recipe: Recipe, lr: Dict[str, Any], epochs: float) -> None:
+    """train.lr's knots in epochs fit the run's epochs, else a ready --set that fits."""
+    try:
+        PiecewiseLinear.in_epochs(lr["knots"], lr["values"], epochs)
+    except RecipeError as err:
+        if "lr" not in recipe.train:  # the default's 5-epoch warm-up outlasts a short run
+            raise recipe.error(f"the default learning-rate schedule warms up for 5 epochs, longer "
+                               f"than epochs: {epochs}", ("train", "epochs"),
+                               hint="set train.lr, e.g. --set 'train.lr={knots: [0, epochs/5, "
+                                    "epochs], values: [0, 0.4, 0]}'") from None
+        fix = _fitting_knots(lr["knots"], epochs) if isinstance(lr["knots"], list) else None
+        if fix and err.hint and "needs epochs" in err.hint:
+            err.hint += f", e.g. {fix}"
+        # epochs from a --set, knots from a parent file: the --set first, then the knots' line
+        raise recipe.blame(err.located(*recipe.where(("train", "lr"))), ("train", "epochs")) from None
 
 
 @dataclass

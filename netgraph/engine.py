@@ -13,24 +13,29 @@ same update.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import distributed
-from .augment import BatchGroupLoader, eval_batches
+from . import distributed, param_groups
+from .augment import MAX_GROUPS, BatchGroupLoader, eval_batches
+from .averaging import AVERAGING
 from .data import Dataset, normalizer, preprocess
 from .distributed import Ranks
 from .errors import RecipeError
 from .executor import half_precision
+from .optimizers import OPTIMIZERS
+from .param_groups import Group
 from .registry import Registry
-from .schedule import PiecewiseLinear
+from .schedule import PiecewiseLinear, StepSchedule
+from .train_state import TrainState, to_cpu
 
 PRECISIONS = ("float32", "float16", "bfloat16")
 # torch.compile's modes (reduce-overhead is left out: config.py says why)
@@ -39,22 +44,31 @@ COMPILE_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs")
 
 @dataclass
 class TrainConfig:
-    epochs: int = 24
+    """A run's training settings: the one place their defaults are written (config.py's
+    recipe table reads them from here)."""
+    epochs: float = 24  # may be fractional (9.9): the last epoch is cut after ceil(epochs x steps) steps
+    steps: Optional[int] = None  # the run's length in steps instead of epochs
     batch_size: int = 512
-    lr_knots: Sequence = (0, 5, "epochs")  # epochs, or expressions such as "epochs/5"
+    lr_knots: Sequence = (0, 5, "epochs")  # in lr_unit, or expressions such as "epochs/5"
     lr_values: Sequence[float] = (0.0, 0.4, 0.0)
+    lr_unit: str = "epochs"  # epochs, steps or fraction (schedule.UNITS)
+    optimizer: str = "bag_of_tricks"  # an optimizers.OPTIMIZERS name
+    optimizer_params: Dict = field(default_factory=dict)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     loss: str = "sum"  # "sum" (the seed) or "mean"
     label_smoothing: float = 0.0
-    precision: str = "float32"  # float32, float16 (model in half, batch norm in float32), bfloat16 (autocast)
+    # float32, float16 (model in half, batch norm in float32), bfloat16 (autocast); auto:
+    # float16 on a GPU, float32 on a CPU, whose half-precision convolutions are slow
+    precision: str = "auto"
     ema_momentum: Optional[float] = None  # e.g. 0.99: average the weights (and BN statistics)
     ema_every: int = 5  # steps between moving-average updates (momentum ** every per update)
-    tta: Sequence[str] = ()  # test-time views besides the image itself, e.g. ("flip",)
+    average: Optional[Dict] = None  # {"name": an averaging.AVERAGING kind, "params": {...}}
+    tta: Sequence = ()  # test-time views besides the image itself, e.g. ("flip",)
     seed: int = 0
     eval_batch_size: int = 512
     eval_every_epoch: bool = True  # test accuracy in the per-epoch table (not timed)
-    # [{"params": glob on parameter names, "lr_scale": ..., "wd_scale": ...}], later ones winning
+    # param_groups.resolve's items: selectors (params glob, kind) and settings, later ones winning
     param_groups: Sequence[Dict] = ()
     log_params: int = 0  # every N steps, record batch-norm weight/bias statistics (0: off)
     # speed (README "Performance" measures each)
@@ -64,120 +78,36 @@ class TrainConfig:
     # torch.distributed: batch norm over the global batch, not per rank (distributed.SyncBatchNorm)
     sync_batch_norm: bool = False
 
-    def lr_schedule(self) -> PiecewiseLinear:
-        return PiecewiseLinear.in_epochs(self.lr_knots, self.lr_values, self.epochs)
+    def lr_schedule(self, steps_per_epoch: Optional[int] = None) -> PiecewiseLinear:
+        """train.lr's curve in its unit (knot expressions evaluated; ``steps_per_epoch`` is
+        needed for a run given in steps, or for knots naming ``steps``)."""
+        if steps_per_epoch is None:
+            return PiecewiseLinear.in_epochs(self.lr_knots, self.lr_values, self.epochs)
+        total = total_steps(self, steps_per_epoch)
+        return PiecewiseLinear.in_epochs(self.lr_knots, self.lr_values, total / steps_per_epoch, total)
+
+    def averaging(self) -> Optional[Dict]:
+        """train.average, or train.ema's short form of it."""
+        if self.average is not None:
+            return self.average
+        if self.ema_momentum:
+            return {"name": "ema", "params": {"momentum": self.ema_momentum, "every": self.ema_every}}
+        return None
 
 
-# --- the seed's optimizer --------------------------------------------------------
-
-class NesterovSGD:
-    """SGD with Nesterov momentum in the seed's form, per parameter::
-
-        g = grad + wd * w;  g *= lr;  v = momentum * v + g;  w -= g + momentum * v
-
-    The learning rate sits inside the momentum buffer, as in the seed (PyTorch's
-    SGD applies it after). Parameter groups carry ``lr_scale`` and ``wd_scale``
-    multipliers. The update runs as a few fused ``torch._foreach_*`` kernels per
-    group instead of several kernels per parameter.
-    """
-
-    def __init__(self, groups: List[Dict], momentum: float, weight_decay: float,
-                 foreach: bool = True):
-        self.groups = [{"lr_scale": 1.0, "wd_scale": 1.0, **g, "params": list(g["params"])}
-                       for g in groups]
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.foreach = foreach
-        for g in self.groups:
-            g["velocity"] = [torch.zeros_like(p) for p in g["params"]]
-
-    @torch.no_grad()
-    def step(self, lr: float) -> None:
-        if not self.foreach:
-            return self._step_per_parameter(lr)
-        for g in self.groups:
-            pairs = [(p, v) for p, v in zip(g["params"], g["velocity"]) if p.grad is not None]
-            if not pairs:
-                continue
-            params, velocity = [p for p, _ in pairs], [v for _, v in pairs]
-            grads = torch._foreach_add([p.grad for p in params], params,
-                                       alpha=self.weight_decay * g["wd_scale"])
-            torch._foreach_mul_(grads, lr * g["lr_scale"])
-            torch._foreach_mul_(velocity, self.momentum)
-            torch._foreach_add_(velocity, grads)
-            torch._foreach_add_(grads, velocity, alpha=self.momentum)
-            torch._foreach_sub_(params, grads)
-
-    def _step_per_parameter(self, lr: float) -> None:
-        """The same update, a few kernels per parameter (for measuring what foreach saves)."""
-        for g in self.groups:
-            for p, v in zip(g["params"], g["velocity"]):
-                if p.grad is None:
-                    continue
-                update = (p.grad + self.weight_decay * g["wd_scale"] * p) * (lr * g["lr_scale"])
-                v.mul_(self.momentum).add_(update)
-                p.sub_(update.add_(v, alpha=self.momentum))
-
-    def zero_grad(self) -> None:
-        for g in self.groups:
-            for p in g["params"]:
-                p.grad = None
-
-    def state_dict(self) -> Dict:
-        return {"velocity": [list(g["velocity"]) for g in self.groups]}
-
-    def load_state_dict(self, state: Dict) -> None:
-        with torch.no_grad():
-            for g, saved in zip(self.groups, state["velocity"], strict=True):
-                for v, s in zip(g["velocity"], saved, strict=True):
-                    v.copy_(s)
+def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """The run's optimizer steps: train.steps, else ceil(epochs x steps an epoch) (airbench94:
+    ceil(9.9 x 48) = 476; the 1e-9 keeps 0.1 x 30 = 3.0000000000000004 at 3)."""
+    if config.steps is not None:
+        return config.steps
+    return max(1, math.ceil(config.epochs * steps_per_epoch - 1e-9))
 
 
-def parameter_groups(module: nn.Module, options: Dict[str, Dict[str, float]],
-                     by_pattern: Sequence[Dict] = ()) -> List[Dict]:
-    """Trainable parameters grouped by their (lr_scale, wd_scale) multipliers: those in
-    ``options`` (by parameter name, as passes record them), then ``by_pattern`` items
-    (``{"params": glob, "lr_scale", "wd_scale"}``, later items winning)."""
-    from fnmatch import fnmatchcase
-    groups: Dict[tuple, List] = {}
-    used = set()
-    for name, p in module.named_parameters():
-        if not p.requires_grad:
-            continue
-        o = dict(options.get(name, {}))
-        for i, pattern in enumerate(by_pattern):
-            if fnmatchcase(name, pattern["params"]):
-                used.add(i)
-                o.update({k: pattern[k] for k in ("lr_scale", "wd_scale") if k in pattern})
-        key = (o.get("lr_scale", 1.0), o.get("wd_scale", 1.0))
-        groups.setdefault(key, []).append(p)
-    for i, pattern in enumerate(by_pattern):
-        if i not in used:
-            warnings.warn(f"train.param_groups item {i + 1} ({pattern['params']!r}) matches no "
-                          f"trainable parameter; names look like 'layer1.conv_bn.bn.bias'", stacklevel=2)
-    return [{"params": ps, "lr_scale": lr, "wd_scale": wd} for (lr, wd), ps in groups.items()]
-
-
-# --- exponential moving average --------------------------------------------------
-
-class MovingAverage:
-    """An averaged copy of a model: every floating-point entry of its state dict,
-    so parameters and batch-norm running statistics alike (as the seed does),
-    ``avg = rho * avg + (1 - rho) * current`` with ``rho = momentum ** every``
-    each time it is updated (every ``every`` steps)."""
-
-    def __init__(self, model: nn.Module, momentum: float, every: int):
-        self.model = copy.deepcopy(model)
-        self.rho = momentum ** every
-        self.every = every
-        self._pairs = [(a, b) for a, b in zip(self.model.state_dict().values(),
-                                              model.state_dict().values()) if a.is_floating_point()]
-
-    @torch.no_grad()
-    def update(self) -> None:
-        averaged, current = [a for a, _ in self._pairs], [b for _, b in self._pairs]
-        torch._foreach_mul_(averaged, self.rho)
-        torch._foreach_add_(averaged, current, alpha=1 - self.rho)
+def resolve_precision(precision: str, device) -> str:
+    """train.precision: auto is float16 on a GPU, float32 on a CPU."""
+    if precision != "auto":
+        return precision
+    return "float16" if torch.device(device).type == "cuda" else "float32"
 
 
 # --- parameter statistics ---------------------------------------------------------
@@ -477,11 +407,318 @@ class _StopSignals:
             signal.signal(sig, handler)
 
 
-STATE_FORMAT = "netgraph-train-state-1"
+# --- parameter groups and their optimizers ---------------------------------------------
+
+@dataclass
+class GroupRun:
+    """One parameter group as the loop drives it: where its torch group lives (optimizer and
+    index: torch replaces its group dicts when a state is loaded), its own schedule (None:
+    train.lr), its multipliers, and the last step it trains (None: every step)."""
+    group: Group
+    optimizer: torch.optim.Optimizer
+    index: int
+    schedule: Optional[StepSchedule]
+    lr_scale: float
+    batch_lr: float  # 1 / batch size for a summed loss and an update linear in the gradient
+    until: Optional[int]
+
+    def set_lr(self, step: int, default: float) -> None:
+        """The learning rate of step ``step`` (1-based); ``default`` is train.lr's value there."""
+        value = self.schedule.at(step) if self.schedule is not None else default
+        self.optimizer.param_groups[self.index]["lr"] = value * self.batch_lr * self.lr_scale
+
+    def freeze_after_until(self, step: int) -> None:
+        """Past ``until``, the group's gradients are dropped, so no optimizer moves it."""
+        if self.until is not None and step > self.until:
+            for p in self.group.params:
+                p.grad = None
+
+
+def until_step(until: Optional[Dict], steps_per_epoch: int, total: int) -> Optional[int]:
+    """The last step of a group's ``until: {epochs: N} | {steps: N} | {fraction: F}``."""
+    if until is None:
+        return None
+    (unit, n), = until.items()
+    if unit == "steps":
+        return int(n)
+    return math.ceil(n * (steps_per_epoch if unit == "epochs" else total) - 1e-9)
+
+
+def build_optimizers(model: nn.Module, config: TrainConfig, options: Dict, steps_per_epoch: int,
+                     total: int) -> tuple:
+    """(the torch optimizers, a GroupRun per parameter group): the groups resolved from the
+    passes' ``options`` and train.param_groups, one optimizer per distinct optimizer setting
+    (in the order the groups first use it), each group one torch parameter group of it."""
+    def unused(i):
+        warnings.warn(f"train.param_groups item {i + 1} ({config.param_groups[i]}) matches no "
+                      f"trainable parameter; names look like 'layer1.conv_bn.bn.bias'", stacklevel=3)
+    summed = config.loss == "sum"
+    chosen: Dict[str, list] = {}  # optimizer setting -> [spec, params, torch groups, group indices]
+    settings = []
+    for n, group in enumerate(param_groups.resolve(model, options, config.param_groups, unused)):
+        s = group.settings
+        name, params = (s["optimizer"]["name"], s["optimizer"]["params"]) if s["optimizer"] \
+            else (config.optimizer, config.optimizer_params)
+        spec = OPTIMIZERS[name]
+        scaled = summed and spec.linear  # see the module docstring
+        decay = config.weight_decay if s["weight_decay"] is None else s["weight_decay"]
+        torch_group = {"params": group.params,
+                       "momentum": config.momentum if s["momentum"] is None else s["momentum"],
+                       "weight_decay": decay * (config.batch_size if scaled else 1.0) * s["wd_scale"]}
+        entry = chosen.setdefault(json.dumps([name, params], sort_keys=True), [spec, params, [], []])
+        entry[2].append(torch_group)
+        entry[3].append(n)
+        schedule = StepSchedule.build(s["lr"]["knots"], s["lr"]["values"], s["lr"]["unit"],
+                                      steps_per_epoch, total) if s["lr"] else None
+        settings.append((group, schedule, s["lr_scale"], 1.0 / config.batch_size if scaled else 1.0,
+                         until_step(s["until"], steps_per_epoch, total)))
+    optimizers, runs = [], [None] * len(settings)
+    for spec, params, torch_groups, indices in chosen.values():
+        if "foreach" in spec.params and params.get("foreach") is None:
+            params = {**params, "foreach": config.foreach}
+        optimizer = spec.build(torch_groups, **params)
+        optimizers.append(optimizer)
+        for index, n in enumerate(indices):
+            group, schedule, lr_scale, batch_lr, until = settings[n]
+            runs[n] = GroupRun(group, optimizer, index, schedule, lr_scale, batch_lr, until)
+    return optimizers, runs
+
+
+def build_averaging(spec: Optional[Dict], model: nn.Module):
+    """train.average's object (averaging.AVERAGING), or None."""
+    return AVERAGING[spec["name"]].build(model, **spec["params"]) if spec else None
+
+
+# --- the loop ---------------------------------------------------------------------
+
+@dataclass
+class EpochLog:
+    epoch: int
+    lr: float
+    train_loss: float
+    train_acc: float
+    test_loss: Optional[float]
+    test_acc: Optional[float]
+    epoch_time: float  # seconds of training in this epoch (evaluation excluded)
+    total_time: float  # seconds of training so far, set-up included
+    params: Optional[Dict] = None  # batch-norm statistics of this epoch (ParamStats.flush)
+
+
+@dataclass
+class TrainResult:
+    test_acc: float
+    test_loss: float
+    train_time_s: float  # set-up (data to device, preprocessing, passes) plus training
+    eval_time_s: float  # the final evaluation
+    epochs: int  # epochs run (the last may be cut short: train.epochs 9.9, train.steps)
+    log: List[EpochLog] = field(default_factory=list)
+    model: Optional[nn.Module] = None  # the evaluated model (the moving average if enabled)
+    compile_time_s: float = 0.0  # torch.compile's warm-up, not in train_time_s
+    peak_memory_bytes: Optional[int] = None  # CUDA only: the most allocated at once
+
+
+class NonFiniteLoss(RecipeError):
+    """The training loss became NaN or infinite."""
+
+
+def resume_point(epoch: int, skip: int) -> str:
+    """Where a run stopped (epoch ``epoch`` with ``skip`` steps done), worded alike when it
+    stops and when it resumes: 'after step 5 of epoch 2', 'after epoch 2'."""
+    return f"after step {skip} of epoch {epoch}" if skip else f"after epoch {epoch - 1}"
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; the state was handed to the checkpoint callback first.
+    ``epoch`` and ``skip`` are where the checkpoint goes on (skip: steps of it already done)."""
+
+    def __init__(self, epoch: int, skip: int, signal_name: str):
+        super().__init__(f"{signal_name}: stopped {resume_point(epoch, skip)}")
+        self.epoch, self.skip, self.signal_name = epoch, skip, signal_name
+
+
+class _StopSignals:
+    """While training: SIGINT and SIGTERM set a flag the loop checks after each step (the
+    main thread only, where Python delivers signals); a second Ctrl-C stops at once."""
+
+    def __init__(self, active: bool):
+        import threading
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.received: Optional[str] = None
+        self._old = {}
+
+    def __enter__(self):
+        import signal
+        if self.active:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        import signal
+        if self.received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        import signal
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+class Training:
+    """One run, set up: the model (in its precision and memory format), its forward (compiled
+    or not, data-parallel or not), the batch-group loader, the optimizers and their groups,
+    train.lr, the averaging and the parameter statistics. ``step`` is one optimizer step;
+    ``epoch`` runs one epoch of them; ``state`` and ``restore`` are a TrainState."""
+
+    def __init__(self, model: nn.Module, data: DeviceData, config: TrainConfig, augmentations: Sequence,
+                 max_groups: int, options: Dict, ranks: Optional[Ranks], setup_time: float = 0.0):
+        self.model, self.data, self.config, self.ranks = model, data, config, ranks
+        self.device = device = data.train_labels.device  # images stay on the host with placement: host
+        torch.manual_seed(config.seed)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        self.synced = bool(ranks and ranks.world > 1 and config.sync_batch_norm)
+        if self.synced:
+            distributed.synchronise_batch_norm(model)
+        if config.precision == "float16":
+            half_precision(model, torch.float16)
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.loader = BatchGroupLoader(data.train_padded, data.train_labels, config.batch_size, augmentations,
+                                       seed=config.seed, max_groups=max_groups, normalize=data.normalize,
+                                       device=device, host=data.host)
+        self.steps_per_epoch = len(self.loader)
+        if self.steps_per_epoch == 0:
+            raise RecipeError(f"the training set ({len(data.train_labels)} images) is smaller than one "
+                              f"batch ({config.batch_size} images)", hint="use a smaller train.batch_size")
+        self.total_steps = total_steps(config, self.steps_per_epoch)
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.schedule = StepSchedule.build(config.lr_knots, config.lr_values, config.lr_unit,
+                                           self.steps_per_epoch, self.total_steps)
+        self.optimizers, self.groups = build_optimizers(model, config, options, self.steps_per_epoch,
+                                                        self.total_steps)
+        self.average = build_averaging(config.averaging(), model)
+        self.stats = ParamStats(model, config.log_params) if config.log_params else None
+        if self.stats and not self.stats.layers:
+            warnings.warn("train.log_params: the model has no batch-norm layers, nothing to record",
+                          stacklevel=3)
+            self.stats = None
+        self.summed = config.loss == "sum"
+        # DistributedDataParallel averages gradients over ranks; a summed loss wants their sum.
+        self.loss_scale = float(ranks.world) if ranks and self.summed else 1.0
+        # With one rank there is nothing to all-reduce: DistributedDataParallel alone cost 10-12% of
+        # the epoch on an H100 (bench/results/bag_of_tricks_{eager,compile}_h100.json), so it is left out.
+        net = distributed.wrap(model, device) if ranks and ranks.world > 1 else model
+        self.forward, self.compile_time = net, 0.0
+        if config.compile != "none":
+            rank_batch = distributed.check_batch(config.batch_size, ranks) if ranks else config.batch_size
+            n_test = len(data.test_images) // (ranks.world if ranks else 1)
+            eval_shapes = sorted({min(config.eval_batch_size, n_test), n_test % config.eval_batch_size} - {0})
+            self.forward, self.compile_time = compile_model(net, config, data.test_images[:rank_batch],
+                                                            eval_shapes)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)  # compilation's own workspace is not training's
+        self.evaluated = self.average.evaluated if self.average else model
+        # the compiled forward when it is the model evaluated; a moving-average copy runs eagerly
+        self.evaluator = self.forward if config.compile != "none" and self.evaluated is model else self.evaluated
+        self.result = TrainResult(math.nan, math.nan, setup_time, 0.0, self.epochs,
+                                  compile_time_s=self.compile_time)
+        self.step_count = 0
+        self.losses = torch.zeros(self.steps_per_epoch, device=device)  # per step, read once an epoch
+        self.correct = torch.zeros((), device=device)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One optimizer step on batch (x, y): each group's learning rate for this step, the
+        forward and backward pass, the groups past their ``until`` dropped, every optimizer's
+        step, then the averaging and the statistics."""
+        config, k = self.config, self.step_count + 1
+        default = self.schedule.at(k)
+        for group in self.groups:
+            group.set_lr(k, default)
+        with _autocast(config.precision, self.device):
+            logits = self.forward(_memory_format(x, config))
+        loss = label_smoothing_loss(logits, y, config.label_smoothing, "sum" if self.summed else "mean")
+        (loss * self.loss_scale if self.loss_scale != 1 else loss).backward()
+        for group in self.groups:
+            group.freeze_after_until(k)
+        for optimizer in self.optimizers:
+            optimizer.step()
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        self.step_count = k
+        if self.average:
+            self.average.after_step(k, self.total_steps)
+        if self.stats and k % self.stats.every == 0:
+            self.stats.record(k)
+        i = (k - 1) % self.steps_per_epoch
+        self.losses[i] = loss.detach() * (1 if self.summed else len(y))
+        self.correct += (logits.detach().argmax(1) == y).sum()
+
+    def steps_in(self, epoch: int) -> int:
+        """Steps of epoch ``epoch``: all of them but in a last epoch cut short."""
+        return min(self.steps_per_epoch, self.total_steps - (epoch - 1) * self.steps_per_epoch)
+
+    def epoch(self, epoch: int, skip: int, generator_state, on_step, signals, checkpoint, elapsed: float) -> float:
+        """Run epoch ``epoch`` from its step ``skip``; the seconds it trained. On SIGINT/SIGTERM,
+        the state goes to ``checkpoint`` after the step in progress and TrainingInterrupted
+        is raised."""
+        steps = self.steps_in(epoch)
+        synchronize(self.device)
+        start = time.perf_counter()
+        for i, (x, y) in enumerate(self.loader.epoch(generator_state, skip), start=skip):
+            if i >= steps:
+                break
+            if self.ranks:
+                x, y = x[self.ranks.rank::self.ranks.world], y[self.ranks.rank::self.ranks.world]
+            self.step(x, y)
+            if on_step:
+                on_step(i + 1, steps)
+            if signals.received and i + 1 < steps:
+                synchronize(self.device)
+                if checkpoint:
+                    checkpoint(self.state(epoch, i + 1, elapsed + time.perf_counter() - start).to_dict())
+                raise TrainingInterrupted(epoch, i + 1, signals.received)
+        synchronize(self.device)
+        return elapsed + time.perf_counter() - start
+
+    def state(self, epoch: int, skip: int, elapsed: float = 0.0) -> TrainState:
+        """The whole training state, on the CPU: ``epoch`` is the epoch to run next, or in
+        progress with ``skip`` of its steps done."""
+        return TrainState(
+            step=self.step_count, epoch=epoch, skip=skip, model=to_cpu(self.model.state_dict()),
+            optimizers=[to_cpu(o.state_dict()) for o in self.optimizers],
+            # the generator as this epoch began (mid-epoch) or as the next will begin
+            generator=self.loader.epoch_state if skip else self.loader.generator.get_state(),
+            average=to_cpu(self.average.state_dict()) if self.average else None,
+            stats={"steps": list(self.stats.steps), "records": to_cpu(self.stats.records)} if self.stats else None,
+            epoch_losses=to_cpu(self.losses) if skip else None,
+            epoch_correct=float(self.correct.item()) if skip else 0.0, epoch_elapsed=elapsed,
+            train_time_s=self.result.train_time_s, log=[asdict(e) for e in self.result.log])
+
+    def restore(self, state: TrainState) -> None:
+        self.model.load_state_dict(state.model)
+        if len(state.optimizers) != len(self.optimizers):
+            raise RecipeError(f"the training state has {len(state.optimizers)} optimizers, the recipe "
+                              f"{len(self.optimizers)}", hint="resume with the recipe it was started with")
+        for optimizer, saved in zip(self.optimizers, state.optimizers):
+            optimizer.load_state_dict(saved)
+        if self.average:
+            self.average.load_state_dict(state.average)
+        if self.stats and state.stats:
+            self.stats.steps = list(state.stats["steps"])
+            self.stats.records = [r.to(self.device) for r in state.stats["records"]]
+        self.loader.generator.set_state(state.generator)
+        self.step_count = state.step
+        self.result.train_time_s = state.train_time_s
+        self.result.log = [EpochLog(**e) for e in state.log]
+        if state.skip:
+            self.losses.copy_(state.epoch_losses)
+            self.correct.fill_(state.epoch_correct)
 
 
 def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations: Sequence = (),
-          max_groups: int = 200, parameter_options: Optional[Dict] = None, setup_time: float = 0.0,
+          max_groups: int = MAX_GROUPS, parameter_options: Optional[Dict] = None, setup_time: float = 0.0,
           on_epoch: Optional[Callable[[EpochLog], None]] = None,
           on_step: Optional[Callable[[int, int], None]] = None,
           checkpoint: Optional[Callable[[Dict], None]] = None, resume: Optional[Dict] = None,
@@ -489,197 +726,83 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
     """Train ``model`` on ``data`` and evaluate it; times follow the seed's rule
     (training counted, evaluation not, CUDA synchronised around the timer).
 
-    ``checkpoint(state)`` is called with the whole training state after every epoch and,
-    when SIGINT or SIGTERM arrives, after the step in progress (then TrainingInterrupted
-    is raised); ``resume=state`` continues from such a state to the same result as an
-    uninterrupted run. A NaN or infinite loss raises NonFiniteLoss at the end of its
-    epoch, before that epoch's checkpoint, so the last good one is kept. With ``ranks``
-    (torch.distributed, see netgraph.distributed) each rank trains on its share of every
-    batch."""
-    device = data.train_labels.device  # the images stay on the host with data.placement: host
-    torch.manual_seed(config.seed)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    synced = bool(ranks and ranks.world > 1 and config.sync_batch_norm)
-    if synced:
-        distributed.synchronise_batch_norm(model)
-    if config.precision == "float16":
-        half_precision(model, torch.float16)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
-    loader = BatchGroupLoader(data.train_padded, data.train_labels, config.batch_size, augmentations,
-                              seed=config.seed, max_groups=max_groups, normalize=data.normalize,
-                              device=device, host=data.host)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise RecipeError(f"the training set ({len(data.train_labels)} images) is smaller than one "
-                          f"batch ({config.batch_size} images)", hint="use a smaller train.batch_size")
-    summed = config.loss == "sum"
-    batch_lr = (1.0 / config.batch_size) if summed else 1.0  # see the module docstring
-    optimizer = NesterovSGD(parameter_groups(model, parameter_options or {}, config.param_groups),
-                            config.momentum,
-                            config.weight_decay * (config.batch_size if summed else 1.0),
-                            foreach=config.foreach)
-    schedule = config.lr_schedule()
-    average = MovingAverage(model, config.ema_momentum, config.ema_every) \
-        if config.ema_momentum else None
-    evaluated = average.model if average else model
-    stats = ParamStats(model, config.log_params) if config.log_params else None
-    if stats and not stats.layers:
-        warnings.warn("train.log_params: the model has no batch-norm layers, nothing to record",
-                      stacklevel=2)
-        stats = None
-    # DistributedDataParallel averages gradients over ranks; a summed loss wants their sum.
-    loss_scale = float(ranks.world) if ranks and summed else 1.0
-    # With one rank there is nothing to all-reduce: DistributedDataParallel alone cost 10-12% of
-    # the epoch on an H100 (bench/results/bag_of_tricks_{eager,compile}_h100.json), so it is left out.
-    net = distributed.wrap(model, device) if ranks and ranks.world > 1 else model
-    rank_batch = distributed.check_batch(config.batch_size, ranks) if ranks else config.batch_size
-    forward, compile_time = net, 0.0
-    if config.compile != "none":
-        example = data.test_images[:rank_batch]
-        n_test = len(data.test_images) // (ranks.world if ranks else 1)
-        eval_shapes = sorted({min(config.eval_batch_size, n_test), n_test % config.eval_batch_size} - {0})
-        forward, compile_time = compile_model(net, config, example, eval_shapes)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)  # compilation's own workspace is not training's
-    result = TrainResult(math.nan, math.nan, setup_time, 0.0, config.epochs, compile_time_s=compile_time)
-    step, first_epoch, skip = 0, 1, 0
-    if resume is not None:
-        step, first_epoch, skip = _restore(resume, model, optimizer, average, stats, loader, result)
-    elif stats:
-        stats.record(0)  # the initial values
+    ``checkpoint(state)`` is called with the whole training state (TrainState.to_dict) after
+    every epoch and, when SIGINT or SIGTERM arrives, after the step in progress (then
+    TrainingInterrupted is raised); ``resume=state`` continues from such a state to the same
+    result as an uninterrupted run. A NaN or infinite loss raises NonFiniteLoss at the end of
+    its epoch, before that epoch's checkpoint, so the last good one is kept. With ``ranks``
+    (torch.distributed, see netgraph.distributed) each rank trains on its share of every batch."""
+    config = replace(config, precision=resolve_precision(config.precision, data.train_labels.device))
+    saved = TrainState.from_dict(resume) if resume is not None else None
+    run = Training(model, data, config, augmentations, max_groups, parameter_options or {}, ranks, setup_time)
+    first, skip = 1, 0
+    if saved is not None:
+        run.restore(saved)
+        first, skip = saved.epoch, saved.skip
+    elif run.stats:
+        run.stats.record(0)  # the initial values
     model.train()
-    losses = torch.zeros(steps_per_epoch, device=device)  # per step, on the device: no sync per step
-    correct = torch.zeros((), device=device)
-    lr = schedule(step / steps_per_epoch)
     with _StopSignals(checkpoint is not None) as signals:
-        for epoch in range(first_epoch, config.epochs + 1):
-            epoch_state = resume["epoch_state"] if resume is not None and skip else None
-            elapsed = resume["epoch_elapsed"] if resume is not None and skip else 0.0
-            if skip:
-                losses.copy_(resume["epoch_losses"])
-                correct.fill_(resume["epoch_correct"])
-            else:
-                losses.zero_()
-                correct.zero_()
-            synchronize(device)
-            start = time.perf_counter()
-            for i, (x, y) in enumerate(loader.epoch(epoch_state, skip), start=skip):
-                if ranks:
-                    x, y = x[ranks.rank::ranks.world], y[ranks.rank::ranks.world]
-                # step k (1-based) uses the rate at k / steps_per_epoch, as the seed reads its
-                # schedule after counting the step (at 0, step 1 would use lr 0 and change nothing)
-                lr = schedule((step + 1) / steps_per_epoch)
-                with _autocast(config.precision, device):
-                    logits = forward(_memory_format(x, config))
-                loss = label_smoothing_loss(logits, y, config.label_smoothing,
-                                            "sum" if summed else "mean")
-                (loss * loss_scale if loss_scale != 1 else loss).backward()
-                optimizer.step(lr * batch_lr)
-                optimizer.zero_grad()
-                step += 1
-                if average and step % average.every == 0:
-                    average.update()
-                if stats and step % stats.every == 0:
-                    stats.record(step)
-                losses[i] = loss.detach() * (1 if summed else len(y))
-                correct += (logits.detach().argmax(1) == y).sum()
-                if on_step:
-                    on_step(i + 1, steps_per_epoch)
-                if signals.received and i + 1 < steps_per_epoch:
-                    synchronize(device)
-                    if checkpoint:
-                        checkpoint(_state(model, optimizer, average, stats, loader, result, step,
-                                          epoch, i + 1, losses, correct,
-                                          elapsed + time.perf_counter() - start))
-                    raise TrainingInterrupted(epoch, i + 1, signals.received)
+        for epoch in range(first, run.epochs + 1):
+            resuming = saved is not None and skip
+            if not resuming:
+                run.losses.zero_()
+                run.correct.zero_()
+            epoch_time = run.epoch(epoch, skip, saved.generator if resuming else None, on_step, signals,
+                                   checkpoint, saved.epoch_elapsed if resuming else 0.0)
             skip = 0
-            synchronize(device)
-            epoch_time = elapsed + time.perf_counter() - start
-            result.train_time_s += epoch_time
-            if ranks:
-                distributed.all_reduce_sum(losses, correct)
-            loss_sum = losses.sum().item()  # the epoch's one read from the device
-            if not math.isfinite(loss_sum):
-                bad = int((~torch.isfinite(losses)).nonzero()[0])
-                bad_step = (epoch - 1) * steps_per_epoch + bad + 1
-                raise NonFiniteLoss(
-                    f"the training loss became {losses[bad].item()} at epoch {epoch}, step {bad_step} "
-                    f"(step {bad + 1} of {steps_per_epoch} in the epoch), learning rate "
-                    f"{schedule(bad_step / steps_per_epoch):.4g}; training stopped" +
-                    ("; the checkpoint of the last good epoch is kept" if checkpoint and epoch > 1 else ""),
-                    hint="lower the peak learning rate (train.lr.values), or use float32 "
-                         "(train.precision) if float16 overflows")
-            if ranks and not synced:  # synchronised statistics are the same on every rank
-                distributed.average_batch_norm_statistics(model, ranks.world)
-                if average:
-                    distributed.average_batch_norm_statistics(average.model, ranks.world)
-            seen = steps_per_epoch * config.batch_size
-            test_acc = test_loss = None
-            if config.eval_every_epoch or epoch == config.epochs:
-                start = time.perf_counter()
-                test_acc, test_loss = evaluate(_evaluator(evaluated, forward, average, config), data.test_images,
-                                               data.test_labels, config, ranks)
-                synchronize(device)
-                if epoch == config.epochs:
-                    result.eval_time_s = time.perf_counter() - start
-            entry = EpochLog(epoch, lr, loss_sum / seen, correct.item() / seen, test_loss,
-                             test_acc, epoch_time, result.train_time_s,
-                             stats.flush(steps_per_epoch) if stats else None)
-            result.log.append(entry)
-            if on_epoch:
-                on_epoch(entry)
-            if checkpoint:
-                checkpoint(_state(model, optimizer, average, stats, loader, result, step, epoch + 1, 0))
-            if signals.received and epoch < config.epochs:
+            end_epoch(run, epoch, epoch_time, on_epoch, checkpoint)
+            if signals.received and epoch < run.epochs:
                 raise TrainingInterrupted(epoch + 1, 0, signals.received)
-    if device.type == "cuda":
-        result.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
+    result = run.result
+    if run.device.type == "cuda":
+        result.peak_memory_bytes = torch.cuda.max_memory_allocated(run.device)
     result.test_acc, result.test_loss = result.log[-1].test_acc, result.log[-1].test_loss
-    result.model = evaluated
+    result.model = run.evaluated
     return result
 
 
-def _evaluator(evaluated: nn.Module, forward: Callable, average, config: TrainConfig) -> Callable:
-    """The compiled forward when it is the model evaluated; the moving average runs eagerly."""
-    return forward if config.compile != "none" and not average else evaluated
+def end_epoch(run: Training, epoch: int, epoch_time: float, on_epoch, checkpoint) -> None:
+    """After epoch ``epoch``: its time counted, its losses read (the epoch's one read from the
+    device) and checked, batch-norm statistics averaged over ranks, the test set evaluated
+    (every epoch, or the last), the epoch's log entry handed on, the state checkpointed."""
+    config, result, ranks = run.config, run.result, run.ranks
+    result.train_time_s += epoch_time
+    if ranks:
+        distributed.all_reduce_sum(run.losses, run.correct)
+    loss_sum = run.losses.sum().item()
+    if not math.isfinite(loss_sum):
+        raise non_finite_loss(run, epoch, checkpoint is not None and epoch > 1)
+    if ranks and not run.synced:  # synchronised statistics are the same on every rank
+        distributed.average_batch_norm_statistics(run.model, ranks.world)
+        if run.evaluated is not run.model:
+            distributed.average_batch_norm_statistics(run.evaluated, ranks.world)
+    seen = run.steps_in(epoch) * config.batch_size
+    test_acc = test_loss = None
+    if config.eval_every_epoch or epoch == run.epochs:
+        start = time.perf_counter()
+        test_acc, test_loss = evaluate(run.evaluator, run.data.test_images, run.data.test_labels, config, ranks)
+        synchronize(run.device)
+        if epoch == run.epochs:
+            result.eval_time_s = time.perf_counter() - start
+    entry = EpochLog(epoch, run.schedule.at(run.step_count), loss_sum / seen, run.correct.item() / seen,
+                     test_loss, test_acc, epoch_time, result.train_time_s,
+                     run.stats.flush(run.steps_per_epoch) if run.stats else None)
+    result.log.append(entry)
+    if on_epoch:
+        on_epoch(entry)
+    if checkpoint:
+        checkpoint(run.state(epoch + 1, 0).to_dict())
 
 
-def _state(model, optimizer, average, stats, loader, result, step, epoch, skip, losses=None,
-           correct=None, elapsed=0.0) -> Dict:
-    """Everything training needs to go on from here: tensors and plain data only, so it
-    loads with ``torch.load(weights_only=True)``. ``epoch`` is the epoch to run next (or in
-    progress, with ``skip`` of its batches done)."""
-    cpu = lambda t: t.detach().cpu().clone()  # noqa: E731
-    return {
-        "format": STATE_FORMAT, "step": step, "epoch": epoch, "skip": skip,
-        "model": {k: cpu(v) for k, v in model.state_dict().items()},
-        "optimizer": {"velocity": [[cpu(v) for v in g] for g in optimizer.state_dict()["velocity"]]},
-        "average": {k: cpu(v) for k, v in average.model.state_dict().items()} if average else None,
-        "stats": {"steps": list(stats.steps), "records": [cpu(r) for r in stats.records]} if stats else None,
-        # the generator as this epoch began (mid-epoch) or as the next will begin
-        "epoch_state": loader.epoch_state if skip else loader.generator.get_state(),
-        "epoch_losses": cpu(losses) if skip else None,
-        "epoch_correct": float(correct.item()) if skip else 0.0,
-        "epoch_elapsed": elapsed,
-        "train_time_s": result.train_time_s,
-        "log": [asdict(e) for e in result.log],
-    }
-
-
-def _restore(state: Dict, model, optimizer, average, stats, loader, result) -> tuple:
-    if state.get("format") != STATE_FORMAT:
-        raise RecipeError("not a netgraph training state", hint="resume from a file netgraph train wrote")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if average:
-        average.model.load_state_dict(state["average"])
-    if stats and state.get("stats"):
-        device = next(model.parameters()).device
-        stats.steps = list(state["stats"]["steps"])
-        stats.records = [r.to(device) for r in state["stats"]["records"]]
-    loader.generator.set_state(state["epoch_state"])
-    result.train_time_s = state["train_time_s"]
-    result.log = [EpochLog(**e) for e in state["log"]]
-    return state["step"], state["epoch"], state["skip"]
+def non_finite_loss(run: Training, epoch: int, kept: bool) -> NonFiniteLoss:
+    """The error for a NaN or infinite loss: where it first appeared and at what learning rate."""
+    bad = int((~torch.isfinite(run.losses)).nonzero()[0])
+    bad_step = (epoch - 1) * run.steps_per_epoch + bad + 1
+    return NonFiniteLoss(
+        f"the training loss became {run.losses[bad].item()} at epoch {epoch}, step {bad_step} "
+        f"(step {bad + 1} of {run.steps_in(epoch)} in the epoch), learning rate "
+        f"{run.schedule.at(bad_step):.4g}; training stopped" +
+        ("; the checkpoint of the last good epoch is kept" if kept else ""),
+        hint="lower the peak learning rate (train.lr.values), or use float32 "
+             "(train.precision) if float16 overflows")

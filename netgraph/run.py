@@ -8,6 +8,7 @@ decomposition included), training, all are; evaluation is not.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import time
 import warnings
@@ -18,7 +19,7 @@ import torch
 
 from . import data as datasets
 from .config import DataConfig, data_config, train_config
-from .engine import DeviceData, EpochLog, input_dtype, synchronize, to_device, train
+from .engine import DeviceData, EpochLog, input_dtype, synchronize, to_device, total_steps, train
 from . import distributed, files
 from .distributed import Ranks
 from .errors import RecipeError
@@ -282,11 +283,12 @@ def log_entry_line(recipe: str, seed: int, entry, dataset: datasets.Dataset,
 
 
 def schedule_record(config, train_images: int) -> Dict[str, Any]:
-    """The learning-rate schedule as the engine runs it: knots in epochs, values, steps an epoch
-    (the engine sets step k's rate to schedule(k / steps_per_epoch))."""
-    schedule = config.lr_schedule()
-    return {"lr_knots": schedule.knots, "lr_values": schedule.values,
-            "steps_per_epoch": train_images // config.batch_size}
+    """train.lr as the engine runs it: knots (evaluated) and values in their unit, steps an epoch
+    and in all (the engine sets step k's rate to the schedule at k in its unit, schedule.py)."""
+    steps = max(1, train_images // config.batch_size)
+    schedule = config.lr_schedule(steps)
+    return {"lr_knots": schedule.knots, "lr_values": schedule.values, "lr_unit": config.lr_unit,
+            "steps_per_epoch": steps, "total_steps": total_steps(config, steps)}
 
 
 def run_name(recipe: Recipe) -> str:
@@ -424,13 +426,17 @@ def load_checkpoint(path, recipe: Recipe) -> Dict:
 def _check_progress(state: Dict, path, recipe: Recipe) -> None:
     """The epoch, step and skip of a checkpoint fit its recipe's run: 1 <= epoch <= epochs + 1
     (epochs + 1: finished), 0 <= skip <= step (skip counts steps of the epoch in progress)."""
-    epochs = train_config(recipe, "cpu").epochs
+    config = train_config(recipe, "cpu")
+    # a run given in steps has as many epochs as the data's size makes: not known here
+    epochs = math.ceil(config.epochs) if config.steps is None else None
     epoch, step, skip = state["epoch"], state["step"], state["skip"]
-    for name, ok in (("epoch", 1 <= epoch <= epochs + 1), ("skip", 0 <= skip <= max(step, 0)),
+    for name, ok in (("epoch", 1 <= epoch and (epochs is None or epoch <= epochs + 1)),
+                     ("skip", 0 <= skip <= max(step, 0)),
                      ("step", step >= 0)):
         if not ok:
             raise RecipeError(f"the checkpoint's {name} is {state[name]}, which the run of "
-                              f"{epochs} epochs at step {step} cannot have reached", file=str(path),
+                              f"{epochs or config.steps} {'epochs' if epochs else 'steps'} at step {step} "
+                          f"cannot have reached", file=str(path),
                               hint="the file is damaged: start afresh without --resume")
 
 

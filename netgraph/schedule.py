@@ -1,9 +1,15 @@
-"""Piecewise-linear schedules in epochs, evaluated per step.
+"""Piecewise-linear schedules, evaluated per step, in one of three units.
 
-Knots may be numbers or small arithmetic on ``epochs`` (``epochs/5``,
-``epochs - 2``), so a recipe's schedule follows ``--set train.epochs=N``.
-The expressions are parsed, never executed: only numbers, ``epochs``, the
-operators + - * / and parentheses are accepted.
+A schedule's knots are in ``epochs`` (the default), ``steps`` or a ``fraction`` of
+training (0 to 1). Step k (1-based) reads the schedule at k / steps_per_epoch
+epochs, at k steps, or at k / total_steps, as the bag of tricks reads its schedule
+after counting the step. Knots may be numbers or small arithmetic on ``epochs`` or
+``steps`` (the run's totals: ``epochs/5``, ``steps - 100``), so a recipe's schedule
+follows ``--set train.epochs=N``. The expressions are parsed, never executed: only
+numbers, those two names, the operators + - * / and parentheses are accepted.
+
+Shapes (``SCHEDULE_SHAPES``) write a schedule's knots and values from a few numbers:
+``warmup_linear`` is the records' linear warm-up then linear decay to a floor.
 """
 from __future__ import annotations
 
@@ -11,9 +17,14 @@ import ast
 import math
 import operator
 from bisect import bisect_right
-from typing import List, Sequence, Union
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import RecipeError
+from .ops import Param, _as_param
+from .registry import Registry
+
+UNITS = ("epochs", "steps", "fraction")
 
 _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
               ast.Div: operator.truediv}
@@ -38,8 +49,9 @@ def _need_list(points, what: str):
     return points
 
 
-def knot_value(knot: Union[int, float, str], epochs: float) -> float:
-    """A knot as a number: ``3``, ``2.5``, ``"epochs/5"``, ``"epochs - 2"``."""
+def knot_value(knot: Union[int, float, str], epochs: float, steps: Optional[float] = None) -> float:
+    """A knot as a number: ``3``, ``2.5``, ``"epochs/5"``, ``"epochs - 2"``; ``steps`` (the
+    run's total steps) may be named once it is known."""
     if isinstance(knot, (int, float)) and not isinstance(knot, bool):
         if not _is_finite(knot):
             raise RecipeError(f"a schedule knot must be a finite number, got {knot!r}", hint=_EXAMPLE)
@@ -58,12 +70,14 @@ def knot_value(knot: Union[int, float, str], epochs: float) -> float:
             return float(node.value)
         if isinstance(node, ast.Name) and node.id == "epochs":
             return float(epochs)
+        if isinstance(node, ast.Name) and node.id == "steps" and steps is not None:
+            return float(steps)
         if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
             return _OPERATORS[type(node.op)](value(node.left), value(node.right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -value(node.operand)
-        raise RecipeError(f"schedule knot '{knot}' may use only numbers, epochs, + - * / and "
-                          f"parentheses")
+        raise RecipeError(f"schedule knot '{knot}' may use only numbers, epochs" +
+                          (", steps" if steps is not None else "") + ", + - * / and parentheses")
     try:
         result = value(tree)
     except (ZeroDivisionError, OverflowError, RecursionError):
@@ -103,8 +117,8 @@ class PiecewiseLinear:
         self.values: List[float] = [float(v) for v in values]
 
     @classmethod
-    def in_epochs(cls, knots, values, epochs: float) -> "PiecewiseLinear":
-        points = [knot_value(k, epochs) for k in _need_list(knots, "knots")]
+    def in_epochs(cls, knots, values, epochs: float, steps: Optional[float] = None) -> "PiecewiseLinear":
+        points = [knot_value(k, epochs, steps) for k in _need_list(knots, "knots")]
         if any(isinstance(k, str) for k in knots) and _decreases(points):
             # [0, epochs/5, epochs - 2] at epochs = 1 is [0, 0.2, -1]: say from which epochs on
             # (up to 1,000) the knots fit, if they fit from there on
@@ -127,3 +141,75 @@ class PiecewiseLinear:
         if k[i + 1] == k[i]:
             return v[i + 1]
         return v[i] + (t - k[i]) / (k[i + 1] - k[i]) * (v[i + 1] - v[i])
+
+
+@dataclass
+class StepSchedule:
+    """A piecewise-linear schedule in ``unit``, read per step: ``at(k)`` is its value for
+    step k (1-based) of a run of ``total_steps`` steps of ``steps_per_epoch`` each."""
+    curve: PiecewiseLinear
+    unit: str
+    steps_per_epoch: int
+    total_steps: int
+
+    @classmethod
+    def build(cls, knots, values, unit: str, steps_per_epoch: int, total_steps: int) -> "StepSchedule":
+        epochs = total_steps / steps_per_epoch
+        return cls(PiecewiseLinear.in_epochs(knots, values, epochs, total_steps), unit,
+                   steps_per_epoch, total_steps)
+
+    def position(self, step: float) -> float:
+        """Where step ``step`` reads the schedule, in its unit."""
+        if self.unit == "steps":
+            return float(step)
+        return step / (self.steps_per_epoch if self.unit == "epochs" else self.total_steps)
+
+    def at(self, step: float) -> float:
+        return self.curve(self.position(step))
+
+
+# --- shapes -------------------------------------------------------------------------------
+
+@dataclass
+class ShapeSpec:
+    """A registered schedule shape: ``build(**params) -> (knots, values)`` in the schedule's
+    unit; the knot ``end`` stands for the end of training in that unit."""
+    name: str
+    build: Callable[..., Tuple[list, list]]
+    params: Dict[str, Param]
+    doc: str = ""
+
+
+SCHEDULE_SHAPES = Registry("schedule shape", "schedules", "netgraph.register_schedule")
+END = {"epochs": "epochs", "steps": "steps", "fraction": 1}  # the end of training, as a knot
+
+
+def register_schedule(name: str, *, params: Optional[Dict[str, object]] = None, replace: bool = False):
+    """Register a schedule shape; decorate ``build(end, **params) -> (knots, values)``, where
+    ``end`` is the knot that stands for the end of training in the schedule's unit (``epochs``,
+    ``steps`` or 1). A recipe writes ``lr: {shape: NAME, unit: ..., key: value, ...}``."""
+    def decorator(build):
+        declared = {k: _as_param(v) for k, v in (params or {}).items()}
+        SCHEDULE_SHAPES.add(name, ShapeSpec(name, build, declared, (build.__doc__ or "").strip()),
+                            replace=replace)
+        return build
+    return decorator
+
+
+@register_schedule("piecewise_linear", params={"knots": object, "values": object})  # checked by config
+def _piecewise_linear(end, knots: list, values: list):
+    """Linear between (knot, value) points, constant outside them (the default shape)."""
+    return knots, values
+
+
+@register_schedule("constant", params={"value": float})
+def _constant(end, value: float):
+    """One value throughout."""
+    return [0], [value]
+
+
+@register_schedule("warmup_linear", params={"warmup": Param(float, nonnegative=True), "peak": float,
+                                            "start": 0.0, "floor": 0.0})
+def _warmup_linear(end, warmup: float, peak: float, start: float = 0.0, floor: float = 0.0):
+    """Linear from start to peak over warmup, then linear to floor at the end (the records')."""
+    return [0, warmup, end], [start, peak, floor]

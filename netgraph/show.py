@@ -406,11 +406,14 @@ def _lr_per_step(epochs: Sequence[Dict]):
     first = epochs[0] if epochs else {}
     if not {"lr_knots", "lr_values", "steps_per_epoch"} <= set(first):
         return None
-    from .schedule import PiecewiseLinear
-    schedule = PiecewiseLinear(first["lr_knots"], first["lr_values"])
+    from .schedule import PiecewiseLinear, StepSchedule
     steps = first["steps_per_epoch"]
-    xs = [k / steps for k in range(max(e["epoch"] for e in epochs) * steps)]
-    return xs, [schedule(x) for x in xs]
+    total = first.get("total_steps", max(e["epoch"] for e in epochs) * steps)
+    # older logs: knots in epochs, every epoch whole
+    schedule = StepSchedule(PiecewiseLinear(first["lr_knots"], first["lr_values"]),
+                            first.get("lr_unit", "epochs"), steps, total)
+    ks = range(min(total, max(e["epoch"] for e in epochs) * steps))
+    return [k / steps for k in ks], [schedule.at(k) for k in ks]
 
 
 METRICS = ("train_loss", "test_loss", "train_acc", "test_acc", "lr")

@@ -8,8 +8,10 @@ from torch import nn
 
 from netgraph import RecipeError, recipe_from_dict
 from netgraph.data import synthetic
-from netgraph.engine import (MovingAverage, NesterovSGD, TrainConfig, evaluate, label_smoothing_loss,
-                             parameter_groups, predict, to_device, train)
+from netgraph.averaging import MovingAverage
+from netgraph.engine import TrainConfig, evaluate, label_smoothing_loss, predict, to_device, train
+from netgraph.optimizers import BagOfTricksSGD
+from netgraph.param_groups import resolve
 from netgraph.schedule import PiecewiseLinear, knot_value
 from netgraph import augment
 
@@ -54,14 +56,16 @@ def test_knot_expressions_are_parsed_not_run(knot, message):
 def test_optimizer_step_against_a_hand_computation():
     torch.manual_seed(0)
     w, b = nn.Parameter(torch.randn(3)), nn.Parameter(torch.randn(2))
-    opt = NesterovSGD([{"params": [w]}, {"params": [b], "lr_scale": 64, "wd_scale": 1 / 64}],
-                      momentum=0.9, weight_decay=0.1)
+    # the engine sets each group's lr (x lr_scale) and weight decay (x wd_scale)
+    opt = BagOfTricksSGD([{"params": [w], "weight_decay": 0.1},
+                          {"params": [b], "weight_decay": 0.1 / 64}], momentum=0.9)
     w0, b0 = w.detach().clone(), b.detach().clone()
     v_w, v_b = torch.zeros(3), torch.zeros(2)
     for step, lr in enumerate([0.5, 0.25]):
         gw, gb = torch.randn(3), torch.randn(2)
         w.grad, b.grad = gw.clone(), gb.clone()
-        opt.step(lr)
+        opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr, lr * 64
+        opt.step()
         # The seed: g = grad + wd * w; g *= lr; v = mom * v + g; w -= g + mom * v
         g = (gw + 0.1 * w0) * lr
         v_w = 0.9 * v_w + g
@@ -76,16 +80,17 @@ def test_optimizer_step_against_a_hand_computation():
 def test_parameter_groups_follow_the_recorded_multipliers():
     m = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
     m[1].weight.requires_grad_(False)
-    groups = parameter_groups(m, {"1.bias": {"lr_scale": 64.0, "wd_scale": 1 / 64}})
-    assert [(g["lr_scale"], g["wd_scale"], len(g["params"])) for g in groups] == \
+    scales = lambda groups: [(g.settings["lr_scale"], g.settings["wd_scale"], len(g.params))  # noqa: E731
+                             for g in groups]
+    assert scales(resolve(m, {"1.bias": {"lr_scale": 64.0, "wd_scale": 1 / 64}}, [])) == \
         [(1.0, 1.0, 2), (64.0, 1 / 64, 1)]
     # Set in the recipe (train.param_groups): globs on names, later items winning.
-    groups = parameter_groups(m, {"1.bias": {"lr_scale": 64.0, "wd_scale": 1 / 64}},
-                              [{"params": "0.*", "lr_scale": 2.0}, {"params": "*.bias", "wd_scale": 0.0}])
-    assert sorted((g["lr_scale"], g["wd_scale"], len(g["params"])) for g in groups) == \
-        [(2.0, 0.0, 1), (2.0, 1.0, 1), (64.0, 0.0, 1)]
-    with pytest.warns(UserWarning, match="item 1 \\('conv.\\*'\\) matches no trainable parameter"):
-        parameter_groups(m, {}, [{"params": "conv.*", "lr_scale": 2.0}])
+    groups = resolve(m, {"1.bias": {"lr_scale": 64.0, "wd_scale": 1 / 64}},
+                     [{"params": "0.*", "lr_scale": 2.0}, {"params": "*.bias", "wd_scale": 0.0}])
+    assert sorted(scales(groups)) == [(2.0, 0.0, 1), (2.0, 1.0, 1), (64.0, 0.0, 1)]
+    unused = []
+    resolve(m, {}, [{"params": "conv.*", "lr_scale": 2.0}], on_unused=unused.append)
+    assert unused == [0]
 
 
 def test_label_smoothing_against_its_formula():
