@@ -518,6 +518,7 @@ def cmd_passes(args) -> None:
 
 
 def cmd_list(args) -> None:
+    from . import config, passes  # noqa: F401  (their imports create every registry)
     from .registry import listing
     for plugin in args.imports:
         import_plugin(plugin)

@@ -357,6 +357,7 @@ class TrainResult:
     model: Optional[nn.Module] = None  # the evaluated model (the moving average if enabled)
     compile_time_s: float = 0.0  # torch.compile's warm-up, not in train_time_s
     peak_memory_bytes: Optional[int] = None  # CUDA only: the most allocated at once
+    steps: int = 0  # optimizer steps run
 
 
 class NonFiniteLoss(RecipeError):
@@ -515,6 +516,7 @@ class TrainResult:
     model: Optional[nn.Module] = None  # the evaluated model (the moving average if enabled)
     compile_time_s: float = 0.0  # torch.compile's warm-up, not in train_time_s
     peak_memory_bytes: Optional[int] = None  # CUDA only: the most allocated at once
+    steps: int = 0  # optimizer steps run
 
 
 class NonFiniteLoss(RecipeError):
@@ -623,7 +625,7 @@ class Training:
         # the compiled forward when it is the model evaluated; a moving-average copy runs eagerly
         self.evaluator = self.forward if config.compile != "none" and self.evaluated is model else self.evaluated
         self.result = TrainResult(math.nan, math.nan, setup_time, 0.0, self.epochs,
-                                  compile_time_s=self.compile_time)
+                                  compile_time_s=self.compile_time, steps=self.total_steps)
         self.step_count = 0
         self.losses = torch.zeros(self.steps_per_epoch, device=device)  # per step, read once an epoch
         self.correct = torch.zeros((), device=device)

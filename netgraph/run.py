@@ -145,6 +145,7 @@ class RunResult:
     # splits follow it), saved with the model so that it loads the graph it trained
     pass_context: Dict[str, Any] = field(default_factory=dict)
     placement: str = "device"  # where the training set was (data.placement)
+    steps: int = 0  # optimizer steps (train.steps, or train.epochs x steps an epoch, rounded up)
     log: List[Dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> Dict[str, Any]:
@@ -213,7 +214,7 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
                     compile_time_s=result.compile_time_s,
                     peak_memory_gib=None if peak is None else peak / 2 ** 30,
                     world_size=ranks.world if ranks else 1,
-                    pass_context=saved_context(context), placement=placement,
+                    pass_context=saved_context(context), placement=placement, steps=result.steps,
                     log=[log_entry(e, dataset, dconfig.label) for e in result.log])
     return run, result.model, graph
 

@@ -81,6 +81,15 @@ def test_list_prints_each_kind_with_parameters(capsys):
     assert "unknown kind 'augmentation' (did you mean 'augmentations'?)" in capsys.readouterr().err
 
 
+def test_list_in_a_fresh_process_shows_every_kind():
+    """Registries are made on import: `netgraph list` imports every module that holds one."""
+    import subprocess
+    out = subprocess.run([sys.executable, "-m", "netgraph", "list"], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    kinds = re.findall(r"^(\w+) \(\d+; register with", out, re.M)
+    assert kinds == list(REGISTRIES), out
+
+
 def readme_parts() -> str:
     readme = (ROOT / "README.md").read_text()
     return next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)

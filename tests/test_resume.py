@@ -215,3 +215,57 @@ def test_resume_at_another_thread_count_warns(recipe_file, tmp_path, monkeypatch
     with pytest.warns(UserWarning, match=f"written by a run on {threads} CPU threads, this one has "
                                          f"{threads + 1}.*not be bit-identical.*OMP_NUM_THREADS={threads}"):
         load_checkpoint(path, recipe)
+
+
+# Every part the training side opened (issue 16): fractional epochs (20 steps of 8 an epoch), a
+# schedule in fractions of training with the records' shape, torch's SGD with Muon on the
+# filter and its own rate, a group trained for its first 10 steps only, and lookahead.
+EVERY_PART = """
+    data:
+      dataset: synthetic
+      synthetic: {train: 512, test: 128, classes: 4}
+      augment: [crop, flip, {cutout: 4}]
+    train:
+      epochs: 2.5
+      batch_size: 64
+      lr: {shape: warmup_linear, unit: fraction, warmup: 0.25, start: 0.1, peak: 0.4, floor: 0.05}
+      optimizer: {sgd: {nesterov: true}}
+      momentum: 0.85
+      label_smoothing: 0.2
+      average: {lookahead: {every: 3}}
+      param_groups:
+        - {kind: filter, optimizer: muon, lr: 0.05, momentum: 0.6, weight_decay: 0}
+        - {params: bn.bias, lr_scale: 4, until: {steps: 10}}
+      tta: [flip]
+    network:
+      conv: {op: conv2d, out: 8, bias: false}
+      bn: {op: batch_norm}
+      act: {op: relu}
+      pool: {op: global_avg_pool}
+      flat: {op: flatten}
+      fc: {op: linear, out: 4}
+"""
+
+
+@pytest.mark.parametrize("stop_after", [5, 13])  # in epochs 1 and 2, before and after `until`
+def test_resuming_mid_epoch_with_every_new_part_is_bit_identical(tmp_path, stop_after):
+    path = tmp_path / "every.yaml"
+    path.write_text(textwrap.dedent(EVERY_PART))
+    recipe = load_recipe(path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # sums over threads are added in another order at another count
+    try:
+        full, full_model, _ = run_recipe(recipe, device="cpu")
+        assert (full.epochs, full.steps, len(full.log)) == (2.5, 20, 3)
+        checkpoint = tmp_path / "every.ckpt"
+        with pytest.raises(TrainingInterrupted):
+            run_recipe(recipe, device="cpu", on_step=signal_at(stop_after),
+                       checkpoint=checkpoint_writer(checkpoint, recipe, 0, []))
+        state = load_checkpoint(checkpoint, recipe)["state"]
+        assert (state["step"], state["skip"]) == (stop_after, stop_after % STEPS_PER_EPOCH)
+        resumed, resumed_model, _ = run_recipe(recipe, device="cpu", resume=state)
+    finally:
+        torch.set_num_threads(threads)
+    assert_same(weights(full_model), weights(resumed_model))
+    assert resumed.test_acc == full.test_acc
+    assert [e["train_loss"] for e in resumed.log] == [e["train_loss"] for e in full.log]
