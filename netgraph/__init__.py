@@ -21,12 +21,15 @@ _LAZY = {"compile_graph": "executor", "half_precision": "executor",
          "REQUIRED": "ops", "Param": "ops", "register_op": "ops",
          "PassContext": "passes", "apply_pass": "passes", "apply_transforms": "passes",
          "register_pass": "passes", "summarize": "summary",
-         "register_augmentation": "augment", "register_view": "engine"}
+         "register_augmentation": "augment", "register_view": "engine",
+         "register_optimizer": "optimizers", "register_schedule": "schedule",
+         "register_averaging": "averaging"}
 
 __all__ = ["RecipeError", "Recipe", "load_recipe", "recipe_from_dict", "build_graph",
            "to_nested", "compile_graph", "half_precision", "register_op", "Param", "REQUIRED",
            "summarize", "build", "PassContext", "apply_pass", "apply_transforms", "register_pass",
-           "register_augmentation", "register_view", "__version__"]
+           "register_augmentation", "register_view", "register_optimizer", "register_schedule",
+           "register_averaging", "__version__"]
 
 
 def __getattr__(name):

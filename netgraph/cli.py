@@ -34,7 +34,7 @@ def _graph(args, stage=None):
         recipe, _ = fit_to_data(recipe, load_data(dconfig, args.data_dir))
     graph, reports = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe),
                                       stop=stage)
-    return graph, reports
+    return graph, reports, recipe
 
 
 def import_plugin(name: str) -> None:
@@ -59,7 +59,7 @@ def import_plugin(name: str) -> None:
 
 def cmd_summary(args) -> None:
     from .summary import format_summary, summarize
-    graph, reports = _graph(args)
+    graph, reports, recipe = _graph(args)
     s = summarize(graph)
     if args.json:
         s["transforms"] = [{"index": r.index, "name": r.name, "exact": r.exact, "matches": r.matches,
@@ -70,13 +70,16 @@ def cmd_summary(args) -> None:
     if reports:
         print("transforms applied:\n" + "\n".join("  " + r.line() for r in reports) + "\n")
     print(format_summary(s))
+    if args.groups:
+        from .run import group_lines
+        print("\nparameter groups:\n" + "\n".join("  " + line for line in group_lines(recipe, graph)))
 
 
 def cmd_render(args) -> None:
     from .render import render
     if args.diff and args.depth is not None:
         raise RecipeError("--diff and --depth cannot be combined", hint="drop one of them")
-    graph, reports = _graph(args, stage=args.stage)
+    graph, reports, _ = _graph(args, stage=args.stage)
     written, note = render(graph, args.output, direction=args.direction, depth=args.depth,
                            reports=reports if args.diff else None, dpi=args.dpi,
                            title="" if args.no_title else args.title)
@@ -92,140 +95,92 @@ def cmd_train(args) -> None:
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
-    from . import distributed
-    from .ablate import read_runs
+    from . import distributed, files, run_folder
     from .config import data_config, train_config
-    from .engine import TrainingInterrupted, resume_point
-    from .engine import input_dtype
-    from .run import (checkpoint_writer, choose_placement, fit_to_data, load_checkpoint, load_data,
-                      combined_result, log_entry_line, normalisation_line, resolve_device, run_name,
-                      run_recipe, save_model, schedule_record)
-    ranks = None
-    if distributed.launched_by_torchrun():
-        ranks, device = distributed.from_environment(args.device)
-    else:
-        device = resolve_device(args.device)
+    from .engine import TrainingInterrupted
+    from .run import SeedRuns, fit_to_data, load_data, resolve_device
+    ranks, device = distributed.from_environment(args.device) if distributed.launched_by_torchrun() \
+        else (None, resolve_device(args.device))
     main = ranks is None or ranks.main  # only rank 0 prints and writes files
     config = train_config(recipe, device.type)  # a typo in train: before minutes of loading data
     dconfig = data_config(recipe)
     if main and not args.quiet:
         print(f"recipe: {args.recipe}" + "".join(f" --set {a}" for a in args.set), flush=True)
-    from . import files, run_folder
     opts = run_folder.options(args.recipe, args.set, args.seed, args.runs)
     paths = run_folder.choose(args, opts) if main else run_folder.RunFiles(None, Path(os.devnull),
                                                                           Path(os.devnull), None)
-    log_path, checkpoint_path = paths.log, paths.checkpoint
     if main:  # refused at once while another netgraph writes either; released when main() ends
-        files.lock(checkpoint_path, "the checkpoint"), files.lock(log_path, "the log")
-    dataset, label = load_data(dconfig, args.data_dir), dconfig.label
+        files.lock(paths.checkpoint, "the checkpoint"), files.lock(paths.log, "the log")
+    dataset = load_data(dconfig, args.data_dir)
     recipe, dconfig = fit_to_data(recipe, dataset)  # input.shape from the data, checked before training
     if main and not args.quiet:
-        print(header(dataset, dconfig, args.data_dir, config, device, ranks), flush=True)
-        print(f"{dataset.name}: {len(dataset.train_labels):,} training and {len(dataset.test_labels):,} "
-              f"test images of {' x '.join(map(str, dataset.image_shape))}, {dataset.num_classes} "
-              f"classes ({_classes_line(dataset.classes)}); {normalisation_line(dataset, dconfig)}")
-        if dconfig.placement != "device":
-            print(choose_placement(dconfig, dataset, device, input_dtype(config.precision))[1])
+        _print_start(recipe, dataset, dconfig, args.data_dir, config, device, ranks)
     if paths.folder and not args.resume:
         run_folder.write_manifest(paths.folder, opts, _command_line(), recipe.sections)
     if paths.folder and main:
         print(f"run folder: {paths.folder}", flush=True)
-    seeds = [args.seed + i for i in range(args.runs)]
-    lr_record = schedule_record(config, len(dataset.train_labels))
-    finished, resume, kept_lines = [], None, []
+    runs = SeedRuns(recipe, dataset, [args.seed + i for i in range(args.runs)], device, paths.log,
+                    paths.checkpoint, args.checkpoint_every, ranks, dconfig.label, main)
     if args.resume:
-        if ranks:
-            raise RecipeError("--resume continues a single-process run; resume a torchrun run "
-                              "by starting it afresh")
-        saved = load_checkpoint(checkpoint_path, recipe)
-        if saved["seed"] not in seeds:
-            raise RecipeError(f"the checkpoint is of seed {saved['seed']}, not one of this "
-                              f"command's seeds {seeds[0]}..{seeds[-1]}", file=str(checkpoint_path),
-                              hint="resume with the --seed and --runs it was started with")
-        finished, resume = saved["finished"], saved["state"]
-        seeds = seeds[seeds.index(saved["seed"]):]
-        done_seeds = {r["seed"] for r in finished}
-        kept_lines = [json.dumps(r) for r in read_runs(log_path) if r["seed"] in done_seeds] \
-            if done_seeds else []
-        kept_lines += [log_entry_line(run_name(recipe), saved["seed"], e, dataset, label, lr_record)
-                       for e in resume["log"]]
-        print(f"resuming seed {saved['seed']} {resume_point(resume['epoch'], resume['skip'])}, "
-              f"from {checkpoint_path}")
-    log_started = []  # the log is (re)written when the first epoch has something to add
-
-    def log_line(line: str) -> None:
-        if not log_started:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            log_path.write_text("".join(kept + "\n" for kept in kept_lines))
-            log_started.append(True)
-        with open(log_path, "a") as log:
-            log.write(line + "\n")
-    for i, seed in enumerate(seeds):
-        which = f"run {args.runs - len(seeds) + i + 1} of {args.runs} (seed {seed})"
+        seed, where = runs.resume()
+        print(f"resuming seed {seed} {where}, from {paths.checkpoint}")
+    for seed in list(runs.seeds):
         if args.runs > 1 and main and not args.quiet:
-            print(which, flush=True)
+            print(runs.which(seed), flush=True)
         table = EpochTable(quiet=args.quiet or not main, progress_every=args.progress_every)
-
-        def on_epoch(entry, seed=seed, table=table):
-            table.row(entry)
-            if main:  # each epoch's line at once, so an interrupted run keeps its log
-                log_line(log_entry_line(run_name(recipe), seed, entry, dataset, label, lr_record))
-
-        writer = checkpoint_writer(checkpoint_path, recipe, seed, finished, args.checkpoint_every) \
-            if main else None
         try:
-            run, model, _ = run_recipe(recipe, seed=seed, device=device, dataset=dataset,
-                                       on_epoch=on_epoch, on_step=table.progress, checkpoint=writer,
-                                       resume=resume if i == 0 else None, ranks=ranks)
+            run, model = runs.train(seed, on_epoch=table.row, on_step=table.progress)
         except TrainingInterrupted as stop:
             table.clear()
-            command = _command_line(drop_resume=paths.folder is not None)
             again = f" --resume {paths.folder}" if paths.folder else " --resume"
-            print(f"netgraph: {stop}: saved "
-                  f"{checkpoint_path} and the log {log_path}; continue with:\n  {command}{again}",
-                  file=sys.stderr)
+            print(f"netgraph: {stop}: saved {paths.checkpoint} and the log {paths.log}; continue with:\n"
+                  f"  {_command_line(drop_resume=paths.folder is not None)}{again}", file=sys.stderr)
             raise SystemExit(130 if stop.signal_name == "SIGINT" else 143) from None
-        if not main:
-            continue
-        extra = "".join([f" | compile {run.compile_time_s:.1f} s" if run.compile_time_s else "",
-                         f" | peak memory {run.peak_memory_gib:.2f} GiB" if run.peak_memory_gib else "",
-                         f" | {run.world_size} processes" if run.world_size > 1 else ""])
-        print((f"{which}: " if args.quiet and args.runs > 1 else "") +
-              f"test accuracy {run.test_acc:.2%} | training {run.train_time_s:.2f} s "
-              f"(set-up {run.setup_time_s:.2f} s) | final evaluation {run.eval_time_s:.2f} s{extra} | "
-              f"{run.device}", flush=True)
-        if args.save:
-            path = Path(args.save)
-            if args.runs > 1:
-                path = path.with_name(f"{path.stem}-seed{seed}{path.suffix}")
-            save_model(path, model, recipe, run)
-            print(f"saved {path}")
-        finished.append(run.summary())
+        if main:
+            print((f"{runs.which(seed)}: " if args.quiet and args.runs > 1 else "") + _result_line(run),
+                  flush=True)
+            if args.save:
+                print(f"saved {runs.save(model, run, args.save)}")
     if not main:
         return
-    if checkpoint_path.exists():
-        checkpoint_path.unlink()  # every run finished: nothing left to resume
     run_folder.mark_finished(paths.folder)
-    result = combined_result(finished)
-    if len(finished) > 1:
-        r = result
-        print(f"\n{len(finished)} runs (seeds {finished[0]['seed']}..{finished[-1]['seed']}): test "
-              f"accuracy mean {r['test_acc']:.2%}, std {r['test_acc_std']:.2%}, min {r['test_acc_min']:.2%}, "
-              f"max {r['test_acc_max']:.2%}; training time mean {r['train_time_s']:.2f} s, std "
-              f"{r['train_time_s_std']:.2f} s, min {r['train_time_s_min']:.2f} s, max {r['train_time_s_max']:.2f} s")
-    print(f"epoch log: {log_path}")
-    import datetime
-    import torch
-    result = {"command": _command_line(),
-              "torch": torch.__version__,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              **result}
-    for out in [paths.result, Path(args.json_out) if args.json_out else None]:
-        if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(result, indent=2) + "\n")
+    result = runs.finish(_command_line(), [paths.result, args.json_out])
+    if len(runs.finished) > 1:
+        print("\n" + _runs_line(result))
+    print(f"epoch log: {paths.log}")
     if args.json_out:
         print(f"result: {args.json_out}")
+
+
+def _print_start(recipe, dataset, dconfig, data_dir, config, device, ranks) -> None:
+    """What is about to be trained: data, device, length, the tested model, the normalisation,
+    where the training set is, the parameter groups."""
+    from .engine import input_dtype
+    from .run import choose_placement, group_lines, normalisation_line
+    print(header(dataset, dconfig, data_dir, config, device, ranks), flush=True)
+    print(f"{dataset.name}: {len(dataset.train_labels):,} training and {len(dataset.test_labels):,} "
+          f"test images of {' x '.join(map(str, dataset.image_shape))}, {dataset.num_classes} "
+          f"classes ({_classes_line(dataset.classes)}); {normalisation_line(dataset, dconfig)}")
+    if dconfig.placement != "device":
+        print(choose_placement(dconfig, dataset, device, input_dtype(config.precision))[1])
+    print("parameter groups:\n" + "\n".join("  " + line for line in group_lines(recipe)), flush=True)
+
+
+def _result_line(run) -> str:
+    """One run's result in one line."""
+    extra = "".join([f" | compile {run.compile_time_s:.1f} s" if run.compile_time_s else "",
+                     f" | peak memory {run.peak_memory_gib:.2f} GiB" if run.peak_memory_gib else "",
+                     f" | {run.world_size} processes" if run.world_size > 1 else ""])
+    return (f"test accuracy {run.test_acc:.2%} | training {run.train_time_s:.2f} s (set-up "
+            f"{run.setup_time_s:.2f} s) | final evaluation {run.eval_time_s:.2f} s{extra} | {run.device}")
+
+
+def _runs_line(r) -> str:
+    """Several runs' combined result in one line."""
+    return (f"{len(r['runs'])} runs (seeds {r['seeds'][0]}..{r['seeds'][-1]}): test accuracy mean "
+            f"{r['test_acc']:.2%}, std {r['test_acc_std']:.2%}, min {r['test_acc_min']:.2%}, max "
+            f"{r['test_acc_max']:.2%}; training time mean {r['train_time_s']:.2f} s, std "
+            f"{r['train_time_s_std']:.2f} s, min {r['train_time_s_min']:.2f} s, max {r['train_time_s_max']:.2f} s")
 
 
 def _classes_line(classes, most: int = 10) -> str:
@@ -378,6 +333,8 @@ def parser() -> argparse.ArgumentParser:
     _recipe_args(s)
     s.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     s.add_argument("--data-dir", help=DATA_DIR_SHAPE_HELP)
+    s.add_argument("--groups", action="store_true",
+                   help="also the parameter groups training resolves (optimizer, rates, spans)")
     s.set_defaults(run=cmd_summary)
 
     r = sub.add_parser("render", help="draw the network (svg, png, pdf or dot, by extension)")

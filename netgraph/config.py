@@ -70,8 +70,8 @@ DATA_PARAMS = {
     "download": Param(bool, True),
     "pad": Param(int, 4, nonnegative=True),
     "augment": Param(list, ["crop", "flip", {"cutout": 8}]),
-    "max_groups": Param(int, 200, positive=True),
-    "synthetic": Param(dict, {"train": 50000, "test": 10000, "classes": 10}),
+    "max_groups": Param(int, augment.MAX_GROUPS, positive=True),
+    "synthetic": Param(dict, {}),  # SYNTHETIC_PARAMS' defaults: 50,000 + 10,000 images of 10 classes
     # keep the padded training set as uint8 on the device and normalise each batch: 240 MB
     # instead of 480 MB (float16) or 960 MB (float32) for 50,000 images, for small GPUs
     "keep_uint8": Param(bool, False),
@@ -330,24 +330,29 @@ def _check_epoch_knots(recipe: Recipe, lr: Dict[str, Any], epochs: float) -> Non
         raise recipe.blame(err.located(*recipe.where(("train", "lr"))), ("train", "epochs")) from None
 
 
+def _data_default(name: str) -> Any:
+    return DATA_PARAMS[name].default
+
+
 @dataclass
 class DataConfig:
-    dataset: str = "cifar10"
-    dir: Optional[str] = None
-    download: bool = True
-    pad: int = 4
-    augmentations: List[Any] = field(default_factory=list)
-    max_groups: int = 200
+    """The data: section as read; each default is DATA_PARAMS' (written once, there)."""
+    dataset: str = _data_default("dataset")
+    dir: Optional[str] = _data_default("dir")
+    download: bool = _data_default("download")
+    pad: int = _data_default("pad")
+    augmentations: List[Any] = field(default_factory=list)  # built from data.augment
+    max_groups: int = _data_default("max_groups")
     synthetic: Dict[str, int] = field(default_factory=dict)
-    keep_uint8: bool = False
-    label: Optional[str] = None
-    size: Optional[List[int]] = None  # [H, W]
-    channels: Optional[int] = None
-    test_fraction: float = 0.2
-    split_seed: int = 0
-    mean: Optional[List[float]] = None
-    std: Optional[List[float]] = None
-    placement: str = "device"
+    keep_uint8: bool = _data_default("keep_uint8")
+    label: Optional[str] = _data_default("label")
+    size: Optional[List[int]] = _data_default("size")  # [H, W]
+    channels: Optional[int] = _data_default("channels")
+    test_fraction: float = _data_default("test_fraction")
+    split_seed: int = _data_default("split_seed")
+    mean: Optional[List[float]] = _data_default("mean")
+    std: Optional[List[float]] = _data_default("std")
+    placement: str = _data_default("placement")
 
     def folder_options(self) -> Dict[str, Any]:
         """What netgraph.image_folder.read_folder takes."""

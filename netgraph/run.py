@@ -8,11 +8,13 @@ decomposition included), training, all are; evaluation is not.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -28,6 +30,7 @@ from .graph import build_graph
 from .passes import PassContext, apply_transforms
 from .recipe import Recipe
 from .summary import summarize
+from .train_state import TrainState
 
 
 def resolve_device(requested: Optional[str]) -> torch.device:
@@ -217,6 +220,18 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
                     pass_context=saved_context(context), placement=placement, steps=result.steps,
                     log=[log_entry(e, dataset, dconfig.label) for e in result.log])
     return run, result.model, graph
+
+
+def group_lines(recipe: Recipe, graph=None) -> List[str]:
+    """The recipe's parameter groups as training resolves them (what the passes record, then
+    train.param_groups), one line each: tensors, optimizer, what differs from train:'s."""
+    from . import param_groups
+    config = train_config(recipe)
+    if graph is None:
+        graph, _ = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe))
+    model = compile_graph(graph, allow_pending=True)
+    groups = param_groups.resolve(model, parameter_options(graph), config.param_groups)
+    return [g.describe({"optimizer": config.optimizer}) for g in groups]
 
 
 def combined_result(finished: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -420,6 +435,11 @@ def load_checkpoint(path, recipe: Recipe) -> Dict:
                           hint="resume with the recipe and --set options it was started with, or "
                                "start afresh without --resume")
     _check_progress(payload["state"], path, recipe)
+    try:
+        TrainState.from_dict(payload["state"])  # every field's type, before the loop reads any
+    except RecipeError as err:
+        err.file = str(path)
+        raise
     warn_on_other_thread_count(path, payload.get("threads"))
     return payload
 
@@ -466,3 +486,103 @@ def load_model(path, device: torch.device):
         raise RecipeError(f"the weights do not fit the recipe saved with them: {e}",
                           file=str(path)) from None
     return recipe, graph, model.to(device).eval(), payload.get("result", {})
+
+
+# --- one recipe trained for several seeds, resumable ---------------------------------------
+
+class SeedRuns:
+    """``netgraph train`` below the command line: one recipe trained once per seed, each
+    epoch's line appended to the log as it ends, the state checkpointed (resumable from the
+    seed and step it stopped at), models saved, and the runs combined. Only the main process
+    (rank 0) writes files; ``main=False`` leaves them alone."""
+
+    def __init__(self, recipe: Recipe, dataset: datasets.Dataset, seeds: List[int], device: torch.device,
+                 log_path, checkpoint_path, checkpoint_every: int = 1, ranks: Optional[Ranks] = None,
+                 label: Optional[str] = None, main: bool = True):
+        self.recipe, self.dataset, self.seeds, self.device, self.ranks = recipe, dataset, list(seeds), device, ranks
+        self.log_path, self.checkpoint_path, self.every = log_path, checkpoint_path, checkpoint_every
+        self.label, self.main, self.runs = label, main, len(seeds)
+        self.finished: List[Dict[str, Any]] = []
+        self._resume: Optional[Dict] = None
+        self._kept: List[str] = []  # log lines of what is resumed, written before the first new one
+        self._log_started = False
+        self.lr_record = schedule_record(train_config(recipe, device.type), len(dataset.train_labels))
+
+    def resume(self) -> Tuple[int, str]:
+        """Continue from the checkpoint: (its seed, where in its run, in words). The seeds before
+        it are finished (their results are in the checkpoint, their lines in the log)."""
+        from .ablate import read_runs
+        from .engine import resume_point
+        if self.ranks:
+            raise RecipeError("--resume continues a single-process run; resume a torchrun run "
+                              "by starting it afresh")
+        saved = load_checkpoint(self.checkpoint_path, self.recipe)
+        if saved["seed"] not in self.seeds:
+            raise RecipeError(f"the checkpoint is of seed {saved['seed']}, not one of this command's "
+                              f"seeds {self.seeds[0]}..{self.seeds[-1]}", file=str(self.checkpoint_path),
+                              hint="resume with the --seed and --runs it was started with")
+        self.finished, self._resume = saved["finished"], saved["state"]
+        self.seeds = self.seeds[self.seeds.index(saved["seed"]):]
+        done = {r["seed"] for r in self.finished}
+        self._kept = [json.dumps(r) for r in read_runs(self.log_path) if r["seed"] in done] if done else []
+        self._kept += [self._line(saved["seed"], e) for e in self._resume["log"]]
+        return saved["seed"], resume_point(self._resume["epoch"], self._resume["skip"])
+
+    def which(self, seed: int) -> str:
+        """'run 2 of 3 (seed 1)'."""
+        return f"run {self.runs - len(self.seeds) + self.seeds.index(seed) + 1} of {self.runs} (seed {seed})"
+
+    def train(self, seed: int, on_epoch: Optional[Callable[[EpochLog], None]] = None,
+              on_step: Optional[Callable[[int, int], None]] = None):
+        """Train the run of ``seed``: (RunResult, trained module). TrainingInterrupted passes
+        through with the state checkpointed."""
+        def epoch_done(entry):
+            if on_epoch:
+                on_epoch(entry)
+            if self.main:  # each epoch's line at once, so an interrupted run keeps its log
+                self._write(self._line(seed, entry))
+        writer = checkpoint_writer(self.checkpoint_path, self.recipe, seed, self.finished, self.every) \
+            if self.main else None
+        resume, self._resume = (self._resume if seed == self.seeds[0] else None), None
+        run, model, _ = run_recipe(self.recipe, seed=seed, device=self.device, dataset=self.dataset,
+                                   on_epoch=epoch_done, on_step=on_step, checkpoint=writer, resume=resume,
+                                   ranks=self.ranks)
+        self.finished.append(run.summary())
+        return run, model
+
+    def save(self, model, run: RunResult, path) -> Path:
+        """Save a run's model to ``path`` (FILE-seedN.pt when the command trains several)."""
+        path = Path(path)
+        if self.runs > 1:
+            path = path.with_name(f"{path.stem}-seed{run.seed}{path.suffix}")
+        save_model(path, model, self.recipe, run)
+        return path
+
+    def finish(self, command: str, outputs=()) -> Dict[str, Any]:
+        """Every run done: the checkpoint removed (nothing is left to resume), and the combined
+        result with the command, torch version and date, written to each of ``outputs``."""
+        import datetime
+        if self.checkpoint_path.exists():
+            self.checkpoint_path.unlink()
+        result = {"command": command, "torch": torch.__version__,
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  **combined_result(self.finished)}
+        for out in outputs:
+            if out is not None:
+                out = Path(out)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
+    def _line(self, seed: int, entry) -> str:
+        return log_entry_line(run_name(self.recipe), seed, entry, self.dataset, self.label, self.lr_record)
+
+    def _write(self, line: str) -> None:
+        """The log is (re)written when the first epoch has something to add: the kept lines, then
+        one line an epoch."""
+        if not self._log_started:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.log_path.write_text("".join(kept + "\n" for kept in self._kept))
+            self._log_started = True
+        with open(self.log_path, "a") as log:
+            log.write(line + "\n")

@@ -9,6 +9,7 @@ import torch
 from conftest import ROOT
 from netgraph import RecipeError, load_recipe
 from netgraph.augment import AUGMENTATIONS, BatchGroupLoader
+from netgraph.optimizers import OPTIMIZERS
 from netgraph.cli import main
 from netgraph.config import data_config, train_config
 from netgraph.engine import TTA_VIEWS, predict
@@ -87,7 +88,7 @@ def test_list_in_a_fresh_process_shows_every_kind():
     out = subprocess.run([sys.executable, "-m", "netgraph", "list"], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
     kinds = re.findall(r"^(\w+) \(\d+; register with", out, re.M)
-    assert kinds == list(REGISTRIES), out
+    assert sorted(kinds) == sorted(REGISTRIES), out
 
 
 def readme_parts() -> str:
@@ -112,7 +113,8 @@ def test_the_readme_parts_load_with_import_and_train(tmp_path, registries, capsy
           pad: 0
           augment: [{brightness: {amount: 0.5, levels: 3}}]
         train: {epochs: 1, batch_size: 64, tta: [flip, flip_vertical],
-                lr: {knots: [0, 1], values: [0.1, 0.1]}}
+                lr: {knots: [0, 1], values: [0.1, 0.1]},
+                param_groups: [{kind: filter, optimizer: sign_sgd, lr: 0.001}]}
         network:
           conv: {op: conv2d, out: 4}
           pool: {op: global_avg_pool}
@@ -134,6 +136,15 @@ def test_the_readme_parts_load_with_import_and_train(tmp_path, registries, capsy
     model(x)
     expected = (model(x) + model(x.flip(3)) + model(x.flip(2))) / 3
     torch.testing.assert_close(predict(model, x, config.tta), expected)
-    del AUGMENTATIONS["brightness"], TTA_VIEWS["flip_vertical"]  # as in a fresh process
+    # its optimizer: w -= lr sign(v), v = 0.9 v + grad, against the signs computed here
+    assert config.param_groups[0]["optimizer"]["name"] == "sign_sgd"
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    sign_sgd = OPTIMIZERS["sign_sgd"].build([{"params": [w], "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}])
+    for grad, moved in (([1.0, -1.0, 0.5], [-0.1, 0.1, -0.1]), ([-3.0, 0.5, -0.1], [0.1, 0.1, -0.1])):
+        before = w.detach().clone()
+        w.grad = torch.tensor(grad)
+        sign_sgd.step()
+        torch.testing.assert_close(w.detach() - before, torch.tensor(moved))
+    del AUGMENTATIONS["brightness"], TTA_VIEWS["flip_vertical"], OPTIMIZERS["sign_sgd"]  # as in a fresh process
     assert main(["train", str(path), "--device", "cpu", "--quiet", "--import", str(plugin),
                  "--log", str(tmp_path / "log.jsonl")]) == 0
