@@ -612,28 +612,37 @@ class Training:
         # With one rank there is nothing to all-reduce: DistributedDataParallel alone cost 10-12% of
         # the epoch on an H100 (bench/results/bag_of_tricks_{eager,compile}_h100.json), so it is left out.
         net = distributed.wrap(model, device) if ranks and ranks.world > 1 else model
-        self.forward, self.compile_time = net, 0.0
-        if config.compile != "none":
-            rank_batch = distributed.check_batch(config.batch_size, ranks) if ranks else config.batch_size
-            n_test = len(data.test_images) // (ranks.world if ranks else 1)
-            eval_shapes = sorted({min(config.eval_batch_size, n_test), n_test % config.eval_batch_size} - {0})
-            self.forward, self.compile_time = compile_model(net, config, data.test_images[:rank_batch],
-                                                            eval_shapes)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)  # compilation's own workspace is not training's
+        self.forward, self.compile_time = self._compiled(net) if config.compile != "none" else (net, 0.0)
         self.evaluated = self.average.evaluated if self.average else model
         # the compiled forward when it is the model evaluated; a moving-average copy runs eagerly
         self.evaluator = self.forward if config.compile != "none" and self.evaluated is model else self.evaluated
+        # around each step, not in it: the averaging, then the parameter statistics
+        self.after_step: List[Callable[[int], None]] = []
+        if self.average:
+            self.after_step.append(lambda k: self.average.after_step(k, self.total_steps))
+        if self.stats:
+            self.after_step.append(lambda k: self.stats.record(k) if k % self.stats.every == 0 else None)
         self.result = TrainResult(math.nan, math.nan, setup_time, 0.0, self.epochs,
                                   compile_time_s=self.compile_time, steps=self.total_steps)
         self.step_count = 0
         self.losses = torch.zeros(self.steps_per_epoch, device=device)  # per step, read once an epoch
         self.correct = torch.zeros((), device=device)
 
+    def _compiled(self, net: nn.Module) -> tuple:
+        """(the compiled forward, seconds compiling), warmed up on the shapes the run will use."""
+        config, ranks, test = self.config, self.ranks, self.data.test_images
+        rank_batch = distributed.check_batch(config.batch_size, ranks) if ranks else config.batch_size
+        n_test = len(test) // (ranks.world if ranks else 1)
+        eval_shapes = sorted({min(config.eval_batch_size, n_test), n_test % config.eval_batch_size} - {0})
+        compiled = compile_model(net, config, test[:rank_batch], eval_shapes)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)  # compilation's own workspace is not training's
+        return compiled
+
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One optimizer step on batch (x, y): each group's learning rate for this step, the
         forward and backward pass, the groups past their ``until`` dropped, every optimizer's
-        step, then the averaging and the statistics."""
+        step, then the ``after_step`` hooks (averaging, statistics)."""
         config, k = self.config, self.step_count + 1
         default = self.schedule.at(k)
         for group in self.groups:
@@ -649,10 +658,8 @@ class Training:
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         self.step_count = k
-        if self.average:
-            self.average.after_step(k, self.total_steps)
-        if self.stats and k % self.stats.every == 0:
-            self.stats.record(k)
+        for hook in self.after_step:
+            hook(k)
         i = (k - 1) % self.steps_per_epoch
         self.losses[i] = loss.detach() * (1 if self.summed else len(y))
         self.correct += (logits.detach().argmax(1) == y).sum()

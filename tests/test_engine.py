@@ -245,3 +245,40 @@ def test_step_k_uses_the_learning_rate_at_k_over_the_steps_of_an_epoch():
     result = train(model, data, config, on_step=record)
     assert not torch.equal(after[1], initial)
     assert result.log[0].lr == 0.4
+
+
+def test_a_recipe_without_the_new_keys_trains_as_the_closed_engine_did(tmp_path, monkeypatch):
+    """The engine before the training side was opened (commit e3dd429, extracted from this
+    clone's history with git archive) and today's give bit-identical weights and results for a
+    recipe with the moving average, batch groups, cutout, ghost-free batch norm and flip TTA."""
+    import subprocess
+    import sys
+    import textwrap
+    from conftest import ROOT
+    from test_train import SMALL
+    sys.path.insert(0, str(ROOT))
+    try:
+        from tools.engine_cost import package_at
+        old = package_at("e3dd429", tmp_path)
+    except subprocess.CalledProcessError:
+        pytest.skip("commit e3dd429 is not in this clone's history (a shallow clone)")
+    finally:
+        sys.path.remove(str(ROOT))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "small.yaml"
+    path.write_text(textwrap.dedent(SMALL).replace("epochs: 3", "epochs: 2"))
+    import importlib
+    import netgraph.run
+    results = {}
+    try:
+        for package in ("netgraph", old):
+            load = importlib.import_module(package).load_recipe
+            run, model, _ = importlib.import_module(f"{package}.run").run_recipe(load(path), device="cpu")
+            results[package] = (run.test_acc, run.test_loss, [e["train_loss"] for e in run.log], model.state_dict())
+    finally:
+        for name in [m for m in sys.modules if m == old or m.startswith(old + ".")]:
+            del sys.modules[name]
+    new, before = results["netgraph"], results[old]
+    assert new[:3] == before[:3]
+    assert all(torch.equal(new[3][k], before[3][k]) for k in before[3]) and new[3].keys() == before[3].keys()
+    assert netgraph.run  # today's package is untouched by the old one's import

@@ -36,13 +36,13 @@ from tools.augment_cost import device_name  # noqa: E402
 
 
 def package_at(commit: str, into: Path) -> str:
-    """netgraph as it was at ``commit``, importable as ``netgraph_before``."""
+    """netgraph as it was at ``commit``, extracted as the package ``netgraph_before`` in ``into``
+    (put ``into`` on sys.path to import it)."""
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "netgraph"], check=True,
                              capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     (into / "netgraph").rename(into / "netgraph_before")
-    sys.path.insert(0, str(into))
     return "netgraph_before"
 
 
@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     dataset = load_data(data_config(netgraph.load_recipe(args.recipe, sets)), args.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         old = package_at(args.before, Path(tmp))
+        sys.path.insert(0, tmp)
         one_run(old, args.recipe, sets, dataset, args.device, args.seed)  # warm-up: allocator, kernels
         pairs, same = [], True
         for i in range(args.pairs):
