@@ -565,7 +565,7 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
                 correct.zero_()
             synchronize(device)
             start = time.perf_counter()
-            for i, (x, y) in enumerate(loader.epoch(epoch_state, skip), start=skip):
+            for i, (x, y) in enumerate(loader.epoch(epoch_state, skip, epoch), start=skip):
                 if ranks:
                     x, y = x[ranks.rank::ranks.world], y[ranks.rank::ranks.world]
                 # step k (1-based) uses the rate at k / steps_per_epoch, as the seed reads its
