@@ -257,7 +257,8 @@ def header(dataset, dconfig, data_dir, config, device, ranks) -> str:
         tested = (f"moving average of the weights (train.ema: momentum {config.ema_momentum}, "
                   f"every {config.ema_every} steps), not the weights trained")
     if config.tta:
-        tested += "; test-time views averaged: " + ", ".join(config.tta)
+        from .views import describe_tta
+        tested += "; test-time views averaged: " + describe_tta(config.tta)
     return "\n".join([
         f"data: {dconfig.label or dataset.name}, {len(dataset.train_labels):,} training and "
         f"{len(dataset.test_labels):,} test images, {dataset.num_classes} classes, {source}",
@@ -511,6 +512,7 @@ def cmd_passes(args) -> None:
 
 
 def cmd_list(args) -> None:
+    from . import augment, passes, views  # noqa: F401 (each defines its registry)
     from .registry import listing
     for plugin in args.imports:
         import_plugin(plugin)

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import augment
-from .engine import COMPILE_MODES, PRECISIONS, TTA_VIEWS, TrainConfig
+from . import views
+from .engine import COMPILE_MODES, PRECISIONS, TrainConfig
 from .errors import RecipeError
 from .ops import Param, check_params
 from .recipe import Recipe
@@ -94,6 +95,8 @@ def _check(recipe: Recipe, section: str, specs: Dict[str, Param]) -> Dict[str, A
     except RecipeError as err:
         raise err.located(*recipe.where((section, err.key))) from None
     for key, value in loose.items():
+        if key == "tta":  # a list, a {views: [...]} mapping or a preset: views.parse_tta checks it
+            continue
         if not isinstance(value, list) and not (value is None and key in ("mean", "std")):
             raise recipe.error(f"{section}.{key} must be a list, got {value!r}", (section, key),
                                hint=f"e.g. {key}: {LIST_EXAMPLES[key]}")
@@ -173,11 +176,10 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
             raise recipe.error(f"train.ema.momentum must be below 1, got {ema['momentum']}",
                                ("train", "ema"))
     tta = t["tta"] or []
-    for view in tta:
-        try:
-            TTA_VIEWS.lookup(view, "in train.tta")
-        except RecipeError as err:
-            raise err.located(*recipe.where(("train", "tta"))) from None
+    try:
+        views.parse_tta(tta)
+    except RecipeError as err:
+        raise err.located(*recipe.where(("train", "tta"))) from None
     groups = t["param_groups"] or []
     for i, group in enumerate(groups):
         try:
@@ -196,7 +198,7 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
                        weight_decay=t["weight_decay"], loss=t["loss"],
                        label_smoothing=t["label_smoothing"], precision=precision,
                        ema_momentum=ema.get("momentum"), ema_every=ema.get("every", 5),
-                       tta=list(tta), seed=t["seed"], eval_batch_size=t["eval_batch_size"],
+                       tta=tta, seed=t["seed"], eval_batch_size=t["eval_batch_size"],
                        param_groups=groups, log_params=t["log_params"],
                        channels_last=t["channels_last"], compile=t["compile"], foreach=t["foreach"],
                        sync_batch_norm=t["sync_batch_norm"])
