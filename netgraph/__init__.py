@@ -21,7 +21,7 @@ _LAZY = {"compile_graph": "executor", "half_precision": "executor",
          "REQUIRED": "ops", "Param": "ops", "register_op": "ops",
          "PassContext": "passes", "apply_pass": "passes", "apply_transforms": "passes",
          "register_pass": "passes", "summarize": "summary",
-         "register_augmentation": "augment", "register_view": "engine",
+         "register_augmentation": "augment", "register_view": "views",
          "register_optimizer": "optimizers", "register_schedule": "schedule",
          "register_averaging": "averaging"}
 

@@ -15,6 +15,11 @@ indexing: the crop is one gather from the padded data set, the flip a
 torch.where, the cutout a mask from broadcast comparisons. Only the padded data
 set and one batch are ever in memory (no augmented copy of the data set), and
 there is no Python loop over images or groups.
+
+An augmentation may instead draw its own choices, one per image, by defining
+``draw(n, shape, generator, epoch)``: airbench94's ``translate`` (an independent
+offset per image each epoch) and ``alternating_flip`` (a flip per image drawn once,
+then every image mirrored on every other epoch) do.
 """
 from __future__ import annotations
 
@@ -48,12 +53,37 @@ class Augmentation(Protocol):
     def apply(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         """Batch x (B x C x H x W) with image b transformed by choice[b]."""
 
+    # Optional, not part of the protocol's required four: ``draw(n, shape, generator, epoch)``
+    # -> an int64 tensor of n choices (one per image, on the generator's device; epoch is
+    # 1-based), used by draw_choices instead of the batch-group draw. And ``gather(images,
+    # index, choice)``: the batch images[index] transformed, read straight from the padded
+    # data set, which the loader uses when the augmentation comes first (Crop, Translate).
+
 
 def _top_left(choice: torch.Tensor, shape: Shape, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Choice number -> (top, left) of a size x size square inside the image; the
     (H - size + 1) x (W - size + 1) places are numbered row by row."""
     across = shape[2] - size + 1
     return choice // across, choice % across
+
+
+def _windows(images: torch.Tensor, index: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
+             height: int, width: int) -> torch.Tensor:
+    """The height x width windows of images[index] starting at (top, left), one per image,
+    in one gather from the flat (contiguous) data set.
+
+    Pixel (channel, row, col) of a window starting at (top, left) of image i lies at
+    i*C*H*W + channel*H*W + (top + row)*W + (left + col) of the flat data: a start per
+    image plus one C x h x w block of offsets shared by all: about twice as fast on
+    a CPU (3 ms against 6 ms for a batch of 512) as indexing with four broadcast
+    index tensors."""
+    _, channels, rows, cols = images.shape
+    start = index * (channels * rows * cols) + top * cols + left                 # B
+    channel = torch.arange(channels, device=images.device).view(-1, 1, 1)
+    row = torch.arange(height, device=images.device).view(1, -1, 1)
+    col = torch.arange(width, device=images.device).view(1, 1, -1)
+    offsets = channel * (rows * cols) + row * cols + col                         # C x h x w
+    return images.view(-1)[start.view(-1, 1, 1, 1) + offsets]                     # B x C x h x w
 
 
 @dataclass(frozen=True)
@@ -82,21 +112,9 @@ class Crop(_Square):
 
     def gather(self, images: torch.Tensor, index: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         """The windows of images[index] at their choices, in one gather straight from the
-        (contiguous) data set, without copying whole padded images first.
-
-        Pixel (channel, row, col) of a window starting at (top, left) of image i lies at
-        i*C*H*W + channel*H*W + (top + row)*W + (left + col) of the flat data: a start per
-        image plus one C x S x S block of offsets shared by all: about twice as fast on
-        a CPU (3 ms against 6 ms for a batch of 512) as indexing with four broadcast
-        index tensors."""
-        _, channels, height, width = images.shape
-        top, left = _top_left(choice, (channels, height, width), self.size)
-        start = index * (channels * height * width) + top * width + left           # B
-        channel = torch.arange(channels, device=images.device).view(-1, 1, 1)
-        row = torch.arange(self.size, device=images.device).view(1, -1, 1)
-        col = torch.arange(self.size, device=images.device).view(1, 1, -1)
-        offsets = channel * (height * width) + row * width + col                  # C x S x S
-        return images.view(-1)[start.view(-1, 1, 1, 1) + offsets]                  # B x C x S x S
+        (contiguous) data set, without copying whole padded images first (_windows)."""
+        top, left = _top_left(choice, tuple(images.shape[1:]), self.size)
+        return _windows(images, index, top, left, self.size, self.size)
 
     def apply(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         return self.gather(x.contiguous(), torch.arange(x.shape[0], device=x.device), choice)
@@ -136,6 +154,93 @@ class Cutout(_Square):
         in_cols = (cols >= left.view(-1, 1)) & (cols < left.view(-1, 1) + self.size)  # B x W
         square = in_rows.view(-1, 1, height, 1) & in_cols.view(-1, 1, 1, width)       # B x 1 x H x W
         return x.masked_fill(square, 0)
+
+
+@dataclass(frozen=True)
+class Translate:
+    """airbench94's translation: each image, independently, moved by an offset (dy, dx)
+    drawn uniformly from [-pixels, pixels]^2 every epoch, as the window of the image's size
+    starting at (pad + dy, pad + dx) of the padded image (pixels 2 on images padded by 2:
+    a 32 crop of 36 at one of 25 places). Choice (dy + p) * (2p + 1) + (dx + p).
+
+    ``image_size`` is the height of the unpadded image: the padding is read from the
+    shape it is given, (H_pad - image_size) // 2 a side, so the same offsets mean the same
+    shift whatever data.pad is (pad 4, pixels 2: only the central 36 x 36 is used)."""
+    pixels: int
+    image_size: int
+
+    def _pad(self, shape: Shape) -> int:
+        return (shape[1] - self.image_size) // 2
+
+    def check(self, shape: Shape) -> None:
+        pad = self._pad(shape)
+        if pad < self.pixels:
+            raise RecipeError(
+                f"translate by {self.pixels} pixels needs images padded by at least "
+                f"{self.pixels} a side, but these are {shape[1]} x {shape[2]} for "
+                f"{self.image_size}-pixel images (padded by {max(pad, 0)})",
+                hint=f"set data.pad: {self.pixels} or more (airbench94: pad 2, translate 2) "
+                     f"and put translate first, before any crop")
+
+    def num_choices(self, shape: Shape) -> int:
+        return (2 * self.pixels + 1) ** 2
+
+    def output_shape(self, shape: Shape) -> Shape:
+        pad = self._pad(shape)
+        return (shape[0], shape[1] - 2 * pad, shape[2] - 2 * pad)
+
+    def draw(self, n: int, shape: Shape, generator: torch.Generator, epoch: int) -> torch.Tensor:
+        """An offset per image, independently and uniformly: not batch groups."""
+        return torch.randint(0, self.num_choices(shape), (n,), generator=generator,
+                             device=generator.device)
+
+    def gather(self, images: torch.Tensor, index: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """The windows of images[index], in one gather from the data set as Crop's."""
+        shape = tuple(images.shape[1:])
+        pad, side = self._pad(shape), 2 * self.pixels + 1
+        top = pad - self.pixels + choice // side   # pad + dy
+        left = pad - self.pixels + choice % side   # pad + dx
+        _, height, width = self.output_shape(shape)
+        return _windows(images, index, top, left, height, width)
+
+    def apply(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        return self.gather(x.contiguous(), torch.arange(x.shape[0], device=x.device), choice)
+
+
+# Knuth's 64-bit LCG step, to seed alternating_flip's own generator from the loader's seed
+# without reproducing the loader's stream (the same seed would give the same first draws).
+_MIX_MULTIPLIER, _MIX_INCREMENT = 6364136223846793005, 1442695040888963407
+
+
+@dataclass(frozen=True)
+class AlternatingFlip:
+    """airbench94's alternating flip: at epoch 1 each image is mirrored with probability 1/2,
+    independently; at epoch e, image i is mirrored iff base[i] XOR (e is even), so on every
+    other epoch every image is the mirror of its epoch-1 orientation. airbench counts epochs
+    from 0: its epoch 0 (the random flip drawn before training) is our epoch 1, its odd
+    epochs (all mirrored) our even ones.
+
+    base is drawn from a generator of its own, seeded from the loader's seed (the loader
+    generator's initial_seed, which its saved states keep), so it takes nothing from the
+    loader's stream and is recomputed the same at any epoch, e.g. on resuming at epoch 7."""
+
+    def check(self, shape: Shape) -> None:
+        pass
+
+    def num_choices(self, shape: Shape) -> int:
+        return 2
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+    def apply(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        return Flip().apply(x, choice)
+
+    def draw(self, n: int, shape: Shape, generator: torch.Generator, epoch: int) -> torch.Tensor:
+        seed = (generator.initial_seed() * _MIX_MULTIPLIER + _MIX_INCREMENT) % 2 ** 64
+        own = torch.Generator(device=generator.device).manual_seed(seed)
+        base = torch.randint(0, 2, (n,), generator=own, device=generator.device)
+        return base ^ int(epoch % 2 == 0)
 
 
 # --- the registry ---------------------------------------------------------------
@@ -190,6 +295,18 @@ def _cutout(image_size: int, size: int) -> Cutout:
     return Cutout(size)
 
 
+@register_augmentation("translate", params={"pixels": Param(int, 2, positive=True)}, main="pixels")
+def _translate(image_size: int, pixels: int) -> Translate:
+    """Move each image by its own offset in [-pixels, pixels]^2 (data.pad >= pixels), each epoch."""
+    return Translate(pixels, image_size)
+
+
+@register_augmentation("alternating_flip")
+def _alternating_flip(image_size: int) -> AlternatingFlip:
+    """Mirror half the images at epoch 1, drawn per image; every image flips each epoch after."""
+    return AlternatingFlip()
+
+
 def build_augmentation(entry: Any, image_size: int):
     """A recipe's data.augment item made: 'flip', {cutout: 8}, {crop: {size: 28}}; a
     RecipeError for an unknown name or a bad parameter."""
@@ -222,17 +339,23 @@ def check_augmentations(augmentations: Sequence[Augmentation], shape: Shape) -> 
 
 
 def draw_choices(n: int, augmentations: Sequence[Augmentation], shape: Shape,
-                 generator: torch.Generator, max_groups: int = MAX_GROUPS) -> List[torch.Tensor]:
+                 generator: torch.Generator, max_groups: int = MAX_GROUPS,
+                 epoch: int = 1) -> List[torch.Tensor]:
     """One epoch's choices: for each augmentation, an int64 tensor of one choice per image
     (choices[a][i] is image i's choice for augmentations[a]).
 
     Per augmentation: k = min(choices, max_groups, n) distinct choices drawn at random;
     a random permutation of the images split into k contiguous groups whose sizes differ
     by at most one (position j of the permutation is in group j * k // n); group g gets
-    choice g. `shape` is one image's shape as the first augmentation sees it."""
+    choice g. An augmentation with a ``draw`` method draws its own instead, given the
+    (1-based) epoch. `shape` is one image's shape as the first augmentation sees it."""
     device = generator.device
     choices = []
     for augmentation in augmentations:
+        if hasattr(augmentation, "draw"):
+            choices.append(augmentation.draw(n, shape, generator, epoch))
+            shape = augmentation.output_shape(shape)
+            continue
         available = augmentation.num_choices(shape)
         groups = min(available, max_groups, n)
         picked = torch.randperm(available, generator=generator, device=device)[:groups]
@@ -285,6 +408,10 @@ class BatchGroupLoader:
         # Draws on the batches' device, wherever the images are: the same draws either way.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.epoch_state: Optional[torch.Tensor] = None  # the generator as the current epoch began
+        self.epoch_number = 0  # the current epoch's number, 1-based (0: none started yet)
+        # The first augmentation, if it can, selects and transforms the batch in one gather
+        # from the padded data set (crop, translate), never copying whole padded images.
+        self.gathers = bool(self.augmentations) and hasattr(self.augmentations[0], "gather")
 
     def __len__(self) -> int:
         n = self.images.shape[0]
@@ -293,17 +420,20 @@ class BatchGroupLoader:
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         return self.epoch()
 
-    def epoch(self, state: Optional[torch.Tensor] = None,
-              skip: int = 0) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch's batches. To continue an interrupted epoch, pass the ``epoch_state``
-        it began with and the number of batches already used: the same choices and order are
-        drawn again and the first ``skip`` batches left out."""
+    def epoch(self, state: Optional[torch.Tensor] = None, skip: int = 0,
+              number: Optional[int] = None) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch's batches; ``number`` is its 1-based number, which epoch-dependent
+        augmentations (alternating_flip) read; by default the count of epochs this loader
+        has started (1, 2, ...). To continue an interrupted epoch, pass the ``epoch_state``
+        it began with, the number of batches already used and the epoch's number: the same
+        choices and order are drawn again and the first ``skip`` batches left out."""
         if state is not None:
             self.generator.set_state(state)
+        self.epoch_number = self.epoch_number + 1 if number is None else number
         self.epoch_state = self.generator.get_state()
         n, device = self.images.shape[0], self.device
         choices = draw_choices(n, self.augmentations, tuple(self.images.shape[1:]),
-                               self.generator, self.max_groups)
+                               self.generator, self.max_groups, self.epoch_number)
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator, device=device)
         else:
@@ -323,7 +453,7 @@ class BatchGroupLoader:
         as _batch does; batch i + 1 is gathered before batch i is handed out, so the host's
         gather and copy overlap the device's step on batch i."""
         host_order = order.cpu()
-        host_choice = choices[0].cpu() if self.augmentations and isinstance(self.augmentations[0], Crop) else None
+        host_choice = choices[0].cpu() if self.gathers else None
         pin = self.device.type == "cuda"
         pending = None
         for start in list(starts) + [None]:
@@ -338,20 +468,19 @@ class BatchGroupLoader:
                 yield self._finish(ready[0], ready[1], choices, host_choice is not None), self.labels[ready[1]]
 
     def _batch(self, index: torch.Tensor, choices: List[torch.Tensor]) -> torch.Tensor:
-        cropped = bool(self.augmentations) and isinstance(self.augmentations[0], Crop)
-        if cropped:
+        if self.gathers:
             # Select and crop in one gather, never copying the batch's whole padded images.
             x = self.augmentations[0].gather(self.images, index, choices[0][index])
         else:
             x = self.images[index]
-        return self._finish(x, index, choices, cropped)
+        return self._finish(x, index, choices, self.gathers)
 
     def _finish(self, x: torch.Tensor, index: torch.Tensor, choices: List[torch.Tensor],
-                cropped: bool) -> torch.Tensor:
+                gathered: bool) -> torch.Tensor:
         """Normalise (before cutout, whose zeros are the mean of normalised data), then the
-        augmentations after the first crop, on the batch's device."""
-        augmentations = self.augmentations[1:] if cropped else self.augmentations
-        choices = choices[1:] if cropped else choices
+        augmentations after the first one if it gathered, on the batch's device."""
+        augmentations = self.augmentations[1:] if gathered else self.augmentations
+        choices = choices[1:] if gathered else choices
         if self.normalize is not None:
             x = self.normalize(x)
         for augmentation, choice in zip(augmentations, choices):

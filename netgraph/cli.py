@@ -219,7 +219,8 @@ def header(dataset, dconfig, data_dir, config, device, ranks) -> str:
     elif average:
         tested = f"the weights as trained, with train.average: {average['name']} {average['params']}"
     if config.tta:
-        tested += "; test-time views averaged: " + ", ".join(config.tta)
+        from .views import describe_tta
+        tested += "; test-time views averaged: " + describe_tta(config.tta)
     return "\n".join([
         f"data: {dconfig.label or dataset.name}, {len(dataset.train_labels):,} training and "
         f"{len(dataset.test_labels):,} test images, {dataset.num_classes} classes, {source}",

@@ -9,9 +9,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from . import augment, param_groups
+from . import augment, param_groups, views
 from .averaging import AVERAGING
-from .engine import COMPILE_MODES, PRECISIONS, TTA_VIEWS, TrainConfig
+from .engine import COMPILE_MODES, PRECISIONS, TrainConfig
 from .errors import RecipeError, did_you_mean
 from .ops import Param, check_params
 from .optimizers import OPTIMIZERS
@@ -109,6 +109,8 @@ def _check(recipe: Recipe, section: str, specs: Dict[str, Param]) -> Dict[str, A
     except RecipeError as err:
         raise err.located(*recipe.where((section, err.key))) from None
     for key, value in loose.items():
+        if key == "tta":  # a list, a {views: [...]} mapping or a preset: views.parse_tta checks it
+            continue
         if not isinstance(value, list) and not (value is None and key in ("mean", "std")):
             raise recipe.error(f"{section}.{key} must be a list, got {value!r}", (section, key),
                                hint=f"e.g. {key}: {LIST_EXAMPLES[key]}")
@@ -284,8 +286,7 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
             raise recipe.error(f"train.{key}.momentum must be below 1, got {average['params']['momentum']}",
                                ("train", key))
     tta = t["tta"] or []
-    for view in tta:
-        _located(recipe, ("train", "tta"), TTA_VIEWS.lookup, view, "in train.tta")
+    _located(recipe, ("train", "tta"), views.parse_tta, tta)
     groups = [_located(recipe, ("train", "param_groups", i), param_group_item, item)
               for i, item in enumerate(t["param_groups"] or [])]
     precision = t["precision"]
@@ -299,7 +300,7 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
                        label_smoothing=t["label_smoothing"], precision=precision,
                        ema_momentum=ema.get("momentum"), ema_every=ema.get("every", 5),
                        average=None if ema or average is None else average,
-                       tta=list(tta), seed=t["seed"], eval_batch_size=t["eval_batch_size"],
+                       tta=tta, seed=t["seed"], eval_batch_size=t["eval_batch_size"],
                        param_groups=groups, log_params=t["log_params"],
                        channels_last=t["channels_last"], compile=t["compile"], foreach=t["foreach"],
                        sync_batch_norm=t["sync_batch_norm"])

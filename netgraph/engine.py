@@ -1,7 +1,7 @@
 """The training engine: a compiled module, data on the device, a plain config.
 
 Read top to bottom: the config, the seed's optimizer, the moving average, the
-loss, test-time augmentation, data preparation, evaluation, and the loop.
+loss, data preparation, evaluation, and the loop (test-time views: netgraph.views).
 Nothing here knows about recipes or graphs (``netgraph.run`` wires those in).
 
 Units follow the seed (ladder.md): learning rates and weight decay are given
@@ -18,7 +18,7 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +33,9 @@ from .errors import RecipeError
 from .executor import half_precision
 from .optimizers import OPTIMIZERS
 from .param_groups import Group
-from .registry import Registry
 from .schedule import PiecewiseLinear, StepSchedule
 from .train_state import TrainState, to_cpu
+from .views import TTA_VIEWS, ViewSpec, parse_tta, predict, register_view  # noqa: F401 (engine's names before views.py)
 
 PRECISIONS = ("float32", "float16", "bfloat16")
 # torch.compile's modes (reduce-overhead is left out: config.py says why)
@@ -64,7 +64,9 @@ class TrainConfig:
     ema_momentum: Optional[float] = None  # e.g. 0.99: average the weights (and BN statistics)
     ema_every: int = 5  # steps between moving-average updates (momentum ** every per update)
     average: Optional[Dict] = None  # {"name": an averaging.AVERAGING kind, "params": {...}}
-    tta: Sequence = ()  # test-time views besides the image itself, e.g. ("flip",)
+    # train.tta as written (netgraph.views.parse_tta reads it): views besides the image, e.g.
+    # ["flip"], or {"views": [{"view": ..., "weight": ...}, ...]}, or "airbench"
+    tta: Any = ()
     seed: int = 0
     eval_batch_size: int = 512
     eval_every_epoch: bool = True  # test accuracy in the per-epoch table (not timed)
@@ -155,46 +157,12 @@ class ParamStats:
         return entry
 
 
-# --- loss and test-time augmentation ---------------------------------------------
+# --- loss (test-time views: netgraph.views) ---------------------------------------
 
 def label_smoothing_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float,
                          reduction: str = "sum") -> torch.Tensor:
     """(1 - s) x cross-entropy + s x the mean over classes of -log p, per image."""
     return F.cross_entropy(logits.float(), labels, label_smoothing=smoothing, reduction=reduction)
-
-
-@dataclass
-class ViewSpec:
-    """A registered test-time view: ``function(images) -> images`` of the same shape."""
-    name: str
-    function: Callable[[torch.Tensor], torch.Tensor]
-    doc: str = ""
-
-
-TTA_VIEWS = Registry("test-time view", "views", "netgraph.register_view")
-
-
-def register_view(name: str, replace: bool = False):
-    """Register a test-time view; decorate ``function(images) -> images`` (a batch N x C x H x W
-    to one of the same shape). ``train.tta: [name]`` averages its logits with the image's."""
-    def decorator(function):
-        TTA_VIEWS.add(name, ViewSpec(name, function, (function.__doc__ or "").strip()), replace)
-        return function
-    return decorator
-
-
-@register_view("flip")
-def _mirror(x: torch.Tensor) -> torch.Tensor:
-    """The horizontal mirror."""
-    return x.flip(3)
-
-
-def predict(model: nn.Module, x: torch.Tensor, tta: Sequence[str] = ()) -> torch.Tensor:
-    """Logits averaged over the image and each test-time view of it."""
-    logits = model(x).float()
-    for view in tta:
-        logits = logits + model(TTA_VIEWS[view].function(x)).float()
-    return logits / (1 + len(tta))
 
 
 # --- data on the device ----------------------------------------------------------
@@ -269,9 +237,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, confi
         images, labels = images[ranks.rank::ranks.world], labels[ranks.rank::ranks.world]
     correct = torch.zeros((), device=images.device)
     loss = torch.zeros((), device=images.device)
+    views = parse_tta(config.tta)  # once, not once a batch
     with _autocast(config.precision, images.device):
         for x, y in eval_batches(images, labels, config.eval_batch_size):
-            logits = predict(model, _memory_format(x, config), config.tta)
+            logits = predict(model, _memory_format(x, config), views)
             correct += (logits.argmax(1) == y).sum()
             loss += F.cross_entropy(logits, y, reduction="sum")
     if ranks:
@@ -675,7 +644,7 @@ class Training:
         steps = self.steps_in(epoch)
         synchronize(self.device)
         start = time.perf_counter()
-        for i, (x, y) in enumerate(self.loader.epoch(generator_state, skip), start=skip):
+        for i, (x, y) in enumerate(self.loader.epoch(generator_state, skip, epoch), start=skip):
             if i >= steps:
                 break
             if self.ranks:

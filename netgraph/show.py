@@ -98,10 +98,14 @@ def _load_dataset(recipe: Recipe, data_dir: Optional[str]):
 
 def describe_augmentations(augmentations: Sequence, pad: int) -> str:
     """'crop 32x32 (after reflect padding by 4), flip, cutout 8x8'."""
-    from .augment import Crop, Cutout, Flip
+    from .augment import AlternatingFlip, Crop, Cutout, Flip, Translate
     words = []
     for a in augmentations:
-        if isinstance(a, Crop):
+        if isinstance(a, Translate):
+            words.append(f"translate by up to {a.pixels} pixels")
+        elif isinstance(a, AlternatingFlip):
+            words.append("alternating flip")
+        elif isinstance(a, Crop):
             words.append(f"crop {a.size}x{a.size}" + (f" (after reflect padding by {pad})" if pad else ""))
         elif isinstance(a, Cutout):
             words.append(f"cutout {a.size}x{a.size}")

@@ -3,9 +3,10 @@ group structure of an epoch's choices, fresh and reproducible draws, batching.""
 import pytest
 import torch
 
-from netgraph import RecipeError
-from netgraph.augment import (BatchGroupLoader, Crop, Cutout, Flip, check_augmentations,
-                              draw_choices, eval_batches)
+from netgraph import RecipeError, load_recipe
+from netgraph.augment import (AlternatingFlip, BatchGroupLoader, Crop, Cutout, Flip, Translate,
+                              check_augmentations, draw_choices, eval_batches)
+from netgraph.config import data_config
 
 SEED_AUGMENTATIONS = [Crop(32), Flip(), Cutout(8)]  # the seed's, on images padded 32 -> 40
 
@@ -200,3 +201,125 @@ def test_on_the_gpu_with_a_generator_there():
     assert torch.equal(x.float().amax(dim=(1, 2, 3)), (y + 1).float())
     (choice,) = draw_choices(1000, [Cutout(8)], (3, 32, 32), torch.Generator("cuda").manual_seed(0))
     check_groups(choice.cpu(), 1000, 200)
+
+
+# --- airbench94's per-image augmentations: translate and alternating_flip ---------------
+
+def test_translate_takes_each_image_at_its_own_offset_in_range():
+    """Images of 8 x 8 padded by 3 to 14 x 14, translate by 2: image b's window is the
+    padded image sliced by hand at (3 + dy, 3 + dx), the offsets uniform over the 25 pairs."""
+    n, pad, p = 2000, 3, 2
+    images = numbered_images(n, channels=2, size=8 + 2 * pad)
+    translate = Translate(p, 8)
+    assert translate.output_shape((2, 14, 14)) == (2, 8, 8) and translate.num_choices((2, 14, 14)) == 25
+    (choice,) = draw_choices(n, [translate], (2, 14, 14), generator())
+    index = torch.randperm(n, generator=generator(1))
+    x = translate.gather(images, index, choice[index])
+    assert x.shape == (n, 2, 8, 8)
+    # Each window's first pixel identifies its place: value = i*2*14*14 + row*14 + col.
+    first = x[:, 0, 0, 0].long() - index * (2 * 14 * 14)
+    dy, dx = first // 14 - pad, first % 14 - pad
+    assert int(dy.abs().max()) == p and int(dx.abs().max()) == p
+    for b in (0, 1, 999, n - 1):  # a few images sliced by hand
+        top, left = pad + int(dy[b]), pad + int(dx[b])
+        assert torch.equal(x[b], images[index[b], :, top:top + 8, left:left + 8])
+    assert torch.equal(translate.apply(images[index], choice[index]), x)
+    # uniform: each of the 25 (dy, dx) about n / 25 = 80 times; independent per image, so
+    # not the equal batch-group counts (which would be exactly 80 each)
+    counts = torch.bincount((dy + p) * 5 + (dx + p), minlength=25)
+    assert int(counts.min()) > 40 and int(counts.max()) < 130 and len(set(counts.tolist())) > 1
+    # a new draw every epoch
+    (again,) = draw_choices(n, [translate], (2, 14, 14), generator(), epoch=2)
+    assert torch.equal(again, choice)  # the same generator state gives the same draw
+    g = generator()
+    assert not torch.equal(draw_choices(n, [translate], (2, 14, 14), g)[0],
+                           draw_choices(n, [translate], (2, 14, 14), g)[0])
+
+
+def test_translate_first_gathers_straight_from_the_padded_data_set():
+    images, labels = labelled_images(300, size=36)  # 32 padded by 2
+    loader = BatchGroupLoader(images, labels, 100, [Translate(2, 32), Flip()], seed=0)
+    assert loader.gathers and loader.output_shape == (3, 32, 32)
+    for x, y in loader:
+        assert x.shape == (100, 3, 32, 32) and torch.equal(x.amax(dim=(1, 2, 3)), (y + 1).float())
+
+
+def test_translate_with_more_padding_uses_the_centre():
+    """pad 4, translate 1: offsets relative to the centre, windows start at 3, 4 or 5."""
+    images = numbered_images(500, channels=1, size=40)
+    (choice,) = draw_choices(500, [Translate(1, 32)], (1, 40, 40), generator())
+    x = Translate(1, 32).gather(images, torch.arange(500), choice)
+    first = x[:, 0, 0, 0].long() - torch.arange(500) * 1600
+    assert set((first // 40).tolist()) == {3, 4, 5} and set((first % 40).tolist()) == {3, 4, 5}
+
+
+def test_translate_needs_enough_padding(tmp_path):
+    with pytest.raises(RecipeError, match="translate by 2 pixels needs images padded by at least 2 a "
+                                          "side, but these are 34 x 34 for 32-pixel images") as err:
+        BatchGroupLoader(torch.zeros(4, 3, 34, 34), torch.arange(4), 2, [Translate(2, 32)])
+    assert "data.pad: 2" in err.value.hint
+    path = tmp_path / "r.yaml"
+    path.write_text("data:\n  pad: 1\n  augment: [{translate: 2}, flip]\nnetwork:\n  fc: {op: flatten}\n")
+    with pytest.raises(RecipeError, match=r"r.yaml:3: translate by 2 pixels needs"):
+        data_config(load_recipe(path))
+    path.write_text("data:\n  pad: 2\n  augment: [translate, alternating_flip]\nnetwork:\n  fc: {op: flatten}\n")
+    translate, alternating = data_config(load_recipe(path)).augmentations
+    assert translate == Translate(2, 32) and isinstance(alternating, AlternatingFlip)
+
+
+def orientation(x):
+    """+1 for an image as stored, -1 for its mirror (images whose rows increase left to right)."""
+    return torch.sign(x[:, 0, 0, -1] - x[:, 0, 0, 0])
+
+
+def test_alternating_flip_mirrors_every_image_on_every_other_epoch():
+    n = 1000
+    images = torch.arange(32, dtype=torch.float32).expand(n, 3, 32, 32).contiguous()
+    loader = BatchGroupLoader(images, torch.arange(n), n, [AlternatingFlip()], seed=5, shuffle=False)
+    seen = [orientation(next(iter(loader))[0]) for _ in range(4)]  # epochs 1, 2, 3, 4
+    assert loader.epoch_number == 4
+    flipped = seen[0] == -1
+    assert 450 < int(flipped.sum()) < 550  # about half, drawn per image
+    assert 0 < int(flipped[:500].sum()) < 500  # not the first half
+    assert torch.equal(seen[1], -seen[0])  # epoch 2: every image the mirror of epoch 1's
+    assert torch.equal(seen[2], seen[0]) and torch.equal(seen[3], seen[1])
+    # image by image, against the flip done here
+    x = next(iter(loader))[0]  # epoch 5 = epoch 1
+    assert torch.equal(x[flipped], images[flipped].flip(-1)) and torch.equal(x[~flipped], images[~flipped])
+    # another seed, another epoch-1 draw; the loader's own stream is left alone
+    other = BatchGroupLoader(images, torch.arange(n), n, [AlternatingFlip()], seed=6, shuffle=False)
+    assert not torch.equal(orientation(next(iter(other))[0]), seen[0])
+    g = generator(5)
+    before = g.get_state()
+    draw_choices(n, [AlternatingFlip()], (3, 32, 32), g, epoch=3)
+    assert torch.equal(g.get_state(), before)
+
+
+def test_alternating_flip_leaves_the_other_draws_alone():
+    """Adding alternating_flip after crop and cutout changes none of their draws."""
+    g, h = generator(2), generator(2)
+    crop, cutout = draw_choices(500, [Crop(32), Cutout(8)], (3, 40, 40), g)
+    crop2, _, cutout2 = draw_choices(500, [Crop(32), AlternatingFlip(), Cutout(8)], (3, 40, 40), h)
+    assert torch.equal(crop, crop2) and torch.equal(cutout, cutout2)
+
+
+@pytest.mark.parametrize("host", [False, True])
+def test_resuming_mid_epoch_gives_the_same_batches(host):
+    """Epoch 3 of translate + alternating_flip + cutout, resumed in a new loader from its
+    state after 2 batches, is the rest of the uninterrupted epoch 3."""
+    images = torch.randn(600, 3, 36, 36, generator=generator(5))
+    augmentations = [Translate(2, 32), AlternatingFlip(), Cutout(8)]
+    loader = BatchGroupLoader(images, torch.arange(600), 100, augmentations, seed=3)
+    epochs(loader, 2)
+    third = [(x.clone(), y.clone()) for x, y in loader]
+    state = loader.epoch_state
+    assert loader.epoch_number == 3
+    resumed = BatchGroupLoader(images, torch.arange(600), 100, augmentations, seed=3, host=host)
+    rest = list(resumed.epoch(state, skip=2, number=3))
+    assert len(rest) == 4 and same([third[2:]], [rest])
+    # the wrong epoch number: the same translations, but every image mirrored
+    wrong = list(BatchGroupLoader(images, torch.arange(600), 100, augmentations[:2], seed=3)
+                 .epoch(state, skip=2, number=4))
+    right = list(BatchGroupLoader(images, torch.arange(600), 100, augmentations[:2], seed=3)
+                 .epoch(state, skip=2, number=3))
+    assert all(torch.equal(a[0], b[0].flip(-1)) for a, b in zip(wrong, right))

@@ -38,7 +38,8 @@ def test_every_kind_is_one_registry_type():
                                     "schedules", "averaging")}
     assert REGISTRIES["ops"] is OPS and REGISTRIES["passes"] is PASSES
     assert REGISTRIES["augmentations"] is AUGMENTATIONS and REGISTRIES["views"] is TTA_VIEWS
-    assert list(AUGMENTATIONS) == ["crop", "flip", "cutout"] and list(TTA_VIEWS) == ["flip"]
+    assert list(AUGMENTATIONS) == ["crop", "flip", "cutout", "translate", "alternating_flip"]
+    assert list(TTA_VIEWS) == ["flip", "translate", "identity"]
 
 
 def test_registering_twice_needs_replace(registries):
@@ -60,7 +61,7 @@ def test_registering_twice_needs_replace(registries):
      r"r.yaml:2: unknown parameter 'offset' for augmentation 'crop'"),
     ("train:\n  tta: [flop]\n",
      r"r.yaml:2: unknown test-time view 'flop' in train.tta \(did you mean 'flip'\?\)"),
-    ("train:\n  tta: [rotate]\n", r"known views: flip; register your own with netgraph.register_view"),
+    ("train:\n  tta: [rotate]\n", r"known views: flip, translate, identity; register your own with netgraph.register_view"),
 ])
 def test_a_misspelt_part_is_named_on_its_recipe_line(tmp_path, section, message):
     path = tmp_path / "r.yaml"

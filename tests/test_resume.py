@@ -217,14 +217,16 @@ def test_resume_at_another_thread_count_warns(recipe_file, tmp_path, monkeypatch
         load_checkpoint(path, recipe)
 
 
-# Every part the training side opened (issue 16): fractional epochs (20 steps of 8 an epoch), a
-# schedule in fractions of training with the records' shape, torch's SGD with Muon on the
-# filter and its own rate, a group trained for its first 10 steps only, and lookahead.
+# Every part the training side opened (issue 16): per-image translation and alternating flip,
+# fractional epochs (20 steps of 8 an epoch), a schedule in fractions of training with the
+# records' shape, torch's SGD with Muon on the filter and its own rate, a group trained for
+# its first 10 steps only, lookahead, and airbench's weighted test-time views.
 EVERY_PART = """
     data:
       dataset: synthetic
       synthetic: {train: 512, test: 128, classes: 4}
-      augment: [crop, flip, {cutout: 4}]
+      pad: 2
+      augment: [{translate: 2}, alternating_flip, {cutout: 4}]
     train:
       epochs: 2.5
       batch_size: 64
@@ -236,7 +238,7 @@ EVERY_PART = """
       param_groups:
         - {kind: filter, optimizer: muon, lr: 0.05, momentum: 0.6, weight_decay: 0}
         - {params: bn.bias, lr_scale: 4, until: {steps: 10}}
-      tta: [flip]
+      tta: airbench
     network:
       conv: {op: conv2d, out: 8, bias: false}
       bn: {op: batch_norm}

@@ -124,3 +124,23 @@ def test_tiny_learns_real_cifar10_images(tmp_path):
     result = json.loads(out.read_text())
     assert result["train_images"] == 4068 and result["test_images"] == 1017
     assert result["test_acc"] > 0.45  # chance is 0.10; measured 0.64 for seed 0
+
+
+def test_airbench_data_and_views_resume_at_an_epoch_to_the_same_run(tmp_path):
+    """translate + alternating_flip and tta: airbench train; resumed from the state saved
+    after epoch 2, epoch 3 flips as an uninterrupted run's does (the loader is told the
+    epoch number), so the weights and test figures are the same."""
+    import torch
+    from netgraph.run import run_recipe
+    path = tmp_path / "r.yaml"
+    path.write_text(textwrap.dedent(SMALL).replace("augment: [crop, flip, {cutout: 4}]",
+                                                   "pad: 2\n  augment: [{translate: 2}, alternating_flip]")
+                    .replace("tta: [flip]", "tta: airbench"))
+    recipe = load_recipe(path)
+    states = []
+    full, full_model, _ = run_recipe(recipe, device="cpu", checkpoint=states.append)
+    assert [states[i]["epoch"] for i in range(3)] == [2, 3, 4]
+    resumed, resumed_model, _ = run_recipe(recipe, device="cpu", resume=states[0])
+    for k, v in full_model.state_dict().items():
+        assert torch.equal(v, resumed_model.state_dict()[k]), k
+    assert (resumed.test_acc, resumed.test_loss) == (full.test_acc, full.test_loss)
