@@ -65,12 +65,14 @@ class Group:
 
     def describe(self, defaults: Dict[str, Any]) -> str:
         """One line for the train command's header: how many parameters and what differs."""
-        shown = {k: v for k, v in self.settings.items() if v != SETTINGS[k]}
+        shown = {k: v for k, v in self.settings.items() if v != SETTINGS[k] and k != "optimizer"}
         count = sum(p.numel() for p in self.params)
         what = ", ".join(f"{k} {_short(v)}" for k, v in shown.items()) or "the train: defaults"
         example = self.names[0] + (f" and {len(self.names) - 1} more" if len(self.names) > 1 else "")
-        return f"{len(self.names)} tensors ({count:,} values: {example}): " \
-               f"{_short(self.settings['optimizer'] or defaults.get('optimizer'))}; {what}"
+        optimizer = self.settings["optimizer"]
+        name = f"{optimizer['name']} {_short(optimizer['params'])}" if optimizer else defaults.get("optimizer")
+        return f"{len(self.names)} tensor{'s' if len(self.names) > 1 else ''} ({count:,} values: " \
+               f"{example}): {name}; {what}"
 
 
 def _short(value: Any) -> str:

@@ -3,10 +3,11 @@
 A schedule's knots are in ``epochs`` (the default), ``steps`` or a ``fraction`` of
 training (0 to 1). Step k (1-based) reads the schedule at k / steps_per_epoch
 epochs, at k steps, or at k / total_steps, as the bag of tricks reads its schedule
-after counting the step. Knots may be numbers or small arithmetic on ``epochs`` or
-``steps`` (the run's totals: ``epochs/5``, ``steps - 100``), so a recipe's schedule
-follows ``--set train.epochs=N``. The expressions are parsed, never executed: only
-numbers, those two names, the operators + - * / and parentheses are accepted.
+after counting the step. Knots may be numbers or small arithmetic on ``epochs``,
+``steps`` (the run's totals: ``epochs/5``, ``steps - 100``) and ``epoch_steps`` (steps
+an epoch), with ``floor()`` and ``ceil()``, so a recipe's schedule follows ``--set
+train.epochs=N``. The expressions are parsed, never executed: only numbers, those
+names, the operators + - * /, the two functions and parentheses are accepted.
 
 Shapes (``SCHEDULE_SHAPES``) write a schedule's knots and values from a few numbers:
 ``warmup_linear`` is the records' linear warm-up then linear decay to a floor.
@@ -31,6 +32,7 @@ _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.m
 
 
 _EXAMPLE = "e.g. knots: [0, 5, epochs], values: [0, 0.4, 0]"
+_ROUNDING = {"floor": math.floor, "ceil": math.ceil}
 
 
 def _is_finite(x) -> bool:
@@ -49,9 +51,11 @@ def _need_list(points, what: str):
     return points
 
 
-def knot_value(knot: Union[int, float, str], epochs: float, steps: Optional[float] = None) -> float:
+def knot_value(knot: Union[int, float, str], epochs: float, steps: Optional[float] = None,
+               epoch_steps: Optional[float] = None) -> float:
     """A knot as a number: ``3``, ``2.5``, ``"epochs/5"``, ``"epochs - 2"``; ``steps`` (the
-    run's total steps) may be named once it is known."""
+    run's total steps) and ``epoch_steps`` (steps an epoch) may be named once they are known,
+    and ``floor(...)``, ``ceil(...)`` round (airbench94 warms up for floor(0.23 * steps))."""
     if isinstance(knot, (int, float)) and not isinstance(knot, bool):
         if not _is_finite(knot):
             raise RecipeError(f"a schedule knot must be a finite number, got {knot!r}", hint=_EXAMPLE)
@@ -72,12 +76,18 @@ def knot_value(knot: Union[int, float, str], epochs: float, steps: Optional[floa
             return float(epochs)
         if isinstance(node, ast.Name) and node.id == "steps" and steps is not None:
             return float(steps)
+        if isinstance(node, ast.Name) and node.id == "epoch_steps" and epoch_steps is not None:
+            return float(epoch_steps)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _ROUNDING \
+                and len(node.args) == 1 and not node.keywords:
+            return float(_ROUNDING[node.func.id](value(node.args[0])))
         if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
             return _OPERATORS[type(node.op)](value(node.left), value(node.right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -value(node.operand)
         raise RecipeError(f"schedule knot '{knot}' may use only numbers, epochs" +
-                          (", steps" if steps is not None else "") + ", + - * / and parentheses")
+                          (", steps, epoch_steps" if steps is not None else "") +
+                          ", + - * /, floor(), ceil() and parentheses")
     try:
         result = value(tree)
     except (ZeroDivisionError, OverflowError, RecursionError):
@@ -117,8 +127,9 @@ class PiecewiseLinear:
         self.values: List[float] = [float(v) for v in values]
 
     @classmethod
-    def in_epochs(cls, knots, values, epochs: float, steps: Optional[float] = None) -> "PiecewiseLinear":
-        points = [knot_value(k, epochs, steps) for k in _need_list(knots, "knots")]
+    def in_epochs(cls, knots, values, epochs: float, steps: Optional[float] = None,
+                  epoch_steps: Optional[float] = None) -> "PiecewiseLinear":
+        points = [knot_value(k, epochs, steps, epoch_steps) for k in _need_list(knots, "knots")]
         if any(isinstance(k, str) for k in knots) and _decreases(points):
             # [0, epochs/5, epochs - 2] at epochs = 1 is [0, 0.2, -1]: say from which epochs on
             # (up to 1,000) the knots fit, if they fit from there on
@@ -155,7 +166,7 @@ class StepSchedule:
     @classmethod
     def build(cls, knots, values, unit: str, steps_per_epoch: int, total_steps: int) -> "StepSchedule":
         epochs = total_steps / steps_per_epoch
-        return cls(PiecewiseLinear.in_epochs(knots, values, epochs, total_steps), unit,
+        return cls(PiecewiseLinear.in_epochs(knots, values, epochs, total_steps, steps_per_epoch), unit,
                    steps_per_epoch, total_steps)
 
     def position(self, step: float) -> float:

@@ -68,3 +68,15 @@ def test_a_run_in_steps_and_a_group_trained_only_at_first():
     assert [n for _, n in steps] == [4, 4, 4, 4, 1] and result.epochs == 2
     moved = [not torch.equal(a, b) for a, b in zip(biases, biases[1:])]
     assert moved == [True, True, False, False]  # steps 2, 3 move the bias; 4 and 5 do not
+
+
+def test_knots_may_round_and_name_the_steps_of_an_epoch():
+    """airbench94 warms up for int(0.23 x 476) = 109 steps; airbench94_muon decays its whitening
+    bias over ceil(3 x 25) = 75 steps: knots that say so follow the run's length."""
+    s = StepSchedule.build([1, "floor(0.23 * steps) + 1", "steps + 1"], [0.3, 1.5, 0.105], "steps", 48, 476)
+    assert s.curve.knots == [1, 110, 477]
+    s = StepSchedule.build([1, "ceil(3 * epoch_steps) + 1"], [1.0, 0.0], "steps", 25, 200)
+    assert s.curve.knots == [1, 76]
+    from netgraph.schedule import knot_value
+    with pytest.raises(Exception, match="may use only numbers, epochs, steps, epoch_steps"):
+        knot_value("round(steps)", 1, 10, 5)
