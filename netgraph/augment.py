@@ -213,7 +213,7 @@ _MIX_MULTIPLIER, _MIX_INCREMENT = 6364136223846793005, 1442695040888963407
 
 
 @dataclass(frozen=True)
-class AlternatingFlip:
+class AlternatingFlip(Flip):
     """airbench94's alternating flip: at epoch 1 each image is mirrored with probability 1/2,
     independently; at epoch e, image i is mirrored iff base[i] XOR (e is even), so on every
     other epoch every image is the mirror of its epoch-1 orientation. airbench counts epochs
@@ -222,19 +222,8 @@ class AlternatingFlip:
 
     base is drawn from a generator of its own, seeded from the loader's seed (the loader
     generator's initial_seed, which its saved states keep), so it takes nothing from the
-    loader's stream and is recomputed the same at any epoch, e.g. on resuming at epoch 7."""
-
-    def check(self, shape: Shape) -> None:
-        pass
-
-    def num_choices(self, shape: Shape) -> int:
-        return 2
-
-    def output_shape(self, shape: Shape) -> Shape:
-        return shape
-
-    def apply(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
-        return Flip().apply(x, choice)
+    loader's stream and is recomputed the same at any epoch, e.g. on resuming at epoch 7.
+    Applying a choice is Flip's."""
 
     def draw(self, n: int, shape: Shape, generator: torch.Generator, epoch: int) -> torch.Tensor:
         seed = (generator.initial_seed() * _MIX_MULTIPLIER + _MIX_INCREMENT) % 2 ** 64

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, small_network
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
 from netgraph.engine import NonFiniteLoss, TrainingInterrupted
@@ -239,20 +239,13 @@ EVERY_PART = """
         - {kind: filter, optimizer: muon, lr: 0.05, momentum: 0.6, weight_decay: 0}
         - {params: bn.bias, lr_scale: 4, until: {steps: 10}}
       tta: airbench
-    network:
-      conv: {op: conv2d, out: 8, bias: false}
-      bn: {op: batch_norm}
-      act: {op: relu}
-      pool: {op: global_avg_pool}
-      flat: {op: flatten}
-      fc: {op: linear, out: 4}
 """
 
 
 @pytest.mark.parametrize("stop_after", [5, 13])  # in epochs 1 and 2, before and after `until`
 def test_resuming_mid_epoch_with_every_new_part_is_bit_identical(tmp_path, stop_after):
     path = tmp_path / "every.yaml"
-    path.write_text(textwrap.dedent(EVERY_PART))
+    path.write_text(textwrap.dedent(EVERY_PART) + small_network(4))
     recipe = load_recipe(path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # sums over threads are added in another order at another count
