@@ -97,8 +97,7 @@ def cmd_train(args) -> None:
     recipe = load_recipe(args.recipe, args.set)
     from . import distributed, files, run_folder
     from .config import data_config, train_config
-    from .engine import TrainingInterrupted
-    from .run import SeedRuns, fit_to_data, load_data, resolve_device
+    from .run import resolve_device
     ranks, device = distributed.from_environment(args.device) if distributed.launched_by_torchrun() \
         else (None, resolve_device(args.device))
     main = ranks is None or ranks.main  # only rank 0 prints and writes files
@@ -106,11 +105,28 @@ def cmd_train(args) -> None:
     dconfig = data_config(recipe)
     if main and not args.quiet:
         print(f"recipe: {args.recipe}" + "".join(f" --set {a}" for a in args.set), flush=True)
+    if args.save is True and (args.log or args.checkpoint):
+        raise RecipeError("--save without a file saves into the run folder, and --log/--checkpoint "
+                          "name files instead of one", hint="give a file: --save model.pt")
     opts = run_folder.options(args.recipe, args.set, args.seed, args.runs)
     paths = run_folder.choose(args, opts) if main else run_folder.RunFiles(None, Path(os.devnull),
                                                                           Path(os.devnull), None)
     if main:  # refused at once while another netgraph writes either; released when main() ends
         files.lock(paths.checkpoint, "the checkpoint"), files.lock(paths.log, "the log")
+    try:
+        _train_runs(args, recipe, config, dconfig, device, ranks, main, opts, paths)
+    except BaseException:  # SystemExit (an interrupt, exit 130/143) keeps its checkpoint
+        if main and not args.resume and run_folder.discard_if_unused(paths.folder):
+            print(f"netgraph: nothing was trained: removed the new run folder {paths.folder}",
+                  file=sys.stderr)
+        raise
+
+
+def _train_runs(args, recipe, config, dconfig, device, ranks, main, opts, paths) -> None:
+    """cmd_train from loading the data on: print, train each seed, print the results."""
+    from . import run_folder
+    from .engine import TrainingInterrupted
+    from .run import SeedRuns, fit_to_data, load_data
     dataset = load_data(dconfig, args.data_dir)
     recipe, dconfig = fit_to_data(recipe, dataset)  # input.shape from the data, checked before training
     if main and not args.quiet:
@@ -140,7 +156,8 @@ def cmd_train(args) -> None:
             print((f"{runs.which(seed)}: " if args.quiet and args.runs > 1 else "") + _result_line(run),
                   flush=True)
             if args.save:
-                print(f"saved {runs.save(model, run, args.save)}")
+                path = paths.folder / "model.pt" if args.save is True else args.save
+                print(f"saved {runs.save(model, run, path)}")
     if not main:
         return
     run_folder.mark_finished(paths.folder)
@@ -211,13 +228,8 @@ def header(dataset, dconfig, data_dir, config, device, ranks) -> str:
     length = f"{config.epochs} epochs x {steps} steps" if total == config.epochs * steps else \
         f"{total} steps ({total / max(steps, 1):.4g} epochs of {steps} steps)"
     processes = f", {ranks.world} processes" if ranks and ranks.world > 1 else ""
-    tested = "the weights as trained"
-    average = config.averaging()
-    if average and average["name"] == "ema":
-        tested = (f"moving average of the weights (train.ema: momentum {average['params']['momentum']}, "
-                  f"every {average['params']['every']} steps), not the weights trained")
-    elif average:
-        tested = f"the weights as trained, with train.average: {average['name']} {average['params']}"
+    from .run import tested_model
+    tested = tested_model(config)
     if config.tta:
         from .views import describe_tta
         tested += "; test-time views averaged: " + describe_tta(config.tta)
@@ -373,7 +385,9 @@ def parser() -> argparse.ArgumentParser:
                    help="JSON-lines log of every epoch instead of log.jsonl in a new run folder "
                         "runs/RECIPE/DATE-TIME/; under torchrun spell it --log-file")
     t.add_argument("--json-out", help="write the final result as one JSON object")
-    t.add_argument("--save", help="write the trained weights and the recipe (e.g. model.pt)")
+    t.add_argument("--save", nargs="?", const=True, metavar="FILE",
+                   help="write the trained weights and the recipe: to FILE, or without one to "
+                        "model.pt in the run folder (model-seedN.pt for several runs)")
     t.add_argument("--quiet", action="store_true",
                    help="no header, per-epoch table or progress: one line per finished run")
     t.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",

@@ -298,13 +298,26 @@ def log_entry_line(recipe: str, seed: int, entry, dataset: datasets.Dataset,
                        **(extra or {})})
 
 
+def tested_model(config) -> str:
+    """Which model the test columns are of, in words (the log records it, the header and
+    `show curves` say it)."""
+    average = config.averaging()
+    if average and average["name"] == "ema":
+        return (f"moving average of the weights (train.ema: momentum {average['params']['momentum']}, "
+                f"every {average['params']['every']} steps), not the weights trained")
+    if average:
+        return f"the weights as trained, with train.average: {average['name']} {average['params']}"
+    return "the weights as trained"
+
+
 def schedule_record(config, train_images: int) -> Dict[str, Any]:
     """train.lr as the engine runs it: knots (evaluated) and values in their unit, steps an epoch
     and in all (the engine sets step k's rate to the schedule at k in its unit, schedule.py)."""
     steps = max(1, train_images // config.batch_size)
     schedule = config.lr_schedule(steps)
     return {"lr_knots": schedule.knots, "lr_values": schedule.values, "lr_unit": config.lr_unit,
-            "steps_per_epoch": steps, "total_steps": total_steps(config, steps)}
+            "steps_per_epoch": steps, "total_steps": total_steps(config, steps),
+            "tested": tested_model(config)}
 
 
 def run_name(recipe: Recipe) -> str:

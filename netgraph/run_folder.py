@@ -61,6 +61,24 @@ def files_in(folder: Path) -> RunFiles:
     return RunFiles(folder, folder / "log.jsonl", folder / "train.ckpt", folder / "result.json")
 
 
+def discard_if_unused(folder: Optional[Path]) -> bool:
+    """Remove a new run folder that nothing was trained into (set-up failed before the first
+    epoch's log line or checkpoint): an empty folder would pass for a run. True if removed."""
+    if folder is None or not folder.is_dir() or (folder / "log.jsonl").exists() \
+            or (folder / "train.ckpt").exists():
+        return False
+    from . import files
+    for lock in files.held():  # this command's own locks on the log and checkpoint
+        if lock.parent == folder:
+            files.unlock(lock)
+    for path in folder.iterdir():
+        if path.name not in ("recipe.yaml", MANIFEST) or not path.is_file():
+            return False  # something of the user's: leave the folder alone
+        path.unlink()
+    folder.rmdir()
+    return True
+
+
 def write_manifest(folder: Path, opts: dict, command: str, recipe_sections: dict) -> None:
     import yaml
     (folder / "recipe.yaml").write_text(

@@ -469,6 +469,9 @@ def show_curves(logs: Sequence, output, *, by_file: bool = False) -> Picture:
         colour = colours[i % len(colours)]
         n = len(s["seeds"])
         label = f"{s['label']}: " + (f"mean ± std over {n} seeds" if n > 1 else f"seed {s['seeds'][0]}")
+        tested = s["runs"][0]["epochs"][0].get("tested") if s["runs"][0]["epochs"] else None
+        if tested:  # the moving average's test accuracy sits at chance for a few epochs
+            label += f"\n  test: {tested}"
         for ax, metric, scale in ((loss_ax, "loss", 1), (acc_ax, "acc", 100)):
             for split, style in (("train", "-"), ("test", "--")):
                 m = s[f"{split}_{metric}"]

@@ -1,5 +1,6 @@
 """A new user's first ten minutes (issue 21): fast commands, errors at the user's own words,
 a header and progress before and during work, run folders that never overwrite each other."""
+import json
 import subprocess
 import sys
 
@@ -246,3 +247,27 @@ def test_runs_0_and_an_existing_explicit_log_are_refused_before_anything_is_touc
     assert main(["train", recipe, "--device", "cpu", "--quiet", "--log", str(log), "--overwrite",
                  "--set", "train.epochs=1", "--set", "train.lr=0.1"]) == 0
     assert log.read_text().count("\n") == 1 and '"epoch": 1' in log.read_text()
+
+
+def test_save_without_a_file_goes_into_the_run_folder_and_a_failed_set_up_leaves_none(
+        tmp_path, monkeypatch, capsys):
+    from netgraph.cli import main
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(SMALL)
+    assert main(["train", "small.yaml", "--device", "cpu", "--quiet", "--set", "train.epochs=1",
+                 "--set", "train.lr=0.1", "--save"]) == 0
+    [folder] = (tmp_path / "runs" / "small").iterdir()
+    relative = folder.relative_to(tmp_path)
+    assert (folder / "model.pt").is_file() and f"saved {relative / 'model.pt'}" in capsys.readouterr().out
+    # the log says which model the test columns are of (show curves labels it)
+    first = json.loads((folder / "log.jsonl").read_text().splitlines()[0])
+    assert first["tested"].startswith("moving average of the weights (train.ema")
+    # set-up fails after the folder is chosen (the data is not of input.shape): none is left
+    assert main(["train", "small.yaml", "--device", "cpu", "--quiet", "--set", "input.shape=[3, 16, 16]"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing was trained: removed the new run folder" in err, err
+    assert list((tmp_path / "runs" / "small").iterdir()) == [folder]
+    # --save without a file needs a run folder
+    assert main(["train", "small.yaml", "--device", "cpu", "--log", "x.jsonl", "--save"]) == 2
+    assert "--save without a file saves into the run folder" in capsys.readouterr().err
+    assert not (tmp_path / "x.jsonl").exists()
