@@ -14,7 +14,7 @@ mirrored). ``tta: airbench`` is airbench94's six views (AIRBENCH below).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F

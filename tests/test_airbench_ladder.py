@@ -151,12 +151,25 @@ def subset():
 @pytest.mark.skipif(not SUBSET.exists(), reason="the shared CIFAR-10 subset is not beside the repo")
 @pytest.mark.parametrize("step", STEPS[:-1])  # 08 with train.compile=none is 07
 def test_every_step_trains_on_a_cpu(subset, step):
-    """6 steps of 256 of the 4,068 images (over a third of an epoch: a whole one is 15 steps,
-    too slow on two shared cores) at widths 8/16/16 in float32; the warm-up knot
-    floor(0.23 * steps) + 1 = 2 lies inside them."""
+    """One epoch of the 4,068 images at the recipe's batch (3 steps of 1,024) at widths 8/16/16 in
+    float32: the warm-up knot floor(0.23 * 3) + 1 = 1, lookahead's final write-back and the
+    whitening bias's span all run."""
     from netgraph.run import run_recipe
-    torch.set_num_threads(2)
-    recipe = load_recipe(LADDER / f"{step}.yaml", TINY + ["train.steps=6", "train.batch_size=256"])
+    recipe = load_recipe(LADDER / f"{step}.yaml", TINY + ["train.epochs=1"])
     result, _, _ = run_recipe(recipe, device="cpu", dataset=subset, eval_every_epoch=False)
-    assert result.train_images == 4068
+    assert (result.train_images, result.steps) == (4068, 3)
     assert math.isfinite(result.test_loss) and 0 <= result.test_acc <= 1
+
+
+@pytest.mark.parametrize("name", ["airbench94", "airbench94_muon"])
+def test_the_records_train_at_full_width_for_a_few_steps(name):
+    """The records' own networks and training, at full width, for 2 steps of 64 synthetic images
+    (CPU, float32): every part of their training runs, the loss stays finite."""
+    from netgraph.run import run_recipe
+    recipe = load_recipe(ROOT / "recipes" / "airbench" / f"{name}.yaml", [
+        "train.precision=float32", "train.channels_last=false", "train.compile=none",
+        "train.batch_size=64", "train.steps=2", "data.dataset=synthetic",
+        "data.synthetic={train: 128, test: 64, classes: 10}"])
+    result, model, _ = run_recipe(recipe, device="cpu")
+    assert result.steps == 2 and result.params == 1_971_352
+    assert math.isfinite(result.log[-1]["train_loss"]) and math.isfinite(result.test_loss)
