@@ -30,8 +30,11 @@ def _graph(args, stage=None):
     dconfig = data_config(recipe)  # summary and render flag a typo in data: or train: too
     train_config(recipe)
     if getattr(args, "data_dir", None):  # the data's image shape, for a recipe that sets none
-        from .run import fit_to_data, load_data
-        recipe, _ = fit_to_data(recipe, load_data(dconfig, args.data_dir))
+        import torch
+        from .run import fit_to_data, load_data, preflight
+        dataset = load_data(dconfig, args.data_dir)
+        recipe, dconfig = fit_to_data(recipe, dataset)
+        preflight(recipe, build_graph(recipe), dataset, dconfig, torch.device("cpu"))  # what train would refuse
     graph, reports = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe),
                                       stop=stage)
     return graph, reports, recipe
@@ -126,9 +129,11 @@ def _train_runs(args, recipe, config, dconfig, device, ranks, main, opts, paths)
     """cmd_train from loading the data on: print, train each seed, print the results."""
     from . import run_folder
     from .engine import TrainingInterrupted
-    from .run import SeedRuns, fit_to_data, load_data
+    from .graph import build_graph
+    from .run import SeedRuns, fit_to_data, load_data, preflight
     dataset = load_data(dconfig, args.data_dir)
     recipe, dconfig = fit_to_data(recipe, dataset)  # input.shape from the data, checked before training
+    preflight(recipe, build_graph(recipe), dataset, dconfig, device)  # what training would fail on
     if main and not args.quiet:
         _print_start(recipe, dataset, dconfig, args.data_dir, config, device, ranks)
     if paths.folder and not args.resume:

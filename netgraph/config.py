@@ -268,6 +268,10 @@ SYNTHETIC_PARAMS = {"train": Param(int, 50000, positive=True), "test": Param(int
 
 def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
     t = _check(recipe, "train", TRAIN_PARAMS)
+    if not t["label_smoothing"] <= 1:
+        raise recipe.error(f"train.label_smoothing is a share of the target spread over the classes, "
+                           f"from 0 to 1; got {t['label_smoothing']}", ("train", "label_smoothing"),
+                           hint="e.g. label_smoothing: 0.2 (the bag of tricks' and airbench's)")
     lr = _located(recipe, ("train", "lr"), schedule_spec, t["lr"], "train.lr")
     if lr["unit"] == "epochs" and t["steps"] is None:
         _check_epoch_knots(recipe, lr, t["epochs"])

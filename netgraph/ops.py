@@ -34,6 +34,8 @@ class _Required:
 REQUIRED = _Required()
 """Default of a parameter that a recipe must set."""
 
+# The largest finite float32: the networks and their parameters are float32 (or float16).
+FLOAT32_MAX = 3.4028234663852886e38
 MAX_INT = 2 ** 31 - 1
 """The largest integer a parameter takes: larger ones fail deep inside torch instead."""
 
@@ -64,6 +66,10 @@ class Param:
                                   hint=f"use a value below {MAX_INT:,}")
             if isinstance(v, float) and not math.isfinite(v):
                 raise RecipeError(f"parameter '{name}' must be a finite number, got {v}",
+                                  hint=f"e.g. {name}: {_example(self)}")
+            if isinstance(v, float) and abs(v) > FLOAT32_MAX:  # finite here, inf in the model
+                raise RecipeError(f"parameter '{name}' is {v:g}, beyond float32's largest finite "
+                                  f"value ({FLOAT32_MAX:.4g}): it would be infinite in the network",
                                   hint=f"e.g. {name}: {_example(self)}")
         if self.type is float:
             value = float(value)

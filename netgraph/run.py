@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import statistics
 import time
 import warnings
@@ -126,6 +127,75 @@ def fit_to_data(recipe: Recipe, dataset: datasets.Dataset) -> Tuple[Recipe, Data
     return recipe, dconfig
 
 
+# Training needs at least the weights, their gradients, the optimizer's buffer and an averaged
+# copy: four float32 copies of the parameters, before any activation.
+PARAMETER_COPIES = 4
+
+
+def preflight(recipe: Recipe, graph, dataset: datasets.Dataset, dconfig: DataConfig,
+              device: torch.device) -> None:
+    """What training would fail on, refused before any of it, with the recipe's line: fewer
+    outputs than the data has classes; training batches (after data.augment) the network cannot
+    take; parameters that do not fit in the device's memory."""
+    output = graph.graph["output"]
+    outputs = graph.nodes[output]["shape"]
+    where = ("network",) + tuple(output.split("/"))
+    if len(outputs) != 1 or outputs[0] < dataset.num_classes:
+        raise recipe.error(f"the network's output is {' x '.join(map(str, outputs))}, but the "
+                           f"{dataset.name} images have {dataset.num_classes} classes: it needs one "
+                           f"logit per class", where, node=output,
+                           hint=f"end the network with a linear layer of out: {dataset.num_classes}")
+    from .augment import check_augmentations
+    c, h, w = dataset.image_shape
+    batches = tuple(check_augmentations(dconfig.augmentations, (c, h + 2 * dconfig.pad, w + 2 * dconfig.pad)))
+    if batches != tuple(dataset.image_shape):
+        # the network must take the training batches with the layers it has for the test images
+        sections = dict(recipe.sections, input={**(recipe.sections.get("input") or {}), "shape": list(batches)})
+        try:
+            other = summarize(build_graph(dataclasses.replace(recipe, sections=sections)))["nodes"]
+            why = next((f"node '{a['path']}' would have {b['params']:,} parameters instead of "
+                        f"{a['params']:,}" for a, b in zip(summarize(graph)["nodes"], other)
+                        if a["params"] != b["params"]), None)
+        except RecipeError as err:
+            why = err.message
+        if why:
+            raise recipe.error(f"data.augment makes training batches of {' x '.join(map(str, batches))}, "
+                               f"the test images are {' x '.join(map(str, dataset.image_shape))}, and "
+                               f"the network cannot take both: {why}", ("data", "augment"),
+                               hint=f"crop to the images' size, {{crop: {h}}}, or make the network "
+                                    f"size-independent (a global pool before the head)")
+    counts = summarize(graph)
+    params = counts["params"] + counts["frozen_params"]
+    need, have = PARAMETER_COPIES * 4 * params, _memory_bytes(device)
+    batch = train_config(recipe, device.type).batch_size
+    widest = max(counts["nodes"], key=lambda n: math.prod(n["shape"]))
+    activation = 4 * batch * math.prod(widest["shape"])  # one float32 output of the widest node
+    if have and activation > have:
+        path = widest["path"]
+        raise recipe.error(f"it outputs {' x '.join(map(str, widest['shape']))} values an image: "
+                           f"a batch of {batch} needs {activation / 2 ** 30:.1f} GiB for that output alone, "
+                           f"more than the {have / 2 ** 30:.1f} GiB of {device_name(device)}",
+                           ("network",) + tuple(path.split("/")), node=path,
+                           hint="check the widths (out:, c:): a YAML 1.1 value such as 190:20:30 is "
+                                "read as the base-60 number 685,230; or use a smaller train.batch_size")
+    if have and need > have:
+        raise recipe.error(f"the network's {params:,} parameters need at least {need / 2 ** 30:.1f} GiB "
+                           f"to train (weights, gradients, optimizer state, average), more than the "
+                           f"{have / 2 ** 30:.1f} GiB of {device_name(device)}", ("network",),
+                           hint="check the widths (out:, c:): a YAML 1.1 value such as 190:20:30 "
+                                "is read as the base-60 number 685,230")
+
+
+def _memory_bytes(device: torch.device) -> Optional[int]:
+    """The device's memory in bytes: the GPU's, or the machine's physical memory."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 @dataclass
 class RunResult:
     recipe: str
@@ -178,6 +248,7 @@ def run_recipe(recipe: Recipe, *, seed: Optional[int] = None, device: Optional[s
     recipe, dconfig = fit_to_data(recipe, dataset)
     mean, std = normalisation(dataset, dconfig)
     graph = build_graph(recipe)
+    preflight(recipe, graph, dataset, dconfig, device)
     torch.manual_seed(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the seed: shapes are fixed, take the fastest kernels

@@ -73,7 +73,11 @@ def whiten_stem(g, context, kernel, eps, images) -> int:
     if first is None:
         return 0
     old = g.nodes[first]["params"]
-    channels = g.nodes[INPUT]["params"]["shape"][0]
+    channels, height, width = g.nodes[INPUT]["params"]["shape"]
+    if kernel > min(height, width):  # no patch of that size in the image: nothing to whiten
+        raise RecipeError(f"whiten_stem kernel {kernel} is larger than the {height} x {width} input "
+                          f"images: no {kernel} x {kernel} patch fits in them", node=first,
+                          hint=f"use a kernel of at most {min(height, width)} (the bag of tricks uses 3)")
     whiten = unique_path(g, first.rsplit("/", 1)[0] + "/whiten" if "/" in first else "whiten")
     attrs = {}
     if context.train_images is None:
