@@ -704,6 +704,8 @@ def non_finite_loss(run: Training, epoch: int, kept: bool) -> NonFiniteLoss:
         f"the training loss became {run.losses[bad].item()} at epoch {epoch}, step {bad_step} "
         f"(step {bad + 1} of {run.steps_in(epoch)} in the epoch), learning rate "
         f"{run.schedule.at(bad_step):.4g}; training stopped" +
-        ("; the checkpoint of the last good epoch is kept" if kept else ""),
-        hint="lower the peak learning rate (train.lr.values), or use float32 "
-             "(train.precision) if float16 overflows")
+        ("; the checkpoint of the last good epoch is kept, to look at: resumed with the same recipe "
+         "it meets the same loss" if kept else ""),
+        hint="train afresh with a lower peak learning rate (train.lr.values), or float32 "
+             "(train.precision) if float16 overflows; --resume takes only the recipe and --set "
+             "options a checkpoint was written with")

@@ -145,6 +145,7 @@ def preflight(recipe: Recipe, graph, dataset: datasets.Dataset, dconfig: DataCon
                            f"{dataset.name} images have {dataset.num_classes} classes: it needs one "
                            f"logit per class", where, node=output,
                            hint=f"end the network with a linear layer of out: {dataset.num_classes}")
+    counts = summarize(graph)
     from .augment import check_augmentations
     c, h, w = dataset.image_shape
     batches = tuple(check_augmentations(dconfig.augmentations, (c, h + 2 * dconfig.pad, w + 2 * dconfig.pad)))
@@ -154,7 +155,7 @@ def preflight(recipe: Recipe, graph, dataset: datasets.Dataset, dconfig: DataCon
         try:
             other = summarize(build_graph(dataclasses.replace(recipe, sections=sections)))["nodes"]
             why = next((f"node '{a['path']}' would have {b['params']:,} parameters instead of "
-                        f"{a['params']:,}" for a, b in zip(summarize(graph)["nodes"], other)
+                        f"{a['params']:,}" for a, b in zip(counts["nodes"], other)
                         if a["params"] != b["params"]), None)
         except RecipeError as err:
             why = err.message
@@ -164,7 +165,6 @@ def preflight(recipe: Recipe, graph, dataset: datasets.Dataset, dconfig: DataCon
                                f"the network cannot take both: {why}", ("data", "augment"),
                                hint=f"crop to the images' size, {{crop: {h}}}, or make the network "
                                     f"size-independent (a global pool before the head)")
-    counts = summarize(graph)
     params = counts["params"] + counts["frozen_params"]
     need, have = PARAMETER_COPIES * 4 * params, _memory_bytes(device)
     batch = train_config(recipe, device.type).batch_size

@@ -132,7 +132,10 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(recipe_file
         run_recipe(recipe, device="cpu", checkpoint=checkpoint_writer(path, recipe, 0, []))
     message = str(err.value)
     assert "the training loss became" in message and "at epoch 2, step " in message
-    assert "learning rate" in message and "lower the peak learning rate" in message
+    assert "learning rate" in message and "train afresh with a lower peak learning rate" in message
+    assert "--resume takes only the recipe and --set options a checkpoint was written with" in message
+    with pytest.raises(RecipeError, match="the checkpoint is of another recipe"):  # what the hint says
+        load_checkpoint(path, load_recipe(recipe_file, ["train.lr=0.01", "train.ema=null"]))
     assert "the checkpoint of the last good epoch is kept" in message
     state = load_checkpoint(path, recipe)["state"]
     assert state["epoch"] == 2 and state["step"] == STEPS_PER_EPOCH  # the start of epoch 2

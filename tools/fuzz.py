@@ -13,7 +13,7 @@ base-60 numbers, fewer outputs than classes, crops the network cannot take, whit
 kernels larger than the image). Each case loads the recipe (and its --sets), reads its
 train: and data: sections, builds and rewrites the graph, runs train's preflight against a
 synthetic data set of the recipe's input shape, compiles the module and runs it on 2 images
-where that fits in the case's memory. An outcome is expected when the case succeeds or
+where that fits in the case's memory (and the graph has at most 2,000 nodes). An outcome is expected when the case succeeds or
 fails with one RecipeError naming the recipe in one line; anything else (another exception,
 a traceback, a crash, over 10 s, over 1 GiB) is unexpected and printed with its case.
 """
@@ -26,6 +26,7 @@ import math
 import os
 import pickle
 import resource
+import shutil
 import signal
 import sys
 import tempfile
@@ -41,6 +42,7 @@ SECONDS = 10
 MEMORY = 2 ** 30  # bytes a case may add to the heap (RLIMIT_DATA over the parent's)
 FILE = "fuzz.yaml"
 CLASSES = 10
+COMPILED = 2000
 
 
 def pipeline(text: str, sets, classes=None) -> None:
@@ -51,7 +53,7 @@ def pipeline(text: str, sets, classes=None) -> None:
     from netgraph.data import synthetic
     from netgraph.passes import PassContext
     from netgraph.run import fit_to_data, preflight
-    folder = tempfile.mkdtemp(prefix="fuzz_")
+    folder = tempfile.mkdtemp(prefix=f"fuzz_{os.getpid()}_")  # the forked child's: the parent removes it
     path = Path(folder) / FILE
     path.write_bytes(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
     recipe = load_recipe(path, list(sets))
@@ -69,11 +71,14 @@ def pipeline(text: str, sets, classes=None) -> None:
     preflight(recipe, graph, dataset, dconfig, torch.device("cpu"))
     context = PassContext(train_images=lambda n: torch.randn(min(n, 16), *shape), batch_size=config.batch_size)
     graph, _ = apply_transforms(graph, recipe, context)
-    # the harness's own bound: only modules whose weights and 2 images' activations fit in the case
+    # the harness's own bounds: compile and run only modules whose weights and 2 images'
+    # activations fit in the case, of at most COMPILED nodes (compiling is linear in the nodes:
+    # 8,192 convs take 4.3 s, their forward 2 s, which says nothing about netgraph's checks)
     widest = max(math.prod(d["shape"]) for _, d in graph.nodes(data=True))
     from netgraph.summary import summarize
     counts = summarize(graph)
-    if 4 * (counts["params"] + counts["frozen_params"] + 4 * widest) > MEMORY // 4:
+    if 4 * (counts["params"] + counts["frozen_params"] + 4 * widest) > MEMORY // 4 \
+            or graph.number_of_nodes() > COMPILED:
         return
     module = compile_graph(graph).eval()
     with torch.no_grad():
@@ -118,6 +123,8 @@ def run_case(text, sets, classes=None) -> dict:
         data += chunk
     os.close(read)
     seconds = time.monotonic() - start
+    for folder in Path(tempfile.gettempdir()).glob(f"fuzz_{pid}_*"):
+        shutil.rmtree(folder, ignore_errors=True)
     if os.WIFSIGNALED(status):
         why = f"over {SECONDS} s" if os.WTERMSIG(status) == signal.SIGALRM else f"killed by signal {os.WTERMSIG(status)}"
         return {"kind": "unexpected", "error": why, "seconds": seconds}
