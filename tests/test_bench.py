@@ -24,7 +24,8 @@ def test_compiled_resnet9_forward_backward_within_10_percent_of_hand_written():
 
 def _compiled_and_hand_written(recipe_name):
     """The recipe's network after its passes (whitening from 2,000 random images), compiled,
-    and the hand-written ResNet-9 with the same structure and weights."""
+    and the hand-written twin (ResNet-9, or the airbench network) with the same structure and
+    weights."""
     from netgraph import build_graph, compile_graph
     from netgraph.passes import PassContext, apply_transforms
     recipe = load_recipe(RECIPES / recipe_name)
@@ -47,7 +48,8 @@ class _CountOperations(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("recipe_name", ["resnet9.yaml", "bag_of_tricks.yaml"])
+@pytest.mark.parametrize("recipe_name", ["resnet9.yaml", "bag_of_tricks.yaml", "airbench/airbench94.yaml",
+                                         "airbench/airbench94_muon.yaml"])
 def test_compiled_network_runs_exactly_the_hand_written_operations(recipe_name):
     """The timing-free half of the ratio above: a forward and backward of the compiled network
     runs the same ATen operations, as many times each, as the hand-written one, so the
@@ -60,7 +62,7 @@ def test_compiled_network_runs_exactly_the_hand_written_operations(recipe_name):
         with _CountOperations() as counted:
             torch.nn.functional.cross_entropy(model(x), y).backward()
         counts.append(counted.counts)
-    assert sum(counts[0].values()) > 100  # convolutions, batch norms, pools, their gradients
+    assert sum(counts[0].values()) > 80  # convolutions, batch norms, pools, their gradients
     assert counts[0] == counts[1], (counts[0] - counts[1], counts[1] - counts[0])
 
 

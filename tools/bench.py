@@ -74,8 +74,16 @@ DEFAULT_VARIANTS = [
 # --- the hand-written twin ----------------------------------------------------------------
 
 def reference_for(module: nn.Module) -> nn.Module:
-    """The hand-written ResNet-9 with the compiled module's structure and weights. Raises if
-    the recipe is not a ResNet-9 variant the reference can express."""
+    """The hand-written twin with the compiled module's structure and weights: the airbench
+    network (tools/reference_airbench.py) for the records' recipes, else the ResNet-9. Raises if
+    the recipe is neither a ResNet-9 variant nor an airbench network the references express."""
+    if hasattr(module, "whiten") and hasattr(module, "group1"):  # recipes/airbench/*.yaml
+        from reference_airbench import AirbenchNet
+        widths = tuple(getattr(module, f"group{i}").conv1.out_channels for i in (1, 2, 3))
+        scale = float(module.code.split("head_fc * ")[1].split(";")[0])
+        reference = AirbenchNet(scale=scale, zero_whiten_bias=True, unit_std_head=False, widths=widths)
+        reference.load_state_dict(module.state_dict())  # the init flags above are overwritten here
+        return reference.to(next(module.parameters()).device)
     bn = module.layer1.conv_bn.bn
     act = module.layer1.conv_bn.act
     activation = (lambda: nn.CELU(act.alpha)) if isinstance(act, nn.CELU) else nn.ReLU
