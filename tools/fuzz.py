@@ -64,8 +64,9 @@ def pipeline(text: str, sets, classes=None) -> None:
     outputs = graph.nodes[graph.graph["output"]]["shape"]
     # data of the recipe's shape, with as many classes as it has outputs (or the case's)
     classes = classes or (outputs[0] if len(outputs) == 1 and 2 <= outputs[0] <= 1000 else CLASSES)
-    dataset = synthetic(8, 8, shape=shape if math.prod(shape) <= 3 * 64 * 64 else (3, 32, 32),
-                        classes=classes, seed=0)
+    # every data set is channels x height x width: another input.shape is fit_to_data's to refuse
+    images = shape if len(shape) == 3 and math.prod(shape) <= 3 * 64 * 64 else (3, 32, 32)
+    dataset = synthetic(8, 8, shape=images, classes=classes, seed=0)
     recipe, dconfig = fit_to_data(recipe, dataset)
     graph = build_graph(recipe)
     preflight(recipe, graph, dataset, dconfig, torch.device("cpu"))
