@@ -21,6 +21,7 @@ from netgraph.registry import REGISTRIES, Registry
 @pytest.fixture
 def registries():
     """Every registry as it was after the test, and no plugin module left imported."""
+    from netgraph import config, passes  # noqa: F401  (every registry exists before the snapshot)
     before = {kind: dict(registry) for kind, registry in REGISTRIES.items()}
     modules = set(sys.modules)
     yield
