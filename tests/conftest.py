@@ -35,7 +35,30 @@ def write(tmp_path):
     return _write
 
 
+def pytest_addoption(parser):
+    parser.addoption("--shuffle", type=int, metavar="SEED",
+                     help="run the modules in an order shuffled by SEED, and each module's tests "
+                          "shuffled too (the suite must pass in any order; tools/shuffled_suite.py)")
+
+
+def shuffle(items, seed: int):
+    """Modules in a seeded random order, each module's tests shuffled within it (as
+    pytest-randomly does: module-scoped fixtures are still set up once a module)."""
+    import random
+    rng = random.Random(seed)
+    modules = {}
+    for item in items:
+        modules.setdefault(item.module.__name__ if item.module else "", []).append(item)
+    order = list(modules.values())
+    rng.shuffle(order)
+    for group in order:
+        rng.shuffle(group)
+    items[:] = [item for group in order for item in group]
+
+
 def pytest_collection_modifyitems(config, items):
+    if config.getoption("--shuffle") is not None:
+        shuffle(items, config.getoption("--shuffle"))
     import torch
     if torch.cuda.is_available():
         return

@@ -1,0 +1,129 @@
+"""Which tests fail before a fix and pass after it: for each commit, the test functions it
+adds are run (with that commit's tests/ folder) on an older base and on the commit itself.
+
+    python tools/fails_before.py --base 16a59c4 209fa3c 813b75e --out bench/results/fails_before.json
+
+The base is the main an issue was filed against; a test that fails there and passes at its
+commit shows that it can fail and that the commit is what made it pass. Each run is a fresh
+git worktree (removed afterwards) with its own code first on PYTHONPATH, so the installed
+netgraph is not what is tested. The record gives per commit and test function the outcome
+at the base and at the commit, and the first line of the failure at the base (an import of
+a name the base lacks is a failure too, and reads as one).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+
+def added_tests(commit: str) -> List[str]:
+    """Node ids (file::function) of the test functions a commit adds under tests/."""
+    ids, path = [], None
+    for line in git("show", "--format=", "--unified=0", commit, "--", "tests").splitlines():
+        if line.startswith("+++ "):
+            path = line[6:] if line.startswith("+++ b/") else None
+        elif path and path.endswith(".py"):
+            m = re.match(r"\+\s*def (test_\w+)\(", line)
+            if m:
+                ids.append(f"{path}::{m.group(1)}")
+    return ids
+
+
+def run_tests(code: str, tests_from: str, ids: List[str], timeout: int) -> Dict[str, Dict]:
+    """Outcome of each test function: the code of commit `code`, the tests/ folder of
+    `tests_from`, each case's outcome folded per function (failed if any case failed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        git("worktree", "add", "--detach", str(tree), code)
+        try:
+            subprocess.run(["rm", "-rf", str(tree / "tests")], check=True)
+            archive = subprocess.run(["git", "archive", tests_from, "tests"], cwd=ROOT, check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+            report = Path(tmp) / "report.xml"
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            try:
+                subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                f"--junitxml={report}", *ids], cwd=tree, env=env, timeout=timeout,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                return {i: {"outcome": "timeout", "message": f"over {timeout} s"} for i in ids}
+            return fold(report, ids)
+        finally:
+            git("worktree", "remove", "--force", str(tree))
+
+
+def fold(report: Path, ids: List[str]) -> Dict[str, Dict]:
+    results = {i: {"outcome": "not run", "message": "not collected"} for i in ids}
+    if not report.exists():
+        return results
+    by_function: Dict[str, Dict] = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        name, module = case.get("name", "").split("[")[0], case.get("classname", "")
+        if not module:  # a collection error: the module's dotted name, no function
+            module, name = name, ""
+        module = module.replace(".", "/") + ".py"
+        node = f"{module}::{name}"
+        problem = next((c for c in case if c.tag in ("failure", "error")), None)
+        skipped = next((c for c in case if c.tag == "skipped"), None)
+        outcome = "failed" if problem is not None else "skipped" if skipped is not None else "passed"
+        message = (problem.get("message") or problem.text or "").strip().splitlines()[0][:300] if problem is not None else ""
+        old = by_function.get(node)
+        if old is None or old["outcome"] == "passed" or (old["outcome"] == "skipped" and outcome == "failed"):
+            by_function[node] = {"outcome": outcome, "message": message}
+    for node, result in by_function.items():
+        if node in results:
+            results[node] = result
+        elif not node.split("::")[1]:  # a collection error names the module only
+            for i in ids:
+                if i.startswith(node.split("::")[0]):
+                    results[i] = result
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="the commit the tests should fail on")
+    parser.add_argument("commits", nargs="+", help="commits whose added tests are checked")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds for one pytest run")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    record = {"tool": "tools/fails_before.py", "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+              "base": git("rev-parse", "--short", args.base).strip(),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "commits": []}
+    for commit in args.commits:
+        ids = added_tests(commit)
+        before = run_tests(args.base, commit, ids, args.timeout) if ids else {}
+        after = run_tests(commit, commit, ids, args.timeout) if ids else {}
+        tests = [{"test": i, "at_base": before[i]["outcome"], "at_commit": after[i]["outcome"],
+                  "base_failure": before[i]["message"]} for i in ids]
+        subject = git("log", "-1", "--format=%s", commit).strip()
+        record["commits"].append({"commit": git("rev-parse", "--short", commit).strip(), "subject": subject[:160],
+                                  "tests": tests})
+        shown = sum(t["at_base"] != "passed" and t["at_commit"] == "passed" for t in tests)
+        print(f"{commit}: {len(tests)} added tests, {shown} fail at the base and pass at the commit", flush=True)
+        for t in tests:
+            print(f"  {t['at_base']:>8} -> {t['at_commit']:<8} {t['test']}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
