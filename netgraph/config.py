@@ -5,7 +5,6 @@ Each key is checked like an op parameter (type, range, unknown keys with a
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -16,7 +15,7 @@ from .errors import RecipeError, did_you_mean
 from .ops import Param, check_params
 from .optimizers import OPTIMIZERS
 from .recipe import Recipe
-from .schedule import END, SCHEDULE_SHAPES, UNITS, PiecewiseLinear
+from .schedule import END, SCHEDULE_SHAPES, UNITS, PiecewiseLinear, checked_lists
 
 def _default(name: str) -> Any:
     """TrainConfig's default for ``name``: the one place it is written."""
@@ -151,27 +150,10 @@ def schedule_spec(value: Any, what: str) -> Dict[str, Any]:
                           hint="e.g. lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}")
     params = check_params(f"schedule shape '{shape}' in {what}", spec.params, raw)
     knots, values = spec.build(END[unit], **params)
-    knots, values = _need_list(knots), [float(v) for v in _checked_values(values)]
+    knots, values = checked_lists(knots, values)
     if not any(isinstance(k, str) for k in knots):  # expressions are checked once the run's length is known
         PiecewiseLinear(knots, values)
     return {"knots": knots, "values": values, "unit": unit}
-
-
-def _need_list(points) -> list:
-    if not isinstance(points, (list, tuple)):
-        raise RecipeError(f"a schedule's knots are a list, got {points!r}",
-                          hint="e.g. knots: [0, 5, epochs], values: [0, 0.4, 0]")
-    return list(points)
-
-
-def _checked_values(values) -> list:
-    hint = "e.g. knots: [0, 5, epochs], values: [0, 0.4, 0]"
-    if not isinstance(values, (list, tuple)):
-        raise RecipeError(f"a schedule's values are a list, got {values!r}", hint=hint)
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-            raise RecipeError(f"a schedule value must be a finite number, got {v!r}", hint=hint)
-    return list(values)
 
 
 def named_part(value: Any, registry, what: str) -> Dict[str, Any]:

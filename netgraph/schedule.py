@@ -51,6 +51,16 @@ def _need_list(points, what: str):
     return points
 
 
+def checked_lists(knots, values) -> Tuple[list, List[float]]:
+    """A schedule's knots and values as a recipe gives them: two lists, the values finite
+    numbers; the knots may be expressions (``epochs - 2``), checked once the run's length is
+    known (``PiecewiseLinear.in_epochs``)."""
+    for v in _need_list(values, "values"):
+        if not _is_finite(v):
+            raise RecipeError(f"a schedule value must be a finite number, got {v!r}", hint=_EXAMPLE)
+    return list(_need_list(knots, "knots")), [float(v) for v in values]
+
+
 def knot_value(knot: Union[int, float, str], epochs: float, steps: Optional[float] = None,
                epoch_steps: Optional[float] = None) -> float:
     """A knot as a number: ``3``, ``2.5``, ``"epochs/5"``, ``"epochs - 2"``; ``steps`` (the

@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -44,9 +45,11 @@ def added_tests(commit: str) -> List[str]:
     return ids
 
 
-def run_tests(code: str, tests_from: str, ids: List[str], timeout: int) -> Dict[str, Dict]:
+def run_tests(code: str, tests_from: str, ids: List[str], timeout: int, memory_gib: float) -> Dict[str, Dict]:
     """Outcome of each test function: the code of commit `code`, the tests/ folder of
-    `tests_from`, each case's outcome folded per function (failed if any case failed)."""
+    `tests_from`, each case's outcome folded per function (failed if any case failed). Each
+    function runs in a pytest process of its own, bounded in time and memory: the base may
+    hang or blow up on exactly what the fix was about."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "tree"
         git("worktree", "add", "--detach", str(tree), code)
@@ -55,17 +58,27 @@ def run_tests(code: str, tests_from: str, ids: List[str], timeout: int) -> Dict[
             archive = subprocess.run(["git", "archive", tests_from, "tests"], cwd=ROOT, check=True,
                                      capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-            report = Path(tmp) / "report.xml"
             env = {**os.environ, "PYTHONPATH": str(tree)}
-            try:
-                subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                f"--junitxml={report}", *ids], cwd=tree, env=env, timeout=timeout,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                return {i: {"outcome": "timeout", "message": f"over {timeout} s"} for i in ids}
-            return fold(report, ids)
+            results = {}
+            for i in ids:
+                report = Path(tmp) / "report.xml"
+                report.unlink(missing_ok=True)
+                try:
+                    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                    f"--junitxml={report}", i], cwd=tree, env=env, timeout=timeout,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   preexec_fn=lambda: limit_memory(memory_gib))
+                    results.update(fold(report, [i]))
+                except subprocess.TimeoutExpired:
+                    results[i] = {"outcome": "timeout", "message": f"over {timeout} s"}
+            return results
         finally:
             git("worktree", "remove", "--force", str(tree))
+
+
+def limit_memory(gib: float) -> None:
+    limit = int(gib * 2 ** 30)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
 def fold(report: Path, ids: List[str]) -> Dict[str, Dict]:
@@ -100,7 +113,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the commit the tests should fail on")
     parser.add_argument("commits", nargs="+", help="commits whose added tests are checked")
-    parser.add_argument("--timeout", type=int, default=900, help="seconds for one pytest run")
+    parser.add_argument("--timeout", type=int, default=120, help="seconds for one test function")
+    parser.add_argument("--memory-gib", type=float, default=6.0, help="memory for one test function")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     record = {"tool": "tools/fails_before.py", "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
@@ -109,8 +123,8 @@ def main(argv=None) -> int:
               "commits": []}
     for commit in args.commits:
         ids = added_tests(commit)
-        before = run_tests(args.base, commit, ids, args.timeout) if ids else {}
-        after = run_tests(commit, commit, ids, args.timeout) if ids else {}
+        before = run_tests(args.base, commit, ids, args.timeout, args.memory_gib) if ids else {}
+        after = run_tests(commit, commit, ids, args.timeout, args.memory_gib) if ids else {}
         tests = [{"test": i, "at_base": before[i]["outcome"], "at_commit": after[i]["outcome"],
                   "base_failure": before[i]["message"]} for i in ids]
         subject = git("log", "-1", "--format=%s", commit).strip()
