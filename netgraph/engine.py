@@ -35,7 +35,7 @@ from .optimizers import OPTIMIZERS
 from .param_groups import Group
 from .schedule import PiecewiseLinear, StepSchedule
 from .train_state import TrainState, to_cpu
-from .views import TTA_VIEWS, ViewSpec, parse_tta, predict, register_view  # noqa: F401 (engine's names before views.py)
+from .views import parse_tta, predict
 
 PRECISIONS = ("float32", "float16", "bfloat16")
 # torch.compile's modes (reduce-overhead is left out: config.py says why)

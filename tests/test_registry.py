@@ -12,7 +12,7 @@ from netgraph.augment import AUGMENTATIONS, BatchGroupLoader
 from netgraph.optimizers import OPTIMIZERS
 from netgraph.cli import main
 from netgraph.config import data_config, train_config
-from netgraph.engine import TTA_VIEWS, predict
+from netgraph.views import TTA_VIEWS, predict
 from netgraph.ops import OPS
 from netgraph.passes import PASSES
 from netgraph.registry import REGISTRIES, Registry
