@@ -2,6 +2,7 @@
 load, with one-line refusals; unique temporary files that never follow a symlink; a lock
 so a second process on one checkpoint, log or ablation folder is refused with the PID."""
 import os
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from netgraph import RecipeError, files, load_recipe
+from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
 from netgraph.run import checkpoint_writer, load_checkpoint, load_model, run_recipe, save_model
 from test_train import SMALL
@@ -73,6 +74,7 @@ def resaved(source, target, change, checksum=True):
     payload = torch.load(source, weights_only=True)
     change(payload)
     if checksum:
+        from netgraph import files
         payload["checksum"] = files.checksum(payload)
     torch.save(payload, target)
     return target
@@ -119,18 +121,21 @@ def test_a_file_carrying_code_is_refused_without_torchs_advice(saved, tmp_path):
     assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
 
 
-def test_temporary_files_are_unique_and_never_follow_a_symlink(tmp_path, monkeypatch):
+def test_temporary_files_are_unique_and_never_follow_a_symlink(saved, tmp_path, monkeypatch):
+    """A checkpoint written the way netgraph train writes it, with a symlink planted at the
+    temporary name the issue's main used and at the first unique name tried now."""
+    recipe, folder = saved
+    state = torch.load(folder / "r.ckpt", weights_only=True)["state"]
     target = tmp_path / "victim"
     target.write_text("keep me")
     path = tmp_path / "r.ckpt"
-    # the temporary name main used, and the first name this one will try, both planted
     os.symlink(target, tmp_path / "r.ckpt.tmp")
     names = iter(["planted", "fresh"])
-    monkeypatch.setattr(files.secrets, "token_hex", lambda n: next(names))
+    monkeypatch.setattr(secrets, "token_hex", lambda n: next(names))
     os.symlink(target, tmp_path / f".r.ckpt.{os.getpid()}.planted.tmp")
-    files.save_atomically({"value": 1}, path)
+    checkpoint_writer(path, recipe, 0, [])(state)
     assert target.read_text() == "keep me"
-    assert torch.load(path, weights_only=True) == {"value": 1}
+    assert load_checkpoint(path, recipe)["state"]["epoch"] == state["epoch"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["victim", "r.ckpt", "r.ckpt.tmp", f".r.ckpt.{os.getpid()}.planted.tmp"])
 

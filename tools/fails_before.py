@@ -1,14 +1,16 @@
 """Which tests fail before a fix and pass after it: for each commit, the test functions it
-adds are run (with that commit's tests/ folder) on an older base and on the commit itself.
+added, as they are now (HEAD's tests/ folder), are run on an older base and on HEAD.
 
     python tools/fails_before.py --base 16a59c4 209fa3c 813b75e --out bench/results/fails_before.json
 
-The base is the main an issue was filed against; a test that fails there and passes at its
-commit shows that it can fail and that the commit is what made it pass. Each run is a fresh
-git worktree (removed afterwards) with its own code first on PYTHONPATH, so the installed
-netgraph is not what is tested. The record gives per commit and test function the outcome
-at the base and at the commit, and the first line of the failure at the base (an import of
-a name the base lacks is a failure too, and reads as one).
+The base is the main an issue was filed against; a test that fails there and passes now
+can fail, and fails for want of the fix. Each run is a fresh git worktree (removed
+afterwards) with its own code first on PYTHONPATH and an editable install of netgraph
+switched off (its finder would fill a module the base lacks from the installed checkout).
+Each test function runs in a pytest process of its own, bounded in time and memory: the
+base may hang or blow up on exactly what the fix was about. The record gives per commit
+and test function the outcome at the base and now, and the first line of the base's
+failure (an import of a name the base lacks reads as "collection failure").
 """
 from __future__ import annotations
 
@@ -45,6 +47,14 @@ def added_tests(commit: str) -> List[str]:
     return ids
 
 
+def exists_at_head(node: str) -> bool:
+    path, _, name = node.partition("::")
+    try:
+        return f"def {name}(" in git("show", f"HEAD:{path}")
+    except subprocess.CalledProcessError:
+        return False
+
+
 def run_tests(code: str, tests_from: str, ids: List[str], timeout: int, memory_gib: float) -> Dict[str, Dict]:
     """Outcome of each test function: the code of commit `code`, the tests/ folder of
     `tests_from`, each case's outcome folded per function (failed if any case failed). Each
@@ -58,7 +68,10 @@ def run_tests(code: str, tests_from: str, ids: List[str], timeout: int, memory_g
             archive = subprocess.run(["git", "archive", tests_from, "tests"], cwd=ROOT, check=True,
                                      capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-            env = {**os.environ, "PYTHONPATH": str(tree)}
+            shim = Path(tmp) / "shim"
+            shim.mkdir()
+            (shim / "sitecustomize.py").write_text(NO_EDITABLE)
+            env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{shim}"}
             results = {}
             for i in ids:
                 report = Path(tmp) / "report.xml"
@@ -74,6 +87,15 @@ def run_tests(code: str, tests_from: str, ids: List[str], timeout: int, memory_g
             return results
         finally:
             git("worktree", "remove", "--force", str(tree))
+
+
+# Run at start-up after the .pth files: drops an editable install's import hooks, so that
+# only the worktree's netgraph can be imported.
+NO_EDITABLE = """import sys
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+sys.path_hooks[:] = [h for h in sys.path_hooks if not getattr(h, "__module__", "").startswith("__editable__")]
+sys.path_importer_cache.clear()
+"""
 
 
 def limit_memory(gib: float) -> None:
@@ -121,19 +143,21 @@ def main(argv=None) -> int:
               "base": git("rev-parse", "--short", args.base).strip(),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "commits": []}
+    head = git("rev-parse", "--short", "HEAD").strip()
+    record["head"] = head
     for commit in args.commits:
-        ids = added_tests(commit)
-        before = run_tests(args.base, commit, ids, args.timeout, args.memory_gib) if ids else {}
-        after = run_tests(commit, commit, ids, args.timeout, args.memory_gib) if ids else {}
-        tests = [{"test": i, "at_base": before[i]["outcome"], "at_commit": after[i]["outcome"],
+        ids = [i for i in added_tests(commit) if exists_at_head(i)]
+        before = run_tests(args.base, head, ids, args.timeout, args.memory_gib) if ids else {}
+        after = run_tests(head, head, ids, args.timeout, args.memory_gib) if ids else {}
+        tests = [{"test": i, "at_base": before[i]["outcome"], "at_head": after[i]["outcome"],
                   "base_failure": before[i]["message"]} for i in ids]
         subject = git("log", "-1", "--format=%s", commit).strip()
         record["commits"].append({"commit": git("rev-parse", "--short", commit).strip(), "subject": subject[:160],
                                   "tests": tests})
-        shown = sum(t["at_base"] != "passed" and t["at_commit"] == "passed" for t in tests)
-        print(f"{commit}: {len(tests)} added tests, {shown} fail at the base and pass at the commit", flush=True)
+        shown = sum(t["at_base"] != "passed" and t["at_head"] == "passed" for t in tests)
+        print(f"{commit}: {len(tests)} added tests, {shown} fail at the base and pass now", flush=True)
         for t in tests:
-            print(f"  {t['at_base']:>8} -> {t['at_commit']:<8} {t['test']}", flush=True)
+            print(f"  {t['at_base']:>8} -> {t['at_head']:<8} {t['test']}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     return 0

@@ -48,7 +48,7 @@ def run_suite(seed: int, extra: List[str]) -> Dict:
     times.sort(reverse=True)
     return {"seed": seed, "exit_code": done.returncode, "wall_s": round(wall, 1), "load_at_start": round(load, 2),
             **outcome, "failures": failures, "summary": done.stdout.strip().splitlines()[-1:] or [""],
-            "slowest": [{"test": n, "s": round(t, 1)} for t, n in times[:15]]}
+            "slowest": [{"test": n, "s": round(t, 1)} for t, n in times[:25]]}
 
 
 def main(argv=None) -> int:
