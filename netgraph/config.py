@@ -278,7 +278,11 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
     precision = t["precision"]
     if precision == "auto":
         precision = "float16" if device_type == "cuda" else "float32"
-    ema = average["params"] if average and average["name"] == "ema" and t["ema"] else {}
+    # train.ema's short form goes to TrainConfig's ema fields unless it counts per epoch,
+    # which only the full averaging spec carries
+    short = average and average["name"] == "ema" and t["ema"] and \
+        average["params"]["counter"] == AVERAGING["ema"].params["counter"].default
+    ema = average["params"] if short else {}
     return TrainConfig(epochs=t["epochs"], steps=t["steps"], batch_size=t["batch_size"],
                        lr_knots=lr["knots"], lr_values=lr["values"], lr_unit=lr["unit"],
                        optimizer=optimizer["name"], optimizer_params=optimizer["params"],

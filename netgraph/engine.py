@@ -13,6 +13,7 @@ same update.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import time
@@ -377,9 +378,14 @@ def build_optimizers(model: nn.Module, config: TrainConfig, options: Dict, steps
     return optimizers, runs
 
 
-def build_averaging(spec: Optional[Dict], model: nn.Module):
-    """train.average's object (averaging.AVERAGING), or None."""
-    return AVERAGING[spec["name"]].build(model, **spec["params"]) if spec else None
+def build_averaging(spec: Optional[Dict], model: nn.Module, steps_per_epoch: int):
+    """train.average's object (averaging.AVERAGING), or None; a build parameter called
+    ``steps_per_epoch`` gets the run's."""
+    if not spec:
+        return None
+    build = AVERAGING[spec["name"]].build
+    extra = {"steps_per_epoch": steps_per_epoch} if "steps_per_epoch" in inspect.signature(build).parameters else {}
+    return build(model, **spec["params"], **extra)
 
 
 # --- the loop ---------------------------------------------------------------------
@@ -492,7 +498,7 @@ class Training:
                                            self.steps_per_epoch, self.total_steps)
         self.optimizers, self.groups = build_optimizers(model, config, options, self.steps_per_epoch,
                                                         self.total_steps)
-        self.average = build_averaging(config.averaging(), model)
+        self.average = build_averaging(config.averaging(), model, self.steps_per_epoch)
         self.stats = ParamStats(model, config.log_params) if config.log_params else None
         if self.stats and not self.stats.layers:
             warnings.warn("train.log_params: the model has no batch-norm layers, nothing to record",

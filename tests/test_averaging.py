@@ -60,3 +60,8 @@ def test_ema_is_registered_with_its_defaults():
     before = ema.model.weight.clone()
     ema.after_step(5, 100)
     torch.testing.assert_close(ema.model.weight, 0.99 ** 5 * before + (1 - 0.99 ** 5) * 1.0)
+
+
+def test_an_ema_counted_per_epoch_needs_the_epoch_length():
+    with pytest.raises(ValueError, match="needs steps_per_epoch"):
+        AVERAGING["ema"].build(nn.Linear(2, 2), counter="epoch")

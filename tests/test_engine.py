@@ -208,6 +208,29 @@ def test_the_loop_updates_the_moving_average_every_few_steps():
         torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_a_moving_average_counted_per_epoch_updates_after_steps_1_4_7_of_each_epoch():
+    """counter: epoch restarts the count each epoch, as the original loop (its k % 5 == 0 on
+    the step's place in the epoch): with every=3 and 8 steps an epoch, after steps 1, 4, 7
+    of each epoch (9, 12, 15 of the run), where counted over the run it is 3, 6, 9, 12, 15."""
+    model, data = small_model_and_data(0)
+
+    def floats(m):
+        return {k: v.clone() for k, v in m.state_dict().items() if v.is_floating_point()}
+    expected, rho, updated = floats(model), 0.8 ** 3, []
+
+    def average_by_hand(step, steps):  # step: its place in the epoch, from 1
+        if step in (1, 4, 7):
+            updated.append(step)
+            for name, value in floats(model).items():
+                expected[name] = rho * expected[name] + (1 - rho) * value
+    config = TrainConfig(epochs=2, batch_size=64, lr_knots=[0, 1], lr_values=[0.4, 0.4],
+                         average={"name": "ema", "params": {"momentum": 0.8, "every": 3, "counter": "epoch"}})
+    result = train(model, data, config, on_step=average_by_hand)
+    assert updated == [1, 4, 7] * 2  # the data is 8 batches an epoch
+    for name, value in floats(result.model).items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
 def test_data_smaller_than_one_batch():
     torch.manual_seed(0)
     data = to_device(synthetic(10, 10, shape=(3, 16, 16), classes=4), "cpu", (128,) * 3,
