@@ -49,3 +49,18 @@ def test_a_small_run_trains_and_reports(tmp_path):
     assert first["train_images"] == 512 and first["test_images"] == 256 and len(first["test_acc_by_epoch"]) == 3
     assert first["test_acc"] == again["test_acc"] and first["test_loss"] == again["test_loss"]  # seeded
     assert np.isfinite(first["test_loss"]) and 0 <= first["test_acc"] <= 1
+
+
+def test_the_fidelity_studys_netgraph_arms_are_valid_and_differ_only_in_the_counter():
+    """tools/fidelity_study.py's netgraph arms load with tiny.yaml and reach the engine with
+    the counter they name (the study's table is only as good as its arms)."""
+    import fidelity_study
+    from netgraph import load_recipe
+    from netgraph.config import train_config
+    counters = {}
+    for arm, (trainer, switches) in fidelity_study.ARMS.items():
+        if trainer == "netgraph":
+            sets = switches[1::2]
+            config = train_config(load_recipe(ROOT / "recipes" / "tiny.yaml", sets), "cpu")
+            counters[arm] = config.averaging()["params"].get("counter", "run")
+    assert counters == {"netgraph": "run", "netgraph, moving-average counter per epoch": "epoch"}
