@@ -48,7 +48,7 @@ def test_epochs_from_a_set_names_the_set_first_and_gives_a_ready_fix():
     with pytest.raises(RecipeError) as e:
         train_config(load_recipe(RECIPES / "tiny.yaml", ["train.epochs=1"]))
     text = str(e.value)
-    assert text.startswith("--set train.epochs=1, ") and "08_ema.yaml:8:" in text, text
+    assert text.startswith("--set train.epochs=1, ") and "08_ema.yaml:11:" in text, text
     fix = text.split("e.g. --set ")[1].rstrip(")").strip("'")
     config = train_config(load_recipe(RECIPES / "tiny.yaml", ["train.epochs=1", fix]))
     assert config.epochs == 1 and config.lr_knots == [0, 0.2, 0.333]

@@ -98,9 +98,11 @@ def test_the_structural_facts_of_each_step(steps):
     assert g7.nodes["prep/conv"]["params"]["kernel"] == 1 and g7.nodes["prep/conv"]["shape"] == (64, 32, 32)
     assert data("07_whitening").augmentations[2].size == 5
     assert (train("07_whitening").epochs, max(train("07_whitening").lr_values)) == (14, 1.0)
-    # 8: moving average every 5 steps at 0.99; the learning rate floored for 2 epochs.
+    # 8: moving average every 5 steps at 0.99, counted per epoch as the original loop; the
+    # learning rate floored for 2 epochs.
     t8 = train("08_ema")
-    assert (t8.ema_momentum, t8.ema_every, t8.epochs) == (0.99, 5, 13)
+    assert (t8.averaging(), t8.epochs) == (
+        {"name": "ema", "params": {"momentum": 0.99, "every": 5, "counter": "epoch"}}, 13)
     assert schedule(t8) == ([0, 13 / 5, 11], [0, 1.0, 0.1])
     # 9: flip TTA, no cutout, 10 epochs: the seed's final recipe.
     t9 = train("09_tta")

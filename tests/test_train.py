@@ -43,8 +43,8 @@ def small(tmp_path):
 def test_recipe_sections_become_configs():
     recipe = load_recipe(RECIPES / "bag_of_tricks.yaml")
     t = train_config(recipe, "cuda")
-    assert (t.epochs, t.batch_size, t.label_smoothing, t.ema_momentum, t.ema_every, t.tta) == \
-        (10, 512, 0.2, 0.99, 5, ["flip"])
+    assert (t.epochs, t.batch_size, t.label_smoothing, t.averaging(), t.tta) == \
+        (10, 512, 0.2, {"name": "ema", "params": {"momentum": 0.99, "every": 5, "counter": "epoch"}}, ["flip"])
     assert t.precision == "float16" and train_config(recipe, "cpu").precision == "float32"
     assert t.lr_schedule().knots == [0, 2, 8] and t.lr_schedule().values == [0, 1.0, 0.1]
     d = data_config(recipe)

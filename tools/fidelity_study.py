@@ -89,6 +89,11 @@ def table(runs: List[Dict]) -> str:
         spread = (f"{s['std']:.2f}", f"{s['ci_low']:.2f} to {s['ci_high']:.2f}") if s["n"] > 1 else ("-", "-")
         p = f"{test['p']:.3g}" if test else "-"
         lines.append(f"| {arm} | {s['n']} | {s['mean']:.2f} | {spread[0]} | {spread[1]} | {change} | {p} |")
+    a, b = by["netgraph"], by["netgraph, moving-average counter per epoch"]
+    if len(a) > 1 and len(b) > 1:  # the fix against netgraph as it was
+        test = stats.welch_t_test(a, b)
+        lines += ["", f"netgraph, counter per epoch against over the run: {statistics.fmean(b) - statistics.fmean(a):+.2f} "
+                      f"points, p (Welch) {test['p']:.3g} ({len(a)} and {len(b)} seeds)"]
     return "\n".join(lines) + ("\n\nCIFAR-10 subset (4,068 training, 1,017 test images), tiny.yaml settings, "
                                "CPU float32; written by tools/fidelity_study.py.\n")
 
@@ -117,6 +122,7 @@ def main(argv=None) -> int:
                 f.write(json.dumps(run) + "\n")
             print(f"{run['arm']} seed {run['seed']}: {run['test_acc']:.2%} ({run['train_time_s']:.0f} s)", flush=True)
             (args.out / "table.md").write_text(table(runs))
+    (args.out / "table.md").write_text(table(runs))
     print(table(runs))
     return 0
 
