@@ -463,7 +463,7 @@ def apply_override(sections: Dict[str, Any], assignment: str) -> List[Tuple[KeyP
         node.pop(last, None)
     elif isinstance(value, dict) and isinstance(node.get(last), dict):
         merged = _same_kind(node[last], value)  # a node given another op is replaced whole
-        node[last] = deep_merge(node[last], value)
+        node[last] = deep_merge(node[last], value, where)
         return changes + [(keypath, not merged)]
     else:
         node[last] = value
@@ -587,7 +587,7 @@ def recipe_from_dict(sections: Dict[str, Any], file: Optional[str] = None,
     if "base" in sections:
         raise RecipeError("base: works only in recipe files; load the file with load_recipe", file=file)
     _check_size(sections, file)
-    return _finish(Recipe(file, deep_merge({}, sections)), overrides)
+    return _finish(Recipe(file, deep_merge({}, sections, file)), overrides)
 
 
 def _finish(recipe: Recipe, overrides: Iterable[str]) -> Recipe:

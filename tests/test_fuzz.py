@@ -31,7 +31,11 @@ from netgraph.passes import PASSES, PassContext
 FILE = "fuzz.yaml"
 # Compiling builds real layers and the forward pass runs them: keep images small.
 MAX_INPUT_ELEMENTS = 3 * 32 * 32
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# derandomize: CI draws the same examples on every run, so that a failure reproduces and a
+# landing does not depend on the draw (a random draw once found a '0+:' key whose error named
+# no file); new draws are tools/fuzz.py's job (python tools/fuzz.py --cases 2000 --seed N).
+SETTINGS = dict(deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def pipeline(recipe):

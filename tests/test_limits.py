@@ -5,7 +5,8 @@ import warnings
 
 import pytest
 
-from netgraph import RecipeError, build_graph, load_recipe
+from netgraph import RecipeError, build_graph, load_recipe, recipe_from_dict
+from conftest import RECIPES
 
 
 def refusal(path, overrides=(), seconds=10):
@@ -84,7 +85,6 @@ def test_a_set_value_is_checked_like_a_file_value(write, case):
 def test_wiring_is_linear_in_the_number_of_nodes():
     """48,000 nodes in one dict, inside the 100,000-value limit: built in seconds (a search
     for each node's place in its dict made `summary` take 166 s)."""
-    from netgraph import recipe_from_dict
     n = 48_000
     recipe = recipe_from_dict({"network": {f"a{i}": {"op": "relu"} for i in range(n)}})
     start = time.perf_counter()
@@ -106,3 +106,15 @@ def test_a_hint_does_not_loop_to_the_batch_size(write):
     with pytest.raises(RecipeError, match=r"not divisible by splits=16.*\(\[1\]\)"):
         apply_transforms(build_graph(recipe), recipe, PassContext(batch_size=2 ** 31 - 1))
     assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("make", [
+    lambda: recipe_from_dict({"0+": None, "network": {"fc": {"op": "linear", "out": 2}}}, file="r.yaml"),
+    lambda: load_recipe(RECIPES / "tiny.yaml", ["network={a+: 3}"]),
+], ids=["a dict's append key", "a --set's append key"])
+def test_an_append_key_without_a_list_names_where_it_was_written(make):
+    """'KEY+:' needs a list; the refusal names the recipe or the --set (found by hypothesis:
+    recipe_from_dict's refusal named no file)."""
+    with pytest.raises(RecipeError, match="appends to a list and needs a list") as err:
+        make()
+    assert err.value.file in ("r.yaml", "--set network={a+: 3}")
