@@ -278,18 +278,12 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
     precision = t["precision"]
     if precision == "auto":
         precision = "float16" if device_type == "cuda" else "float32"
-    # train.ema's short form goes to TrainConfig's ema fields unless it counts per epoch,
-    # which only the full averaging spec carries
-    short = average and average["name"] == "ema" and t["ema"] and \
-        average["params"]["counter"] == AVERAGING["ema"].params["counter"].default
-    ema = average["params"] if short else {}
     return TrainConfig(epochs=t["epochs"], steps=t["steps"], batch_size=t["batch_size"],
                        lr_knots=lr["knots"], lr_values=lr["values"], lr_unit=lr["unit"],
                        optimizer=optimizer["name"], optimizer_params=optimizer["params"],
                        momentum=t["momentum"], weight_decay=t["weight_decay"], loss=t["loss"],
                        label_smoothing=t["label_smoothing"], precision=precision,
-                       ema_momentum=ema.get("momentum"), ema_every=ema.get("every", 5),
-                       average=None if ema or average is None else average,
+                       average=average,  # train.ema is read as train.average: {ema: ...}
                        tta=tta, seed=t["seed"], eval_batch_size=t["eval_batch_size"],
                        param_groups=groups, log_params=t["log_params"],
                        channels_last=t["channels_last"], compile=t["compile"], foreach=t["foreach"],

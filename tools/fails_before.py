@@ -68,10 +68,7 @@ def run_tests(code: str, tests_from: str, ids: List[str], timeout: int, memory_g
             archive = subprocess.run(["git", "archive", tests_from, "tests"], cwd=ROOT, check=True,
                                      capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-            shim = Path(tmp) / "shim"
-            shim.mkdir()
-            (shim / "sitecustomize.py").write_text(NO_EDITABLE)
-            env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{shim}"}
+            env = checkout_env(tree, Path(tmp))
             results = {}
             for i in ids:
                 report = Path(tmp) / "report.xml"
@@ -96,6 +93,14 @@ sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "")
 sys.path_hooks[:] = [h for h in sys.path_hooks if not getattr(h, "__module__", "").startswith("__editable__")]
 sys.path_importer_cache.clear()
 """
+
+
+def checkout_env(tree: Path, tmp: Path) -> Dict[str, str]:
+    """The environment that imports netgraph from ``tree`` only, subprocesses included."""
+    shim = tmp / "shim"
+    shim.mkdir(exist_ok=True)
+    (shim / "sitecustomize.py").write_text(NO_EDITABLE)
+    return {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{shim}"}
 
 
 def limit_memory(gib: float) -> None:

@@ -27,7 +27,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from fails_before import NO_EDITABLE
+from fails_before import checkout_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,12 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_suite(seed: Optional[int], extra: List[str], root: Path) -> Dict:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.xml"
-        env = dict(os.environ)
-        if root != ROOT:
-            shim = Path(tmp) / "shim"
-            shim.mkdir()
-            (shim / "sitecustomize.py").write_text(NO_EDITABLE)
-            env["PYTHONPATH"] = f"{root}{os.pathsep}{shim}"
+        env = dict(os.environ) if root == ROOT else checkout_env(root, Path(tmp))
         order = [] if seed is None else ["--shuffle", str(seed)]
         load = os.getloadavg()[0]
         start = time.perf_counter()
