@@ -8,6 +8,7 @@ graph rewrites), ``executor`` (graph -> torch module), ``summary`` and
 Only the recipe side is imported with the package; the names that need torch are imported on
 first use (PEP 562), so ``netgraph --help`` and a recipe's YAML errors take no 2 s of torch import.
 """
+
 import importlib
 
 from .errors import RecipeError
@@ -16,20 +17,51 @@ from .recipe import Recipe, load_recipe, recipe_from_dict
 __version__ = "0.1.0"
 
 # name -> the module that defines it, imported when the name is first used
-_LAZY = {"compile_graph": "executor", "half_precision": "executor",
-         "build_graph": "graph", "to_nested": "graph",
-         "REQUIRED": "ops", "Param": "ops", "register_op": "ops",
-         "PassContext": "passes", "apply_pass": "passes", "apply_transforms": "passes",
-         "register_pass": "passes", "summarize": "summary",
-         "register_augmentation": "augment", "register_view": "views",
-         "register_optimizer": "optimizers", "register_schedule": "schedule",
-         "register_averaging": "averaging"}
+_LAZY = {
+    "compile_graph": "executor",
+    "half_precision": "executor",
+    "build_graph": "graph",
+    "to_nested": "graph",
+    "REQUIRED": "ops",
+    "Param": "ops",
+    "register_op": "ops",
+    "PassContext": "passes",
+    "apply_pass": "passes",
+    "apply_transforms": "passes",
+    "register_pass": "passes",
+    "summarize": "summary",
+    "register_augmentation": "augment",
+    "register_view": "views",
+    "register_optimizer": "optimizers",
+    "register_schedule": "schedule",
+    "register_averaging": "averaging",
+}
 
-__all__ = ["RecipeError", "Recipe", "load_recipe", "recipe_from_dict", "build_graph",
-           "to_nested", "compile_graph", "half_precision", "register_op", "Param", "REQUIRED",
-           "summarize", "build", "PassContext", "apply_pass", "apply_transforms", "register_pass",
-           "register_augmentation", "register_view", "register_optimizer", "register_schedule",
-           "register_averaging", "__version__"]
+__all__ = [
+    "RecipeError",
+    "Recipe",
+    "load_recipe",
+    "recipe_from_dict",
+    "build_graph",
+    "to_nested",
+    "compile_graph",
+    "half_precision",
+    "register_op",
+    "Param",
+    "REQUIRED",
+    "summarize",
+    "build",
+    "PassContext",
+    "apply_pass",
+    "apply_transforms",
+    "register_pass",
+    "register_augmentation",
+    "register_view",
+    "register_optimizer",
+    "register_schedule",
+    "register_averaging",
+    "__version__",
+]
 
 
 def __getattr__(name):
@@ -49,6 +81,7 @@ def build(path, overrides=(), context=None):
     from .executor import compile_graph
     from .graph import build_graph
     from .passes import apply_transforms
+
     recipe = load_recipe(path, overrides)
     graph, _ = apply_transforms(build_graph(recipe), recipe, context)
     return recipe, graph, compile_graph(graph)

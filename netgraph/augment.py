@@ -21,6 +21,7 @@ An augmentation may instead draw its own choices, one per image, by defining
 offset per image each epoch) and ``alternating_flip`` (a flip per image drawn once,
 then every image mirrored on every other epoch) do.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,8 +68,9 @@ def _top_left(choice: torch.Tensor, shape: Shape, size: int) -> Tuple[torch.Tens
     return choice // across, choice % across
 
 
-def _windows(images: torch.Tensor, index: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
-             height: int, width: int) -> torch.Tensor:
+def _windows(
+    images: torch.Tensor, index: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
     """The height x width windows of images[index] starting at (top, left), one per image,
     in one gather from the flat (contiguous) data set.
 
@@ -78,25 +80,27 @@ def _windows(images: torch.Tensor, index: torch.Tensor, top: torch.Tensor, left:
     a CPU (3 ms against 6 ms for a batch of 512) as indexing with four broadcast
     index tensors."""
     _, channels, rows, cols = images.shape
-    start = index * (channels * rows * cols) + top * cols + left                 # B
+    start = index * (channels * rows * cols) + top * cols + left  # B
     channel = torch.arange(channels, device=images.device).view(-1, 1, 1)
     row = torch.arange(height, device=images.device).view(1, -1, 1)
     col = torch.arange(width, device=images.device).view(1, 1, -1)
-    offsets = channel * (rows * cols) + row * cols + col                         # C x h x w
-    return images.view(-1)[start.view(-1, 1, 1, 1) + offsets]                     # B x C x h x w
+    offsets = channel * (rows * cols) + row * cols + col  # C x h x w
+    return images.view(-1)[start.view(-1, 1, 1, 1) + offsets]  # B x C x h x w
 
 
 @dataclass(frozen=True)
 class _Square:
     """A size x size square placed anywhere inside the image: one choice per place."""
+
     size: int
 
     def check(self, shape: Shape) -> None:
         if not 0 < self.size <= min(shape[1:]):
             name = type(self).__name__.lower()
-            raise RecipeError(f"{name} size {self.size} does not fit in images of {shape[1]} x "
-                              f"{shape[2]}", hint=f"use a smaller {name}" +
-                              (" or pad the images more" if name == "crop" else ""))
+            raise RecipeError(
+                f"{name} size {self.size} does not fit in images of {shape[1]} x {shape[2]}",
+                hint=f"use a smaller {name}" + (" or pad the images more" if name == "crop" else ""),
+            )
 
     def num_choices(self, shape: Shape) -> int:
         return (shape[1] - self.size + 1) * (shape[2] - self.size + 1)
@@ -150,9 +154,9 @@ class Cutout(_Square):
         top, left = _top_left(choice, tuple(x.shape[1:]), self.size)
         rows = torch.arange(height, device=x.device).view(1, -1)
         cols = torch.arange(width, device=x.device).view(1, -1)
-        in_rows = (rows >= top.view(-1, 1)) & (rows < top.view(-1, 1) + self.size)   # B x H
+        in_rows = (rows >= top.view(-1, 1)) & (rows < top.view(-1, 1) + self.size)  # B x H
         in_cols = (cols >= left.view(-1, 1)) & (cols < left.view(-1, 1) + self.size)  # B x W
-        square = in_rows.view(-1, 1, height, 1) & in_cols.view(-1, 1, 1, width)       # B x 1 x H x W
+        square = in_rows.view(-1, 1, height, 1) & in_cols.view(-1, 1, 1, width)  # B x 1 x H x W
         return x.masked_fill(square, 0)
 
 
@@ -166,6 +170,7 @@ class Translate:
     ``image_size`` is the height of the unpadded image: the padding is read from the
     shape it is given, (H_pad - image_size) // 2 a side, so the same offsets mean the same
     shift whatever data.pad is (pad 4, pixels 2: only the central 36 x 36 is used)."""
+
     pixels: int
     image_size: int
 
@@ -180,7 +185,8 @@ class Translate:
                 f"{self.pixels} a side, but these are {shape[1]} x {shape[2]} for "
                 f"{self.image_size}-pixel images (padded by {max(pad, 0)})",
                 hint=f"set data.pad: {self.pixels} or more (airbench94: pad 2, translate 2) "
-                     f"and put translate first, before any crop")
+                f"and put translate first, before any crop",
+            )
 
     def num_choices(self, shape: Shape) -> int:
         return (2 * self.pixels + 1) ** 2
@@ -191,15 +197,14 @@ class Translate:
 
     def draw(self, n: int, shape: Shape, generator: torch.Generator, epoch: int) -> torch.Tensor:
         """An offset per image, independently and uniformly: not batch groups."""
-        return torch.randint(0, self.num_choices(shape), (n,), generator=generator,
-                             device=generator.device)
+        return torch.randint(0, self.num_choices(shape), (n,), generator=generator, device=generator.device)
 
     def gather(self, images: torch.Tensor, index: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         """The windows of images[index], in one gather from the data set as Crop's."""
         shape = tuple(images.shape[1:])
         pad, side = self._pad(shape), 2 * self.pixels + 1
-        top = pad - self.pixels + choice // side   # pad + dy
-        left = pad - self.pixels + choice % side   # pad + dx
+        top = pad - self.pixels + choice // side  # pad + dy
+        left = pad - self.pixels + choice % side  # pad + dx
         _, height, width = self.output_shape(shape)
         return _windows(images, index, top, left, height, width)
 
@@ -226,7 +231,7 @@ class AlternatingFlip(Flip):
     Applying a choice is Flip's."""
 
     def draw(self, n: int, shape: Shape, generator: torch.Generator, epoch: int) -> torch.Tensor:
-        seed = (generator.initial_seed() * _MIX_MULTIPLIER + _MIX_INCREMENT) % 2 ** 64
+        seed = (generator.initial_seed() * _MIX_MULTIPLIER + _MIX_INCREMENT) % 2**64
         own = torch.Generator(device=generator.device).manual_seed(seed)
         base = torch.randint(0, 2, (n,), generator=own, device=generator.device)
         return base ^ int(epoch % 2 == 0)
@@ -234,10 +239,12 @@ class AlternatingFlip(Flip):
 
 # --- the registry ---------------------------------------------------------------
 
+
 @dataclass
 class AugmentationSpec:
     """A registered augmentation: ``build(image_size, **params)`` makes it (an object with
     Augmentation's four methods); ``main`` is the parameter ``{name: value}`` sets."""
+
     name: str
     build: Callable[..., Augmentation]
     params: Dict[str, Param]
@@ -248,25 +255,30 @@ class AugmentationSpec:
 AUGMENTATIONS = Registry("augmentation", "augmentations", "netgraph.register_augmentation")
 
 
-def register_augmentation(name: str, *, params: Optional[Dict[str, Any]] = None,
-                          main: Optional[str] = None, replace: bool = False):
+def register_augmentation(
+    name: str, *, params: Optional[Dict[str, Any]] = None, main: Optional[str] = None, replace: bool = False
+):
     """Register an augmentation; decorate ``build(image_size, **params)``, which returns an
     object with Augmentation's methods (``check``, ``num_choices``, ``output_shape``,
     ``apply``). ``params`` is declared as for ops; ``main`` names the parameter a recipe sets
     with ``{name: value}`` (``{cutout: 8}``), the others are set with ``{name: {key: value}}``.
     The loader draws one choice per batch group from ``num_choices`` (README "Augmentation")."""
+
     def decorator(build):
         declared = {k: _as_param(v) for k, v in (params or {}).items()}
         if main is not None and main not in declared:
             raise ValueError(f"augmentation '{name}': main parameter '{main}' is not in its params")
-        AUGMENTATIONS.add(name, AugmentationSpec(name, build, declared, main,
-                                                 (build.__doc__ or "").strip()), replace=replace)
+        AUGMENTATIONS.add(
+            name,
+            AugmentationSpec(name, build, declared, main, (build.__doc__ or "").strip()),
+            replace=replace,
+        )
         return build
+
     return decorator
 
 
-@register_augmentation("crop", params={"size": Param(int, None, positive=True, optional=True)},
-                       main="size")
+@register_augmentation("crop", params={"size": Param(int, None, positive=True, optional=True)}, main="size")
 def _crop(image_size: int, size: Optional[int]) -> Crop:
     """A size x size window of the padded image at one of every offset (size: the image's)."""
     return Crop(image_size if size is None else size)
@@ -299,16 +311,14 @@ def _alternating_flip(image_size: int) -> AlternatingFlip:
 def build_augmentation(entry: Any, image_size: int):
     """A recipe's data.augment item made: 'flip', {cutout: 8}, {crop: {size: 28}}; a
     RecipeError for an unknown name or a bad parameter."""
-    name, value = next(iter(entry.items())) if isinstance(entry, dict) and len(entry) == 1 \
-        else (entry, None)
+    name, value = next(iter(entry.items())) if isinstance(entry, dict) and len(entry) == 1 else (entry, None)
     spec = AUGMENTATIONS.lookup(name)
     if value is None or isinstance(value, dict):
         raw = dict(value or {})
     elif spec.main is not None:
         raw = {spec.main: value}
     else:
-        raise RecipeError(f"augmentation '{name}' takes no value, got {value!r}",
-                          hint=f"write it as {name}")
+        raise RecipeError(f"augmentation '{name}' takes no value, got {value!r}", hint=f"write it as {name}")
     owner = f"augmentation '{name}'"
     try:
         params = check_params(owner, spec.params, raw)
@@ -327,9 +337,14 @@ def check_augmentations(augmentations: Sequence[Augmentation], shape: Shape) -> 
     return shape
 
 
-def draw_choices(n: int, augmentations: Sequence[Augmentation], shape: Shape,
-                 generator: torch.Generator, max_groups: int = MAX_GROUPS,
-                 epoch: int = 1) -> List[torch.Tensor]:
+def draw_choices(
+    n: int,
+    augmentations: Sequence[Augmentation],
+    shape: Shape,
+    generator: torch.Generator,
+    max_groups: int = MAX_GROUPS,
+    epoch: int = 1,
+) -> List[torch.Tensor]:
     """One epoch's choices: for each augmentation, an int64 tensor of one choice per image
     (choices[a][i] is image i's choice for augmentations[a]).
 
@@ -366,11 +381,20 @@ class BatchGroupLoader:
     the same seed yield the same epochs. len() is the number of batches per epoch: 97 for
     50,000 images at 512 with drop_last."""
 
-    def __init__(self, images_padded: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 augmentations: Sequence[Augmentation] = (), seed: int = 0, max_groups: int = MAX_GROUPS,
-                 drop_last: bool = True, shuffle: bool = True,
-                 normalize: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-                 device: Optional[torch.device] = None, host: bool = False):
+    def __init__(
+        self,
+        images_padded: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        augmentations: Sequence[Augmentation] = (),
+        seed: int = 0,
+        max_groups: int = MAX_GROUPS,
+        drop_last: bool = True,
+        shuffle: bool = True,
+        normalize: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        device: Optional[torch.device] = None,
+        host: bool = False,
+    ):
         if images_padded.dim() != 4:
             raise ValueError(f"images must be N x C x H x W, got shape {tuple(images_padded.shape)}")
         # data.placement: host: images in (pinned) host memory, each batch gathered there and
@@ -378,9 +402,11 @@ class BatchGroupLoader:
         self.device = torch.device(device) if device is not None else images_padded.device
         self.host = host or images_padded.device != self.device
         if labels.shape != images_padded.shape[:1] or labels.device != self.device:
-            raise ValueError(f"need one label per image on the images' device, got labels "
-                             f"{tuple(labels.shape)} on {labels.device} for images "
-                             f"{tuple(images_padded.shape)} on {images_padded.device}")
+            raise ValueError(
+                f"need one label per image on the images' device, got labels "
+                f"{tuple(labels.shape)} on {labels.device} for images "
+                f"{tuple(images_padded.shape)} on {images_padded.device}"
+            )
         if batch_size < 1:
             raise RecipeError(f"batch size must be at least 1, got {batch_size}")
         if max_groups < 1:
@@ -409,8 +435,9 @@ class BatchGroupLoader:
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         return self.epoch()
 
-    def epoch(self, state: Optional[torch.Tensor] = None, skip: int = 0,
-              number: Optional[int] = None) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(
+        self, state: Optional[torch.Tensor] = None, skip: int = 0, number: Optional[int] = None
+    ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         """One epoch's batches; ``number`` is its 1-based number, which epoch-dependent
         augmentations (alternating_flip) read; by default the count of epochs this loader
         has started (1, 2, ...). To continue an interrupted epoch, pass the ``epoch_state``
@@ -421,8 +448,14 @@ class BatchGroupLoader:
         self.epoch_number = self.epoch_number + 1 if number is None else number
         self.epoch_state = self.generator.get_state()
         n, device = self.images.shape[0], self.device
-        choices = draw_choices(n, self.augmentations, tuple(self.images.shape[1:]),
-                               self.generator, self.max_groups, self.epoch_number)
+        choices = draw_choices(
+            n,
+            self.augmentations,
+            tuple(self.images.shape[1:]),
+            self.generator,
+            self.max_groups,
+            self.epoch_number,
+        )
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator, device=device)
         else:
@@ -432,7 +465,7 @@ class BatchGroupLoader:
             yield from self._host_batches(starts, order, choices)
             return
         for start in starts:
-            index = order[start:start + self.batch_size]
+            index = order[start : start + self.batch_size]
             yield self._batch(index, choices), self.labels[index]
 
     def _host_batches(self, starts, order: torch.Tensor, choices: List[torch.Tensor]):
@@ -448,13 +481,19 @@ class BatchGroupLoader:
         for start in list(starts) + [None]:
             ready = pending
             if start is not None:
-                index = host_order[start:start + self.batch_size]
-                x = (self.augmentations[0].gather(self.images, index, host_choice[index])
-                     if host_choice is not None else self.images[index])
+                index = host_order[start : start + self.batch_size]
+                x = (
+                    self.augmentations[0].gather(self.images, index, host_choice[index])
+                    if host_choice is not None
+                    else self.images[index]
+                )
                 x = x.pin_memory() if pin else x
-                pending = (x.to(self.device, non_blocking=True), order[start:start + self.batch_size])
+                pending = (x.to(self.device, non_blocking=True), order[start : start + self.batch_size])
             if ready is not None:
-                yield self._finish(ready[0], ready[1], choices, host_choice is not None), self.labels[ready[1]]
+                yield (
+                    self._finish(ready[0], ready[1], choices, host_choice is not None),
+                    self.labels[ready[1]],
+                )
 
     def _batch(self, index: torch.Tensor, choices: List[torch.Tensor]) -> torch.Tensor:
         if self.gathers:
@@ -464,8 +503,9 @@ class BatchGroupLoader:
             x = self.images[index]
         return self._finish(x, index, choices, self.gathers)
 
-    def _finish(self, x: torch.Tensor, index: torch.Tensor, choices: List[torch.Tensor],
-                gathered: bool) -> torch.Tensor:
+    def _finish(
+        self, x: torch.Tensor, index: torch.Tensor, choices: List[torch.Tensor], gathered: bool
+    ) -> torch.Tensor:
         """Normalise (before cutout, whose zeros are the mean of normalised data), then the
         augmentations after the first one if it gathered, on the batch's device."""
         augmentations = self.augmentations[1:] if gathered else self.augmentations
@@ -477,11 +517,12 @@ class BatchGroupLoader:
         return x
 
 
-def eval_batches(images: torch.Tensor, labels: torch.Tensor,
-                 batch_size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int
+) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """Every image once, in order, no augmentation, the last batch possibly smaller;
     slices of the data, so nothing is copied."""
     if batch_size < 1:
         raise RecipeError(f"batch size must be at least 1, got {batch_size}")
     for start in range(0, images.shape[0], batch_size):
-        yield images[start:start + batch_size], labels[start:start + batch_size]
+        yield images[start : start + batch_size], labels[start : start + batch_size]

@@ -13,6 +13,7 @@ optimizer step), ``evaluated`` (the module to evaluate), ``state_dict()`` and
 ``load_state_dict()``. A build parameter called ``steps_per_epoch`` receives the run's
 steps an epoch.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,6 +30,7 @@ from .registry import Registry
 @dataclass
 class AveragingSpec:
     """A registered averaging kind: ``build(model, **params)`` makes it."""
+
     name: str
     build: Callable[..., Any]
     params: Dict[str, Param]
@@ -43,11 +45,14 @@ def register_averaging(name: str, *, params: Optional[Dict[str, Any]] = None, re
     with ``after_step(step, total_steps)``, ``evaluated``, ``state_dict()`` and
     ``load_state_dict(state)`` (see the module docstring). A recipe names it with
     ``train.average: {name: {key: value}}``."""
+
     def decorator(build):
         declared = {k: _as_param(v) for k, v in (params or {}).items()}
-        AVERAGING.add(name, AveragingSpec(name, build, declared, (build.__doc__ or "").strip()),
-                      replace=replace)
+        AVERAGING.add(
+            name, AveragingSpec(name, build, declared, (build.__doc__ or "").strip()), replace=replace
+        )
         return build
+
     return decorator
 
 
@@ -66,15 +71,24 @@ class MovingAverage:
     against 6.2, so the average lags the weights less; tools/fidelity_study.py measured
     what that does)."""
 
-    def __init__(self, model: nn.Module, momentum: float, every: int, counter: str = "run",
-                 steps_per_epoch: Optional[int] = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        momentum: float,
+        every: int,
+        counter: str = "run",
+        steps_per_epoch: Optional[int] = None,
+    ):
         if counter == "epoch" and not steps_per_epoch:
             raise ValueError("a moving average counted per epoch needs steps_per_epoch")
         self.model = copy.deepcopy(model)
-        self.rho = momentum ** every
+        self.rho = momentum**every
         self.every, self.counter, self.steps_per_epoch = every, counter, steps_per_epoch
-        self._pairs = [(a, b) for a, b in zip(self.model.state_dict().values(),
-                                              model.state_dict().values()) if a.is_floating_point()]
+        self._pairs = [
+            (a, b)
+            for a, b in zip(self.model.state_dict().values(), model.state_dict().values())
+            if a.is_floating_point()
+        ]
 
     @property
     def evaluated(self) -> nn.Module:
@@ -101,11 +115,21 @@ class MovingAverage:
         self.model.load_state_dict(state)
 
 
-@register_averaging("ema", params={"momentum": Param(float, 0.99, positive=True),
-                                   "every": Param(int, 5, positive=True),
-                                   "counter": Param(str, "run", choices=("run", "epoch"))})
-def _ema(model: nn.Module, momentum: float = 0.99, every: int = 5, counter: str = "run",
-         steps_per_epoch: Optional[int] = None) -> MovingAverage:
+@register_averaging(
+    "ema",
+    params={
+        "momentum": Param(float, 0.99, positive=True),
+        "every": Param(int, 5, positive=True),
+        "counter": Param(str, "run", choices=("run", "epoch")),
+    },
+)
+def _ema(
+    model: nn.Module,
+    momentum: float = 0.99,
+    every: int = 5,
+    counter: str = "run",
+    steps_per_epoch: Optional[int] = None,
+) -> MovingAverage:
     """A moving average of the weights, updated every `every` steps with momentum^every, evaluated;
     counter: epoch restarts the count each epoch (the bag of tricks' original loop)."""
     if not momentum < 1:
@@ -131,7 +155,7 @@ class Lookahead:
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
         if step % self.every == 0:
-            d = self.decay ** self.every * (step / total_steps) ** self.power
+            d = self.decay**self.every * (step / total_steps) ** self.power
             torch._foreach_lerp_(self.average, self._current, 1 - d)
             torch._foreach_copy_(self._current, self.average)
         if step >= total_steps:
@@ -148,9 +172,14 @@ class Lookahead:
                 v.copy_(state[str(i)])
 
 
-@register_averaging("lookahead", params={"every": Param(int, 5, positive=True),
-                                         "decay": Param(float, 0.95, nonnegative=True),
-                                         "power": Param(float, 3.0, nonnegative=True)})
+@register_averaging(
+    "lookahead",
+    params={
+        "every": Param(int, 5, positive=True),
+        "decay": Param(float, 0.95, nonnegative=True),
+        "power": Param(float, 3.0, nonnegative=True),
+    },
+)
 def _lookahead(model: nn.Module, every: int = 5, decay: float = 0.95, power: float = 3.0) -> Lookahead:
     """Every `every` steps the average moves toward the weights and is written back (airbench94)."""
     return Lookahead(model, every, decay, power)

@@ -3,6 +3,7 @@
 Each key is checked like an op parameter (type, range, unknown keys with a
 "did you mean"), and a mistake names the recipe file and line.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from .ops import Param, check_params
 from .optimizers import OPTIMIZERS
 from .recipe import Recipe
 from .schedule import END, SCHEDULE_SHAPES, UNITS, PiecewiseLinear, checked_lists
+
 
 def _default(name: str) -> Any:
     """TrainConfig's default for ``name``: the one place it is written."""
@@ -111,8 +113,11 @@ def _check(recipe: Recipe, section: str, specs: Dict[str, Param]) -> Dict[str, A
         if key == "tta":  # a list, a {views: [...]} mapping or a preset: views.parse_tta checks it
             continue
         if not isinstance(value, list) and not (value is None and key in ("mean", "std")):
-            raise recipe.error(f"{section}.{key} must be a list, got {value!r}", (section, key),
-                               hint=f"e.g. {key}: {LIST_EXAMPLES[key]}")
+            raise recipe.error(
+                f"{section}.{key} must be a list, got {value!r}",
+                (section, key),
+                hint=f"e.g. {key}: {LIST_EXAMPLES[key]}",
+            )
     values.update(loose)
     if lr is not None:
         values["lr"] = _learning_rate(recipe, lr)
@@ -124,8 +129,11 @@ def _learning_rate(recipe: Recipe, lr: Any) -> Dict[str, Any]:
     if isinstance(lr, (int, float)) and not isinstance(lr, bool):
         return {"knots": [0], "values": [lr]}
     if not isinstance(lr, dict):
-        raise recipe.error(f"train.lr must be a number or a schedule, got {lr!r}", ("train", "lr"),
-                           hint="e.g. lr: 0.4, or lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}")
+        raise recipe.error(
+            f"train.lr must be a number or a schedule, got {lr!r}",
+            ("train", "lr"),
+            hint="e.g. lr: 0.4, or lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}",
+        )
     return lr
 
 
@@ -135,19 +143,25 @@ def schedule_spec(value: Any, what: str) -> Dict[str, Any]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return {"knots": [0], "values": [float(value)], "unit": "epochs"}
     if not isinstance(value, dict):
-        raise RecipeError(f"{what} must be a number or a schedule, got {value!r}",
-                          hint="e.g. lr: 0.4, or lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}")
+        raise RecipeError(
+            f"{what} must be a number or a schedule, got {value!r}",
+            hint="e.g. lr: 0.4, or lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}",
+        )
     raw = dict(value)
     unit = raw.pop("unit", "epochs")
     if unit not in UNITS:
-        raise RecipeError(f"{what}.unit must be one of {', '.join(UNITS)}, got {unit!r}",
-                          hint="epochs (the default), steps, or fraction (0 to 1 of training)")
+        raise RecipeError(
+            f"{what}.unit must be one of {', '.join(UNITS)}, got {unit!r}",
+            hint="epochs (the default), steps, or fraction (0 to 1 of training)",
+        )
     shape = raw.pop("shape", "piecewise_linear")
     spec = SCHEDULE_SHAPES.lookup(shape, f"in {what}.shape")
     if shape == "piecewise_linear" and set(raw) != {"knots", "values"}:
-        raise RecipeError(f"{what} needs exactly knots: [...] and values: [...] (in {unit} and "
-                          f"learning rates), got keys {sorted(map(str, raw))}",
-                          hint="e.g. lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}")
+        raise RecipeError(
+            f"{what} needs exactly knots: [...] and values: [...] (in {unit} and "
+            f"learning rates), got keys {sorted(map(str, raw))}",
+            hint="e.g. lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}",
+        )
     params = check_params(f"schedule shape '{shape}' in {what}", spec.params, raw)
     knots, values = spec.build(END[unit], **params)
     knots, values = checked_lists(knots, values)
@@ -160,44 +174,59 @@ def named_part(value: Any, registry, what: str) -> Dict[str, Any]:
     """An optimizer or averaging as written: NAME or {NAME: {key: value}}, as {name, params}
     checked against the registered part's parameters."""
     if isinstance(value, dict) and len(value) == 1:
-        (name, params), = value.items()
+        ((name, params),) = value.items()
     elif isinstance(value, str):
         name, params = value, {}
     else:
-        raise RecipeError(f"{what} is a name or {{name: {{key: value}}}}, got {value!r}",
-                          hint=f"e.g. {what}: {next(iter(registry))}")
+        raise RecipeError(
+            f"{what} is a name or {{name: {{key: value}}}}, got {value!r}",
+            hint=f"e.g. {what}: {next(iter(registry))}",
+        )
     spec = registry.lookup(name, f"in {what}")
     if not isinstance(params, dict):
-        raise RecipeError(f"{what}: the parameters of '{name}' are a mapping, got {params!r}",
-                          hint=f"e.g. {{{name}: {{{next(iter(spec.params), 'key')}: ...}}}}")
+        raise RecipeError(
+            f"{what}: the parameters of '{name}' are a mapping, got {params!r}",
+            hint=f"e.g. {{{name}: {{{next(iter(spec.params), 'key')}: ...}}}}",
+        )
     return {"name": name, "params": check_params(f"{registry.kind} '{name}'", spec.params, params)}
 
 
-GROUP_PARAMS = {"params": Param(str, None, optional=True), "kind": Param((str, list), None, optional=True),
-                "lr_scale": Param(float, 1.0, nonnegative=True), "wd_scale": Param(float, 1.0, nonnegative=True),
-                "momentum": Param(float, None, optional=True, nonnegative=True),
-                "weight_decay": Param(float, None, optional=True, nonnegative=True),
-                # checked below: a name or {name: {...}}; a schedule; {epochs|steps|fraction: N}
-                "optimizer": Param(object, None, optional=True), "lr": Param(object, None, optional=True),
-                "until": Param(object, None, optional=True)}
+GROUP_PARAMS = {
+    "params": Param(str, None, optional=True),
+    "kind": Param((str, list), None, optional=True),
+    "lr_scale": Param(float, 1.0, nonnegative=True),
+    "wd_scale": Param(float, 1.0, nonnegative=True),
+    "momentum": Param(float, None, optional=True, nonnegative=True),
+    "weight_decay": Param(float, None, optional=True, nonnegative=True),
+    # checked below: a name or {name: {...}}; a schedule; {epochs|steps|fraction: N}
+    "optimizer": Param(object, None, optional=True),
+    "lr": Param(object, None, optional=True),
+    "until": Param(object, None, optional=True),
+}
 
 
 def param_group_item(item: Any) -> Dict[str, Any]:
     """One train.param_groups item checked: selectors (params, kind) and settings."""
     if not isinstance(item, dict):
-        raise RecipeError(f"each train.param_groups item is a mapping, got {item!r}",
-                          hint="e.g. {params: '*.bn.bias', lr_scale: 64}")
+        raise RecipeError(
+            f"each train.param_groups item is a mapping, got {item!r}",
+            hint="e.g. {params: '*.bn.bias', lr_scale: 64}",
+        )
     out = check_params("a train.param_groups item", GROUP_PARAMS, dict(item))
     complex_keys = {k: out.pop(k) for k in ("optimizer", "lr", "until") if out[k] is not None}
     if out["params"] is None and out["kind"] is None:
-        raise RecipeError("a train.param_groups item selects parameters by params (a glob on their "
-                          "names) or kind, and has neither", hint="e.g. {params: '*.bn.bias', lr_scale: 64}")
+        raise RecipeError(
+            "a train.param_groups item selects parameters by params (a glob on their "
+            "names) or kind, and has neither",
+            hint="e.g. {params: '*.bn.bias', lr_scale: 64}",
+        )
     kinds = [out["kind"]] if isinstance(out["kind"], str) else (out["kind"] or [])
     for kind in kinds:
         if kind not in param_groups.KINDS:
-            raise RecipeError(f"unknown parameter kind {kind!r} in train.param_groups",
-                              hint=did_you_mean(kind, param_groups.KINDS) or
-                              "kinds: " + ", ".join(param_groups.KINDS))
+            raise RecipeError(
+                f"unknown parameter kind {kind!r} in train.param_groups",
+                hint=did_you_mean(kind, param_groups.KINDS) or "kinds: " + ", ".join(param_groups.KINDS),
+            )
     out = {k: v for k, v in out.items() if v is not None}
     if "optimizer" in complex_keys:
         out["optimizer"] = named_part(complex_keys["optimizer"], OPTIMIZERS, "train.param_groups optimizer")
@@ -211,11 +240,18 @@ def param_group_item(item: Any) -> Dict[str, Any]:
 def _until(value: Any) -> Dict[str, float]:
     ok = isinstance(value, dict) and len(value) == 1 and next(iter(value)) in UNITS
     n = next(iter(value.values())) if ok else None
-    if not ok or isinstance(n, bool) or not isinstance(n, (int, float)) or not n > 0 \
-            or (next(iter(value)) == "steps" and not isinstance(n, int)):
-        raise RecipeError(f"until is {{epochs: N}}, {{steps: N}} or {{fraction: F}} with N > 0 "
-                          f"(steps whole), got {value!r}",
-                          hint="e.g. until: {epochs: 3}: trained in the first 3 epochs, then frozen")
+    if (
+        not ok
+        or isinstance(n, bool)
+        or not isinstance(n, (int, float))
+        or not n > 0
+        or (next(iter(value)) == "steps" and not isinstance(n, int))
+    ):
+        raise RecipeError(
+            f"until is {{epochs: N}}, {{steps: N}} or {{fraction: F}} with N > 0 "
+            f"(steps whole), got {value!r}",
+            hint="e.g. until: {epochs: 3}: trained in the first 3 epochs, then frozen",
+        )
     return dict(value)
 
 
@@ -224,8 +260,10 @@ def _fitting_knots(knots, epochs: int) -> Optional[str]:
     fewest epochs they fit, scaled down to ``epochs`` (so [0, epochs/5, epochs - 2] at 1 epoch
     is [0, 0.2, 0.333], the shape they have at 3)."""
     from .schedule import knot_value
-    start = next((n for n in range(epochs + 1, 1001) if all(
-        _knots_fit(knots, m) for m in range(n, n + 3))), None)
+
+    start = next(
+        (n for n in range(epochs + 1, 1001) if all(_knots_fit(knots, m) for m in range(n, n + 3))), None
+    )
     if start is None:
         return None
     points = [round(knot_value(k, start) * epochs / start, 3) for k in knots]
@@ -234,6 +272,7 @@ def _fitting_knots(knots, epochs: int) -> Optional[str]:
 
 def _knots_fit(knots, epochs: int) -> bool:
     from .schedule import knot_value
+
     try:
         points = [knot_value(k, epochs) for k in knots]
     except RecipeError:
@@ -241,53 +280,90 @@ def _knots_fit(knots, epochs: int) -> bool:
     return all(b >= a for a, b in zip(points, points[1:]))
 
 
-LIST_EXAMPLES = {"tta": "[flip]", "augment": "[crop, flip, {cutout: 8}]",
-                 "param_groups": "[{params: '*.bn.bias', lr_scale: 64}]",
-                 "mean": "[125.3, 123.0, 113.9]", "std": "[63.0, 62.1, 66.7]"}
-SYNTHETIC_PARAMS = {"train": Param(int, 50000, positive=True), "test": Param(int, 10000, positive=True),
-                    "classes": Param(int, 10, positive=True)}
+LIST_EXAMPLES = {
+    "tta": "[flip]",
+    "augment": "[crop, flip, {cutout: 8}]",
+    "param_groups": "[{params: '*.bn.bias', lr_scale: 64}]",
+    "mean": "[125.3, 123.0, 113.9]",
+    "std": "[63.0, 62.1, 66.7]",
+}
+SYNTHETIC_PARAMS = {
+    "train": Param(int, 50000, positive=True),
+    "test": Param(int, 10000, positive=True),
+    "classes": Param(int, 10, positive=True),
+}
 
 
 def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
     t = _check(recipe, "train", TRAIN_PARAMS)
     if not t["label_smoothing"] <= 1:
-        raise recipe.error(f"train.label_smoothing is a share of the target spread over the classes, "
-                           f"from 0 to 1; got {t['label_smoothing']}", ("train", "label_smoothing"),
-                           hint="e.g. label_smoothing: 0.2 (the bag of tricks' and airbench's)")
+        raise recipe.error(
+            f"train.label_smoothing is a share of the target spread over the classes, "
+            f"from 0 to 1; got {t['label_smoothing']}",
+            ("train", "label_smoothing"),
+            hint="e.g. label_smoothing: 0.2 (the bag of tricks' and airbench's)",
+        )
     lr = _located(recipe, ("train", "lr"), schedule_spec, t["lr"], "train.lr")
     if lr["unit"] == "epochs" and t["steps"] is None:
         _check_epoch_knots(recipe, lr, t["epochs"])
-    optimizer = _located(recipe, ("train", "optimizer"), named_part, t["optimizer"], OPTIMIZERS,
-                         "train.optimizer")
+    optimizer = _located(
+        recipe, ("train", "optimizer"), named_part, t["optimizer"], OPTIMIZERS, "train.optimizer"
+    )
     if t["ema"] and t["average"]:
-        raise recipe.error("train.ema and train.average both average the weights; give one",
-                           ("train", "ema"), hint="train.ema: {momentum: 0.99} is train.average: "
-                                                  "{ema: {momentum: 0.99}}")
+        raise recipe.error(
+            "train.ema and train.average both average the weights; give one",
+            ("train", "ema"),
+            hint="train.ema: {momentum: 0.99} is train.average: {ema: {momentum: 0.99}}",
+        )
     average = None
     if t["ema"] or t["average"]:
         key = "ema" if t["ema"] else "average"
-        average = _located(recipe, ("train", key), named_part, {"ema": t["ema"]} if t["ema"] else t["average"],
-                           AVERAGING, "train.average")
+        average = _located(
+            recipe,
+            ("train", key),
+            named_part,
+            {"ema": t["ema"]} if t["ema"] else t["average"],
+            AVERAGING,
+            "train.average",
+        )
         if average["name"] == "ema" and not average["params"]["momentum"] < 1:
-            raise recipe.error(f"train.{key}.momentum must be below 1, got {average['params']['momentum']}",
-                               ("train", key))
+            raise recipe.error(
+                f"train.{key}.momentum must be below 1, got {average['params']['momentum']}", ("train", key)
+            )
     tta = t["tta"] or []
     _located(recipe, ("train", "tta"), views.parse_tta, tta)
-    groups = [_located(recipe, ("train", "param_groups", i), param_group_item, item)
-              for i, item in enumerate(t["param_groups"] or [])]
+    groups = [
+        _located(recipe, ("train", "param_groups", i), param_group_item, item)
+        for i, item in enumerate(t["param_groups"] or [])
+    ]
     precision = t["precision"]
     if precision == "auto":
         precision = "float16" if device_type == "cuda" else "float32"
-    return TrainConfig(epochs=t["epochs"], steps=t["steps"], batch_size=t["batch_size"],
-                       lr_knots=lr["knots"], lr_values=lr["values"], lr_unit=lr["unit"],
-                       optimizer=optimizer["name"], optimizer_params=optimizer["params"],
-                       momentum=t["momentum"], weight_decay=t["weight_decay"], loss=t["loss"],
-                       label_smoothing=t["label_smoothing"], precision=precision,
-                       average=average,  # train.ema is read as train.average: {ema: ...}
-                       tta=tta, seed=t["seed"], eval_batch_size=t["eval_batch_size"],
-                       param_groups=groups, log_params=t["log_params"],
-                       channels_last=t["channels_last"], compile=t["compile"], foreach=t["foreach"],
-                       sync_batch_norm=t["sync_batch_norm"])
+    return TrainConfig(
+        epochs=t["epochs"],
+        steps=t["steps"],
+        batch_size=t["batch_size"],
+        lr_knots=lr["knots"],
+        lr_values=lr["values"],
+        lr_unit=lr["unit"],
+        optimizer=optimizer["name"],
+        optimizer_params=optimizer["params"],
+        momentum=t["momentum"],
+        weight_decay=t["weight_decay"],
+        loss=t["loss"],
+        label_smoothing=t["label_smoothing"],
+        precision=precision,
+        average=average,  # train.ema is read as train.average: {ema: ...}
+        tta=tta,
+        seed=t["seed"],
+        eval_batch_size=t["eval_batch_size"],
+        param_groups=groups,
+        log_params=t["log_params"],
+        channels_last=t["channels_last"],
+        compile=t["compile"],
+        foreach=t["foreach"],
+        sync_batch_norm=t["sync_batch_norm"],
+    )
 
 
 def _located(recipe: Recipe, where: tuple, check, *args):
@@ -304,10 +380,12 @@ def _check_epoch_knots(recipe: Recipe, lr: Dict[str, Any], epochs: float) -> Non
         PiecewiseLinear.in_epochs(lr["knots"], lr["values"], epochs)
     except RecipeError as err:
         if "lr" not in recipe.train:  # the default's 5-epoch warm-up outlasts a short run
-            raise recipe.error(f"the default learning-rate schedule warms up for 5 epochs, longer "
-                               f"than epochs: {epochs}", ("train", "epochs"),
-                               hint="set train.lr, e.g. --set 'train.lr={knots: [0, epochs/5, "
-                                    "epochs], values: [0, 0.4, 0]}'") from None
+            raise recipe.error(
+                f"the default learning-rate schedule warms up for 5 epochs, longer than epochs: {epochs}",
+                ("train", "epochs"),
+                hint="set train.lr, e.g. --set 'train.lr={knots: [0, epochs/5, "
+                "epochs], values: [0, 0.4, 0]}'",
+            ) from None
         fix = _fitting_knots(lr["knots"], epochs) if isinstance(lr["knots"], list) else None
         if fix and err.hint and "needs epochs" in err.hint:
             err.hint += f", e.g. {fix}"
@@ -322,6 +400,7 @@ def _data_default(name: str) -> Any:
 @dataclass
 class DataConfig:
     """The data: section as read; each default is DATA_PARAMS' (written once, there)."""
+
     dataset: str = _data_default("dataset")
     dir: Optional[str] = _data_default("dir")
     download: bool = _data_default("download")
@@ -341,8 +420,12 @@ class DataConfig:
 
     def folder_options(self) -> Dict[str, Any]:
         """What netgraph.image_folder.read_folder takes."""
-        return {"size": self.size, "channels": self.channels, "test_fraction": self.test_fraction,
-                "split_seed": self.split_seed}
+        return {
+            "size": self.size,
+            "channels": self.channels,
+            "test_fraction": self.test_fraction,
+            "split_seed": self.split_seed,
+        }
 
 
 def data_config(recipe: Recipe, image_shape: Optional[Sequence[int]] = None) -> DataConfig:
@@ -352,8 +435,11 @@ def data_config(recipe: Recipe, image_shape: Optional[Sequence[int]] = None) -> 
     d = _check(recipe, "data", DATA_PARAMS)
     size = _size(recipe, d["size"])
     if not d["test_fraction"] < 1:
-        raise recipe.error(f"data.test_fraction must be below 1, got {d['test_fraction']}",
-                           ("data", "test_fraction"), hint="e.g. 0.2: a fifth of each class is the test set")
+        raise recipe.error(
+            f"data.test_fraction must be below 1, got {d['test_fraction']}",
+            ("data", "test_fraction"),
+            hint="e.g. 0.2: a fifth of each class is the test set",
+        )
     stats = {key: _stats(recipe, d, key) for key in ("mean", "std")}
     shape = tuple(image_shape) if image_shape is not None else KNOWN_SHAPES.get(d["dataset"])
     if shape is None and size is not None:
@@ -361,9 +447,12 @@ def data_config(recipe: Recipe, image_shape: Optional[Sequence[int]] = None) -> 
     checked = shape is not None
     channels, height, width = shape if checked else (3, 32, 32)  # a stand-in, not checked
     if checked and d["pad"] >= min(height, width):
-        raise recipe.error(f"data.pad {d['pad']} does not fit images of {height} x {width} pixels",
-                           ("data", "pad"), hint=f"reflect padding adds at most {min(height, width) - 1} "
-                                                 "pixels a side; the seed uses 4 on 32 x 32")
+        raise recipe.error(
+            f"data.pad {d['pad']} does not fit images of {height} x {width} pixels",
+            ("data", "pad"),
+            hint=f"reflect padding adds at most {min(height, width) - 1} "
+            "pixels a side; the seed uses 4 on 32 x 32",
+        )
     augmentations = []
     seen = (channels, height + 2 * d["pad"], width + 2 * d["pad"])  # what the first one sees
     for i, entry in enumerate(d["augment"]):
@@ -379,9 +468,24 @@ def data_config(recipe: Recipe, image_shape: Optional[Sequence[int]] = None) -> 
         synthetic = check_params("data.synthetic", SYNTHETIC_PARAMS, d["synthetic"], prefix="synthetic.")
     except RecipeError as err:
         raise err.located(*recipe.where(("data", "synthetic", err.key))) from None
-    return DataConfig(d["dataset"], d["dir"], d["download"], d["pad"], augmentations,
-                      d["max_groups"], synthetic, d["keep_uint8"], d["label"], size, d["channels"],
-                      d["test_fraction"], d["split_seed"], stats["mean"], stats["std"], d["placement"])
+    return DataConfig(
+        d["dataset"],
+        d["dir"],
+        d["download"],
+        d["pad"],
+        augmentations,
+        d["max_groups"],
+        synthetic,
+        d["keep_uint8"],
+        d["label"],
+        size,
+        d["channels"],
+        d["test_fraction"],
+        d["split_seed"],
+        stats["mean"],
+        stats["std"],
+        d["placement"],
+    )
 
 
 def _size(recipe: Recipe, size) -> Optional[List[int]]:
@@ -390,8 +494,11 @@ def _size(recipe: Recipe, size) -> Optional[List[int]]:
         return None
     size = [size, size] if isinstance(size, int) else size
     if len(size) != 2:
-        raise recipe.error(f"data.size is one number or [H, W], got {size}", ("data", "size"),
-                           hint="e.g. size: 32, or size: [48, 64]")
+        raise recipe.error(
+            f"data.size is one number or [H, W], got {size}",
+            ("data", "size"),
+            hint="e.g. size: 32, or size: [48, 64]",
+        )
     return list(size)
 
 
@@ -399,11 +506,17 @@ def _stats(recipe: Recipe, d: Dict[str, Any], key: str) -> Optional[List[float]]
     values = d[key]
     if values is None:
         return None
-    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
-            or (key == "std" and min(values) <= 0):
-        raise recipe.error(f"data.{key} must be a list of {'positive ' if key == 'std' else ''}"
-                           f"numbers (0-255 units), one per channel, got {values!r}", ("data", key),
-                           hint=f"e.g. {key}: {LIST_EXAMPLES[key]}")
+    if (
+        not values
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        or (key == "std" and min(values) <= 0)
+    ):
+        raise recipe.error(
+            f"data.{key} must be a list of {'positive ' if key == 'std' else ''}"
+            f"numbers (0-255 units), one per channel, got {values!r}",
+            ("data", key),
+            hint=f"e.g. {key}: {LIST_EXAMPLES[key]}",
+        )
     return [float(v) for v in values]
 
 
@@ -413,9 +526,12 @@ def _augmentation(recipe: Recipe, entry: Any, index: int, image_hw: Optional[Seq
     checks it again)."""
     where = ("data", "augment", index)
     if entry == "crop" and image_hw is not None and image_hw[0] != image_hw[1]:
-        raise recipe.error(f"crop without a size crops to the image size, but the images are "
-                           f"{image_hw[0]} x {image_hw[1]}: a crop is square", where,
-                           hint=f"give the size, e.g. {{crop: {min(image_hw)}}}, and input.shape to match")
+        raise recipe.error(
+            f"crop without a size crops to the image size, but the images are "
+            f"{image_hw[0]} x {image_hw[1]}: a crop is square",
+            where,
+            hint=f"give the size, e.g. {{crop: {min(image_hw)}}}, and input.shape to match",
+        )
     try:
         return augment.build_augmentation(entry, image_hw[0] if image_hw else 32)
     except RecipeError as err:

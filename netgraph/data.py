@@ -10,6 +10,7 @@ user can make with data (a missing or truncated file, a folder in neither
 official layout, a failed download) is a ``RecipeError`` naming the file or
 folder and saying what to do.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,6 +49,7 @@ PIXELS = 3 * 32 * 32  # 3,072 bytes per image: R, G, B planes of 32 x 32, row by
 @dataclass
 class Dataset:
     """Train and test images (uint8, N x C x H x W) with int64 labels."""
+
     train_images: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
@@ -55,12 +57,15 @@ class Dataset:
     classes: List[str]
     name: str
 
-    def to(self, device) -> "Dataset":
+    def to(self, device) -> Dataset:
         """A copy with every tensor on `device` (the data set moves once, whole)."""
         return dataclasses.replace(
             self,
-            train_images=self.train_images.to(device), train_labels=self.train_labels.to(device),
-            test_images=self.test_images.to(device), test_labels=self.test_labels.to(device))
+            train_images=self.train_images.to(device),
+            train_labels=self.train_labels.to(device),
+            test_images=self.test_images.to(device),
+            test_labels=self.test_labels.to(device),
+        )
 
     @property
     def num_classes(self) -> int:
@@ -73,20 +78,22 @@ class Dataset:
 
 # --- the official layouts ---------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Layout:
     """One official folder layout of one data set, and the archive it comes in."""
-    dataset: str           # "cifar10" or "cifar100"
-    kind: str              # "binary" or "python"
-    folder: str            # the folder the archive extracts to
-    train_prefix: str      # numbered train files (data_batch_1, _2, ...) or one file
-    numbered: bool         # CIFAR-10 splits its training set into numbered batches
+
+    dataset: str  # "cifar10" or "cifar100"
+    kind: str  # "binary" or "python"
+    folder: str  # the folder the archive extracts to
+    train_prefix: str  # numbered train files (data_batch_1, _2, ...) or one file
+    numbered: bool  # CIFAR-10 splits its training set into numbered batches
     test_file: str
     meta_file: str
-    label_offset: int      # binary: which byte of a record is the label we keep
-    label_bytes: int       # binary: label bytes before the pixels of each record
-    label_key: bytes       # python: the labels' key in each pickle
-    names_key: bytes       # python: the class names' key in the meta pickle
+    label_offset: int  # binary: which byte of a record is the label we keep
+    label_bytes: int  # binary: label bytes before the pixels of each record
+    label_key: bytes  # python: the labels' key in each pickle
+    names_key: bytes  # python: the class names' key in the meta pickle
     archive: str
     md5: str
     num_classes: int
@@ -108,29 +115,71 @@ class Layout:
 # (torchvision checks the same values).
 LAYOUTS = {
     ("cifar10", "binary"): Layout(
-        dataset="cifar10", kind="binary", folder="cifar-10-batches-bin",
-        train_prefix="data_batch", numbered=True, test_file="test_batch.bin",
-        meta_file="batches.meta.txt", label_offset=0, label_bytes=1, label_key=b"", names_key=b"",
-        archive="cifar-10-binary.tar.gz", md5="c32a1d4ab5d03f1284b67883e8d87530", num_classes=10),
+        dataset="cifar10",
+        kind="binary",
+        folder="cifar-10-batches-bin",
+        train_prefix="data_batch",
+        numbered=True,
+        test_file="test_batch.bin",
+        meta_file="batches.meta.txt",
+        label_offset=0,
+        label_bytes=1,
+        label_key=b"",
+        names_key=b"",
+        archive="cifar-10-binary.tar.gz",
+        md5="c32a1d4ab5d03f1284b67883e8d87530",
+        num_classes=10,
+    ),
     ("cifar10", "python"): Layout(
-        dataset="cifar10", kind="python", folder="cifar-10-batches-py",
-        train_prefix="data_batch", numbered=True, test_file="test_batch",
-        meta_file="batches.meta", label_offset=0, label_bytes=0,
-        label_key=b"labels", names_key=b"label_names",
-        archive="cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a", num_classes=10),
+        dataset="cifar10",
+        kind="python",
+        folder="cifar-10-batches-py",
+        train_prefix="data_batch",
+        numbered=True,
+        test_file="test_batch",
+        meta_file="batches.meta",
+        label_offset=0,
+        label_bytes=0,
+        label_key=b"labels",
+        names_key=b"label_names",
+        archive="cifar-10-python.tar.gz",
+        md5="c58f30108f718f92721af3b95e74349a",
+        num_classes=10,
+    ),
     # CIFAR-100 binary records are: coarse label byte, fine label byte, pixels; we keep
     # the fine label (100 classes), as the python layout's b"fine_labels" does.
     ("cifar100", "binary"): Layout(
-        dataset="cifar100", kind="binary", folder="cifar-100-binary",
-        train_prefix="train.bin", numbered=False, test_file="test.bin",
-        meta_file="fine_label_names.txt", label_offset=1, label_bytes=2, label_key=b"", names_key=b"",
-        archive="cifar-100-binary.tar.gz", md5="03b5dce01913d631647c71ecec9e9cb8", num_classes=100),
+        dataset="cifar100",
+        kind="binary",
+        folder="cifar-100-binary",
+        train_prefix="train.bin",
+        numbered=False,
+        test_file="test.bin",
+        meta_file="fine_label_names.txt",
+        label_offset=1,
+        label_bytes=2,
+        label_key=b"",
+        names_key=b"",
+        archive="cifar-100-binary.tar.gz",
+        md5="03b5dce01913d631647c71ecec9e9cb8",
+        num_classes=100,
+    ),
     ("cifar100", "python"): Layout(
-        dataset="cifar100", kind="python", folder="cifar-100-python",
-        train_prefix="train", numbered=False, test_file="test",
-        meta_file="meta", label_offset=0, label_bytes=0,
-        label_key=b"fine_labels", names_key=b"fine_label_names",
-        archive="cifar-100-python.tar.gz", md5="eb9058c3a382ffc7106e4002c42a8d85", num_classes=100),
+        dataset="cifar100",
+        kind="python",
+        folder="cifar-100-python",
+        train_prefix="train",
+        numbered=False,
+        test_file="test",
+        meta_file="meta",
+        label_offset=0,
+        label_bytes=0,
+        label_key=b"fine_labels",
+        names_key=b"fine_label_names",
+        archive="cifar-100-python.tar.gz",
+        md5="eb9058c3a382ffc7106e4002c42a8d85",
+        num_classes=100,
+    ),
 }
 DATASETS = ("cifar10", "cifar100")
 KINDS = ("binary", "python")
@@ -139,8 +188,9 @@ KINDS = ("binary", "python")
 def _check_name(name: str) -> str:
     if name not in DATASETS:
         close = did_you_mean(name, DATASETS)
-        raise RecipeError(f"unknown data set '{name}'",
-                          hint=close or "the data sets are " + ", ".join(DATASETS))
+        raise RecipeError(
+            f"unknown data set '{name}'", hint=close or "the data sets are " + ", ".join(DATASETS)
+        )
     return name
 
 
@@ -160,9 +210,11 @@ def find_layout(name: str, data_dir) -> Tuple[Layout, Path]:
     _check_name(name)
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
-        raise RecipeError("no such folder" if not data_dir.exists() else "not a folder",
-                          file=data_dir, hint=f"pass the folder that holds {_layouts(name)[0].folder} "
-                                              f"or {_layouts(name)[1].folder}")
+        raise RecipeError(
+            "no such folder" if not data_dir.exists() else "not a folder",
+            file=data_dir,
+            hint=f"pass the folder that holds {_layouts(name)[0].folder} or {_layouts(name)[1].folder}",
+        )
     for layout in _layouts(name):
         if (data_dir / layout.folder).is_dir():
             return layout, data_dir / layout.folder
@@ -173,24 +225,37 @@ def find_layout(name: str, data_dir) -> Tuple[Layout, Path]:
     for other in DATASETS:
         for layout in _layouts(other):
             if other != name and ((data_dir / layout.folder).is_dir() or _looks_like(data_dir, layout)):
-                raise RecipeError(f"this folder holds {other} ({layout.folder}), not {name}",
-                                  file=data_dir, hint=f"ask for data set '{other}', or pass a folder with {name}")
+                raise RecipeError(
+                    f"this folder holds {other} ({layout.folder}), not {name}",
+                    file=data_dir,
+                    hint=f"ask for data set '{other}', or pass a folder with {name}",
+                )
     folders = " or ".join(layout.folder for layout in _layouts(name))
     converter = data_dir / "to_batches.py"  # ../shared/data/cifar10-jpeg: JPEGs, not batches
     if converter.is_file():
-        raise RecipeError(f"holds no {name} data set in a layout netgraph reads, but a converter",
-                          file=data_dir, hint=f"run python {converter} OUT (it needs pillow) and "
-                                              f"pass OUT as the data folder")
-    below = [sub for sub in _subfolders(data_dir)
-             if any((sub / layout.folder).is_dir() or _looks_like(sub, layout) for layout in _layouts(name))]
+        raise RecipeError(
+            f"holds no {name} data set in a layout netgraph reads, but a converter",
+            file=data_dir,
+            hint=f"run python {converter} OUT (it needs pillow) and pass OUT as the data folder",
+        )
+    below = [
+        sub
+        for sub in _subfolders(data_dir)
+        if any((sub / layout.folder).is_dir() or _looks_like(sub, layout) for layout in _layouts(name))
+    ]
     if below:  # a folder one level too high: name the one that holds it
-        raise RecipeError(f"holds no {name} data set itself, but {below[0].name}/ in it does",
-                          file=data_dir, hint=f"pass --data-dir {below[0]}")
+        raise RecipeError(
+            f"holds no {name} data set itself, but {below[0].name}/ in it does",
+            file=data_dir,
+            hint=f"pass --data-dir {below[0]}",
+        )
     seen = ", ".join(f"{sub.name}/" for sub in _subfolders(data_dir)[:10]) or "no folders"
-    raise RecipeError(f"holds no {name} data set: no folder {folders}, nor their files "
-                      f"(it holds {seen})", file=data_dir,
-                      hint=f"pass the folder that contains {folders}, as extracted from the official "
-                           f"archive, or leave out the data folder to download it")
+    raise RecipeError(
+        f"holds no {name} data set: no folder {folders}, nor their files (it holds {seen})",
+        file=data_dir,
+        hint=f"pass the folder that contains {folders}, as extracted from the official "
+        f"archive, or leave out the data folder to download it",
+    )
 
 
 def _subfolders(folder: Path) -> List[Path]:
@@ -203,11 +268,15 @@ def _subfolders(folder: Path) -> List[Path]:
 
 # --- readers ------------------------------------------------------------------------------
 
+
 def _need_file(path: Path) -> Path:
     if not path.is_file():
-        raise RecipeError("missing file", file=path,
-                          hint="the folder is incomplete: extract the official archive again, "
-                               "or delete the folder to download it again")
+        raise RecipeError(
+            "missing file",
+            file=path,
+            hint="the folder is incomplete: extract the official archive again, "
+            "or delete the folder to download it again",
+        )
     return path
 
 
@@ -221,19 +290,23 @@ MAX_FILE_BYTES = 2 * MAX_IMAGES * (PIXELS + 2)
 def _need_data_file(path: Path) -> Path:
     size = _need_file(path).stat().st_size
     if size > MAX_FILE_BYTES:
-        raise RecipeError(f"holds {size:,} bytes, more than a CIFAR file of all {MAX_IMAGES:,} "
-                          f"images ({MAX_FILE_BYTES:,} bytes at most)", file=path,
-                          hint="this is not a CIFAR file; extract the official archive again")
+        raise RecipeError(
+            f"holds {size:,} bytes, more than a CIFAR file of all {MAX_IMAGES:,} "
+            f"images ({MAX_FILE_BYTES:,} bytes at most)",
+            file=path,
+            hint="this is not a CIFAR file; extract the official archive again",
+        )
     return path
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> None:
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         bad = labels[(labels < 0) | (labels >= num_classes)]
-        raise RecipeError(f"label {int(bad[0])} is out of range 0..{num_classes - 1} "
-                          f"({bad.size} such labels)", file=path,
-                          hint="the file is corrupt or belongs to another data set; "
-                               "extract the official archive again")
+        raise RecipeError(
+            f"label {int(bad[0])} is out of range 0..{num_classes - 1} ({bad.size} such labels)",
+            file=path,
+            hint="the file is corrupt or belongs to another data set; extract the official archive again",
+        )
 
 
 def _read_binary(path: Path, layout: Layout) -> Tuple[np.ndarray, np.ndarray]:
@@ -243,24 +316,35 @@ def _read_binary(path: Path, layout: Layout) -> Tuple[np.ndarray, np.ndarray]:
     if extra or records == 0:
         raise RecipeError(
             f"holds {raw.size:,} bytes, not a whole number of {layout.record_bytes:,}-byte records "
-            f"({records:,} records and {extra:,} bytes left over)" if extra else "holds no records",
-            file=path, hint="the file is truncated or not a CIFAR binary file; extract the "
-                            "official archive again")
+            f"({records:,} records and {extra:,} bytes left over)"
+            if extra
+            else "holds no records",
+            file=path,
+            hint="the file is truncated or not a CIFAR binary file; extract the official archive again",
+        )
     raw = raw.reshape(records, layout.record_bytes)
     labels = raw[:, layout.label_offset].astype(np.int64)
     _check_labels(labels, layout.num_classes, path)
-    return raw[:, layout.label_bytes:].reshape(records, *IMAGE_SHAPE), labels
+    return raw[:, layout.label_bytes :].reshape(records, *IMAGE_SHAPE), labels
 
 
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles plain data and numpy arrays only: a pickle can run any code it names,
     and a data file has no business doing that."""
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-               ("numpy", "ndarray"), ("numpy", "dtype"),
-               ("_codecs", "encode"),  # how Python 3 writes bytes at protocol 2
-               ("__builtin__", "bytes"), ("builtins", "bytes")}  # ... and empty bytes
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes at protocol 2
+        ("__builtin__", "bytes"),
+        ("builtins", "bytes"),
+    }  # ... and empty bytes
 
     def __init__(self, file, path: Path):
         super().__init__(file, encoding="bytes")  # Python 2 wrote the keys: they are bytes
@@ -268,11 +352,14 @@ class _ArrayUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
-            raise RecipeError(f"refusing to load {module}.{name}: a CIFAR pickle holds only arrays "
-                              "and lists, and loading this could run code", file=self.path,
-                              hint="use the official archive")
+            raise RecipeError(
+                f"refusing to load {module}.{name}: a CIFAR pickle holds only arrays "
+                "and lists, and loading this could run code",
+                file=self.path,
+                hint="use the official archive",
+            )
         if module.startswith("numpy.core.") and hasattr(np, "_core"):
-            module = "numpy._core." + module[len("numpy.core."):]  # numpy 2 moved it
+            module = "numpy._core." + module[len("numpy.core.") :]  # numpy 2 moved it
         return super().find_class(module, name)
 
 
@@ -282,13 +369,28 @@ def _load_pickle(path: Path) -> dict:
             content = _ArrayUnpickler(f, path).load()
     except RecipeError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError, KeyError, MemoryError) as error:
-        raise RecipeError(f"cannot read this pickle ({type(error).__name__}: {error})", file=path,
-                          hint="the file is truncated or corrupt; extract the official archive again")
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+        MemoryError,
+    ) as error:
+        raise RecipeError(
+            f"cannot read this pickle ({type(error).__name__}: {error})",
+            file=path,
+            hint="the file is truncated or corrupt; extract the official archive again",
+        ) from error
     if not isinstance(content, dict):
-        raise RecipeError(f"holds a {type(content).__name__}, not the dict of a CIFAR pickle", file=path,
-                          hint="extract the official archive again")
+        raise RecipeError(
+            f"holds a {type(content).__name__}, not the dict of a CIFAR pickle",
+            file=path,
+            hint="extract the official archive again",
+        )
     # Python 2 wrote the keys as bytes; a copy re-saved by Python 3 has str keys.
     return {key.encode() if isinstance(key, str) else key: value for key, value in content.items()}
 
@@ -298,27 +400,38 @@ def _read_pickle(path: Path, layout: Layout) -> Tuple[np.ndarray, np.ndarray]:
     content = _load_pickle(path)
     for key in (b"data", layout.label_key):
         if key not in content:
-            raise RecipeError(f"has no key {key!r} (keys: {sorted(content, key=repr)})", file=path,
-                              hint=f"this is not a {layout.dataset} {layout.kind} file; "
-                                   "extract the official archive again")
+            raise RecipeError(
+                f"has no key {key!r} (keys: {sorted(content, key=repr)})",
+                file=path,
+                hint=f"this is not a {layout.dataset} {layout.kind} file; extract the official archive again",
+            )
     data = content[b"data"]
     try:
         labels = np.asarray(content[layout.label_key])
     except ValueError:  # a ragged list
         labels = np.asarray(None)
-    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
-            and data.shape[1] == PIXELS):
+    if not (
+        isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == PIXELS
+    ):
         shape = getattr(data, "shape", None)
-        raise RecipeError(f"b'data' is {type(data).__name__} {getattr(data, 'dtype', '')} of shape "
-                          f"{shape}, expected uint8 N x {PIXELS}", file=path,
-                          hint="extract the official archive again")
+        raise RecipeError(
+            f"b'data' is {type(data).__name__} {getattr(data, 'dtype', '')} of shape "
+            f"{shape}, expected uint8 N x {PIXELS}",
+            file=path,
+            hint="extract the official archive again",
+        )
     if data.shape[0] == 0:
-        raise RecipeError("holds no images", file=path,
-                          hint="the file is truncated or not a CIFAR file; extract the official "
-                               "archive again")
+        raise RecipeError(
+            "holds no images",
+            file=path,
+            hint="the file is truncated or not a CIFAR file; extract the official archive again",
+        )
     if labels.ndim != 1 or labels.shape[0] != data.shape[0] or not np.issubdtype(labels.dtype, np.integer):
-        raise RecipeError(f"has {labels.shape} labels of type {labels.dtype} for {data.shape[0]} images",
-                          file=path, hint="extract the official archive again")
+        raise RecipeError(
+            f"has {labels.shape} labels of type {labels.dtype} for {data.shape[0]} images",
+            file=path,
+            hint="extract the official archive again",
+        )
     labels = labels.astype(np.int64)
     _check_labels(labels, layout.num_classes, path)
     return data.reshape(-1, *IMAGE_SHAPE), labels
@@ -330,18 +443,27 @@ def _read_classes(folder: Path, layout: Layout) -> List[str]:
         try:
             names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         except UnicodeDecodeError as error:
-            raise RecipeError(f"is not text ({error})", file=path,
-                              hint="it should list one class name a line; extract the official archive again")
+            raise RecipeError(
+                f"is not text ({error})",
+                file=path,
+                hint="it should list one class name a line; extract the official archive again",
+            ) from error
     else:
         content = _load_pickle(path)
         names = content.get(layout.names_key)
         if not isinstance(names, list):
-            raise RecipeError(f"has no list under the key {layout.names_key!r}", file=path,
-                              hint="extract the official archive again")
+            raise RecipeError(
+                f"has no list under the key {layout.names_key!r}",
+                file=path,
+                hint="extract the official archive again",
+            )
         names = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names]
     if len(names) != layout.num_classes:
-        raise RecipeError(f"lists {len(names)} class names, expected {layout.num_classes}", file=path,
-                          hint="extract the official archive again")
+        raise RecipeError(
+            f"lists {len(names)} class names, expected {layout.num_classes}",
+            file=path,
+            hint="extract the official archive again",
+        )
     return names
 
 
@@ -354,12 +476,18 @@ def _train_files(folder: Path, layout: Layout) -> List[Path]:
     while (folder / layout.train_file(len(files) + 1)).is_file():
         files.append(folder / layout.train_file(len(files) + 1))
     # A gap (1, 2, 4) means a lost file, not a smaller data set; so does a data_batch_12 after 5.
-    numbered = [p for p in folder.glob(layout.train_file(1).replace("_1", "_*", 1))
-                if p.name not in {f.name for f in files}]
+    numbered = [
+        p
+        for p in folder.glob(layout.train_file(1).replace("_1", "_*", 1))
+        if p.name not in {f.name for f in files}
+    ]
     for stray in sorted(numbered):
-        raise RecipeError("missing file", file=folder / layout.train_file(len(files) + 1),
-                          hint=f"{stray.name} is there but this one is not, so {stray.name} would be "
-                               "left out; extract the official archive again")
+        raise RecipeError(
+            "missing file",
+            file=folder / layout.train_file(len(files) + 1),
+            hint=f"{stray.name} is there but this one is not, so {stray.name} would be "
+            "left out; extract the official archive again",
+        )
     return files
 
 
@@ -369,7 +497,7 @@ CHECKSUMS = "SHA256SUMS"  # `sha256sum FILES > SHA256SUMS` in the data folder or
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(2 ** 20), b""):
+        for chunk in iter(lambda: f.read(2**20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -384,19 +512,29 @@ def _check_files(folder: Path, train_files: List[Path], test_file: Path, layout:
     seen: dict = {}
     for path in train_files:
         if digests[path] in seen:
-            raise RecipeError(f"is the same file as {seen[digests[path]].name}: the training set would "
-                              "hold its images twice", file=path, hint="extract the official archive again")
+            raise RecipeError(
+                f"is the same file as {seen[digests[path]].name}: the training set would "
+                "hold its images twice",
+                file=path,
+                hint="extract the official archive again",
+            )
         seen[digests[path]] = path
     if digests[test_file] in seen:
-        raise RecipeError(f"is the same file as the training file {seen[digests[test_file]].name}: the "
-                          "test accuracy would be measured on training images", file=test_file,
-                          hint="extract the official archive again")
+        raise RecipeError(
+            f"is the same file as the training file {seen[digests[test_file]].name}: the "
+            "test accuracy would be measured on training images",
+            file=test_file,
+            hint="extract the official archive again",
+        )
     listed = _read_checksums(folder)
     for path, digest in digests.items():
         if path.name in listed and listed[path.name][0] != digest:
-            raise RecipeError(f"its SHA-256 is not the one {listed[path.name][1]} gives: the file is "
-                              "corrupt or was changed", file=path,
-                              hint="extract the official archive again, or fix SHA256SUMS")
+            raise RecipeError(
+                f"its SHA-256 is not the one {listed[path.name][1]} gives: the file is "
+                "corrupt or was changed",
+                file=path,
+                hint="extract the official archive again, or fix SHA256SUMS",
+            )
 
 
 def _read_checksums(folder: Path) -> dict:
@@ -432,18 +570,23 @@ def read_cifar(name: str, data_dir) -> Dataset:
     test_images, test_labels = read(test_file, layout)
     train_labels = np.concatenate([labels for _, labels in train])
     if len(train_labels) > 1 and (train_labels == train_labels[0]).all():
-        raise RecipeError(f"every one of the {len(train_labels):,} training labels is class "
-                          f"{int(train_labels[0])}", file=folder,
-                          hint="the labels are corrupt: extract the official archive again")
+        raise RecipeError(
+            f"every one of the {len(train_labels):,} training labels is class {int(train_labels[0])}",
+            file=folder,
+            hint="the labels are corrupt: extract the official archive again",
+        )
     return Dataset(
         train_images=torch.from_numpy(np.concatenate([images for images, _ in train])),
         train_labels=torch.from_numpy(train_labels),
         test_images=torch.from_numpy(np.array(test_images)),  # a writable, contiguous copy
         test_labels=torch.from_numpy(test_labels),
-        classes=classes, name=name)
+        classes=classes,
+        name=name,
+    )
 
 
 # --- download -----------------------------------------------------------------------------
+
 
 def _progress(done: int, total: int, label: str, end: str = "") -> None:
     # Only on a terminal: a log file or a test would fill with carriage returns.
@@ -471,22 +614,30 @@ def _fetch(url: str, target: Path, md5: str) -> None:
                 _progress(done, total, target.name)
         _progress(done, total, target.name, end="\n")
         if total and done != total:  # a dropped connection ends the body early, with no error
-            raise RecipeError(f"download interrupted: got {done:,} of {total:,} bytes (the partial "
-                              "file was deleted)", file=url, hint="check the network and try again")
+            raise RecipeError(
+                f"download interrupted: got {done:,} of {total:,} bytes (the partial file was deleted)",
+                file=url,
+                hint="check the network and try again",
+            )
         if digest.hexdigest() != md5.lower():
-            raise RecipeError(f"downloaded file has MD5 {digest.hexdigest()}, expected {md5} "
-                              "(the file was deleted)", file=url,
-                              hint="the download was corrupted or the URL serves another file; "
-                                   "try again, or download and extract it by hand and pass its folder")
+            raise RecipeError(
+                f"downloaded file has MD5 {digest.hexdigest()}, expected {md5} (the file was deleted)",
+                file=url,
+                hint="the download was corrupted or the URL serves another file; "
+                "try again, or download and extract it by hand and pass its folder",
+            )
         os.replace(partial, target)  # atomic: a half-downloaded archive never has the real name
     except RecipeError:
         raise
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
         if isinstance(error, urllib.error.HTTPError):
             error.close()  # an HTTP error holds the open connection
-        raise RecipeError(f"download failed ({getattr(error, 'reason', error)})", file=url,
-                          hint="check the network, or download and extract the archive by hand "
-                               "and pass its folder as the data folder")
+        raise RecipeError(
+            f"download failed ({getattr(error, 'reason', error)})",
+            file=url,
+            hint="check the network, or download and extract the archive by hand "
+            "and pass its folder as the data folder",
+        ) from error
     finally:
         if os.path.exists(partial):
             os.remove(partial)
@@ -498,11 +649,17 @@ def _safe_members(archive: tarfile.TarFile, path: Path) -> List[tarfile.TarInfo]
     for member in members:
         parts = Path(member.name).parts
         if member.name.startswith(("/", "\\")) or Path(member.name).is_absolute() or ".." in parts:
-            raise RecipeError(f"refusing to extract '{member.name}': it points outside the folder",
-                              file=path, hint="this is not the official archive; check the URL")
+            raise RecipeError(
+                f"refusing to extract '{member.name}': it points outside the folder",
+                file=path,
+                hint="this is not the official archive; check the URL",
+            )
         if not (member.isfile() or member.isdir()):
-            raise RecipeError(f"refusing to extract '{member.name}': not a plain file or folder",
-                              file=path, hint="this is not the official archive; check the URL")
+            raise RecipeError(
+                f"refusing to extract '{member.name}': not a plain file or folder",
+                file=path,
+                hint="this is not the official archive; check the URL",
+            )
     return members
 
 
@@ -519,11 +676,17 @@ def _extract(archive_path: Path, layout: Layout, cache_dir: Path) -> Path:
                 else:
                     archive.extractall(staging, members=members)
         except (tarfile.TarError, EOFError, OSError) as error:
-            raise RecipeError(f"cannot extract ({error})", file=archive_path,
-                              hint="the archive is damaged; download it again")
+            raise RecipeError(
+                f"cannot extract ({error})",
+                file=archive_path,
+                hint="the archive is damaged; download it again",
+            ) from error
         if not (staging / layout.folder).is_dir():
-            raise RecipeError(f"the archive has no folder {layout.folder}", file=archive_path,
-                              hint=f"this is not {layout.archive}; check the URL")
+            raise RecipeError(
+                f"the archive has no folder {layout.folder}",
+                file=archive_path,
+                hint=f"this is not {layout.archive}; check the URL",
+            )
         target = cache_dir / layout.folder
         if target.exists():
             shutil.rmtree(target)
@@ -533,8 +696,9 @@ def _extract(archive_path: Path, layout: Layout, cache_dir: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def download_cifar(name: str, cache_dir, url: Optional[str] = None, md5: Optional[str] = None,
-                   layout: str = "binary") -> Path:
+def download_cifar(
+    name: str, cache_dir, url: Optional[str] = None, md5: Optional[str] = None, layout: str = "binary"
+) -> Path:
     """Download the official archive of `name` into cache_dir, check its MD5, extract it, and
     return the extracted layout folder (say ~/.cache/netgraph/cifar-10-batches-bin).
 
@@ -558,8 +722,15 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
 
 
-def load_cifar(name: str = "cifar10", data_dir=None, cache_dir=None, download: bool = True,
-               layout: str = "binary", url: Optional[str] = None, md5: Optional[str] = None) -> Dataset:
+def load_cifar(
+    name: str = "cifar10",
+    data_dir=None,
+    cache_dir=None,
+    download: bool = True,
+    layout: str = "binary",
+    url: Optional[str] = None,
+    md5: Optional[str] = None,
+) -> Dataset:
     """CIFAR-10 or -100 from data_dir if given; otherwise from the cache folder
     (cache_dir, $NETGRAPH_CACHE or ~/.cache/netgraph), downloading it there when absent."""
     _check_name(name)
@@ -570,16 +741,20 @@ def load_cifar(name: str = "cifar10", data_dir=None, cache_dir=None, download: b
         if (cache_dir / candidate.folder).is_dir():
             return read_cifar(name, cache_dir / candidate.folder)
     if not download:
-        raise RecipeError(f"{name} is not in the cache folder and downloading is off", file=cache_dir,
-                          hint="pass --data-dir with a folder holding the official layout, "
-                               "or allow the download")
+        raise RecipeError(
+            f"{name} is not in the cache folder and downloading is off",
+            file=cache_dir,
+            hint="pass --data-dir with a folder holding the official layout, or allow the download",
+        )
     return read_cifar(name, download_cifar(name, cache_dir, url=url, md5=md5, layout=layout))
 
 
 # --- synthetic data -----------------------------------------------------------------------
 
-def synthetic(n_train: int, n_test: int, shape: Sequence[int] = IMAGE_SHAPE, classes: int = 10,
-              seed: int = 0) -> Dataset:
+
+def synthetic(
+    n_train: int, n_test: int, shape: Sequence[int] = IMAGE_SHAPE, classes: int = 10, seed: int = 0
+) -> Dataset:
     """A generated uint8 data set with a learnable signal, the same for the same seed.
 
     Each class has a template: a colour (each channel 112..144) plus a smooth pattern (a
@@ -604,11 +779,18 @@ def synthetic(n_train: int, n_test: int, shape: Sequence[int] = IMAGE_SHAPE, cla
 
     train_images, train_labels = split(n_train)
     test_images, test_labels = split(n_test)
-    return Dataset(train_images, train_labels, test_images, test_labels,
-                   classes=[f"class_{i}" for i in range(classes)], name="synthetic")
+    return Dataset(
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        classes=[f"class_{i}" for i in range(classes)],
+        name="synthetic",
+    )
 
 
 # --- preprocessing ------------------------------------------------------------------------
+
 
 def channel_stats(images_uint8: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
     """(mean, std) per channel in 0-255 units, for data sets other than CIFAR-10."""
@@ -616,17 +798,23 @@ def channel_stats(images_uint8: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[
     return (tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).tolist()))
 
 
-def preprocess(images_uint8: torch.Tensor, mean: Sequence[float] = CIFAR10_MEAN,
-               std: Sequence[float] = CIFAR10_STD, pad: int = 0,
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def preprocess(
+    images_uint8: torch.Tensor,
+    mean: Sequence[float] = CIFAR10_MEAN,
+    std: Sequence[float] = CIFAR10_STD,
+    pad: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Normalise per channel ((x - mean) / std, both in 0-255 units) and reflect-pad by `pad`
     pixels on every side, once, on the tensor's own device; returns `dtype`.
 
     The arithmetic is float32 whatever `dtype` is; the result is cast before padding so the
     padded copy (50,000 x 3 x 40 x 40: 960 MB in float32, 480 MB in float16) is made once."""
     if images_uint8.dtype != torch.uint8 or images_uint8.dim() != 4:
-        raise ValueError(f"preprocess takes N x C x H x W uint8 images, got {images_uint8.dtype} "
-                         f"of shape {tuple(images_uint8.shape)}")
+        raise ValueError(
+            f"preprocess takes N x C x H x W uint8 images, got {images_uint8.dtype} "
+            f"of shape {tuple(images_uint8.shape)}"
+        )
     channels, height, width = images_uint8.shape[1:]
     if len(mean) != channels or len(std) != channels:
         raise ValueError(f"mean and std need {channels} values each, got {len(mean)} and {len(std)}")
@@ -638,8 +826,9 @@ def preprocess(images_uint8: torch.Tensor, mean: Sequence[float] = CIFAR10_MEAN,
     return x
 
 
-def normalizer(mean: Sequence[float], std: Sequence[float], device,
-               dtype: torch.dtype = torch.float32) -> Callable[[torch.Tensor], torch.Tensor]:
+def normalizer(
+    mean: Sequence[float], std: Sequence[float], device, dtype: torch.dtype = torch.float32
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """(x - mean) / std per channel for uint8 images on ``device``, computed in float32 and
     cast to ``dtype``. The constants go to the device once, so normalising each batch with
     it (data.keep_uint8) copies nothing from the host."""
@@ -653,23 +842,33 @@ def normalizer(mean: Sequence[float], std: Sequence[float], device,
 FILE_DATASETS = ("folder", "arrays")  # read from the user's own files: they need a path
 
 
-def load(name: str, data_dir=None, *, download: bool = True, synthetic_sizes: Optional[dict] = None,
-         folder_options: Optional[dict] = None, seed: int = 0) -> Dataset:
+def load(
+    name: str,
+    data_dir=None,
+    *,
+    download: bool = True,
+    synthetic_sizes: Optional[dict] = None,
+    folder_options: Optional[dict] = None,
+    seed: int = 0,
+) -> Dataset:
     """The data set ``name`` (cifar10, cifar100, synthetic, folder, arrays) as uint8 tensors
     on the CPU. ``folder_options`` go to ``image_folder.read_folder`` (size, channels,
     test_fraction, split_seed); ``synthetic_sizes`` are synthetic's train, test, classes."""
     if name == "synthetic":
         s = synthetic_sizes or {}
-        return synthetic(s.get("train", 50000), s.get("test", 10000), classes=s.get("classes", 10),
-                         seed=seed)
+        return synthetic(s.get("train", 50000), s.get("test", 10000), classes=s.get("classes", 10), seed=seed)
     if name in FILE_DATASETS:
         if data_dir is None:
             example = "a folder of class folders" if name == "folder" else "a .npz file"
-            raise RecipeError(f"data set '{name}' reads your own files, but no path was given",
-                              hint=f"pass --data-dir PATH (or set data.dir), PATH being {example}")
+            raise RecipeError(
+                f"data set '{name}' reads your own files, but no path was given",
+                hint=f"pass --data-dir PATH (or set data.dir), PATH being {example}",
+            )
         if name == "arrays":
             from .arrays import read_arrays  # imported here: both import this module's Dataset
+
             return read_arrays(data_dir)
         from .image_folder import read_folder
+
         return read_folder(data_dir, **(folder_options or {}))
     return load_cifar(name, data_dir=data_dir, download=download)

@@ -14,6 +14,7 @@ at the end of each epoch (the mean ghost batch norm takes for evaluation). With 
 recipe's ``train.sync_batch_norm: true`` batch norm uses the statistics of the whole
 global batch instead (``SyncBatchNorm``), which equals plain batch norm on one process.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,6 +31,7 @@ from .errors import RecipeError
 @dataclass(frozen=True)
 class Ranks:
     """This process's place in the process group."""
+
     rank: int
     world: int
     local_rank: int = 0
@@ -57,18 +59,19 @@ def from_environment(device: Optional[str] = None) -> tuple:
             device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank,
-                                world_size=world)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
     return Ranks(rank, world, local), device
 
 
 def check_batch(batch_size: int, ranks: Ranks) -> int:
     """The per-rank batch: the global batch split evenly over the ranks."""
     if batch_size % ranks.world:
-        raise RecipeError(f"train.batch_size {batch_size} is the global batch and must divide "
-                          f"evenly over {ranks.world} ranks",
-                          hint=f"use a multiple of {ranks.world}, e.g. "
-                               f"{batch_size // ranks.world * ranks.world or ranks.world}")
+        raise RecipeError(
+            f"train.batch_size {batch_size} is the global batch and must divide "
+            f"evenly over {ranks.world} ranks",
+            hint=f"use a multiple of {ranks.world}, e.g. "
+            f"{batch_size // ranks.world * ranks.world or ranks.world}",
+        )
     return batch_size // ranks.world
 
 
@@ -76,16 +79,22 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """The model with its gradients all-reduced (averaged) in buckets during backward.
     Buffers are not broadcast each step: batch norm keeps per-rank statistics."""
     import warnings
+
     from torch.nn.parallel import DistributedDataParallel
+
     with warnings.catch_warnings():
         # torch 2.13 deprecates broadcast_buffers, but its replacement still syncs buffers at
         # start, and per-rank statistics are what is wanted here
         warnings.simplefilter("ignore", FutureWarning)
         # gradient_as_bucket_view: gradients live in the all-reduce buckets, no copy in and
         # out; static_graph: the same parameters get gradients every step
-        return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
-                                       broadcast_buffers=False, gradient_as_bucket_view=True,
-                                       static_graph=True)
+        return DistributedDataParallel(
+            model,
+            device_ids=[device] if device.type == "cuda" else None,
+            broadcast_buffers=False,
+            gradient_as_bucket_view=True,
+            static_graph=True,
+        )
 
 
 def all_reduce_sum(*tensors: torch.Tensor) -> None:
@@ -103,13 +112,16 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def _check_input_dim(self, x):
         if x.dim() not in (2, 4):
-            raise ValueError(f"batch norm expects (batch, features) or (batch, channels, height, "
-                             f"width), got a {x.dim()}-d input")
+            raise ValueError(
+                f"batch norm expects (batch, features) or (batch, channels, height, "
+                f"width), got a {x.dim()}-d input"
+            )
 
     def forward(self, x):
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
+
         c, dims = x.shape[1], [0] + list(range(2, x.dim()))
         # float32 sums: under float16 the squares of activations overflow past 65,504
         xf = x.float()
@@ -117,7 +129,7 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         total = all_reduce(local, op=dist.ReduceOp.SUM)
         n = total[-1]
         mean = total[:c] / n
-        var = (total[c:2 * c] / n - mean * mean).clamp_min(0)
+        var = (total[c : 2 * c] / n - mean * mean).clamp_min(0)
         if self.track_running_stats:
             self._update_running_statistics(mean.detach(), var.detach(), n)
         scale = torch.rsqrt(var + self.eps)
@@ -145,14 +157,24 @@ def synchronise_batch_norm(model: nn.Module) -> int:
     which torch's refuses) this module's SyncBatchNorm. Ghost batch norm is left alone: the
     recipe check refuses it with this option."""
     from .ops import GhostBatchNorm
+
     replaced = 0
     for name, module in list(model.named_modules()):
         if not isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) or isinstance(module, GhostBatchNorm):
             continue
-        kind = nn.SyncBatchNorm if module.running_mean is not None and module.running_mean.is_cuda \
+        kind = (
+            nn.SyncBatchNorm
+            if module.running_mean is not None and module.running_mean.is_cuda
             else SyncBatchNorm
-        synced = kind(module.num_features, module.eps, module.momentum, module.affine,
-                      module.track_running_stats, device="meta")
+        )
+        synced = kind(
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+            device="meta",
+        )
         synced.weight, synced.bias = module.weight, module.bias
         synced.running_mean, synced.running_var = module.running_mean, module.running_var
         synced.num_batches_tracked = module.num_batches_tracked
@@ -166,8 +188,13 @@ def synchronise_batch_norm(model: nn.Module) -> int:
 @torch.no_grad()
 def average_batch_norm_statistics(model: nn.Module, world: int) -> None:
     """Replace every batch-norm running mean and variance by its mean over the ranks."""
-    buffers = [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-               for b in (m.running_mean, m.running_var) if b is not None]
+    buffers = [
+        b
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for b in (m.running_mean, m.running_var)
+        if b is not None
+    ]
     for b in buffers:
         dist.all_reduce(b, op=dist.ReduceOp.SUM)
         b.div_(world)

@@ -10,6 +10,7 @@ built-in loss scaling for float16) the loss is summed and the learning rate
 divided by the batch size, the weight decay multiplied by it, which is the
 same update.
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,6 +48,7 @@ COMPILE_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs")
 class TrainConfig:
     """A run's training settings: the one place their defaults are written (config.py's
     recipe table reads them from here)."""
+
     epochs: float = 24  # may be fractional (9.9): the last epoch is cut after ceil(epochs x steps) steps
     steps: Optional[int] = None  # the run's length in steps instead of epochs
     batch_size: int = 512
@@ -115,6 +117,7 @@ def resolve_precision(precision: str, device) -> str:
 
 # --- parameter statistics ---------------------------------------------------------
 
+
 class ParamStats:
     """Mean and standard deviation over channels (ddof 0) of every batch-norm layer's
     weight (scale) and bias, recorded every ``every`` steps, for ``netgraph show params``.
@@ -126,8 +129,11 @@ class ParamStats:
 
     def __init__(self, model: nn.Module, every: int):
         self.every = every
-        self.layers = [(name.replace(".", "/"), m) for name, m in model.named_modules()
-                       if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
+        self.layers = [
+            (name.replace(".", "/"), m)
+            for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine
+        ]
         self.steps: List[int] = []
         self.records: List[torch.Tensor] = []
 
@@ -148,30 +154,42 @@ class ParamStats:
         layers = {}
         for i, (name, m) in enumerate(self.layers):
             column = [[record[i][k] for record in table] for k in range(4)]
-            layers[name] = {"weight_mean": column[0], "weight_std": column[1],
-                            "bias_mean": column[2], "bias_std": column[3],
-                            "weight_trainable": m.weight.requires_grad,
-                            "bias_trainable": m.bias.requires_grad}
-        entry = {"every": self.every, "steps_per_epoch": steps_per_epoch, "steps": self.steps,
-                 "layers": layers}
+            layers[name] = {
+                "weight_mean": column[0],
+                "weight_std": column[1],
+                "bias_mean": column[2],
+                "bias_std": column[3],
+                "weight_trainable": m.weight.requires_grad,
+                "bias_trainable": m.bias.requires_grad,
+            }
+        entry = {
+            "every": self.every,
+            "steps_per_epoch": steps_per_epoch,
+            "steps": self.steps,
+            "layers": layers,
+        }
         self.steps, self.records = [], []
         return entry
 
 
 # --- loss (test-time views: netgraph.views) ---------------------------------------
 
-def label_smoothing_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float,
-                         reduction: str = "sum") -> torch.Tensor:
+
+def label_smoothing_loss(
+    logits: torch.Tensor, labels: torch.Tensor, smoothing: float, reduction: str = "sum"
+) -> torch.Tensor:
     """(1 - s) x cross-entropy + s x the mean over classes of -log p, per image."""
     return F.cross_entropy(logits.float(), labels, label_smoothing=smoothing, reduction=reduction)
 
 
 # --- data on the device ----------------------------------------------------------
 
+
 @dataclass
 class DeviceData:
     """Images on the device: training images padded for cropping, normalised, or kept as
     uint8 with ``normalize`` applied to each batch (a quarter of float32's memory)."""
+
     train_padded: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
@@ -192,8 +210,9 @@ class DeviceData:
         return (self.normalize(x) if self.normalize else x).float()
 
 
-def to_device(data: Dataset, device, mean, std, pad: int, dtype,
-              keep_uint8: bool = False, host: bool = False) -> DeviceData:
+def to_device(
+    data: Dataset, device, mean, std, pad: int, dtype, keep_uint8: bool = False, host: bool = False
+) -> DeviceData:
     """uint8 images to the device, then normalised and padded there, once; with
     ``keep_uint8`` the padded training set stays uint8 and batches are normalised; with
     ``host`` (data.placement: host) it stays uint8 in host memory, pinned for CUDA, and
@@ -202,22 +221,44 @@ def to_device(data: Dataset, device, mean, std, pad: int, dtype,
         padded = _pad_uint8(data.train_images, pad)
         padded = padded.pin_memory() if torch.device(device).type == "cuda" else padded
         test = preprocess(data.test_images.to(device), mean, std, pad=0, dtype=dtype)
-        return DeviceData(padded, data.train_labels.to(device), test, data.test_labels.to(device), pad,
-                          normalize=normalizer(mean, std, device, dtype), host=True)
+        return DeviceData(
+            padded,
+            data.train_labels.to(device),
+            test,
+            data.test_labels.to(device),
+            pad,
+            normalize=normalizer(mean, std, device, dtype),
+            host=True,
+        )
     d = data.to(device)
     test = preprocess(d.test_images, mean, std, pad=0, dtype=dtype)
     if not keep_uint8:
-        return DeviceData(preprocess(d.train_images, mean, std, pad=pad, dtype=dtype), d.train_labels,
-                          test, d.test_labels, pad)
+        return DeviceData(
+            preprocess(d.train_images, mean, std, pad=pad, dtype=dtype),
+            d.train_labels,
+            test,
+            d.test_labels,
+            pad,
+        )
     padded = _pad_uint8(d.train_images, pad)
-    return DeviceData(padded, d.train_labels, test, d.test_labels, pad,
-                      normalize=normalizer(mean, std, padded.device, dtype))
+    return DeviceData(
+        padded,
+        d.train_labels,
+        test,
+        d.test_labels,
+        pad,
+        normalize=normalizer(mean, std, padded.device, dtype),
+    )
 
 
 def _pad_uint8(images: torch.Tensor, pad: int) -> torch.Tensor:
     # Reflect padding of integers is exact in float32; in chunks, so no full float copy is made.
-    return torch.cat([F.pad(chunk.float(), (pad,) * 4, mode="reflect").to(torch.uint8) if pad else chunk
-                      for chunk in images.split(4096)])
+    return torch.cat(
+        [
+            F.pad(chunk.float(), (pad,) * 4, mode="reflect").to(torch.uint8) if pad else chunk
+            for chunk in images.split(4096)
+        ]
+    )
 
 
 def input_dtype(precision: str) -> torch.dtype:
@@ -226,16 +267,22 @@ def input_dtype(precision: str) -> torch.dtype:
 
 # --- evaluation -------------------------------------------------------------------
 
+
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-             ranks: Optional[Ranks] = None):
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: TrainConfig,
+    ranks: Optional[Ranks] = None,
+):
     """(accuracy, mean loss) on the test images, in batches, with test-time views; with
     ranks, each rank evaluates every W-th image and the counts are summed over ranks."""
     was_training = model.training
     model.eval()
     n = len(images)
     if ranks:
-        images, labels = images[ranks.rank::ranks.world], labels[ranks.rank::ranks.world]
+        images, labels = images[ranks.rank :: ranks.world], labels[ranks.rank :: ranks.world]
     correct = torch.zeros((), device=images.device)
     loss = torch.zeros((), device=images.device)
     views = parse_tta(config.tta)  # once, not once a batch
@@ -266,8 +313,10 @@ def synchronize(device) -> None:
 
 # --- compilation ------------------------------------------------------------------
 
-def compile_model(model: nn.Module, config: TrainConfig, example: torch.Tensor,
-                  eval_shapes: Sequence[int]) -> tuple:
+
+def compile_model(
+    model: nn.Module, config: TrainConfig, example: torch.Tensor, eval_shapes: Sequence[int]
+) -> tuple:
     """(compiled forward, seconds spent compiling). torch.compile compiles lazily on the
     first calls; those are made here on random inputs of the shapes training and evaluation
     will use, so the compile time is counted apart (as the field reports it), and the
@@ -283,8 +332,9 @@ def compile_model(model: nn.Module, config: TrainConfig, example: torch.Tensor,
     for _ in range(2):
         with _autocast(config.precision, device):
             out = forward(_memory_format(torch.randn_like(example), config))
-        label_smoothing_loss(out, torch.zeros(len(out), dtype=torch.long, device=device),
-                             config.label_smoothing).backward()
+        label_smoothing_loss(
+            out, torch.zeros(len(out), dtype=torch.long, device=device), config.label_smoothing
+        ).backward()
     model.eval()
     with torch.no_grad(), _autocast(config.precision, device):
         for n in eval_shapes:
@@ -303,11 +353,13 @@ def compile_model(model: nn.Module, config: TrainConfig, example: torch.Tensor,
 
 # --- parameter groups and their optimizers ---------------------------------------------
 
+
 @dataclass
 class GroupRun:
     """One parameter group as the loop drives it: where its torch group lives (optimizer and
     index: torch replaces its group dicts when a state is loaded), its own schedule (None:
     train.lr), its multipliers, and the last step it trains (None: every step)."""
+
     group: Group
     optimizer: torch.optim.Optimizer
     index: int
@@ -332,40 +384,61 @@ def until_step(until: Optional[Dict], steps_per_epoch: int, total: int) -> Optio
     """The last step of a group's ``until: {epochs: N} | {steps: N} | {fraction: F}``."""
     if until is None:
         return None
-    (unit, n), = until.items()
+    ((unit, n),) = until.items()
     if unit == "steps":
         return int(n)
     return math.ceil(n * (steps_per_epoch if unit == "epochs" else total) - 1e-9)
 
 
-def build_optimizers(model: nn.Module, config: TrainConfig, options: Dict, steps_per_epoch: int,
-                     total: int) -> tuple:
+def build_optimizers(
+    model: nn.Module, config: TrainConfig, options: Dict, steps_per_epoch: int, total: int
+) -> tuple:
     """(the torch optimizers, a GroupRun per parameter group): the groups resolved from the
     passes' ``options`` and train.param_groups, one optimizer per distinct optimizer setting
     (in the order the groups first use it), each group one torch parameter group of it."""
+
     def unused(i):
-        warnings.warn(f"train.param_groups item {i + 1} ({config.param_groups[i]}) matches no "
-                      f"trainable parameter; names look like 'layer1.conv_bn.bn.bias'", stacklevel=3)
+        warnings.warn(
+            f"train.param_groups item {i + 1} ({config.param_groups[i]}) matches no "
+            f"trainable parameter; names look like 'layer1.conv_bn.bn.bias'",
+            stacklevel=3,
+        )
+
     summed = config.loss == "sum"
     chosen: Dict[str, list] = {}  # optimizer setting -> [spec, params, torch groups, group indices]
     settings = []
     for n, group in enumerate(param_groups.resolve(model, options, config.param_groups, unused)):
         s = group.settings
-        name, params = (s["optimizer"]["name"], s["optimizer"]["params"]) if s["optimizer"] \
+        name, params = (
+            (s["optimizer"]["name"], s["optimizer"]["params"])
+            if s["optimizer"]
             else (config.optimizer, config.optimizer_params)
+        )
         spec = OPTIMIZERS[name]
         scaled = summed and spec.linear  # see the module docstring
         decay = config.weight_decay if s["weight_decay"] is None else s["weight_decay"]
-        torch_group = {"params": group.params,
-                       "momentum": config.momentum if s["momentum"] is None else s["momentum"],
-                       "weight_decay": decay * (config.batch_size if scaled else 1.0) * s["wd_scale"]}
+        torch_group = {
+            "params": group.params,
+            "momentum": config.momentum if s["momentum"] is None else s["momentum"],
+            "weight_decay": decay * (config.batch_size if scaled else 1.0) * s["wd_scale"],
+        }
         entry = chosen.setdefault(json.dumps([name, params], sort_keys=True), [spec, params, [], []])
         entry[2].append(torch_group)
         entry[3].append(n)
-        schedule = StepSchedule.build(s["lr"]["knots"], s["lr"]["values"], s["lr"]["unit"],
-                                      steps_per_epoch, total) if s["lr"] else None
-        settings.append((group, schedule, s["lr_scale"], 1.0 / config.batch_size if scaled else 1.0,
-                         until_step(s["until"], steps_per_epoch, total)))
+        schedule = (
+            StepSchedule.build(s["lr"]["knots"], s["lr"]["values"], s["lr"]["unit"], steps_per_epoch, total)
+            if s["lr"]
+            else None
+        )
+        settings.append(
+            (
+                group,
+                schedule,
+                s["lr_scale"],
+                1.0 / config.batch_size if scaled else 1.0,
+                until_step(s["until"], steps_per_epoch, total),
+            )
+        )
     optimizers, runs = [], [None] * len(settings)
     for spec, params, torch_groups, indices in chosen.values():
         if "foreach" in spec.params and params.get("foreach") is None:
@@ -384,11 +457,16 @@ def build_averaging(spec: Optional[Dict], model: nn.Module, steps_per_epoch: int
     if not spec:
         return None
     build = AVERAGING[spec["name"]].build
-    extra = {"steps_per_epoch": steps_per_epoch} if "steps_per_epoch" in inspect.signature(build).parameters else {}
+    extra = (
+        {"steps_per_epoch": steps_per_epoch}
+        if "steps_per_epoch" in inspect.signature(build).parameters
+        else {}
+    )
     return build(model, **spec["params"], **extra)
 
 
 # --- the loop ---------------------------------------------------------------------
+
 
 @dataclass
 class EpochLog:
@@ -442,12 +520,14 @@ class _StopSignals:
 
     def __init__(self, active: bool):
         import threading
+
         self.active = active and threading.current_thread() is threading.main_thread()
         self.received: Optional[str] = None
         self._old = {}
 
     def __enter__(self):
         import signal
+
         if self.active:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -455,12 +535,14 @@ class _StopSignals:
 
     def _handle(self, signum, frame):
         import signal
+
         if self.received and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
 
     def __exit__(self, *exc):
         import signal
+
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
 
@@ -471,8 +553,17 @@ class Training:
     train.lr, the averaging and the parameter statistics. ``step`` is one optimizer step;
     ``epoch`` runs one epoch of them; ``state`` and ``restore`` are a TrainState."""
 
-    def __init__(self, model: nn.Module, data: DeviceData, config: TrainConfig, augmentations: Sequence,
-                 max_groups: int, options: Dict, ranks: Optional[Ranks], setup_time: float = 0.0):
+    def __init__(
+        self,
+        model: nn.Module,
+        data: DeviceData,
+        config: TrainConfig,
+        augmentations: Sequence,
+        max_groups: int,
+        options: Dict,
+        ranks: Optional[Ranks],
+        setup_time: float = 0.0,
+    ):
         self.model, self.data, self.config, self.ranks = model, data, config, ranks
         self.device = device = data.train_labels.device  # images stay on the host with placement: host
         torch.manual_seed(config.seed)
@@ -485,24 +576,38 @@ class Training:
             half_precision(model, torch.float16)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.loader = BatchGroupLoader(data.train_padded, data.train_labels, config.batch_size, augmentations,
-                                       seed=config.seed, max_groups=max_groups, normalize=data.normalize,
-                                       device=device, host=data.host)
+        self.loader = BatchGroupLoader(
+            data.train_padded,
+            data.train_labels,
+            config.batch_size,
+            augmentations,
+            seed=config.seed,
+            max_groups=max_groups,
+            normalize=data.normalize,
+            device=device,
+            host=data.host,
+        )
         self.steps_per_epoch = len(self.loader)
         if self.steps_per_epoch == 0:
-            raise RecipeError(f"the training set ({len(data.train_labels)} images) is smaller than one "
-                              f"batch ({config.batch_size} images)", hint="use a smaller train.batch_size")
+            raise RecipeError(
+                f"the training set ({len(data.train_labels)} images) is smaller than one "
+                f"batch ({config.batch_size} images)",
+                hint="use a smaller train.batch_size",
+            )
         self.total_steps = total_steps(config, self.steps_per_epoch)
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        self.schedule = StepSchedule.build(config.lr_knots, config.lr_values, config.lr_unit,
-                                           self.steps_per_epoch, self.total_steps)
-        self.optimizers, self.groups = build_optimizers(model, config, options, self.steps_per_epoch,
-                                                        self.total_steps)
+        self.schedule = StepSchedule.build(
+            config.lr_knots, config.lr_values, config.lr_unit, self.steps_per_epoch, self.total_steps
+        )
+        self.optimizers, self.groups = build_optimizers(
+            model, config, options, self.steps_per_epoch, self.total_steps
+        )
         self.average = build_averaging(config.averaging(), model, self.steps_per_epoch)
         self.stats = ParamStats(model, config.log_params) if config.log_params else None
         if self.stats and not self.stats.layers:
-            warnings.warn("train.log_params: the model has no batch-norm layers, nothing to record",
-                          stacklevel=3)
+            warnings.warn(
+                "train.log_params: the model has no batch-norm layers, nothing to record", stacklevel=3
+            )
             self.stats = None
         self.summed = config.loss == "sum"
         # DistributedDataParallel averages gradients over ranks; a summed loss wants their sum.
@@ -513,15 +618,24 @@ class Training:
         self.forward, self.compile_time = self._compiled(net) if config.compile != "none" else (net, 0.0)
         self.evaluated = self.average.evaluated if self.average else model
         # the compiled forward when it is the model evaluated; a moving-average copy runs eagerly
-        self.evaluator = self.forward if config.compile != "none" and self.evaluated is model else self.evaluated
+        self.evaluator = (
+            self.forward if config.compile != "none" and self.evaluated is model else self.evaluated
+        )
         # around each step, not in it: the averaging, then the parameter statistics
         self.after_step: List[Callable[[int], None]] = []
         if self.average:
             self.after_step.append(lambda k: self.average.after_step(k, self.total_steps))
         if self.stats:
             self.after_step.append(lambda k: self.stats.record(k) if k % self.stats.every == 0 else None)
-        self.result = TrainResult(math.nan, math.nan, setup_time, 0.0, self.epochs,
-                                  compile_time_s=self.compile_time, steps=self.total_steps)
+        self.result = TrainResult(
+            math.nan,
+            math.nan,
+            setup_time,
+            0.0,
+            self.epochs,
+            compile_time_s=self.compile_time,
+            steps=self.total_steps,
+        )
         self.step_count = 0
         self.losses = torch.zeros(self.steps_per_epoch, device=device)  # per step, read once an epoch
         self.correct = torch.zeros((), device=device)
@@ -566,7 +680,9 @@ class Training:
         """Steps of epoch ``epoch``: all of them but in a last epoch cut short."""
         return min(self.steps_per_epoch, self.total_steps - (epoch - 1) * self.steps_per_epoch)
 
-    def epoch(self, epoch: int, skip: int, generator_state, on_step, signals, checkpoint, elapsed: float) -> float:
+    def epoch(
+        self, epoch: int, skip: int, generator_state, on_step, signals, checkpoint, elapsed: float
+    ) -> float:
         """Run epoch ``epoch`` from its step ``skip``; the seconds it trained. On SIGINT/SIGTERM,
         the state goes to ``checkpoint`` after the step in progress and TrainingInterrupted
         is raised."""
@@ -577,7 +693,7 @@ class Training:
             if i >= steps:
                 break
             if self.ranks:
-                x, y = x[self.ranks.rank::self.ranks.world], y[self.ranks.rank::self.ranks.world]
+                x, y = x[self.ranks.rank :: self.ranks.world], y[self.ranks.rank :: self.ranks.world]
             self.step(x, y)
             if on_step:
                 on_step(i + 1, steps)
@@ -593,21 +709,32 @@ class Training:
         """The whole training state, on the CPU: ``epoch`` is the epoch to run next, or in
         progress with ``skip`` of its steps done."""
         return TrainState(
-            step=self.step_count, epoch=epoch, skip=skip, model=to_cpu(self.model.state_dict()),
+            step=self.step_count,
+            epoch=epoch,
+            skip=skip,
+            model=to_cpu(self.model.state_dict()),
             optimizers=[to_cpu(o.state_dict()) for o in self.optimizers],
             # the generator as this epoch began (mid-epoch) or as the next will begin
             generator=self.loader.epoch_state if skip else self.loader.generator.get_state(),
             average=to_cpu(self.average.state_dict()) if self.average else None,
-            stats={"steps": list(self.stats.steps), "records": to_cpu(self.stats.records)} if self.stats else None,
+            stats={"steps": list(self.stats.steps), "records": to_cpu(self.stats.records)}
+            if self.stats
+            else None,
             epoch_losses=to_cpu(self.losses) if skip else None,
-            epoch_correct=float(self.correct.item()) if skip else 0.0, epoch_elapsed=elapsed,
-            train_time_s=self.result.train_time_s, log=[asdict(e) for e in self.result.log])
+            epoch_correct=float(self.correct.item()) if skip else 0.0,
+            epoch_elapsed=elapsed,
+            train_time_s=self.result.train_time_s,
+            log=[asdict(e) for e in self.result.log],
+        )
 
     def restore(self, state: TrainState) -> None:
         self.model.load_state_dict(state.model)
         if len(state.optimizers) != len(self.optimizers):
-            raise RecipeError(f"the training state has {len(state.optimizers)} optimizers, the recipe "
-                              f"{len(self.optimizers)}", hint="resume with the recipe it was started with")
+            raise RecipeError(
+                f"the training state has {len(state.optimizers)} optimizers, the recipe "
+                f"{len(self.optimizers)}",
+                hint="resume with the recipe it was started with",
+            )
         for optimizer, saved in zip(self.optimizers, state.optimizers):
             optimizer.load_state_dict(saved)
         if self.average:
@@ -624,12 +751,20 @@ class Training:
             self.correct.fill_(state.epoch_correct)
 
 
-def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations: Sequence = (),
-          max_groups: int = MAX_GROUPS, parameter_options: Optional[Dict] = None, setup_time: float = 0.0,
-          on_epoch: Optional[Callable[[EpochLog], None]] = None,
-          on_step: Optional[Callable[[int, int], None]] = None,
-          checkpoint: Optional[Callable[[Dict], None]] = None, resume: Optional[Dict] = None,
-          ranks: Optional[Ranks] = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    data: DeviceData,
+    config: TrainConfig,
+    augmentations: Sequence = (),
+    max_groups: int = MAX_GROUPS,
+    parameter_options: Optional[Dict] = None,
+    setup_time: float = 0.0,
+    on_epoch: Optional[Callable[[EpochLog], None]] = None,
+    on_step: Optional[Callable[[int, int], None]] = None,
+    checkpoint: Optional[Callable[[Dict], None]] = None,
+    resume: Optional[Dict] = None,
+    ranks: Optional[Ranks] = None,
+) -> TrainResult:
     """Train ``model`` on ``data`` and evaluate it; times follow the seed's rule
     (training counted, evaluation not, CUDA synchronised around the timer).
 
@@ -655,8 +790,15 @@ def train(model: nn.Module, data: DeviceData, config: TrainConfig, augmentations
             if not resuming:
                 run.losses.zero_()
                 run.correct.zero_()
-            epoch_time = run.epoch(epoch, skip, saved.generator if resuming else None, on_step, signals,
-                                   checkpoint, saved.epoch_elapsed if resuming else 0.0)
+            epoch_time = run.epoch(
+                epoch,
+                skip,
+                saved.generator if resuming else None,
+                on_step,
+                signals,
+                checkpoint,
+                saved.epoch_elapsed if resuming else 0.0,
+            )
             skip = 0
             end_epoch(run, epoch, epoch_time, on_epoch, checkpoint)
             if signals.received and epoch < run.epochs:
@@ -688,13 +830,23 @@ def end_epoch(run: Training, epoch: int, epoch_time: float, on_epoch, checkpoint
     test_acc = test_loss = None
     if config.eval_every_epoch or epoch == run.epochs:
         start = time.perf_counter()
-        test_acc, test_loss = evaluate(run.evaluator, run.data.test_images, run.data.test_labels, config, ranks)
+        test_acc, test_loss = evaluate(
+            run.evaluator, run.data.test_images, run.data.test_labels, config, ranks
+        )
         synchronize(run.device)
         if epoch == run.epochs:
             result.eval_time_s = time.perf_counter() - start
-    entry = EpochLog(epoch, run.schedule.at(run.step_count), loss_sum / seen, run.correct.item() / seen,
-                     test_loss, test_acc, epoch_time, result.train_time_s,
-                     run.stats.flush(run.steps_per_epoch) if run.stats else None)
+    entry = EpochLog(
+        epoch,
+        run.schedule.at(run.step_count),
+        loss_sum / seen,
+        run.correct.item() / seen,
+        test_loss,
+        test_acc,
+        epoch_time,
+        result.train_time_s,
+        run.stats.flush(run.steps_per_epoch) if run.stats else None,
+    )
     result.log.append(entry)
     if on_epoch:
         on_epoch(entry)
@@ -709,9 +861,14 @@ def non_finite_loss(run: Training, epoch: int, kept: bool) -> NonFiniteLoss:
     return NonFiniteLoss(
         f"the training loss became {run.losses[bad].item()} at epoch {epoch}, step {bad_step} "
         f"(step {bad + 1} of {run.steps_in(epoch)} in the epoch), learning rate "
-        f"{run.schedule.at(bad_step):.4g}; training stopped" +
-        ("; the checkpoint of the last good epoch is kept, to look at: resumed with the same recipe "
-         "it meets the same loss" if kept else ""),
+        f"{run.schedule.at(bad_step):.4g}; training stopped"
+        + (
+            "; the checkpoint of the last good epoch is kept, to look at: resumed with the same recipe "
+            "it meets the same loss"
+            if kept
+            else ""
+        ),
         hint="train afresh with a lower peak learning rate (train.lr.values), or float32 "
-             "(train.precision) if float16 overflows; --resume takes only the recipe and --set "
-             "options a checkpoint was written with")
+        "(train.precision) if float16 overflows; --resume takes only the recipe and --set "
+        "options a checkpoint was written with",
+    )

@@ -5,6 +5,7 @@ Every mistake a user can make in a recipe (or on the command line) becomes a
 to do about it. The CLI prints it as one line and exits non-zero; any other
 exception escaping netgraph is a bug in netgraph.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -14,9 +15,16 @@ from typing import Iterable, Optional
 class RecipeError(ValueError):
     """A mistake in a recipe, with its location and a hint for the fix."""
 
-    def __init__(self, message: str, *, file: Optional[str] = None,
-                 line: Optional[int] = None, node: Optional[str] = None,
-                 hint: Optional[str] = None, setting: Optional[tuple] = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: Optional[str] = None,
+        line: Optional[int] = None,
+        node: Optional[str] = None,
+        hint: Optional[str] = None,
+        setting: Optional[tuple] = None,
+    ):
         self.message = message
         # the recipe key the mistake is about when it was found elsewhere (a pass refusing
         # train.batch_size): Recipe.blame names the --set that gave it first
@@ -36,7 +44,7 @@ class RecipeError(ValueError):
         # One line, always: a name or value quoted from a recipe may hold a line break.
         return f"{where}{node}{self.message}{hint}".replace("\r", "\\r").replace("\n", "\\n")
 
-    def located(self, file=None, line=None, node=None) -> "RecipeError":
+    def located(self, file=None, line=None, node=None) -> RecipeError:
         """Fill in whatever location this error does not know yet."""
         self.file = self.file or (None if file is None else str(file))
         self.line = self.line or line
@@ -50,8 +58,9 @@ def did_you_mean(word: str, choices: Iterable[str]) -> Optional[str]:
     by_lower = {}
     for c in choices:
         by_lower.setdefault(str(c).lower(), str(c))
-    close = [by_lower[c] for c in
-             difflib.get_close_matches(str(word).lower(), list(by_lower), n=3, cutoff=0.6)]
+    close = [
+        by_lower[c] for c in difflib.get_close_matches(str(word).lower(), list(by_lower), n=3, cutoff=0.6)
+    ]
     if not close:
         return None
     return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"

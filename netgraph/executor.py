@@ -7,6 +7,7 @@ right after its last use, and parameters are named after node paths
 (``layer1.residual.res1.conv.weight``). The module is ordinary PyTorch, so
 ``torch.compile``, ``channels_last`` and ``.half()`` work on it.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,9 @@ from .errors import RecipeError
 from .graph import INPUT, in_shapes, inputs, needed_nodes, node_error, topological_order
 
 
-def compile_graph(g: nx.DiGraph, class_name: str | None = None,
-                  allow_pending: bool = False) -> fx.GraphModule:
+def compile_graph(
+    g: nx.DiGraph, class_name: str | None = None, allow_pending: bool = False
+) -> fx.GraphModule:
     """Compile a shape-checked graph (``build_graph`` or a pass's output) into a module.
 
     Only the nodes the output depends on are compiled. A node a pass left pending
@@ -60,8 +62,11 @@ def compile_graph(g: nx.DiGraph, class_name: str | None = None,
 def parameter_options(g: nx.DiGraph) -> dict:
     """Learning-rate and weight-decay multipliers passes recorded on nodes (``optim``),
     keyed by the compiled module's parameter names: {"layer1.bn.bias": {"lr_scale": 64, ...}}."""
-    return {f"{node.replace('/', '.')}.{name}": options
-            for node, data in g.nodes(data=True) for name, options in (data.get("optim") or {}).items()}
+    return {
+        f"{node.replace('/', '.')}.{name}": options
+        for node, data in g.nodes(data=True)
+        for name, options in (data.get("optim") or {}).items()
+    }
 
 
 def _load_tensors(module: nn.Module, tensors) -> None:

@@ -9,6 +9,7 @@
   locked (flock on ``<path>.lock``, holding the PID): a second process is refused at start
   with the first one's PID. The lock goes with the process, even when it is killed.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -22,8 +23,8 @@ import torch
 
 from .errors import RecipeError
 
-
 # --- checksums ----------------------------------------------------------------------------
+
 
 def _walk(value: Any) -> Iterator[Tuple[str, Any]]:
     """(path, leaf) for every leaf of nested dicts and lists, in order; iterative, so no
@@ -58,16 +59,23 @@ def checksum(payload: Dict) -> str:
 def check_checksum(payload: Dict, path, what: str, writer: str) -> None:
     saved = payload.get("checksum")
     if not isinstance(saved, str):
-        raise RecipeError(f"the {what} has no checksum of its tensors", file=str(path),
-                          hint=f"it was not written by this netgraph's {writer}")
+        raise RecipeError(
+            f"the {what} has no checksum of its tensors",
+            file=str(path),
+            hint=f"it was not written by this netgraph's {writer}",
+        )
     if checksum(payload) != saved:
-        raise RecipeError(f"the {what}'s tensors do not match its checksum: the file is corrupt "
-                          f"or was changed", file=str(path),
-                          hint="use another copy, or start afresh" if "checkpoint" in what
-                          else "use another copy, or train it again")
+        raise RecipeError(
+            f"the {what}'s tensors do not match its checksum: the file is corrupt or was changed",
+            file=str(path),
+            hint="use another copy, or start afresh"
+            if "checkpoint" in what
+            else "use another copy, or train it again",
+        )
 
 
 # --- writing ------------------------------------------------------------------------------
+
 
 def temporary_beside(path: Path):
     """(name, open binary file) of a new file beside ``path``: a unique name, created with
@@ -79,8 +87,9 @@ def temporary_beside(path: Path):
             return tmp, os.fdopen(os.open(tmp, flags, 0o600), "wb")
         except FileExistsError:
             continue
-    raise RecipeError("cannot create a temporary file: 100 unique names were all taken",
-                      file=str(path.parent))
+    raise RecipeError(
+        "cannot create a temporary file: 100 unique names were all taken", file=str(path.parent)
+    )
 
 
 def save_atomically(payload: Dict, path) -> None:
@@ -118,9 +127,11 @@ def lock(path, what: str) -> Path:
         except BlockingIOError:
             pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise RecipeError(f"{what} is in use by another netgraph process (PID {pid})",
-                              file=str(path), hint=f"wait for it to finish, stop it (kill {pid}), "
-                                                   "or use another path") from None
+            raise RecipeError(
+                f"{what} is in use by another netgraph process (PID {pid})",
+                file=str(path),
+                hint=f"wait for it to finish, stop it (kill {pid}), or use another path",
+            ) from None
         # the holder before us may have removed the file between our open and our lock
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(lock_path, follow_symlinks=False))

@@ -22,6 +22,7 @@ Wiring rules (the recipe's, kept here):
   dict means that dict's output; ``input`` means the input of the dict it is
   in, so ``/input`` is the graph input.
 """
+
 from __future__ import annotations
 
 import keyword
@@ -57,6 +58,7 @@ def path_str(path: Sequence[str]) -> str:
 
 
 # --- expansion: the recipe's network, blocks replaced by their bodies ---------
+
 
 @dataclass
 class _Item:
@@ -97,9 +99,15 @@ class _Expander:
         self._fill(root, self.recipe.network, ("network",), None, ())
         return root
 
-    def _fill(self, group: _Group, mapping: Dict[str, Any], site: KeyPath,
-              block: Optional[Tuple[str, KeyPath]], stack: Tuple[str, ...],
-              plain_group: bool = False) -> None:
+    def _fill(
+        self,
+        group: _Group,
+        mapping: Dict[str, Any],
+        site: KeyPath,
+        block: Optional[Tuple[str, KeyPath]],
+        stack: Tuple[str, ...],
+        plain_group: bool = False,
+    ) -> None:
         for name, value in mapping.items():
             if name == "in" and plain_group:
                 continue  # the group's own input, kept in group.ref
@@ -110,24 +118,47 @@ class _Expander:
             node = path_str(path)
             self._count(value, path, item_site, item_block)
             if not isinstance(name, str) or not _NAME.fullmatch(name):
-                raise self.error(f"'{name}' is not a valid node name: use letters, digits "
-                                 "and _, starting with a letter", item_site, node, block=item_block)
+                raise self.error(
+                    f"'{name}' is not a valid node name: use letters, digits and _, starting with a letter",
+                    item_site,
+                    node,
+                    block=item_block,
+                )
             if name in RESERVED_NAMES:
-                raise self.error(f"'{name}' is reserved and cannot name a node", item_site, node,
-                                 hint="input is the graph (or enclosing dict's) input; "
-                                      "in, op and block are node keys", block=item_block)
+                raise self.error(
+                    f"'{name}' is reserved and cannot name a node",
+                    item_site,
+                    node,
+                    hint="input is the graph (or enclosing dict's) input; in, op and block are node keys",
+                    block=item_block,
+                )
             if keyword.iskeyword(name) or name == "self" or name in MODULE_ATTRIBUTES:
-                what = "a Python keyword" if keyword.iskeyword(name) else \
-                    "the generated forward's own argument" if name == "self" else \
-                    "an attribute every torch module has"
-                raise self.error(f"'{name}' cannot name a node: it is {what}", item_site, node,
-                                 hint=f"rename it, e.g. '{name.strip('_')}_node'", block=item_block)
+                what = (
+                    "a Python keyword"
+                    if keyword.iskeyword(name)
+                    else "the generated forward's own argument"
+                    if name == "self"
+                    else "an attribute every torch module has"
+                )
+                raise self.error(
+                    f"'{name}' cannot name a node: it is {what}",
+                    item_site,
+                    node,
+                    hint=f"rename it, e.g. '{name.strip('_')}_node'",
+                    block=item_block,
+                )
             if not isinstance(value, dict):
-                raise self.error(f"expected a node ({{op: ...}}), a block use ({{block: ...}}) or a "
-                                 f"dict of nodes, got {value!r}", item_site, node, block=item_block)
+                raise self.error(
+                    f"expected a node ({{op: ...}}), a block use ({{block: ...}}) or a "
+                    f"dict of nodes, got {value!r}",
+                    item_site,
+                    node,
+                    block=item_block,
+                )
             if "op" in value and "block" in value:
-                raise self.error("a node has either op: or block:, not both", item_site, node,
-                                 block=item_block)
+                raise self.error(
+                    "a node has either op: or block:, not both", item_site, node, block=item_block
+                )
             if "op" in value:
                 group.items.append(self._leaf(path, value, item_site, item_block))
             elif "block" in value:
@@ -135,8 +166,9 @@ class _Expander:
             else:
                 child = _Group(path=path, site=item_site, block=item_block, ref=value.get("in"))
                 if not [k for k in value if k != "in"]:
-                    raise self.error("empty dict: a group needs at least one node", item_site, node,
-                                     block=item_block)
+                    raise self.error(
+                        "empty dict: a group needs at least one node", item_site, node, block=item_block
+                    )
                 self.groups[path] = child
                 group.items.append(child)
                 self._fill(child, value, item_site, item_block, stack, plain_group=True)
@@ -146,14 +178,23 @@ class _Expander:
         made millions of nodes), and each level of blocks nests one level deeper."""
         self.values += 1 + (len(value) if isinstance(value, dict) else 0)
         if self.values > MAX_VALUES:
-            raise self.error(f"the network expands to more than {MAX_VALUES:,} values", site,
-                             path_str(path), block=block,
-                             hint="a block used n times inside a block used n times makes n*n "
-                                  "copies; use fewer, or a smaller network")
+            raise self.error(
+                f"the network expands to more than {MAX_VALUES:,} values",
+                site,
+                path_str(path),
+                block=block,
+                hint="a block used n times inside a block used n times makes n*n "
+                "copies; use fewer, or a smaller network",
+            )
         if len(path) > MAX_DEPTH:
-            raise self.error(f"the network nests more than {MAX_DEPTH} levels deep (each block "
-                             f"inside a block is one level)", site, path_str(path), block=block,
-                             hint="a network is a few levels deep; flatten the chain of blocks")
+            raise self.error(
+                f"the network nests more than {MAX_DEPTH} levels deep (each block "
+                f"inside a block is one level)",
+                site,
+                path_str(path),
+                block=block,
+                hint="a network is a few levels deep; flatten the chain of blocks",
+            )
 
     def _leaf(self, path, value, site, block) -> _Leaf:
         op = value["op"]
@@ -163,8 +204,12 @@ class _Expander:
         if refs is not None:
             refs = [refs] if isinstance(refs, str) else refs
             if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
-                raise self.error(f"in: must be a node path or a list of paths, got {value['in']!r}",
-                                 site, path_str(path), block=block)
+                raise self.error(
+                    f"in: must be a node path or a list of paths, got {value['in']!r}",
+                    site,
+                    path_str(path),
+                    block=block,
+                )
         params = {k: v for k, v in value.items() if k not in ("op", "in")}
         leaf = _Leaf(path=path, site=site, block=block, op=op, params=params, refs=refs)
         self.leaves[path] = leaf
@@ -177,31 +222,46 @@ class _Expander:
         if not isinstance(name, str):
             raise self.error(f"block: must be a block name, got {name!r}", site, node, block=block)
         if name not in blocks:
-            raise self.error(f"unknown block '{name}'", site, node,
-                             hint=did_you_mean(name, blocks) or
-                             ("blocks defined: " + ", ".join(blocks) if blocks else "define it under blocks:"),
-                             block=block)
+            raise self.error(
+                f"unknown block '{name}'",
+                site,
+                node,
+                hint=did_you_mean(name, blocks)
+                or ("blocks defined: " + ", ".join(blocks) if blocks else "define it under blocks:"),
+                block=block,
+            )
         if name in stack:
             raise self.error(f"block '{name}' uses itself: {' -> '.join(stack + (name,))}", site, node)
         body = dict(blocks[name])
         defaults = body.pop(BLOCK_DEFAULTS, {}) or {}
         if not isinstance(defaults, dict):
-            raise self.error(f"block '{name}': {BLOCK_DEFAULTS} must map parameter names to values",
-                             ("blocks", name, BLOCK_DEFAULTS), node)
+            raise self.error(
+                f"block '{name}': {BLOCK_DEFAULTS} must map parameter names to values",
+                ("blocks", name, BLOCK_DEFAULTS),
+                node,
+            )
         args = {k: v for k, v in value.items() if k not in ("block", "in")}
         declared = _referenced(body) | set(defaults)
         for arg in args:
             if arg not in declared:
-                raise self.error(f"block '{name}' has no parameter '{arg}'", site, node,
-                                 hint=did_you_mean(arg, declared) or
-                                 f"its parameters: {', '.join(sorted(declared)) or 'none'}",
-                                 block=block)
+                raise self.error(
+                    f"block '{name}' has no parameter '{arg}'",
+                    site,
+                    node,
+                    hint=did_you_mean(arg, declared)
+                    or f"its parameters: {', '.join(sorted(declared)) or 'none'}",
+                    block=block,
+                )
         values = {**defaults, **args}
         missing = sorted(_referenced(body) - set(values))
         if missing:
-            raise self.error(f"block '{name}' needs parameter '{missing[0]}'", site, node,
-                             hint=f"set it where the block is used: {{block: {name}, {missing[0]}: ...}}",
-                             block=block)
+            raise self.error(
+                f"block '{name}' needs parameter '{missing[0]}'",
+                site,
+                node,
+                hint=f"set it where the block is used: {{block: {name}, {missing[0]}: ...}}",
+                block=block,
+            )
         group = _Group(path=path, site=site, block=block, ref=value.get("in"))
         self.groups[path] = group
         # Nodes of the block body report the outermost use site and the definition line.
@@ -237,6 +297,7 @@ def _substitute(value: Any, values: Dict[str, Any]) -> Any:
 
 # --- wiring: every input path resolved to a node ------------------------------
 
+
 class _Wiring:
     def __init__(self, ex: _Expander):
         self.ex = ex
@@ -268,13 +329,18 @@ class _Wiring:
         if group.path in self._inputs:
             return self._inputs[group.path]
         if group.path in self._resolving:
-            raise self.ex.error("its in: refers back to its own input", group.site,
-                                path_str(group.path), block=group.block)
+            raise self.ex.error(
+                "its in: refers back to its own input", group.site, path_str(group.path), block=group.block
+            )
         self._resolving.add(group.path)
         if group.ref is not None:
             if not isinstance(group.ref, str):
-                raise self.ex.error(f"a dict's in: must be one node path, got {group.ref!r}",
-                                    group.site, path_str(group.path), block=group.block)
+                raise self.ex.error(
+                    f"a dict's in: must be one node path, got {group.ref!r}",
+                    group.site,
+                    path_str(group.path),
+                    block=group.block,
+                )
             result = self.resolve(group.ref, group.path[:-1], group)
         else:
             result = self.previous(group)
@@ -294,8 +360,9 @@ class _Wiring:
             last = i == len(parts) - 1
             if part == "..":
                 if not current:
-                    raise ex.error(f"in: '{ref}' goes above the network's root", who.site, node,
-                                   block=who.block)
+                    raise ex.error(
+                        f"in: '{ref}' goes above the network's root", who.site, node, block=who.block
+                    )
                 current.pop()
                 continue
             if part == INPUT and last:
@@ -304,14 +371,19 @@ class _Wiring:
             path = tuple(current)
             if path not in ex.groups and path not in ex.leaves:
                 known = [path_str(p) for p in list(ex.leaves) + list(ex.groups) if p]
-                raise ex.error(f"in: '{ref}' names no node (no '{path_str(path)}' in the network)",
-                               who.site, node, block=who.block,
-                               hint=did_you_mean(path_str(path), known) or
-                               "paths are relative to the node's own dict; use ../ to go up "
-                               "or a leading / for the root")
+                raise ex.error(
+                    f"in: '{ref}' names no node (no '{path_str(path)}' in the network)",
+                    who.site,
+                    node,
+                    block=who.block,
+                    hint=did_you_mean(path_str(path), known)
+                    or "paths are relative to the node's own dict; use ../ to go up "
+                    "or a leading / for the root",
+                )
             if path in ex.leaves and not last:
-                raise ex.error(f"in: '{ref}': '{path_str(path)}' is a node, not a dict",
-                               who.site, node, block=who.block)
+                raise ex.error(
+                    f"in: '{ref}': '{path_str(path)}' is a node, not a dict", who.site, node, block=who.block
+                )
         path = tuple(current)
         if path == ():
             raise ex.error(f"in: '{ref}' names the whole network", who.site, node, block=who.block)
@@ -325,17 +397,22 @@ class _Wiring:
 
 # --- the graph ---------------------------------------------------------------
 
+
 def build_graph(recipe: Recipe) -> nx.DiGraph:
     """The recipe's network as a validated graph with shapes (before any pass)."""
     ex = _Expander(recipe)
     root = ex.expand()
     wiring = _Wiring(ex)
     g = nx.DiGraph(name=recipe.name, file=recipe.file)
-    g.add_node(INPUT, op=INPUT, params={"shape": list(recipe.input_shape)},
-               where=recipe.where(("input",)))
+    g.add_node(INPUT, op=INPUT, params={"shape": list(recipe.input_shape)}, where=recipe.where(("input",)))
     for leaf in ex.leaves.values():
-        g.add_node(path_str(leaf.path), op=leaf.op, params=leaf.params,
-                   where=recipe.where(leaf.site), block=_block_label(recipe, leaf.block))
+        g.add_node(
+            path_str(leaf.path),
+            op=leaf.op,
+            params=leaf.params,
+            where=recipe.where(leaf.site),
+            block=_block_label(recipe, leaf.block),
+        )
     for leaf in ex.leaves.values():
         for slot, source in enumerate(wiring.inputs_of(leaf)):
             add_input(g, path_str(source), path_str(leaf.path), slot)
@@ -386,9 +463,14 @@ def topological_order(g: nx.DiGraph) -> List[str]:
     except nx.NetworkXUnfeasible:
         cycle = [u for u, _ in nx.find_cycle(g)]
         first = min(cycle, key=rank.__getitem__)
-        raise node_error(g, first, RecipeError(
-            "the inputs form a cycle: " + " -> ".join(cycle + [cycle[0]]),
-            hint="an in: path points forward to a node that depends on this one")) from None
+        raise node_error(
+            g,
+            first,
+            RecipeError(
+                "the inputs form a cycle: " + " -> ".join(cycle + [cycle[0]]),
+                hint="an in: path points forward to a node that depends on this one",
+            ),
+        ) from None
 
 
 def infer_shapes(g: nx.DiGraph) -> nx.DiGraph:
@@ -413,9 +495,11 @@ def infer_shapes(g: nx.DiGraph) -> nx.DiGraph:
     needed = needed_nodes(g)
     unused = [n for n in g if n not in needed and n != INPUT]
     if unused:
-        warnings.warn(f"{g.graph.get('file') or 'recipe'}: {len(unused)} node(s) do not reach the "
-                      f"output '{output}' and are left out of the module: {', '.join(unused[:5])}",
-                      stacklevel=2)
+        warnings.warn(
+            f"{g.graph.get('file') or 'recipe'}: {len(unused)} node(s) do not reach the "
+            f"output '{output}' and are left out of the module: {', '.join(unused[:5])}",
+            stacklevel=2,
+        )
     return g
 
 
@@ -429,6 +513,7 @@ def in_shapes(g: nx.DiGraph, node: str) -> List[Tuple[int, ...]]:
 
 
 # --- back to the nested dict -------------------------------------------------
+
 
 def to_nested(g: nx.DiGraph) -> Dict[str, Any]:
     """The graph as recipe sections (``input``, ``network``, ``output``) with no blocks.
@@ -445,8 +530,11 @@ def to_nested(g: nx.DiGraph) -> Dict[str, Any]:
         for part in parts[:-1]:
             holder = holder.setdefault(part, {})
             if "op" in holder:
-                raise RecipeError(f"'{node}' lies inside '{part}', which is a node, not a dict",
-                                  file=g.graph.get("file"), node=node)
+                raise RecipeError(
+                    f"'{node}' lies inside '{part}', which is a node, not a dict",
+                    file=g.graph.get("file"),
+                    node=node,
+                )
         data = g.nodes[node]
         holder[parts[-1]] = {"op": data["op"], **data["params"]}
     previous = INPUT
@@ -457,8 +545,11 @@ def to_nested(g: nx.DiGraph) -> Dict[str, Any]:
             refs = [_relative(src, scope) for src in sources]
             _lookup(network, node)["in"] = refs[0] if len(refs) == 1 else refs
         previous = node
-    return {"input": {"shape": list(g.nodes[INPUT]["params"]["shape"])},
-            "network": network, "output": "/" + g.graph["output"]}
+    return {
+        "input": {"shape": list(g.nodes[INPUT]["params"]["shape"])},
+        "network": network,
+        "output": "/" + g.graph["output"],
+    }
 
 
 def _leaf_order(network: Dict[str, Any], prefix: Path) -> List[str]:
@@ -483,6 +574,6 @@ def _relative(source: str, scope: List[str]) -> str:
     if source == INPUT:
         return "/" + INPUT
     parts = source.split("/")
-    if parts[:len(scope)] == scope:
-        return "/".join(parts[len(scope):])
+    if parts[: len(scope)] == scope:
+        return "/".join(parts[len(scope) :])
     return "/" + source

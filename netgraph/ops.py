@@ -8,6 +8,7 @@ multiply-accumulates per image. Shapes are per image, without the batch:
 
 Register your own op with :func:`register_op`; see README.md, "Your own op".
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,13 +37,14 @@ REQUIRED = _Required()
 
 # The largest finite float32: the networks and their parameters are float32 (or float16).
 FLOAT32_MAX = 3.4028234663852886e38
-MAX_INT = 2 ** 31 - 1
+MAX_INT = 2**31 - 1
 """The largest integer a parameter takes: larger ones fail deep inside torch instead."""
 
 
 @dataclass
 class Param:
     """One op parameter: its type, default (or REQUIRED) and allowed values."""
+
     type: type
     default: Any = REQUIRED
     positive: bool = False
@@ -55,34 +57,44 @@ class Param:
             return None
         ok = _is_type(value, self.type)
         if not ok:
-            hint = "write it without quotes" if _looks_numeric(value) else \
-                f"e.g. {name}: {_example(self)}"
-            raise RecipeError(f"parameter '{name}' must be {_type_name(self.type)}, "
-                              f"got {value!r} ({_type_name(type(value))})", hint=hint)
+            hint = "write it without quotes" if _looks_numeric(value) else f"e.g. {name}: {_example(self)}"
+            raise RecipeError(
+                f"parameter '{name}' must be {_type_name(self.type)}, "
+                f"got {value!r} ({_type_name(type(value))})",
+                hint=hint,
+            )
         values = value if isinstance(value, list) else [value]
         for v in values:
             if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT:
-                raise RecipeError(f"parameter '{name}' is too large: {v}",
-                                  hint=f"use a value below {MAX_INT:,}")
+                raise RecipeError(
+                    f"parameter '{name}' is too large: {v}", hint=f"use a value below {MAX_INT:,}"
+                )
             if isinstance(v, float) and not math.isfinite(v):
-                raise RecipeError(f"parameter '{name}' must be a finite number, got {v}",
-                                  hint=f"e.g. {name}: {_example(self)}")
+                raise RecipeError(
+                    f"parameter '{name}' must be a finite number, got {v}",
+                    hint=f"e.g. {name}: {_example(self)}",
+                )
             if isinstance(v, float) and abs(v) > FLOAT32_MAX:  # finite here, inf in the model
-                raise RecipeError(f"parameter '{name}' is {v:g}, beyond float32's largest finite "
-                                  f"value ({FLOAT32_MAX:.4g}): it would be infinite in the network",
-                                  hint=f"e.g. {name}: {_example(self)}")
+                raise RecipeError(
+                    f"parameter '{name}' is {v:g}, beyond float32's largest finite "
+                    f"value ({FLOAT32_MAX:.4g}): it would be infinite in the network",
+                    hint=f"e.g. {name}: {_example(self)}",
+                )
         if self.type is float:
             value = float(value)
         for v in values:
             if self.positive and v <= 0:
-                raise RecipeError(f"parameter '{name}' must be positive, got {value!r}",
-                                  hint="use a value above 0")
+                raise RecipeError(
+                    f"parameter '{name}' must be positive, got {value!r}", hint="use a value above 0"
+                )
             if self.nonnegative and v < 0:
-                raise RecipeError(f"parameter '{name}' must not be negative, got {value!r}",
-                                  hint="use 0 or more")
+                raise RecipeError(
+                    f"parameter '{name}' must not be negative, got {value!r}", hint="use 0 or more"
+                )
         if self.choices is not None and value not in self.choices:
-            raise RecipeError(f"parameter '{name}' must be one of "
-                              f"{', '.join(map(repr, self.choices))}, got {value!r}")
+            raise RecipeError(
+                f"parameter '{name}' must be one of {', '.join(map(repr, self.choices))}, got {value!r}"
+            )
         return value
 
 
@@ -99,20 +111,24 @@ def _example(p: Param) -> str:
     if p.default is not REQUIRED and p.default is not None and not isinstance(p.default, (dict, list)):
         return str(p.default).lower() if isinstance(p.default, bool) else str(p.default)
     typ = p.type[0] if isinstance(p.type, tuple) else p.type
-    return {int: "1", float: "0.5", bool: "true", str: "name", list: "[1, 2]",
-            dict: "{key: value}"}.get(typ, "...")
+    return {int: "1", float: "0.5", bool: "true", str: "name", list: "[1, 2]", dict: "{key: value}"}.get(
+        typ, "..."
+    )
 
 
-def check_params(owner: str, specs: Dict[str, Param], raw: Dict[str, Any],
-                 prefix: str = "") -> Dict[str, Any]:
+def check_params(
+    owner: str, specs: Dict[str, Param], raw: Dict[str, Any], prefix: str = ""
+) -> Dict[str, Any]:
     """``raw`` checked against ``specs``, defaults filled in; ``owner`` names the op or pass,
     and messages name each parameter with ``prefix`` before it (``synthetic.train``).
     A RecipeError raised here carries ``key``, the parameter it is about."""
     unknown = [k for k in raw if k not in specs]
     if unknown:
         known = ", ".join(specs) or "none"
-        err = RecipeError(f"unknown parameter '{unknown[0]}' for {owner} (its parameters: {known})",
-                          hint=did_you_mean(unknown[0], specs) or f"remove '{unknown[0]}'")
+        err = RecipeError(
+            f"unknown parameter '{unknown[0]}' for {owner} (its parameters: {known})",
+            hint=did_you_mean(unknown[0], specs) or f"remove '{unknown[0]}'",
+        )
         err.key = unknown[0]
         raise err
     out = {}
@@ -121,8 +137,10 @@ def check_params(owner: str, specs: Dict[str, Param], raw: Dict[str, Any],
             if name in raw:
                 out[name] = p.check(prefix + name, raw[name])
             elif p.default is REQUIRED:
-                raise RecipeError(f"{owner} needs parameter '{name}' ({_type_name(p.type)})",
-                                  hint=f"add {name}: {_example(p)}")
+                raise RecipeError(
+                    f"{owner} needs parameter '{name}' ({_type_name(p.type)})",
+                    hint=f"add {name}: {_example(p)}",
+                )
             else:
                 out[name] = copy.deepcopy(p.default)
         except RecipeError as err:
@@ -146,8 +164,14 @@ def _is_type(value, typ) -> bool:
 def _type_name(typ) -> str:
     if isinstance(typ, tuple):
         return " or ".join(_type_name(t) for t in typ)
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-            list: "a list of integers", dict: "a mapping"}.get(typ, getattr(typ, "__name__", str(typ)))
+    return {
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        str: "a string",
+        list: "a list of integers",
+        dict: "a mapping",
+    }.get(typ, getattr(typ, "__name__", str(typ)))
 
 
 def _as_param(spec) -> Param:
@@ -162,6 +186,7 @@ def _as_param(spec) -> Param:
 @dataclass
 class OpSpec:
     """Everything netgraph knows about one op."""
+
     name: str
     params: Dict[str, Param]
     inputs: Union[int, str]  # 0, 1, or "many" (two or more)
@@ -181,11 +206,13 @@ class OpSpec:
     def check_inputs(self, n: int) -> None:
         if self.inputs == "many":
             if n < 2:
-                raise RecipeError(f"op '{self.name}' takes two or more inputs, got {n}",
-                                  hint="list them with in: [a, b]")
+                raise RecipeError(
+                    f"op '{self.name}' takes two or more inputs, got {n}", hint="list them with in: [a, b]"
+                )
         elif n != self.inputs:
-            raise RecipeError(f"op '{self.name}' takes {self.inputs} input"
-                              f"{'s' if self.inputs != 1 else ''}, got {n}")
+            raise RecipeError(
+                f"op '{self.name}' takes {self.inputs} input{'s' if self.inputs != 1 else ''}, got {n}"
+            )
 
     def build(self, in_shapes: List[Shape], params: Dict[str, Any]) -> Optional[nn.Module]:
         return None if self.module is None else self.module(in_shapes, **params)
@@ -221,6 +248,7 @@ _PARAM_COUNTS: Dict[str, Dict[tuple, Tuple[int, int]]] = {}
 def _macs_by_flop_counter(spec: OpSpec, in_shapes, params) -> int:
     """Multiply-accumulates of one image through a user op, from torch's FLOP counter."""
     from torch.utils.flop_counter import FlopCounterMode
+
     with torch.device("meta"):
         m = spec.build(in_shapes, params)
         xs = [torch.empty((1,) + tuple(s)) for s in in_shapes]
@@ -237,9 +265,17 @@ def get_op(name: str) -> OpSpec:
     return OPS.lookup(name)
 
 
-def register_op(name: str, *, params: Optional[Dict[str, Any]] = None, inputs=1,
-                shape: Optional[Callable] = None, macs: Optional[Callable] = None,
-                kind: str = "", monotonic: bool = False, replace: bool = False):
+def register_op(
+    name: str,
+    *,
+    params: Optional[Dict[str, Any]] = None,
+    inputs=1,
+    shape: Optional[Callable] = None,
+    macs: Optional[Callable] = None,
+    kind: str = "",
+    monotonic: bool = False,
+    replace: bool = False,
+):
     """Register a new op; decorate the function that builds its module.
 
     ``params`` maps each parameter to a type (required) or a default value
@@ -257,12 +293,24 @@ def register_op(name: str, *, params: Optional[Dict[str, Any]] = None, inputs=1,
         def swish(in_shapes, beta):
             return Swish(beta)
     """
+
     def decorator(builder):
-        _add(OpSpec(name=name, params={k: _as_param(v) for k, v in (params or {}).items()},
-                    inputs=inputs, shape=_meta_shape(name, builder, shape), module=builder, macs=macs,
-                    kind=kind, monotonic=monotonic, doc=(builder.__doc__ or "").strip()),
-             replace=replace)
+        _add(
+            OpSpec(
+                name=name,
+                params={k: _as_param(v) for k, v in (params or {}).items()},
+                inputs=inputs,
+                shape=_meta_shape(name, builder, shape),
+                module=builder,
+                macs=macs,
+                kind=kind,
+                monotonic=monotonic,
+                doc=(builder.__doc__ or "").strip(),
+            ),
+            replace=replace,
+        )
         return builder
+
     return decorator
 
 
@@ -270,6 +318,7 @@ def _meta_shape(name: str, builder: Callable, declared: Optional[Callable]) -> C
     """A user op's output shape, found by running its module on the meta device (no memory,
     no arithmetic); a ``shape=`` it declares is checked against it. Without this an op that
     halves its input was taken to keep the shape: wrong parameter counts, then a torch error."""
+
     def shape(in_shapes, **params):
         given = None if declared is None else tuple(declared(in_shapes, **params))
         try:
@@ -282,20 +331,27 @@ def _meta_shape(name: str, builder: Callable, declared: Optional[Callable]) -> C
             if given is not None:
                 return given  # not runnable on the meta device (it reads values, say)
             first = (str(e).splitlines() or [""])[0]
-            raise RecipeError(f"op '{name}' fails on inputs of shape {list(map(tuple, in_shapes))} "
-                              f"on the meta device ({type(e).__name__}: {first})",
-                              hint="fix the op, or declare its output with register_op(..., shape=...)"
-                              ) from None
+            raise RecipeError(
+                f"op '{name}' fails on inputs of shape {list(map(tuple, in_shapes))} "
+                f"on the meta device ({type(e).__name__}: {first})",
+                hint="fix the op, or declare its output with register_op(..., shape=...)",
+            ) from None
         if not isinstance(out, torch.Tensor) or out.dim() < 1 or out.shape[0] != 1:
-            raise RecipeError(f"op '{name}' returns {type(out).__name__} "
-                              f"{tuple(getattr(out, 'shape', ()))} for a batch of 1, not one "
-                              f"tensor of a batch of 1", hint="its forward must return one tensor")
+            raise RecipeError(
+                f"op '{name}' returns {type(out).__name__} "
+                f"{tuple(getattr(out, 'shape', ()))} for a batch of 1, not one "
+                f"tensor of a batch of 1",
+                hint="its forward must return one tensor",
+            )
         inferred = tuple(out.shape[1:])
         if given is not None and given != inferred:
-            raise RecipeError(f"op '{name}' declares the output shape {given}, but its module "
-                              f"gives {inferred} for inputs {list(map(tuple, in_shapes))}",
-                              hint="fix shape= in register_op, or leave it out to use the module's")
+            raise RecipeError(
+                f"op '{name}' declares the output shape {given}, but its module "
+                f"gives {inferred} for inputs {list(map(tuple, in_shapes))}",
+                hint="fix shape= in register_op, or leave it out to use the module's",
+            )
         return inferred
+
     return shape
 
 
@@ -304,14 +360,38 @@ def _add(spec: OpSpec, replace: bool = False) -> None:
     _PARAM_COUNTS.pop(spec.name, None)  # a name registered again may build other modules
 
 
-def _builtin(name, *, params=None, inputs=1, shape=None, module=None, emit=None, macs=None,
-             kind="", monotonic=False, doc=""):
-    _add(OpSpec(name=name, params={k: _as_param(v) for k, v in (params or {}).items()},
-                inputs=inputs, shape=shape or _same_shape, module=module, emit=emit,
-                macs=macs, kind=kind, monotonic=monotonic, doc=doc, builtin=True))
+def _builtin(
+    name,
+    *,
+    params=None,
+    inputs=1,
+    shape=None,
+    module=None,
+    emit=None,
+    macs=None,
+    kind="",
+    monotonic=False,
+    doc="",
+):
+    _add(
+        OpSpec(
+            name=name,
+            params={k: _as_param(v) for k, v in (params or {}).items()},
+            inputs=inputs,
+            shape=shape or _same_shape,
+            module=module,
+            emit=emit,
+            macs=macs,
+            kind=kind,
+            monotonic=monotonic,
+            doc=doc,
+            builtin=True,
+        )
+    )
 
 
 # --- shape helpers -----------------------------------------------------------
+
 
 def _same_shape(in_shapes, **_):
     return tuple(in_shapes[0])
@@ -319,16 +399,17 @@ def _same_shape(in_shapes, **_):
 
 def _need_map(shape, op) -> Tuple[int, int, int]:
     if len(shape) != 3:
-        raise RecipeError(f"op '{op}' needs a (channels, height, width) input, got shape "
-                          f"{tuple(shape)}")
+        raise RecipeError(f"op '{op}' needs a (channels, height, width) input, got shape {tuple(shape)}")
     return shape
 
 
 def _spatial(h, k, s, p, op):
     out = (h + 2 * p - k) // s + 1
     if out < 1:
-        raise RecipeError(f"op '{op}' with kernel {k}, stride {s}, padding {p} does not fit "
-                          f"a {h}-pixel input", hint="use a smaller kernel or remove a pool before it")
+        raise RecipeError(
+            f"op '{op}' with kernel {k}, stride {s}, padding {p} does not fit a {h}-pixel input",
+            hint="use a smaller kernel or remove a pool before it",
+        )
     return out
 
 
@@ -341,8 +422,13 @@ def _numel(shape) -> int:
 
 # --- built-in ops ------------------------------------------------------------
 
-_builtin("input", params={"shape": Param(list, positive=True)}, inputs=0,
-         shape=lambda in_shapes, shape: tuple(shape), doc="The graph input (one image).")
+_builtin(
+    "input",
+    params={"shape": Param(list, positive=True)},
+    inputs=0,
+    shape=lambda in_shapes, shape: tuple(shape),
+    doc="The graph input (one image).",
+)
 
 
 def _conv_padding(kernel, padding):
@@ -352,41 +438,60 @@ def _conv_padding(kernel, padding):
 def _conv_shape(in_shapes, out, kernel, stride, padding, bias, groups, trainable, bias_trainable, init):
     c, h, w = _need_map(in_shapes[0], "conv2d")
     if c % groups or out % groups:
-        raise RecipeError(f"conv2d groups={groups} must divide both input channels ({c}) "
-                          f"and output channels ({out})")
+        raise RecipeError(
+            f"conv2d groups={groups} must divide both input channels ({c}) and output channels ({out})"
+        )
     if init == "dirac" and groups != 1:
-        raise RecipeError(f"conv2d init 'dirac' needs groups 1, got groups={groups}",
-                          hint="use init: default for a grouped conv")
+        raise RecipeError(
+            f"conv2d init 'dirac' needs groups 1, got groups={groups}",
+            hint="use init: default for a grouped conv",
+        )
     p = _conv_padding(kernel, padding)
     return (out, _spatial(h, kernel, stride, p, "conv2d"), _spatial(w, kernel, stride, p, "conv2d"))
 
 
 def _conv_module(in_shapes, out, kernel, stride, padding, bias, groups, trainable, bias_trainable, init):
-    m = nn.Conv2d(in_shapes[0][0], out, kernel, stride=stride,
-                  padding=_conv_padding(kernel, padding), bias=bias, groups=groups)
+    m = nn.Conv2d(
+        in_shapes[0][0],
+        out,
+        kernel,
+        stride=stride,
+        padding=_conv_padding(kernel, padding),
+        bias=bias,
+        groups=groups,
+    )
     if init == "dirac" and m.weight.device.type != "meta":
         # airbench's Conv.reset_parameters: PyTorch's default init, then filter i of the
         # first in_channels is the identity on input channel i (a 1 at the kernel's centre)
         with torch.no_grad():
-            nn.init.dirac_(m.weight[:m.weight.shape[1]])
+            nn.init.dirac_(m.weight[: m.weight.shape[1]])
     m.requires_grad_(trainable)
     if bias:
         m.bias.requires_grad_(trainable if bias_trainable is None else bias_trainable)
     return m
 
 
-_builtin("conv2d",
-         params={"out": Param(int, positive=True), "kernel": Param(int, 3, positive=True),
-                 "stride": Param(int, 1, positive=True),
-                 "padding": Param(int, None, nonnegative=True, optional=True),
-                 "bias": True, "groups": Param(int, 1, positive=True), "trainable": True,
-                 # the bias's own switch (a fixed whitening conv with a learnt bias); None: as trainable
-                 "bias_trainable": Param(bool, None, optional=True),
-                 "init": Param(str, "default", choices=("default", "dirac"))},
-         shape=_conv_shape, module=_conv_module, kind="conv",
-         macs=lambda s, o, kernel, groups, **_: _numel(o) * (s[0][0] // groups) * kernel * kernel,
-         doc="2-d convolution; padding defaults to kernel // 2 ('same' for odd kernels); "
-             "init: dirac starts the first in_channels filters as the identity.")
+_builtin(
+    "conv2d",
+    params={
+        "out": Param(int, positive=True),
+        "kernel": Param(int, 3, positive=True),
+        "stride": Param(int, 1, positive=True),
+        "padding": Param(int, None, nonnegative=True, optional=True),
+        "bias": True,
+        "groups": Param(int, 1, positive=True),
+        "trainable": True,
+        # the bias's own switch (a fixed whitening conv with a learnt bias); None: as trainable
+        "bias_trainable": Param(bool, None, optional=True),
+        "init": Param(str, "default", choices=("default", "dirac")),
+    },
+    shape=_conv_shape,
+    module=_conv_module,
+    kind="conv",
+    macs=lambda s, o, kernel, groups, **_: _numel(o) * (s[0][0] // groups) * kernel * kernel,
+    doc="2-d convolution; padding defaults to kernel // 2 ('same' for odd kernels); "
+    "init: dirac starts the first in_channels filters as the identity.",
+)
 
 
 def _init_bn(m, weight_init, bias_init, weight_trainable, bias_trainable):
@@ -401,25 +506,41 @@ def _init_bn(m, weight_init, bias_init, weight_trainable, bias_trainable):
 
 def _bn_module(in_shapes, eps, momentum, **init):
     n = in_shapes[0][0]
-    m = nn.BatchNorm2d(n, eps=eps, momentum=momentum) if len(in_shapes[0]) == 3 \
+    m = (
+        nn.BatchNorm2d(n, eps=eps, momentum=momentum)
+        if len(in_shapes[0]) == 3
         else nn.BatchNorm1d(n, eps=eps, momentum=momentum)
+    )
     return _init_bn(m, **init)
 
 
 def _bn_shape(in_shapes, **_):
     if len(in_shapes[0]) not in (1, 3):
-        raise RecipeError(f"batch_norm needs a (channels, height, width) or (features,) input, "
-                          f"got {tuple(in_shapes[0])}")
+        raise RecipeError(
+            f"batch_norm needs a (channels, height, width) or (features,) input, got {tuple(in_shapes[0])}"
+        )
     return tuple(in_shapes[0])
 
 
-_BN_PARAMS = {"eps": Param(float, 1e-5, positive=True), "momentum": Param(float, 0.1, nonnegative=True),
-              "weight_init": 1.0, "bias_init": 0.0, "weight_trainable": True, "bias_trainable": True}
+_BN_PARAMS = {
+    "eps": Param(float, 1e-5, positive=True),
+    "momentum": Param(float, 0.1, nonnegative=True),
+    "weight_init": 1.0,
+    "bias_init": 0.0,
+    "weight_trainable": True,
+    "bias_trainable": True,
+}
 
-_builtin("batch_norm", params=_BN_PARAMS, shape=_bn_shape, module=_bn_module, kind="norm",
-         # One multiply-add per element once the statistics are folded in.
-         macs=lambda s, o, **_: _numel(o),
-         doc="Batch norm over channels; set weight_trainable: false to freeze the scale.")
+_builtin(
+    "batch_norm",
+    params=_BN_PARAMS,
+    shape=_bn_shape,
+    module=_bn_module,
+    kind="norm",
+    # One multiply-add per element once the statistics are folded in.
+    macs=lambda s, o, **_: _numel(o),
+    doc="Batch norm over channels; set weight_trainable: false to freeze the scale.",
+)
 
 
 class GhostBatchNorm(nn.BatchNorm2d):
@@ -440,15 +561,33 @@ class GhostBatchNorm(nn.BatchNorm2d):
         s = self.splits
         if self.training:
             if n % s:
-                raise ValueError(f"ghost batch norm with {s} splits got a batch of {n} images, "
-                                 f"which {s} does not divide; use a batch size divisible by {s}")
+                raise ValueError(
+                    f"ghost batch norm with {s} splits got a batch of {n} images, "
+                    f"which {s} does not divide; use a batch size divisible by {s}"
+                )
             # Row r of the view holds images r*s .. r*s+s-1 side by side, so channel j*c + k is
             # channel k of split j: one batch-norm call normalises every split on its own.
-            y = F.batch_norm(x.reshape(n // s, c * s, h, w), self.running_mean, self.running_var,
-                             self.weight.repeat(s), self.bias.repeat(s), True, self.momentum, self.eps)
+            y = F.batch_norm(
+                x.reshape(n // s, c * s, h, w),
+                self.running_mean,
+                self.running_var,
+                self.weight.repeat(s),
+                self.bias.repeat(s),
+                True,
+                self.momentum,
+                self.eps,
+            )
             return y.reshape(n, c, h, w)
-        return F.batch_norm(x, self.running_mean.view(s, c).mean(0), self.running_var.view(s, c).mean(0),
-                            self.weight, self.bias, False, 0.0, self.eps)
+        return F.batch_norm(
+            x,
+            self.running_mean.view(s, c).mean(0),
+            self.running_var.view(s, c).mean(0),
+            self.weight,
+            self.bias,
+            False,
+            0.0,
+            self.eps,
+        )
 
     def extra_repr(self):
         return super().extra_repr() + f", splits={self.splits}"
@@ -456,28 +595,42 @@ class GhostBatchNorm(nn.BatchNorm2d):
 
 def _ghost_bn_shape(in_shapes, **_):
     if len(in_shapes[0]) != 3:
-        raise RecipeError(f"ghost_batch_norm needs a (channels, height, width) input, got "
-                          f"{tuple(in_shapes[0])}")
+        raise RecipeError(
+            f"ghost_batch_norm needs a (channels, height, width) input, got {tuple(in_shapes[0])}"
+        )
     return tuple(in_shapes[0])
 
 
-_builtin("ghost_batch_norm", params={**_BN_PARAMS, "splits": Param(int, positive=True)},
-         shape=_ghost_bn_shape, kind="norm",
-         module=lambda s, splits, eps, momentum, **init: _init_bn(
-             GhostBatchNorm(s[0][0], splits, eps=eps, momentum=momentum), **init),
-         macs=lambda s, o, **_: _numel(o),
-         doc="Batch norm over `splits` sub-batches in training; running statistics averaged "
-             "over the splits for evaluation.")
+_builtin(
+    "ghost_batch_norm",
+    params={**_BN_PARAMS, "splits": Param(int, positive=True)},
+    shape=_ghost_bn_shape,
+    kind="norm",
+    module=lambda s, splits, eps, momentum, **init: _init_bn(
+        GhostBatchNorm(s[0][0], splits, eps=eps, momentum=momentum), **init
+    ),
+    macs=lambda s, o, **_: _numel(o),
+    doc="Batch norm over `splits` sub-batches in training; running statistics averaged "
+    "over the splits for evaluation.",
+)
 
-_builtin("relu", module=lambda s: nn.ReLU(inplace=False), kind="activation", monotonic=True,
-         doc="max(x, 0).")
-_builtin("celu", params={"alpha": Param(float, 1.0, positive=True)}, kind="activation",
-         monotonic=True, module=lambda s, alpha: nn.CELU(alpha),
-         doc="Continuously differentiable ELU.")
+_builtin("relu", module=lambda s: nn.ReLU(inplace=False), kind="activation", monotonic=True, doc="max(x, 0).")
+_builtin(
+    "celu",
+    params={"alpha": Param(float, 1.0, positive=True)},
+    kind="activation",
+    monotonic=True,
+    module=lambda s, alpha: nn.CELU(alpha),
+    doc="Continuously differentiable ELU.",
+)
 # GELU dips below zero for negative inputs (minimum -0.17 near x = -0.75): not monotonic.
-_builtin("gelu", params={"approximate": Param(str, "none", choices=("none", "tanh"))},
-         kind="activation", module=lambda s, approximate: nn.GELU(approximate=approximate),
-         doc="Gaussian error linear unit.")
+_builtin(
+    "gelu",
+    params={"approximate": Param(str, "none", choices=("none", "tanh"))},
+    kind="activation",
+    module=lambda s, approximate: nn.GELU(approximate=approximate),
+    doc="Gaussian error linear unit.",
+)
 
 
 def _pool(kind):
@@ -485,30 +638,45 @@ def _pool(kind):
         c, h, w = _need_map(in_shapes[0], f"{kind}_pool")
         if padding > size // 2:
             # torch refuses it: a window could then lie wholly in the padding.
-            raise RecipeError(f"{kind}_pool padding {padding} is more than half its size {size}",
-                              hint=f"use padding {size // 2} or less")
+            raise RecipeError(
+                f"{kind}_pool padding {padding} is more than half its size {size}",
+                hint=f"use padding {size // 2} or less",
+            )
         s = size if stride is None else stride
-        return (c, _spatial(h, size, s, padding, f"{kind}_pool"),
-                _spatial(w, size, s, padding, f"{kind}_pool"))
+        return (
+            c,
+            _spatial(h, size, s, padding, f"{kind}_pool"),
+            _spatial(w, size, s, padding, f"{kind}_pool"),
+        )
 
     def module(in_shapes, size, stride, padding):
         cls = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
         return cls(size, stride=stride, padding=padding)
 
-    _builtin(f"{kind}_pool",
-             params={"size": Param(int, positive=True),
-                     "stride": Param(int, None, positive=True, optional=True),
-                     "padding": Param(int, 0, nonnegative=True)},
-             shape=shape, module=module, kind="pool",
-             doc=f"{kind.capitalize()} pooling over size x size windows; stride defaults to size.")
+    _builtin(
+        f"{kind}_pool",
+        params={
+            "size": Param(int, positive=True),
+            "stride": Param(int, None, positive=True, optional=True),
+            "padding": Param(int, 0, nonnegative=True),
+        },
+        shape=shape,
+        module=module,
+        kind="pool",
+        doc=f"{kind.capitalize()} pooling over size x size windows; stride defaults to size.",
+    )
 
     def global_shape(in_shapes):
         c, _, _ = _need_map(in_shapes[0], f"global_{kind}_pool")
         return (c, 1, 1)
 
-    _builtin(f"global_{kind}_pool", shape=global_shape, kind="pool",
-             module=lambda s: (nn.AdaptiveMaxPool2d if kind == "max" else nn.AdaptiveAvgPool2d)(1),
-             doc=f"{kind.capitalize()} over the whole map: (C, H, W) -> (C, 1, 1).")
+    _builtin(
+        f"global_{kind}_pool",
+        shape=global_shape,
+        kind="pool",
+        module=lambda s: (nn.AdaptiveMaxPool2d if kind == "max" else nn.AdaptiveAvgPool2d)(1),
+        doc=f"{kind.capitalize()} over the whole map: (C, H, W) -> (C, 1, 1).",
+    )
 
 
 _pool("max")
@@ -519,8 +687,9 @@ def _add_shape(in_shapes):
     first = tuple(in_shapes[0])
     for s in in_shapes[1:]:
         if tuple(s) != first:
-            raise RecipeError("op 'add' needs inputs of one shape, got " +
-                              " and ".join(str(tuple(x)) for x in in_shapes))
+            raise RecipeError(
+                "op 'add' needs inputs of one shape, got " + " and ".join(str(tuple(x)) for x in in_shapes)
+            )
     return first
 
 
@@ -546,8 +715,10 @@ def _concat_shape(in_shapes, dim):
     d = dim % len(first)
     for s in in_shapes[1:]:
         if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != d):
-            raise RecipeError("op 'concat' needs inputs that agree except along dim "
-                              f"{dim}, got " + " and ".join(str(tuple(x)) for x in in_shapes))
+            raise RecipeError(
+                "op 'concat' needs inputs that agree except along dim "
+                f"{dim}, got " + " and ".join(str(tuple(x)) for x in in_shapes)
+            )
     first[d] = sum(s[d] for s in in_shapes)
     return tuple(first)
 
@@ -557,19 +728,35 @@ def _emit_concat(graph, inputs, name, dim):
     return _call(graph, name, torch.cat, (list(inputs),), {"dim": dim + 1 if dim >= 0 else dim})
 
 
-_builtin("concat", inputs="many", params={"dim": 0}, shape=_concat_shape, emit=_emit_concat,
-         doc="Concatenation; dim 0 is the channel dimension of each image.")
-_builtin("mul", params={"by": float}, emit=lambda g, inputs, name, by: _call(g, name, operator.mul, (inputs[0], by)),
-         macs=lambda s, o, **_: _numel(o), doc="Multiply by a constant.")
-_builtin("flatten", shape=lambda in_shapes: (_numel(in_shapes[0]),),
-         emit=lambda g, inputs, name: _call(g, name, torch.flatten, (inputs[0], 1)),
-         doc="(C, H, W) -> (C*H*W,).")
+_builtin(
+    "concat",
+    inputs="many",
+    params={"dim": 0},
+    shape=_concat_shape,
+    emit=_emit_concat,
+    doc="Concatenation; dim 0 is the channel dimension of each image.",
+)
+_builtin(
+    "mul",
+    params={"by": float},
+    emit=lambda g, inputs, name, by: _call(g, name, operator.mul, (inputs[0], by)),
+    macs=lambda s, o, **_: _numel(o),
+    doc="Multiply by a constant.",
+)
+_builtin(
+    "flatten",
+    shape=lambda in_shapes: (_numel(in_shapes[0]),),
+    emit=lambda g, inputs, name: _call(g, name, torch.flatten, (inputs[0], 1)),
+    doc="(C, H, W) -> (C*H*W,).",
+)
 
 
 def _linear_shape(in_shapes, out, bias, trainable, init):
     if len(in_shapes[0]) != 1:
-        raise RecipeError(f"op 'linear' needs a flat (features,) input, got shape {tuple(in_shapes[0])}",
-                          hint="put a flatten node before it")
+        raise RecipeError(
+            f"op 'linear' needs a flat (features,) input, got shape {tuple(in_shapes[0])}",
+            hint="put a flatten node before it",
+        )
     return (out,)
 
 
@@ -583,9 +770,17 @@ def _linear_module(in_shapes, out, bias, trainable, init):
     return m
 
 
-_builtin("linear", params={"out": Param(int, positive=True), "bias": True, "trainable": True,
-                           "init": Param(str, "default", choices=("default", "unit_std"))},
-         shape=_linear_shape, module=_linear_module,
-         macs=lambda s, o, out, **_: s[0][0] * out,
-         doc="Fully connected layer; init: unit_std rescales PyTorch's default weight to std 1.")
+_builtin(
+    "linear",
+    params={
+        "out": Param(int, positive=True),
+        "bias": True,
+        "trainable": True,
+        "init": Param(str, "default", choices=("default", "unit_std")),
+    },
+    shape=_linear_shape,
+    module=_linear_module,
+    macs=lambda s, o, out, **_: s[0][0] * out,
+    doc="Fully connected layer; init: unit_std rescales PyTorch's default weight to std 1.",
+)
 _builtin("identity", emit=lambda g, inputs, name: inputs[0], monotonic=True, doc="Passes its input through.")

@@ -17,6 +17,7 @@ An optimizer's update is *linear* when it scales with the gradient (SGD): with
 decay multiplied by it (engine.py's units). Muon's update does not depend on the
 gradient's scale, so neither is rescaled for it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class OptimizerSpec:
     """A registered optimizer: ``build(groups, **params)`` returns a torch.optim.Optimizer
     over ``groups`` (torch parameter-group dicts, each with ``params``, ``lr``, ``momentum``
     and ``weight_decay``; the engine sets ``lr`` before every step)."""
+
     name: str
     build: Callable[..., torch.optim.Optimizer]
     params: Dict[str, Param]
@@ -43,22 +45,27 @@ class OptimizerSpec:
 OPTIMIZERS = Registry("optimizer", "optimizers", "netgraph.register_optimizer")
 
 
-def register_optimizer(name: str, *, params: Optional[Dict[str, Any]] = None, linear: bool = True,
-                       replace: bool = False):
+def register_optimizer(
+    name: str, *, params: Optional[Dict[str, Any]] = None, linear: bool = True, replace: bool = False
+):
     """Register an optimizer; decorate ``build(groups, **params) -> torch.optim.Optimizer``.
     ``groups`` are torch parameter groups with ``params``, ``lr``, ``momentum`` and
     ``weight_decay`` set; ``params`` are declared as for ops and set in a recipe with
     ``optimizer: {name: {key: value}}``. A parameter called ``foreach`` defaults to
     ``train.foreach``. ``linear``: see the module docstring."""
+
     def decorator(build):
         declared = {k: _as_param(v) for k, v in (params or {}).items()}
-        OPTIMIZERS.add(name, OptimizerSpec(name, build, declared, linear,
-                                           (build.__doc__ or "").strip()), replace=replace)
+        OPTIMIZERS.add(
+            name, OptimizerSpec(name, build, declared, linear, (build.__doc__ or "").strip()), replace=replace
+        )
         return build
+
     return decorator
 
 
 # --- the bag of tricks' Nesterov form ----------------------------------------------
+
 
 class BagOfTricksSGD(torch.optim.Optimizer):
     """SGD with Nesterov momentum in the bag of tricks' form, per parameter::
@@ -70,10 +77,10 @@ class BagOfTricksSGD(torch.optim.Optimizer):
     runs as a few fused ``torch._foreach_*`` kernels per group instead of several kernels
     per parameter."""
 
-    def __init__(self, params, lr: float = 0.0, momentum: float = 0.9, weight_decay: float = 0.0,
-                 foreach: bool = True):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                      foreach=foreach))
+    def __init__(
+        self, params, lr: float = 0.0, momentum: float = 0.9, weight_decay: float = 0.0, foreach: bool = True
+    ):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -111,15 +118,29 @@ def _bag_of_tricks(groups: List[Dict], foreach: bool = True) -> torch.optim.Opti
 
 # --- torch's SGD ----------------------------------------------------------------------
 
-@register_optimizer("sgd", params={"nesterov": False, "dampening": 0.0,
-                                   "foreach": Param(bool, None, optional=True), "fused": False})
-def _sgd(groups: List[Dict], nesterov: bool = False, dampening: float = 0.0, foreach: bool = True,
-         fused: bool = False) -> torch.optim.Optimizer:
+
+@register_optimizer(
+    "sgd",
+    params={"nesterov": False, "dampening": 0.0, "foreach": Param(bool, None, optional=True), "fused": False},
+)
+def _sgd(
+    groups: List[Dict],
+    nesterov: bool = False,
+    dampening: float = 0.0,
+    foreach: bool = True,
+    fused: bool = False,
+) -> torch.optim.Optimizer:
     """torch.optim.SGD: v = momentum v + (grad + wd w); w -= lr (grad + wd w + momentum v) with nesterov."""
     # torch checks nesterov against the constructor's momentum; each group carries its own
-    return torch.optim.SGD(groups, lr=0.0, momentum=groups[0]["momentum"], nesterov=nesterov,
-                           dampening=dampening,
-                           foreach=None if fused else foreach, fused=fused or None)
+    return torch.optim.SGD(
+        groups,
+        lr=0.0,
+        momentum=groups[0]["momentum"],
+        nesterov=nesterov,
+        dampening=dampening,
+        foreach=None if fused else foreach,
+        fused=fused or None,
+    )
 
 
 # --- Muon -----------------------------------------------------------------------------
@@ -157,15 +178,34 @@ class Muon(torch.optim.Optimizer):
     it takes 2-D parameters only, keeps its momentum as an average (v <- m v + (1 - m) g),
     scales its step by the matrix shape and does not renormalise the weights."""
 
-    def __init__(self, params, lr: float = 0.0, momentum: float = 0.6, weight_decay: float = 0.0,
-                 nesterov: bool = True, ns_steps: int = 3, normalize: bool = True):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                      nesterov=nesterov, ns_steps=ns_steps, normalize=normalize))
+    def __init__(
+        self,
+        params,
+        lr: float = 0.0,
+        momentum: float = 0.6,
+        weight_decay: float = 0.0,
+        nesterov: bool = True,
+        ns_steps: int = 3,
+        normalize: bool = True,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                nesterov=nesterov,
+                ns_steps=ns_steps,
+                normalize=normalize,
+            ),
+        )
         for group in self.param_groups:
             for p in group["params"]:
                 if p.dim() < 2:
-                    raise ValueError(f"Muon orthogonalises matrices and filters; a parameter of "
-                                     f"shape {tuple(p.shape)} is not one")
+                    raise ValueError(
+                        f"Muon orthogonalises matrices and filters; a parameter of "
+                        f"shape {tuple(p.shape)} is not one"
+                    )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -188,9 +228,13 @@ class Muon(torch.optim.Optimizer):
                 p.add_(update, alpha=-lr)
 
 
-@register_optimizer("muon", params={"nesterov": True, "ns_steps": Param(int, 3, positive=True),
-                                    "normalize": True}, linear=False)
-def _muon(groups: List[Dict], nesterov: bool = True, ns_steps: int = 3,
-          normalize: bool = True) -> torch.optim.Optimizer:
+@register_optimizer(
+    "muon",
+    params={"nesterov": True, "ns_steps": Param(int, 3, positive=True), "normalize": True},
+    linear=False,
+)
+def _muon(
+    groups: List[Dict], nesterov: bool = True, ns_steps: int = 3, normalize: bool = True
+) -> torch.optim.Optimizer:
     """Muon (airbench94_muon): orthogonalised Nesterov momentum for conv filters."""
     return Muon(groups, nesterov=nesterov, ns_steps=ns_steps, normalize=normalize)

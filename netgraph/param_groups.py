@@ -9,6 +9,7 @@ item that selects it, in order, later items winning key by key. Parameters whose
 settings come out the same form one group, in the order their first parameter appears
 in the model.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,20 +21,23 @@ from torch import nn
 
 # What an item may set besides its selectors, and what each means when it is left out.
 SETTINGS = {
-    "lr_scale": 1.0,        # times the group's schedule
-    "wd_scale": 1.0,        # times the group's weight decay
-    "optimizer": None,      # None: train.optimizer
-    "lr": None,             # a schedule of the group's own; None: train.lr
-    "momentum": None,       # None: train.momentum
-    "weight_decay": None,   # None: train.weight_decay
-    "until": None,          # {epochs: N} or {steps: N}: trained for the first N, then frozen
+    "lr_scale": 1.0,  # times the group's schedule
+    "wd_scale": 1.0,  # times the group's weight decay
+    "optimizer": None,  # None: train.optimizer
+    "lr": None,  # a schedule of the group's own; None: train.lr
+    "momentum": None,  # None: train.momentum
+    "weight_decay": None,  # None: train.weight_decay
+    "until": None,  # {epochs: N} or {steps: N}: trained for the first N, then frozen
 }
 
 
 def _owner(model: nn.Module) -> Dict[str, nn.Module]:
     """Each parameter's name -> the module that holds it."""
-    return {f"{prefix}.{name}" if prefix else name: module
-            for prefix, module in model.named_modules() for name, _ in module.named_parameters(recurse=False)}
+    return {
+        f"{prefix}.{name}" if prefix else name: module
+        for prefix, module in model.named_modules()
+        for name, _ in module.named_parameters(recurse=False)
+    }
 
 
 def _head(model: nn.Module) -> Optional[nn.Module]:
@@ -48,8 +52,10 @@ KINDS: Dict[str, tuple] = {
     "matrix": ("2-D weights (linear layers)", lambda n, p, m, h: p.dim() == 2),
     "vector": ("1-D parameters (biases, batch-norm scales)", lambda n, p, m, h: p.dim() == 1),
     "bias": ("parameters named bias", lambda n, p, m, h: n.rsplit(".", 1)[-1] == "bias"),
-    "batch_norm": ("parameters of batch-norm layers",
-                   lambda n, p, m, h: isinstance(m, nn.modules.batchnorm._BatchNorm)),
+    "batch_norm": (
+        "parameters of batch-norm layers",
+        lambda n, p, m, h: isinstance(m, nn.modules.batchnorm._BatchNorm),
+    ),
     "conv": ("parameters of conv layers", lambda n, p, m, h: isinstance(m, nn.modules.conv._ConvNd)),
     "linear": ("parameters of linear layers", lambda n, p, m, h: isinstance(m, nn.Linear)),
     "head": ("parameters of the last layer that has any", lambda n, p, m, h: m is h),
@@ -59,6 +65,7 @@ KINDS: Dict[str, tuple] = {
 @dataclass
 class Group:
     """One parameter group as resolved: its parameters and settings (SETTINGS' keys)."""
+
     names: List[str]
     params: List[nn.Parameter]
     settings: Dict[str, Any] = field(default_factory=dict)
@@ -70,14 +77,23 @@ class Group:
         what = ", ".join(f"{k} {_short(v)}" for k, v in shown.items()) or "the train: defaults"
         example = self.names[0] + (f" and {len(self.names) - 1} more" if len(self.names) > 1 else "")
         optimizer = self.settings["optimizer"]
-        name = f"{optimizer['name']} {_short(optimizer['params'])}" if optimizer else defaults.get("optimizer")
-        return f"{len(self.names)} tensor{'s' if len(self.names) > 1 else ''} ({count:,} values: " \
-               f"{example}): {name}; {what}"
+        name = (
+            f"{optimizer['name']} {_short(optimizer['params'])}" if optimizer else defaults.get("optimizer")
+        )
+        return (
+            f"{len(self.names)} tensor{'s' if len(self.names) > 1 else ''} ({count:,} values: "
+            f"{example}): {name}; {what}"
+        )
 
 
 def _short(value: Any) -> str:
-    return json.dumps(value, separators=(", ", ": ")) if isinstance(value, (dict, list)) else f"{value:g}" \
-        if isinstance(value, float) else str(value)
+    return (
+        json.dumps(value, separators=(", ", ": "))
+        if isinstance(value, (dict, list))
+        else f"{value:g}"
+        if isinstance(value, float)
+        else str(value)
+    )
 
 
 def selects(item: Dict[str, Any], name: str, param, owner: nn.Module, head) -> bool:
@@ -89,8 +105,12 @@ def selects(item: Dict[str, Any], name: str, param, owner: nn.Module, head) -> b
     return all(KINDS[k][1](name, param, owner, head) for k in kinds)
 
 
-def resolve(model: nn.Module, options: Dict[str, Dict[str, float]], items: Sequence[Dict[str, Any]],
-            on_unused: Optional[Callable[[int], None]] = None) -> List[Group]:
+def resolve(
+    model: nn.Module,
+    options: Dict[str, Dict[str, float]],
+    items: Sequence[Dict[str, Any]],
+    on_unused: Optional[Callable[[int], None]] = None,
+) -> List[Group]:
     """The model's trainable parameters in groups: the passes' ``options`` by parameter
     name, then each matching item of ``items`` (later ones winning key by key); an item
     that selects no trainable parameter is reported to ``on_unused(index)``."""

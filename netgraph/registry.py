@@ -9,13 +9,14 @@ A registry is a dict from name to entry, so ``name in OPS``, ``OPS[name]`` and
 ``del OPS[name]`` (a test cleaning up) read as for any dict. An entry may
 carry ``params`` (name -> ops.Param) and ``doc``; ``netgraph list`` shows them.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Iterator, Tuple
 
 from .errors import RecipeError, did_you_mean
 
-REGISTRIES: Dict[str, "Registry"] = {}
+REGISTRIES: Dict[str, Registry] = {}
 """Every registry by its kind's name in the plural ("ops", "passes", ...), in creation order."""
 
 
@@ -35,8 +36,7 @@ class Registry(dict):
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"{self.kind} name {name!r} must be a Python identifier")
         if name in self and not replace:
-            raise ValueError(f"{self.kind} '{name}' is already registered; pass replace=True to "
-                             f"override it")
+            raise ValueError(f"{self.kind} '{name}' is already registered; pass replace=True to override it")
         self[name] = entry
         return entry
 
@@ -47,11 +47,13 @@ class Registry(dict):
             return self[name]
         except (KeyError, TypeError):  # TypeError: a list or mapping where a name should be
             shown = f"'{name}'" if isinstance(name, str) else repr(name)
-            raise RecipeError(f"unknown {self.kind} {shown}" + (f" {where}" if where else ""),
-                              hint=did_you_mean(name, self) or
-                              f"known {self.plural}: {', '.join(self)}; register your own with "
-                              f"{self.register} and, on the command line, load it with "
-                              f"--import FILE") from None
+            raise RecipeError(
+                f"unknown {self.kind} {shown}" + (f" {where}" if where else ""),
+                hint=did_you_mean(name, self)
+                or f"known {self.plural}: {', '.join(self)}; register your own with "
+                f"{self.register} and, on the command line, load it with "
+                f"--import FILE",
+            ) from None
 
 
 def summary(entry: Any) -> str:
@@ -71,22 +73,29 @@ def registry(plural: str) -> Registry:
     try:
         return REGISTRIES[plural]
     except KeyError:
-        raise RecipeError(f"unknown kind '{plural}'", hint=did_you_mean(plural, REGISTRIES) or
-                          "kinds: " + ", ".join(REGISTRIES)) from None
+        raise RecipeError(
+            f"unknown kind '{plural}'",
+            hint=did_you_mean(plural, REGISTRIES) or "kinds: " + ", ".join(REGISTRIES),
+        ) from None
 
 
 def listing(plural: str = "") -> str:
     """What ``netgraph list [KIND]`` prints: each kind's entries with their first doc line
     and parameters (``name: default``, a bare name for a required one)."""
     import yaml
+
     from .ops import REQUIRED
+
     kinds = [registry(plural)] if plural else list(REGISTRIES.values())
     lines = []
     for kind in kinds:
         lines.append(f"{kind.plural} ({len(kind)}; register with {kind.register}):")
         for name, entry in kind.items():
-            params = ", ".join(key if default is REQUIRED else
-                               f"{key}: {yaml.safe_dump(default, default_flow_style=True).splitlines()[0]}"
-                               for key, default in parameters(entry))
+            params = ", ".join(
+                key
+                if default is REQUIRED
+                else f"{key}: {yaml.safe_dump(default, default_flow_style=True).splitlines()[0]}"
+                for key, default in parameters(entry)
+            )
             lines.append(f"  {name:22} {summary(entry)}" + (f" [{params}]" if params else ""))
     return "\n".join(lines)

@@ -12,6 +12,7 @@ another's files.
 runs; ``--resume DIR`` a named one. A --log or --checkpoint named explicitly that already exists
 is another run's unless this one resumes it, and is refused without ``--overwrite``.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -29,6 +30,7 @@ MANIFEST = "run.json"
 @dataclass
 class RunFiles:
     """Where one `netgraph train` writes; ``folder`` is None for explicit --log/--checkpoint."""
+
     folder: Optional[Path]
     log: Path
     checkpoint: Path
@@ -64,10 +66,15 @@ def files_in(folder: Path) -> RunFiles:
 def discard_if_unused(folder: Optional[Path]) -> bool:
     """Remove a new run folder that nothing was trained into (set-up failed before the first
     epoch's log line or checkpoint): an empty folder would pass for a run. True if removed."""
-    if folder is None or not folder.is_dir() or (folder / "log.jsonl").exists() \
-            or (folder / "train.ckpt").exists():
+    if (
+        folder is None
+        or not folder.is_dir()
+        or (folder / "log.jsonl").exists()
+        or (folder / "train.ckpt").exists()
+    ):
         return False
     from . import files
+
     for lock in files.held():  # this command's own locks on the log and checkpoint
         if lock.parent == folder:
             files.unlock(lock)
@@ -81,10 +88,13 @@ def discard_if_unused(folder: Optional[Path]) -> bool:
 
 def write_manifest(folder: Path, opts: dict, command: str, recipe_sections: dict) -> None:
     import yaml
+
     (folder / "recipe.yaml").write_text(
-        f"# {command}\n" + yaml.safe_dump(recipe_sections, sort_keys=False, allow_unicode=True))
-    (folder / MANIFEST).write_text(json.dumps({**opts, "command": command, "finished": False},
-                                              indent=2) + "\n")
+        f"# {command}\n" + yaml.safe_dump(recipe_sections, sort_keys=False, allow_unicode=True)
+    )
+    (folder / MANIFEST).write_text(
+        json.dumps({**opts, "command": command, "finished": False}, indent=2) + "\n"
+    )
 
 
 def mark_finished(folder: Optional[Path]) -> None:
@@ -105,20 +115,29 @@ def _manifest(folder: Path) -> Optional[dict]:
 def resumable(folder: Path, opts: dict) -> bool:
     """An unfinished run of these options that left a checkpoint."""
     manifest = _manifest(folder)
-    return bool(manifest) and not manifest.get("finished") and (folder / "train.ckpt").is_file() \
+    return (
+        bool(manifest)
+        and not manifest.get("finished")
+        and (folder / "train.ckpt").is_file()
         and {k: manifest.get(k) for k in opts} == opts
+    )
 
 
 def latest_unfinished(recipe_file: str, opts: dict, root: Path = ROOT) -> Path:
     """The newest folder under runs/RECIPE/ that an interrupted run of these options left."""
     parent = Path(root) / Path(recipe_file).stem
-    folders = sorted((f for f in parent.iterdir() if f.is_dir()), key=lambda f: f.stat().st_mtime) \
-        if parent.is_dir() else []
+    folders = (
+        sorted((f for f in parent.iterdir() if f.is_dir()), key=lambda f: f.stat().st_mtime)
+        if parent.is_dir()
+        else []
+    )
     for folder in reversed(folders):
         if resumable(folder, opts):
             return folder
-    raise RecipeError(f"no interrupted run of {recipe_file} with these options in {parent}/",
-                      hint="resume a named one with --resume DIR, or start afresh without --resume")
+    raise RecipeError(
+        f"no interrupted run of {recipe_file} with these options in {parent}/",
+        hint="resume a named one with --resume DIR, or start afresh without --resume",
+    )
 
 
 def choose(args, opts: dict) -> RunFiles:
@@ -127,14 +146,18 @@ def choose(args, opts: dict) -> RunFiles:
     explicit = args.log or args.checkpoint
     if explicit:
         log = Path(args.log) if args.log else Path(args.checkpoint).with_suffix(".jsonl")
-        files = RunFiles(None, log, Path(args.checkpoint) if args.checkpoint else log.with_suffix(".ckpt"),
-                         None)
+        files = RunFiles(
+            None, log, Path(args.checkpoint) if args.checkpoint else log.with_suffix(".ckpt"), None
+        )
         if not args.resume and not args.overwrite:
             for path in (files.log, files.checkpoint):
                 if path.exists():
-                    raise RecipeError("exists, from another run", file=str(path),
-                                      hint="pass --overwrite to replace it, --resume to continue "
-                                           "it, or leave out --log/--checkpoint for a new run folder")
+                    raise RecipeError(
+                        "exists, from another run",
+                        file=str(path),
+                        hint="pass --overwrite to replace it, --resume to continue "
+                        "it, or leave out --log/--checkpoint for a new run folder",
+                    )
         return files
     if args.resume is True:
         folder = latest_unfinished(args.recipe, opts)
@@ -142,12 +165,21 @@ def choose(args, opts: dict) -> RunFiles:
         folder = Path(args.resume)
         if not resumable(folder, opts):
             manifest = _manifest(folder)
-            why = ("is not a run folder" if manifest is None else "has finished" if manifest.get("finished")
-                   else "left no checkpoint" if not (folder / "train.ckpt").is_file()
-                   else "is a run of other options: " + " ".join(
-                       [manifest.get("recipe", "?")] + [f"--set {s}" for s in manifest.get("sets", [])]))
-            raise RecipeError(why, file=str(folder),
-                              hint="resume with the recipe, --set, --seed and --runs it was started with")
+            why = (
+                "is not a run folder"
+                if manifest is None
+                else "has finished"
+                if manifest.get("finished")
+                else "left no checkpoint"
+                if not (folder / "train.ckpt").is_file()
+                else "is a run of other options: "
+                + " ".join([manifest.get("recipe", "?")] + [f"--set {s}" for s in manifest.get("sets", [])])
+            )
+            raise RecipeError(
+                why,
+                file=str(folder),
+                hint="resume with the recipe, --set, --seed and --runs it was started with",
+            )
     else:
         return files_in(new_folder(args.recipe, args.name))
     return files_in(folder)

@@ -12,6 +12,7 @@ names, the operators + - * /, the two functions and parentheses are accepted.
 Shapes (``SCHEDULE_SHAPES``) write a schedule's knots and values from a few numbers:
 ``warmup_linear`` is the records' linear warm-up then linear decay to a floor.
 """
+
 from __future__ import annotations
 
 import ast
@@ -27,8 +28,7 @@ from .registry import Registry
 
 UNITS = ("epochs", "steps", "fraction")
 
-_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-              ast.Div: operator.truediv}
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
 _EXAMPLE = "e.g. knots: [0, 5, epochs], values: [0, 0.4, 0]"
@@ -61,8 +61,12 @@ def checked_lists(knots, values) -> Tuple[list, List[float]]:
     return list(_need_list(knots, "knots")), [float(v) for v in values]
 
 
-def knot_value(knot: Union[int, float, str], epochs: float, steps: Optional[float] = None,
-               epoch_steps: Optional[float] = None) -> float:
+def knot_value(
+    knot: Union[int, float, str],
+    epochs: float,
+    steps: Optional[float] = None,
+    epoch_steps: Optional[float] = None,
+) -> float:
     """A knot as a number: ``3``, ``2.5``, ``"epochs/5"``, ``"epochs - 2"``; ``steps`` (the
     run's total steps) and ``epoch_steps`` (steps an epoch) may be named once they are known,
     and ``floor(...)``, ``ceil(...)`` round (airbench94 warms up for floor(0.23 * steps))."""
@@ -75,12 +79,16 @@ def knot_value(knot: Union[int, float, str], epochs: float, steps: Optional[floa
     try:  # RecursionError, MemoryError: nested past the parser's limits; ValueError: a NUL byte
         tree = ast.parse(knot, mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        raise RecipeError(f"schedule knot '{knot}' is not arithmetic on epochs",
-                          hint="e.g. epochs/5 or epochs - 2") from None
+        raise RecipeError(
+            f"schedule knot '{knot}' is not arithmetic on epochs", hint="e.g. epochs/5 or epochs - 2"
+        ) from None
 
     def value(node) -> float:
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
-                and not isinstance(node.value, bool):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, (int, float))
+            and not isinstance(node.value, bool)
+        ):
             return float(node.value)
         if isinstance(node, ast.Name) and node.id == "epochs":
             return float(epochs)
@@ -88,23 +96,33 @@ def knot_value(knot: Union[int, float, str], epochs: float, steps: Optional[floa
             return float(steps)
         if isinstance(node, ast.Name) and node.id == "epoch_steps" and epoch_steps is not None:
             return float(epoch_steps)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _ROUNDING \
-                and len(node.args) == 1 and not node.keywords:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in _ROUNDING
+            and len(node.args) == 1
+            and not node.keywords
+        ):
             return float(_ROUNDING[node.func.id](value(node.args[0])))
         if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
             return _OPERATORS[type(node.op)](value(node.left), value(node.right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -value(node.operand)
-        raise RecipeError(f"schedule knot '{knot}' may use only numbers, epochs" +
-                          (", steps, epoch_steps" if steps is not None else "") +
-                          ", + - * /, floor(), ceil() and parentheses")
+        raise RecipeError(
+            f"schedule knot '{knot}' may use only numbers, epochs"
+            + (", steps, epoch_steps" if steps is not None else "")
+            + ", + - * /, floor(), ceil() and parentheses"
+        )
+
     try:
         result = value(tree)
     except (ZeroDivisionError, OverflowError, RecursionError):
         result = math.nan
     if not math.isfinite(result):
-        raise RecipeError(f"schedule knot '{knot}' has no finite value at epochs = {epochs}",
-                          hint="check for a division by zero")
+        raise RecipeError(
+            f"schedule knot '{knot}' has no finite value at epochs = {epochs}",
+            hint="check for a division by zero",
+        )
     return result
 
 
@@ -126,30 +144,35 @@ class PiecewiseLinear:
         for what, points in (("knot", knots), ("value", values)):
             for point in _need_list(points, what + "s"):
                 if not _is_finite(point):
-                    raise RecipeError(f"a schedule {what} must be a finite number, got {point!r}",
-                                      hint=_EXAMPLE)
+                    raise RecipeError(
+                        f"a schedule {what} must be a finite number, got {point!r}", hint=_EXAMPLE
+                    )
         if len(knots) != len(values) or not knots:
-            raise RecipeError(f"a schedule needs as many values as knots, got {len(knots)} knots "
-                              f"and {len(values)} values")
+            raise RecipeError(
+                f"a schedule needs as many values as knots, got {len(knots)} knots and {len(values)} values"
+            )
         if _decreases(knots):
             raise RecipeError(f"schedule knots must not decrease, got {list(knots)}")
         self.knots: List[float] = [float(k) for k in knots]
         self.values: List[float] = [float(v) for v in values]
 
     @classmethod
-    def in_epochs(cls, knots, values, epochs: float, steps: Optional[float] = None,
-                  epoch_steps: Optional[float] = None) -> "PiecewiseLinear":
+    def in_epochs(
+        cls, knots, values, epochs: float, steps: Optional[float] = None, epoch_steps: Optional[float] = None
+    ) -> PiecewiseLinear:
         points = [knot_value(k, epochs, steps, epoch_steps) for k in _need_list(knots, "knots")]
         if any(isinstance(k, str) for k in knots) and _decreases(points):
             # [0, epochs/5, epochs - 2] at epochs = 1 is [0, 0.2, -1]: say from which epochs on
             # (up to 1,000) the knots fit, if they fit from there on
             fit = [_fits(knots, n) for n in range(1, 1001)]
-            start = next((n for n in range(1, 1001) if all(fit[n - 1:])), None)
+            start = next((n for n in range(1, 1001) if all(fit[n - 1 :])), None)
             raise RecipeError(
                 f"schedule knots [{', '.join(map(str, knots))}] decrease at epochs = {epochs:g}: "
                 f"{[round(p, 4) for p in points]}",
                 hint=f"this schedule needs epochs >= {start}; for fewer, write knots that fit"
-                if start and epochs < start else "write knots that do not decrease")
+                if start and epochs < start
+                else "write knots that do not decrease",
+            )
         return cls(points, values)
 
     def __call__(self, t: float) -> float:
@@ -168,16 +191,21 @@ class PiecewiseLinear:
 class StepSchedule:
     """A piecewise-linear schedule in ``unit``, read per step: ``at(k)`` is its value for
     step k (1-based) of a run of ``total_steps`` steps of ``steps_per_epoch`` each."""
+
     curve: PiecewiseLinear
     unit: str
     steps_per_epoch: int
     total_steps: int
 
     @classmethod
-    def build(cls, knots, values, unit: str, steps_per_epoch: int, total_steps: int) -> "StepSchedule":
+    def build(cls, knots, values, unit: str, steps_per_epoch: int, total_steps: int) -> StepSchedule:
         epochs = total_steps / steps_per_epoch
-        return cls(PiecewiseLinear.in_epochs(knots, values, epochs, total_steps, steps_per_epoch), unit,
-                   steps_per_epoch, total_steps)
+        return cls(
+            PiecewiseLinear.in_epochs(knots, values, epochs, total_steps, steps_per_epoch),
+            unit,
+            steps_per_epoch,
+            total_steps,
+        )
 
     def position(self, step: float) -> float:
         """Where step ``step`` reads the schedule, in its unit."""
@@ -191,10 +219,12 @@ class StepSchedule:
 
 # --- shapes -------------------------------------------------------------------------------
 
+
 @dataclass
 class ShapeSpec:
     """A registered schedule shape: ``build(**params) -> (knots, values)`` in the schedule's
     unit; the knot ``end`` stands for the end of training in that unit."""
+
     name: str
     build: Callable[..., Tuple[list, list]]
     params: Dict[str, Param]
@@ -209,11 +239,14 @@ def register_schedule(name: str, *, params: Optional[Dict[str, object]] = None, 
     """Register a schedule shape; decorate ``build(end, **params) -> (knots, values)``, where
     ``end`` is the knot that stands for the end of training in the schedule's unit (``epochs``,
     ``steps`` or 1). A recipe writes ``lr: {shape: NAME, unit: ..., key: value, ...}``."""
+
     def decorator(build):
         declared = {k: _as_param(v) for k, v in (params or {}).items()}
-        SCHEDULE_SHAPES.add(name, ShapeSpec(name, build, declared, (build.__doc__ or "").strip()),
-                            replace=replace)
+        SCHEDULE_SHAPES.add(
+            name, ShapeSpec(name, build, declared, (build.__doc__ or "").strip()), replace=replace
+        )
         return build
+
     return decorator
 
 
@@ -229,8 +262,10 @@ def _constant(end, value: float):
     return [0], [value]
 
 
-@register_schedule("warmup_linear", params={"warmup": Param(float, nonnegative=True), "peak": float,
-                                            "start": 0.0, "floor": 0.0})
+@register_schedule(
+    "warmup_linear",
+    params={"warmup": Param(float, nonnegative=True), "peak": float, "start": 0.0, "floor": 0.0},
+)
 def _warmup_linear(end, warmup: float, peak: float, start: float = 0.0, floor: float = 0.0):
     """Linear from start to peak over warmup, then linear to floor at the end (the records')."""
     return [0, warmup, end], [start, peak, floor]

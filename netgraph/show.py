@@ -13,6 +13,7 @@ this checkout) and imported only to draw.
 Figures are drawn on a ``matplotlib.figure.Figure`` (no pyplot, no global state) with
 constrained layout, so a PNG is exactly the figure size x 100 dots per inch.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,6 +36,7 @@ PLOT_HINT = "pip install matplotlib"  # not 'netgraph[plot]': PyPI's netgraph is
 @dataclass
 class Picture:
     """A written figure: its file, its size in pixels at DPI, and the data drawn."""
+
     path: Path
     width: int
     height: int
@@ -43,12 +45,16 @@ class Picture:
 
 # --- drawing helpers ---------------------------------------------------------------------
 
+
 def _output(path) -> Path:
     """The output file, checked before any work: its format comes from its extension."""
     path = Path(path)
     if path.suffix.lower().lstrip(".") not in FORMATS:
-        raise RecipeError(f"cannot tell the picture format from '{path.suffix or path.name}'",
-                          file=str(path), hint="name the output .png, .svg or .pdf")
+        raise RecipeError(
+            f"cannot tell the picture format from '{path.suffix or path.name}'",
+            file=str(path),
+            hint="name the output .png, .svg or .pdf",
+        )
     return path
 
 
@@ -58,8 +64,9 @@ def _figure(width: float, height: float):
         import matplotlib  # noqa: F401
         from matplotlib.figure import Figure
     except ImportError:
-        raise RecipeError("netgraph show draws with matplotlib, which is not installed",
-                          hint=PLOT_HINT) from None
+        raise RecipeError(
+            "netgraph show draws with matplotlib, which is not installed", hint=PLOT_HINT
+        ) from None
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
@@ -91,14 +98,17 @@ def data_label(name: str, train_images: int) -> str:
 def _load_dataset(recipe: Recipe, data_dir: Optional[str]):
     from .config import data_config
     from .run import load_data
+
     return load_data(data_config(recipe), data_dir)
 
 
 # --- augment -----------------------------------------------------------------------------
 
+
 def describe_augmentations(augmentations: Sequence, pad: int) -> str:
     """'crop 32x32 (after reflect padding by 4), flip, cutout 8x8'."""
     from .augment import AlternatingFlip, Crop, Cutout, Flip, Translate
+
     words = []
     for a in augmentations:
         if isinstance(a, Translate):
@@ -129,33 +139,56 @@ def augment_data(recipe: Recipe, dataset, images: int = 8, draws: int = 2, seed:
     from .config import data_config
     from .data import preprocess
     from .run import normalisation
+
     config = data_config(recipe, dataset.image_shape)
     if not config.augmentations:
-        raise recipe.error("data.augment is empty: there is no augmentation to show", ("data",),
-                           hint="set data.augment, e.g. [crop, flip, {cutout: 8}]")
+        raise recipe.error(
+            "data.augment is empty: there is no augmentation to show",
+            ("data",),
+            hint="set data.augment, e.g. [crop, flip, {cutout: 8}]",
+        )
     if images < 1 or draws < 1:
-        raise RecipeError(f"need at least one image and one draw, got {images} and {draws}",
-                          hint="e.g. --images 8 --draws 2")
+        raise RecipeError(
+            f"need at least one image and one draw, got {images} and {draws}",
+            hint="e.g. --images 8 --draws 2",
+        )
     n = min(images, len(dataset.train_labels))
     mean, std = normalisation(dataset, config)
     padded = preprocess(dataset.train_images[:n], mean, std, pad=config.pad)
-    loader = BatchGroupLoader(padded, dataset.train_labels[:n], n, config.augmentations,
-                              seed=seed, max_groups=config.max_groups, shuffle=False)
+    loader = BatchGroupLoader(
+        padded,
+        dataset.train_labels[:n],
+        n,
+        config.augmentations,
+        seed=seed,
+        max_groups=config.max_groups,
+        shuffle=False,
+    )
     normalised = torch.stack([next(iter(loader))[0] for _ in range(draws)])
     mean_t = torch.tensor(mean).view(1, 1, -1, 1, 1) / 255
     std_t = torch.tensor(std).view(1, 1, -1, 1, 1) / 255
-    return {"originals": dataset.train_images[:n].float() / 255,
-            "draws": (normalised.float() * std_t + mean_t).clamp(0, 1),
-            "normalised": normalised,
-            "labels": dataset.train_labels[:n].tolist(),
-            "classes": list(dataset.classes),
-            "augmentations": describe_augmentations(config.augmentations, config.pad),
-            "dataset": data_label(dataset.name, len(dataset.train_labels)),
-            "seed": seed}
+    return {
+        "originals": dataset.train_images[:n].float() / 255,
+        "draws": (normalised.float() * std_t + mean_t).clamp(0, 1),
+        "normalised": normalised,
+        "labels": dataset.train_labels[:n].tolist(),
+        "classes": list(dataset.classes),
+        "augmentations": describe_augmentations(config.augmentations, config.pad),
+        "dataset": data_label(dataset.name, len(dataset.train_labels)),
+        "seed": seed,
+    }
 
 
-def show_augment(recipe: Recipe, output, *, data_dir: Optional[str] = None, images: int = 8,
-                 draws: int = 2, seed: int = 0, dataset=None) -> Picture:
+def show_augment(
+    recipe: Recipe,
+    output,
+    *,
+    data_dir: Optional[str] = None,
+    images: int = 8,
+    draws: int = 2,
+    seed: int = 0,
+    dataset=None,
+) -> Picture:
     """A grid: the original images in the top row, one row per draw below."""
     path = _output(output)
     dataset = dataset if dataset is not None else _load_dataset(recipe, data_dir)
@@ -175,9 +208,13 @@ def show_augment(recipe: Recipe, output, *, data_dir: Optional[str] = None, imag
                 ax.set_ylabel("original" if row == 0 else f"draw {row}", fontsize=10)
         axes[0][col].set_title(data["classes"][data["labels"][col]], fontsize=9)
     from .run import run_name
-    figure.suptitle(f"{run_name(recipe)}: {data['augmentations']}\n"
-                    f"{n} images of the {data['dataset']}; each row below the originals is one "
-                    f"draw (one epoch) of the batch-group loader", fontsize=10)
+
+    figure.suptitle(
+        f"{run_name(recipe)}: {data['augmentations']}\n"
+        f"{n} images of the {data['dataset']}; each row below the originals is one "
+        f"draw (one epoch) of the batch-group loader",
+        fontsize=10,
+    )
     return _save(figure, path, data)
 
 
@@ -191,11 +228,13 @@ def _imshow(ax, image: torch.Tensor) -> None:
 
 # --- whitening ---------------------------------------------------------------------------
 
+
 def whiten_params(recipe: Recipe) -> Dict[str, Any]:
     """The recipe's whiten_stem parameters (kernel, eps, images), defaults filled in."""
     from .ops import check_params
     from .passes import get_pass
     from .recipe import transform_entry
+
     for i, entry in enumerate(recipe.transforms):
         name, params = transform_entry(entry, recipe, i)
         if name == "whiten_stem":
@@ -204,9 +243,11 @@ def whiten_params(recipe: Recipe) -> Dict[str, Any]:
                 return check_params("pass 'whiten_stem'", get_pass(name).params, params)
             except RecipeError as err:
                 raise err.located(*recipe.where(("transforms", i))) from None
-    raise recipe.error("the recipe has no whiten_stem transform, so no whitening to show",
-                       ("transforms",), hint="add one with --set 'transforms+=[whiten_stem]', or "
-                                             "show recipes/bag_of_tricks.yaml")
+    raise recipe.error(
+        "the recipe has no whiten_stem transform, so no whitening to show",
+        ("transforms",),
+        hint="add one with --set 'transforms+=[whiten_stem]', or show recipes/bag_of_tricks.yaml",
+    )
 
 
 def whitening_data(recipe: Recipe, dataset) -> Dict:
@@ -217,6 +258,7 @@ def whitening_data(recipe: Recipe, dataset) -> Dict:
     from .data import preprocess
     from .passes.whiten_stem import patch_eigen
     from .run import normalisation
+
     params = whiten_params(recipe)
     kernel = params["kernel"]
     n = min(params["images"], len(dataset.train_labels))
@@ -224,15 +266,22 @@ def whitening_data(recipe: Recipe, dataset) -> Dict:
     images = preprocess(dataset.train_images[:n], mean, std, pad=0)
     eigenvalues, eigenvectors = patch_eigen(images, kernel)
     patches = eigenvectors.T.reshape(-1, images.shape[1], kernel, kernel)
-    return {"eigenvalues": eigenvalues, "eigenvectors": eigenvectors, "patches": patches,
-            "kernel": kernel, "eps": params["eps"], "images": n,
-            "dataset": data_label(dataset.name, len(dataset.train_labels)),
-            "images_text": (f"all {n:,}" if n == len(dataset.train_labels) else f"the first {n:,}")
-            + f" training images of the {data_name(dataset.name, len(dataset.train_labels))}"}
+    return {
+        "eigenvalues": eigenvalues,
+        "eigenvectors": eigenvectors,
+        "patches": patches,
+        "kernel": kernel,
+        "eps": params["eps"],
+        "images": n,
+        "dataset": data_label(dataset.name, len(dataset.train_labels)),
+        "images_text": (f"all {n:,}" if n == len(dataset.train_labels) else f"the first {n:,}")
+        + f" training images of the {data_name(dataset.name, len(dataset.train_labels))}",
+    }
 
 
-def show_whitening(recipe: Recipe, output, *, data_dir: Optional[str] = None, count: int = 12,
-                   dataset=None) -> Picture:
+def show_whitening(
+    recipe: Recipe, output, *, data_dir: Optional[str] = None, count: int = 12, dataset=None
+) -> Picture:
     """The leading ``count`` eigen-patches, each as +v and -v side by side and labelled
     with sqrt(eigenvalue) as in the seed, over the whole spectrum as bars."""
     path = _output(output)
@@ -242,8 +291,11 @@ def show_whitening(recipe: Recipe, output, *, data_dir: Optional[str] = None, co
     d = len(eigenvalues)
     count = max(1, min(count, d))
     if patches.shape[1] not in (1, 3):
-        raise RecipeError(f"eigen-patches are drawn as grey or as colours of 3 channels; these "
-                          f"images have {patches.shape[1]}", file=recipe.file)
+        raise RecipeError(
+            f"eigen-patches are drawn as grey or as colours of 3 channels; these "
+            f"images have {patches.shape[1]}",
+            file=recipe.file,
+        )
     roots = eigenvalues.clamp(min=0).sqrt()
     per_row = min(count, 6)
     rows = math.ceil(count / per_row)
@@ -266,16 +318,25 @@ def show_whitening(recipe: Recipe, output, *, data_dir: Optional[str] = None, co
         ax.set_title(f"#{i + 1}  ({roots[i].item():.2f})", fontsize=9)
         ax.set_xlabel("+v   |   -v", fontsize=8)
     from .run import run_name
-    top.suptitle(f"{run_name(recipe)}: leading eigenvectors of the covariance of "
-                 f"{kernel}x{kernel} patches of {data['images_text']} (normalised)\n"
-                 f"each shown with both signs, mid grey = 0; in brackets sqrt(eigenvalue), the "
-                 f"standard deviation along it in normalised pixel units", fontsize=10)
+
+    top.suptitle(
+        f"{run_name(recipe)}: leading eigenvectors of the covariance of "
+        f"{kernel}x{kernel} patches of {data['images_text']} (normalised)\n"
+        f"each shown with both signs, mid grey = 0; in brackets sqrt(eigenvalue), the "
+        f"standard deviation along it in normalised pixel units",
+        fontsize=10,
+    )
     ax = bottom.subplots()
     shown = ["tab:blue" if i < count else "tab:gray" for i in range(d)]
     ax.bar(range(1, d + 1), roots.numpy(), color=shown)
     floor = math.sqrt(data["eps"])
-    ax.axhline(floor, color="tab:red", linestyle="--", linewidth=1,
-               label=f"sqrt(eps) = {floor:.2f}: filter i divides by sqrt(eigenvalue + eps)")
+    ax.axhline(
+        floor,
+        color="tab:red",
+        linestyle="--",
+        linewidth=1,
+        label=f"sqrt(eps) = {floor:.2f}: filter i divides by sqrt(eigenvalue + eps)",
+    )
     ax.set_yscale("log")
     ax.set_xlim(0.3, d + 0.7)
     ax.set_xlabel(f"eigen-direction, largest first (all {d}; blue: drawn above)")
@@ -300,8 +361,9 @@ def read_runs(paths: Sequence) -> List[Dict[str, Any]]:
         try:
             text = path.read_text()
         except FileNotFoundError:
-            raise RecipeError("log file not found", file=str(path),
-                              hint="write one with netgraph train --log FILE") from None
+            raise RecipeError(
+                "log file not found", file=str(path), hint="write one with netgraph train --log FILE"
+            ) from None
         before = len(runs)
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -309,23 +371,31 @@ def read_runs(paths: Sequence) -> List[Dict[str, Any]]:
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError as e:
-                raise RecipeError(f"not a JSON line ({e.msg})", file=str(path), line=number,
-                                  hint="give a log written by netgraph train --log") from None
+                raise RecipeError(
+                    f"not a JSON line ({e.msg})",
+                    file=str(path),
+                    line=number,
+                    hint="give a log written by netgraph train --log",
+                ) from None
             missing = [k for k in REQUIRED_KEYS if not isinstance(entry, dict) or k not in entry]
             if missing:
-                raise RecipeError(f"the line has no {', '.join(missing)}", file=str(path),
-                                  line=number, hint="give a log written by netgraph train --log")
+                raise RecipeError(
+                    f"the line has no {', '.join(missing)}",
+                    file=str(path),
+                    line=number,
+                    hint="give a log written by netgraph train --log",
+                )
             run = runs[-1] if len(runs) > before else None
             if run is None or (run["recipe"], run["seed"]) != (entry["recipe"], entry["seed"]):
-                run = {"file": str(path), "recipe": entry["recipe"], "seed": entry["seed"],
-                       "epochs": []}
+                run = {"file": str(path), "recipe": entry["recipe"], "seed": entry["seed"], "epochs": []}
                 if "dataset" in entry and "train_images" in entry:
                     run["dataset"] = data_label(entry["dataset"], entry["train_images"])
                 runs.append(run)
             run["epochs"].append(entry)
         if len(runs) == before:
-            raise RecipeError("the log holds no epochs", file=str(path),
-                              hint="give a log written by netgraph train --log")
+            raise RecipeError(
+                "the log holds no epochs", file=str(path), hint="give a log written by netgraph train --log"
+            )
     return runs
 
 
@@ -336,32 +406,46 @@ def _data_title(runs: Sequence[Dict]) -> str:
 
 # --- params ------------------------------------------------------------------------------
 
+
 def params_data(runs: Sequence[Dict], seed: Optional[int] = None) -> Dict:
     """The batch-norm statistics of one run (the first, or the one with ``seed``) joined
     over its epochs: ``epoch`` (step / steps per epoch, 0 = before training) and, per layer,
     ``weight_mean``, ``weight_std``, ``bias_mean``, ``bias_std`` at those steps."""
     chosen = [r for r in runs if seed is None or r["seed"] == seed]
     if not chosen:
-        raise RecipeError(f"no run with seed {seed} in the log", file=runs[0]["file"],
-                          hint="seeds in it: " + ", ".join(str(r["seed"]) for r in runs))
+        raise RecipeError(
+            f"no run with seed {seed} in the log",
+            file=runs[0]["file"],
+            hint="seeds in it: " + ", ".join(str(r["seed"]) for r in runs),
+        )
     run = chosen[0]
     if any("params" not in e for e in run["epochs"]):
-        raise RecipeError("the log has no batch-norm statistics", file=run["file"],
-                          hint="train with --set train.log_params=5 to record them every 5 steps")
+        raise RecipeError(
+            "the log has no batch-norm statistics",
+            file=run["file"],
+            hint="train with --set train.log_params=5 to record them every 5 steps",
+        )
     steps, layers = [], {}
     for e in run["epochs"]:
         p = e["params"]
         steps += [s / p["steps_per_epoch"] for s in p["steps"]]
         for name, values in p["layers"].items():
-            layer = layers.setdefault(name, {k: [] for k in
-                                             ("weight_mean", "weight_std", "bias_mean", "bias_std")})
+            layer = layers.setdefault(
+                name, {k: [] for k in ("weight_mean", "weight_std", "bias_mean", "bias_std")}
+            )
             for key in layer:
                 layer[key] += values[key]
             layer["weight_trainable"] = values["weight_trainable"]
             layer["bias_trainable"] = values["bias_trainable"]
-    return {"recipe": run["recipe"], "seed": run["seed"], "file": run["file"],
-            "every": run["epochs"][0]["params"]["every"], "epoch": steps, "layers": layers,
-            "dataset": run.get("dataset", "data set not named in the log")}
+    return {
+        "recipe": run["recipe"],
+        "seed": run["seed"],
+        "file": run["file"],
+        "every": run["epochs"][0]["params"]["every"],
+        "epoch": steps,
+        "layers": layers,
+        "dataset": run.get("dataset", "data set not named in the log"),
+    }
 
 
 def show_params(logs: Sequence, output, *, seed: Optional[int] = None) -> Picture:
@@ -381,8 +465,14 @@ def show_params(logs: Sequence, output, *, seed: Optional[int] = None) -> Pictur
         ax = axes[i // ncols][i % ncols]
         for kind in ("weight", "bias"):
             mean, std = layer[f"{kind}_mean"], layer[f"{kind}_std"]
-            ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                            color=colours[kind], alpha=0.25, linewidth=0)
+            ax.fill_between(
+                x,
+                [m - s for m, s in zip(mean, std)],
+                [m + s for m, s in zip(mean, std)],
+                color=colours[kind],
+                alpha=0.25,
+                linewidth=0,
+            )
             ax.plot(x, mean, color=colours[kind], linewidth=1.5, label=names[kind])
         frozen = [names[k].split()[0] + "s" for k in ("weight", "bias") if not layer[f"{k}_trainable"]]
         ax.set_title(name + (f"\n({' and '.join(frozen)} frozen)" if frozen else ""), fontsize=9)
@@ -395,15 +485,18 @@ def show_params(logs: Sequence, output, *, seed: Optional[int] = None) -> Pictur
         ax.xaxis.set_tick_params(labelbottom=True)
     for row in axes:
         row[0].set_ylabel("parameter value")
-    figure.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=2,
-                  fontsize=9)
-    figure.suptitle(f"Batch-norm scales and biases during training: {data['recipe']}, seed "
-                    f"{data['seed']}\n{data['dataset']}; line: mean over the layer's channels, "
-                    f"band: mean ± std; every {data['every']} steps", fontsize=10)
+    figure.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9)
+    figure.suptitle(
+        f"Batch-norm scales and biases during training: {data['recipe']}, seed "
+        f"{data['seed']}\n{data['dataset']}; line: mean over the layer's channels, "
+        f"band: mean ± std; every {data['every']} steps",
+        fontsize=10,
+    )
     return _save(figure, path, data)
 
 
 # --- curves ------------------------------------------------------------------------------
+
 
 def _lr_per_step(epochs: Sequence[Dict]):
     """(epochs elapsed, rate) at every step the log's schedule ran, or None if not recorded."""
@@ -411,11 +504,13 @@ def _lr_per_step(epochs: Sequence[Dict]):
     if not {"lr_knots", "lr_values", "steps_per_epoch"} <= set(first):
         return None
     from .schedule import PiecewiseLinear, StepSchedule
+
     steps = first["steps_per_epoch"]
     total = first.get("total_steps", max(e["epoch"] for e in epochs) * steps)
     # older logs: knots in epochs, every epoch whole
-    schedule = StepSchedule(PiecewiseLinear(first["lr_knots"], first["lr_values"]),
-                            first.get("lr_unit", "epochs"), steps, total)
+    schedule = StepSchedule(
+        PiecewiseLinear(first["lr_knots"], first["lr_values"]), first.get("lr_unit", "epochs"), steps, total
+    )
     ks = range(min(total, max(e["epoch"] for e in epochs) * steps))
     return [k / steps for k in ks], [schedule.at(k) for k in ks]
 
@@ -434,9 +529,11 @@ def curves_data(runs: Sequence[Dict], by_file: bool = False) -> List[Dict]:
         s = series.setdefault(key, {"label": key, "runs": [], "seeds": []})
         if run["seed"] in s["seeds"]:
             other = next(r["file"] for r in s["runs"] if r["seed"] == run["seed"])
-            raise RecipeError(f"seed {run['seed']} of {run['recipe']} is in the logs twice "
-                              f"(also in {other})", file=run["file"],
-                              hint="pass --by-file to draw each log as its own series")
+            raise RecipeError(
+                f"seed {run['seed']} of {run['recipe']} is in the logs twice (also in {other})",
+                file=run["file"],
+                hint="pass --by-file to draw each log as its own series",
+            )
         s["runs"].append(run)
         s["seeds"].append(run["seed"])
     for s in series.values():
@@ -445,8 +542,12 @@ def curves_data(runs: Sequence[Dict], by_file: bool = False) -> List[Dict]:
         for metric in METRICS:
             means, stds, counts = [], [], []
             for epoch in epochs:
-                values = [e[metric] for r in s["runs"] for e in r["epochs"]
-                          if e["epoch"] == epoch and e.get(metric) is not None]
+                values = [
+                    e[metric]
+                    for r in s["runs"]
+                    for e in r["epochs"]
+                    if e["epoch"] == epoch and e.get(metric) is not None
+                ]
                 means.append(statistics.fmean(values) if values else math.nan)
                 stds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
                 counts.append(len(values))
@@ -462,6 +563,7 @@ def show_curves(logs: Sequence, output, *, by_file: bool = False) -> Picture:
     series = curves_data(runs, by_file)
     figure = _figure(8, 8.5)
     from matplotlib.ticker import MaxNLocator
+
     loss_ax, acc_ax, lr_ax = figure.subplots(3, 1, sharex=True, height_ratios=[3, 3, 1.6])
     colours = [f"C{i}" for i in range(10)]
     lr_label = "learning rate\n(each step)"
@@ -475,17 +577,32 @@ def show_curves(logs: Sequence, output, *, by_file: bool = False) -> Picture:
         for ax, metric, scale in ((loss_ax, "loss", 1), (acc_ax, "acc", 100)):
             for split, style in (("train", "-"), ("test", "--")):
                 m = s[f"{split}_{metric}"]
-                points = [(x, mu * scale, sd * scale) for x, mu, sd in
-                          zip(s["epoch"], m["mean"], m["std"]) if not math.isnan(mu)]
+                points = [
+                    (x, mu * scale, sd * scale)
+                    for x, mu, sd in zip(s["epoch"], m["mean"], m["std"])
+                    if not math.isnan(mu)
+                ]
                 if not points:
                     continue
                 xs, mus, sds = zip(*points)
-                ax.plot(xs, mus, style, color=colour, marker="o", markersize=3,
-                        label=label if (split, metric) == ("train", "loss") else None)
+                ax.plot(
+                    xs,
+                    mus,
+                    style,
+                    color=colour,
+                    marker="o",
+                    markersize=3,
+                    label=label if (split, metric) == ("train", "loss") else None,
+                )
                 if n > 1:  # the test band lighter, so the two stay apart where they overlap
-                    ax.fill_between(xs, [a - b for a, b in zip(mus, sds)],
-                                    [a + b for a, b in zip(mus, sds)], color=colour,
-                                    alpha=0.25 if split == "train" else 0.12, linewidth=0)
+                    ax.fill_between(
+                        xs,
+                        [a - b for a, b in zip(mus, sds)],
+                        [a + b for a, b in zip(mus, sds)],
+                        color=colour,
+                        alpha=0.25 if split == "train" else 0.12,
+                        linewidth=0,
+                    )
         per_step = _lr_per_step(s["runs"][0]["epochs"])
         if per_step:  # the rate of every step, warm-up from 0 included
             lr_ax.plot(*per_step, color=colour, linewidth=1.2)
@@ -511,6 +628,7 @@ def show_curves(logs: Sequence, output, *, by_file: bool = False) -> Picture:
 
 # --- ablation ----------------------------------------------------------------------------
 
+
 def show_ablation(rows: Sequence[Dict], output) -> Picture:
     """Accuracy against training time for each recipe of an ablation (``netgraph.ablate``
     table rows): mean and standard deviation both ways, recipes joined in table order,
@@ -526,13 +644,15 @@ def show_ablation(rows: Sequence[Dict], output) -> Picture:
         # The step's number ("02a" of "02a_pool_before_activation") keeps close points
         # legible; labels alternate above and below the point.
         label = r["step"].split("_")[0] if "_" in r["step"] else r["step"]
-        ax.annotate(label, (t, a), fontsize=8, xytext=(4, 6 if i % 2 else -11),
-                    textcoords="offset points")
+        ax.annotate(label, (t, a), fontsize=8, xytext=(4, 6 if i % 2 else -11), textcoords="offset points")
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("test accuracy (%)")
     first = rows[0] if rows else {}
-    ax.set_title(f"{data_label(first.get('dataset', '?'), first.get('train_images') or 0)}; "
-                 f"{first.get('device')}\nmean and standard deviation of {first.get('runs')} runs "
-                 f"per recipe", fontsize=9)
+    ax.set_title(
+        f"{data_label(first.get('dataset', '?'), first.get('train_images') or 0)}; "
+        f"{first.get('device')}\nmean and standard deviation of {first.get('runs')} runs "
+        f"per recipe",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     return _save(figure, output, {"points": points})

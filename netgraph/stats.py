@@ -5,6 +5,7 @@ tricks gain, so a comparison needs several runs and a test. Student's t
 distribution is computed here (through the regularised incomplete beta
 function) so netgraph needs no scipy; the tests check it against scipy.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,15 +22,19 @@ def _incomplete_beta(a: float, b: float, x: float) -> float:
         return 1.0
     if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below this point
         return 1.0 - _incomplete_beta(b, a, 1.0 - x)
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                     + a * math.log(x) + b * math.log1p(-x)) / a
+    front = (
+        math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+        / a
+    )
     tiny = 1e-300
     c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
     d = 1.0 / (d if abs(d) > tiny else tiny)
     result = d
     for m in range(1, 500):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + numerator * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + numerator / c
@@ -76,8 +81,11 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> Optional[Dict[str, f
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     diff = statistics.fmean(b) - statistics.fmean(a)
     if va + vb == 0:
-        return {"t": math.copysign(math.inf, diff) if diff else 0.0, "df": math.nan,
-                "p": 0.0 if diff else 1.0}
+        return {
+            "t": math.copysign(math.inf, diff) if diff else 0.0,
+            "df": math.nan,
+            "p": 0.0 if diff else 1.0,
+        }
     t = diff / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     return {"t": t, "df": df, "p": min(1.0, 2 * t_sf(abs(t), df))}

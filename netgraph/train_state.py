@@ -5,6 +5,7 @@ checkpoint loads with ``torch.load(weights_only=True)``; ``from_dict`` checks th
 format and each field's type before anything is used, so a damaged or foreign file is
 one clear error rather than a failure deep in the loop.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -37,30 +38,47 @@ class TrainState:
         return {"format": STATE_FORMAT, **{f.name: getattr(self, f.name) for f in fields(self)}}
 
     @classmethod
-    def from_dict(cls, state: Any) -> "TrainState":
+    def from_dict(cls, state: Any) -> TrainState:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise RecipeError(f"not a netgraph training state of this version (format {found!r}, "
-                              f"expected {STATE_FORMAT!r})",
-                              hint="resume from a checkpoint this netgraph's train wrote, or start afresh")
+            raise RecipeError(
+                f"not a netgraph training state of this version (format {found!r}, "
+                f"expected {STATE_FORMAT!r})",
+                hint="resume from a checkpoint this netgraph's train wrote, or start afresh",
+            )
         for name, types in _TYPES.items():
             value = state.get(name)
             if name not in state or not isinstance(value, types) or isinstance(value, bool):
-                raise RecipeError(f"the training state's '{name}' is "
-                                  f"{'missing' if name not in state else type(value).__name__}",
-                                  hint="the checkpoint is damaged: start afresh without --resume")
+                raise RecipeError(
+                    f"the training state's '{name}' is "
+                    f"{'missing' if name not in state else type(value).__name__}",
+                    hint="the checkpoint is damaged: start afresh without --resume",
+                )
         if not 0 <= state["skip"] <= state["step"] or state["epoch"] < 1:
-            raise RecipeError(f"the training state's step {state['step']}, epoch {state['epoch']} "
-                              f"and skip {state['skip']} do not fit together",
-                              hint="the checkpoint is damaged: start afresh without --resume")
+            raise RecipeError(
+                f"the training state's step {state['step']}, epoch {state['epoch']} "
+                f"and skip {state['skip']} do not fit together",
+                hint="the checkpoint is damaged: start afresh without --resume",
+            )
         return cls(**{f.name: state[f.name] for f in fields(cls) if f.name in state})
 
 
 _NONE = type(None)
-_TYPES = {"step": int, "epoch": int, "skip": int, "model": dict, "optimizers": list,
-          "generator": torch.Tensor, "average": (dict, _NONE), "stats": (dict, _NONE),
-          "epoch_losses": (torch.Tensor, _NONE), "epoch_correct": (int, float),
-          "epoch_elapsed": (int, float), "train_time_s": (int, float), "log": list}
+_TYPES = {
+    "step": int,
+    "epoch": int,
+    "skip": int,
+    "model": dict,
+    "optimizers": list,
+    "generator": torch.Tensor,
+    "average": (dict, _NONE),
+    "stats": (dict, _NONE),
+    "epoch_losses": (torch.Tensor, _NONE),
+    "epoch_correct": (int, float),
+    "epoch_elapsed": (int, float),
+    "train_time_s": (int, float),
+    "log": list,
+}
 
 
 def to_cpu(value: Any) -> Any:
@@ -72,4 +90,3 @@ def to_cpu(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_cpu(v) for v in value]
     return value
-

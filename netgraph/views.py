@@ -11,6 +11,7 @@ A view is a name (``flip``), a name with parameters (``{translate: {dy: -1, dx: 
 a list of those applied in order (``[{translate: {dy: -1, dx: -1}}, flip]``: shifted, then
 mirrored). ``tta: airbench`` is airbench94's six views (AIRBENCH below).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from .registry import Registry
 @dataclass
 class ViewSpec:
     """A registered test-time view: ``function(images, **params) -> images`` of the same shape."""
+
     name: str
     function: Callable[..., torch.Tensor]
     doc: str = ""
@@ -41,11 +43,12 @@ def register_view(name: str, replace: bool = False, *, params: Optional[Dict[str
     """Register a test-time view; decorate ``function(images, **params) -> images`` (a batch
     N x C x H x W to one of the same shape). ``params`` is declared as for ops; a recipe sets
     them with ``{name: {key: value}}``. ``train.tta: [name]`` averages its logits with the image's."""
+
     def decorator(function):
         declared = {k: _as_param(v) for k, v in (params or {}).items()}
-        TTA_VIEWS.add(name, ViewSpec(name, function, (function.__doc__ or "").strip(), declared),
-                      replace)
+        TTA_VIEWS.add(name, ViewSpec(name, function, (function.__doc__ or "").strip(), declared), replace)
         return function
+
     return decorator
 
 
@@ -67,7 +70,7 @@ def _translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
         return x
     height, width = x.shape[2:]
     padded = F.pad(x, (pad,) * 4, mode="reflect")
-    return padded[:, :, pad + dy:pad + dy + height, pad + dx:pad + dx + width]
+    return padded[:, :, pad + dy : pad + dy + height, pad + dx : pad + dx + width]
 
 
 @register_view("identity")
@@ -80,10 +83,16 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 # 0.5 mirror(x) + 0.5 mean(mirror(shift(-1, -1)), mirror(shift(1, 1))), mirror(x) the mean of
 # x and its flip: the image and its flip 1/4 each, the four shifted views 1/8 each.
 _UP_LEFT, _DOWN_RIGHT = {"translate": {"dy": -1, "dx": -1}}, {"translate": {"dy": 1, "dx": 1}}
-AIRBENCH = {"views": [{"view": "identity", "weight": 0.25}, {"view": "flip", "weight": 0.25},
-                      {"view": _UP_LEFT, "weight": 0.125}, {"view": [_UP_LEFT, "flip"], "weight": 0.125},
-                      {"view": _DOWN_RIGHT, "weight": 0.125},
-                      {"view": [_DOWN_RIGHT, "flip"], "weight": 0.125}]}
+AIRBENCH = {
+    "views": [
+        {"view": "identity", "weight": 0.25},
+        {"view": "flip", "weight": 0.25},
+        {"view": _UP_LEFT, "weight": 0.125},
+        {"view": [_UP_LEFT, "flip"], "weight": 0.125},
+        {"view": _DOWN_RIGHT, "weight": 0.125},
+        {"view": [_DOWN_RIGHT, "flip"], "weight": 0.125},
+    ]
+}
 PRESETS = {"airbench": AIRBENCH}
 
 View = Callable[[torch.Tensor], torch.Tensor]
@@ -92,8 +101,11 @@ TTA_EXAMPLE = "[flip], or {views: [{view: identity, weight: 0.5}, {view: flip, w
 
 def _step(entry: Any) -> Tuple[str, View]:
     """One view of a composition: 'flip' or {translate: {dy: 1, dx: 1}} -> (label, function)."""
-    name, raw = next(iter(entry.items())) if isinstance(entry, dict) and len(entry) == 1 and \
-        isinstance(next(iter(entry.values())), dict) else (entry, {})
+    name, raw = (
+        next(iter(entry.items()))
+        if isinstance(entry, dict) and len(entry) == 1 and isinstance(next(iter(entry.values())), dict)
+        else (entry, {})
+    )
     spec = TTA_VIEWS.lookup(name, "in train.tta")
     owner = f"test-time view '{name}'"
     try:
@@ -114,6 +126,7 @@ def _view(entry: Any) -> Tuple[str, View]:
         for _, function in steps:
             x = function(x)
         return x
+
     return " then ".join(label for label, _ in steps), (steps[0][1] if len(steps) == 1 else composed)
 
 
@@ -129,20 +142,31 @@ def parse_tta(value: Any) -> List[Tuple[str, View, float]]:
         value = PRESETS[value]
     if isinstance(value, (list, tuple)):  # TrainConfig's default is ()
         return [("image", _identity, 1.0)] + [(*_view(entry), 1.0) for entry in value]
-    if not isinstance(value, dict) or set(value) != {"views"} or not isinstance(value["views"], list) \
-            or not value["views"]:
-        raise RecipeError(f"train.tta must be a list of views, a mapping {{views: [...]}} or a "
-                          f"preset ({', '.join(PRESETS)}), got {value!r}", hint=f"e.g. tta: {TTA_EXAMPLE}")
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"views"}
+        or not isinstance(value["views"], list)
+        or not value["views"]
+    ):
+        raise RecipeError(
+            f"train.tta must be a list of views, a mapping {{views: [...]}} or a "
+            f"preset ({', '.join(PRESETS)}), got {value!r}",
+            hint=f"e.g. tta: {TTA_EXAMPLE}",
+        )
     views = []
     for item in value["views"]:
         if not isinstance(item, dict) or set(item) != {"view", "weight"}:
-            raise RecipeError(f"each train.tta.views item is {{view: V, weight: W}}, got {item!r}",
-                              hint="e.g. {view: flip, weight: 0.5}, or {view: [{translate: {dy: 1, "
-                                   "dx: 1}}, flip], weight: 0.125}")
+            raise RecipeError(
+                f"each train.tta.views item is {{view: V, weight: W}}, got {item!r}",
+                hint="e.g. {view: flip, weight: 0.5}, or {view: [{translate: {dy: 1, "
+                "dx: 1}}, flip], weight: 0.125}",
+            )
         weight = item["weight"]
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
-            raise RecipeError(f"a test-time view's weight must be a positive number, got {weight!r}",
-                              hint="weights are relative: they are normalised to sum 1")
+            raise RecipeError(
+                f"a test-time view's weight must be a positive number, got {weight!r}",
+                hint="weights are relative: they are normalised to sum 1",
+            )
         views.append((*_view(item["view"]), float(weight)))
     total = sum(weight for _, _, weight in views)
     return [(label, view, weight / total) for label, view, weight in views]

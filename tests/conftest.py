@@ -27,24 +27,31 @@ def small_network(classes: int) -> str:
 @pytest.fixture
 def write(tmp_path):
     """write('name.yaml', text) -> path of a recipe file in a temporary folder."""
+
     def _write(name, text):
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
         return path
+
     return _write
 
 
 def pytest_addoption(parser):
-    parser.addoption("--shuffle", type=int, metavar="SEED",
-                     help="run the modules in an order shuffled by SEED, and each module's tests "
-                          "shuffled too (the suite must pass in any order; tools/shuffled_suite.py)")
+    parser.addoption(
+        "--shuffle",
+        type=int,
+        metavar="SEED",
+        help="run the modules in an order shuffled by SEED, and each module's tests "
+        "shuffled too (the suite must pass in any order; tools/shuffled_suite.py)",
+    )
 
 
 def shuffle(items, seed: int):
     """Modules in a seeded random order, each module's tests shuffled within it (as
     pytest-randomly does: module-scoped fixtures are still set up once a module)."""
     import random
+
     rng = random.Random(seed)
     modules = {}
     for item in items:
@@ -60,6 +67,7 @@ def pytest_collection_modifyitems(config, items):
     if config.getoption("--shuffle") is not None:
         shuffle(items, config.getoption("--shuffle"))
     import torch
+
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
@@ -82,15 +90,18 @@ def _global_state():
     variables libraries set once when first imported: TORCHINDUCTOR_CACHE_DIR (torch's
     inductor) and KMP_DUPLICATE_LIB_OK / KMP_INIT_AT_FORK (scikit-learn's OpenMP set-up)."""
     import torch
-    return {"torch.get_num_threads()": torch.get_num_threads(),
-            "signal handlers": {int(s): signal.getsignal(s) for s in _SIGNALS},
-            "os.getcwd()": os.getcwd(),
-            "os.environ": {k: v for k, v in os.environ.items()
-                           if not _set_by_libraries(k)}}
+
+    return {
+        "torch.get_num_threads()": torch.get_num_threads(),
+        "signal handlers": {int(s): signal.getsignal(s) for s in _SIGNALS},
+        "os.getcwd()": os.getcwd(),
+        "os.environ": {k: v for k, v in os.environ.items() if not _set_by_libraries(k)},
+    }
 
 
 def _restore(state):
     import torch
+
     torch.set_num_threads(state["torch.get_num_threads()"])
     for number, handler in state["signal handlers"].items():
         signal.signal(number, handler)
@@ -117,9 +128,11 @@ def no_leaked_global_state():
     before = _global_state()
     yield
     after = _global_state()
-    leaked = [_difference(name, before[name], after[name]) for name in before
-              if before[name] != after[name]]
+    leaked = [_difference(name, before[name], after[name]) for name in before if before[name] != after[name]]
     if leaked:
         _restore(before)
-        pytest.fail(f"the test left global state changed: {', '.join(leaked)} "
-                    f"(restore it, e.g. with monkeypatch or try/finally)", pytrace=False)
+        pytest.fail(
+            f"the test left global state changed: {', '.join(leaked)} "
+            f"(restore it, e.g. with monkeypatch or try/finally)",
+            pytrace=False,
+        )

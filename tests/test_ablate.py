@@ -1,14 +1,15 @@
 """Ablation: statistics against scipy, the table, CSV, JSON lines and resuming."""
+
 import csv
 import io
 import textwrap
 
 import pytest
+from test_train import SMALL
 
 from netgraph import stats
 from netgraph.ablate import ablate, read_runs
 from netgraph.cli import main
-from test_train import SMALL
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -48,8 +49,13 @@ def two_recipes(tmp_path):
 def test_ablate_table_csv_jsonl_and_resume(two_recipes, tmp_path, capsys):
     out = tmp_path / "ablation"
     trained = []
-    rows = ablate(two_recipes, 3, device="cpu", out_dir=out,
-                  on_run=lambda recipe, seed, record: trained.append((recipe, seed)))
+    rows = ablate(
+        two_recipes,
+        3,
+        device="cpu",
+        out_dir=out,
+        on_run=lambda recipe, seed, record: trained.append((recipe, seed)),
+    )
     assert trained == [(r, s) for r in two_recipes for s in (0, 1, 2)]
     records = read_runs(out / "runs.jsonl")
     assert len(records) == 6 and {"test_acc", "train_time_s", "device", "torch", "date"} <= set(records[0])
@@ -72,22 +78,48 @@ def test_ablate_table_csv_jsonl_and_resume(two_recipes, tmp_path, capsys):
     (out / "runs.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])
     trained.clear()
     with pytest.warns(UserWarning, match="runs.jsonl:5: skipping a line that is not JSON"):
-        again = ablate(two_recipes, 3, device="cpu", out_dir=out,
-                       on_run=lambda recipe, seed, record: trained.append((recipe, seed)))
+        again = ablate(
+            two_recipes,
+            3,
+            device="cpu",
+            out_dir=out,
+            on_run=lambda recipe, seed, record: trained.append((recipe, seed)),
+        )
     assert trained == [(two_recipes[1], 1), (two_recipes[1], 2)]
     assert again[0]["acc"]["mean"] == pytest.approx(rows[0]["acc"]["mean"])
     assert len(read_runs(out / "runs.jsonl")) == 6  # the cut line is gone, nothing glued to it
     # Different overrides are different runs.
     trained.clear()
-    ablate(two_recipes[:1], 1, device="cpu", out_dir=out, overrides=["train.epochs=1"],
-           on_run=lambda recipe, seed, record: trained.append((recipe, seed)))
+    ablate(
+        two_recipes[:1],
+        1,
+        device="cpu",
+        out_dir=out,
+        overrides=["train.epochs=1"],
+        on_run=lambda recipe, seed, record: trained.append((recipe, seed)),
+    )
     assert trained == [(two_recipes[0], 0)]
 
 
 def test_ablate_command_and_plot(two_recipes, tmp_path, capsys):
     out = tmp_path / "a"
-    assert main(["ablate", *two_recipes, "--runs", "2", "--device", "cpu", "--out", str(out),
-                 "--plot", str(tmp_path / "plot.png")]) == 0
+    assert (
+        main(
+            [
+                "ablate",
+                *two_recipes,
+                "--runs",
+                "2",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--plot",
+                str(tmp_path / "plot.png"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| narrow | 2 | 2 |" in printed and "wrote" in printed
     pytest.importorskip("matplotlib")
@@ -95,8 +127,20 @@ def test_ablate_command_and_plot(two_recipes, tmp_path, capsys):
 
 
 def test_ablate_reports_recipe_mistakes_before_training(two_recipes, tmp_path, capsys):
-    assert main(["ablate", two_recipes[0], str(tmp_path / "missing.yaml"), "--device", "cpu",
-                 "--out", str(tmp_path / "a")]) == 2
+    assert (
+        main(
+            [
+                "ablate",
+                two_recipes[0],
+                str(tmp_path / "missing.yaml"),
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 2
+    )
     assert "missing.yaml: recipe file not found" in capsys.readouterr().err
     assert not (tmp_path / "a" / "runs.jsonl").exists()
 
@@ -104,8 +148,12 @@ def test_ablate_reports_recipe_mistakes_before_training(two_recipes, tmp_path, c
 def test_ablate_spreads_runs_over_worker_processes(two_recipes, tmp_path, capsys):
     """4 runs over 2 CPU worker processes: each collected once, the same results as in one process."""
     out = tmp_path / "parallel"
-    assert main(["ablate", two_recipes[1], "--runs", "4", "--workers", "2", "--device", "cpu",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            ["ablate", two_recipes[1], "--runs", "4", "--workers", "2", "--device", "cpu", "--out", str(out)]
+        )
+        == 0
+    )
     records = read_runs(out / "runs.jsonl")
     assert sorted(r["seed"] for r in records) == [0, 1, 2, 3]
     assert "| wide | 2 | 4 |" in capsys.readouterr().out

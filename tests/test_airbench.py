@@ -1,14 +1,15 @@
 """The airbench records' networks (recipes/airbench/): sizes, logits against the hand-written
 reference (tools/reference_airbench.py), the whitening filters, Dirac and head init."""
+
 import numpy as np
 import pytest
 import torch
-
 from conftest import RECIPES
+from reference_airbench import airbench94, airbench94_muon, init_whitening
+
 from netgraph import PassContext, apply_transforms, build_graph, compile_graph, load_recipe
 from netgraph.run import context_without_data
 from netgraph.summary import summarize
-from reference_airbench import airbench94, airbench94_muon, init_whitening
 
 RECORDS = {"airbench94": airbench94, "airbench94_muon": airbench94_muon}
 
@@ -24,8 +25,9 @@ def compiled(name, images=None, seed=0):
     recipe = load_recipe(RECIPES / "airbench" / f"{name}.yaml")
     data = smooth_images(64) if images is None else images
     torch.manual_seed(seed)
-    g, reports = apply_transforms(build_graph(recipe), recipe,
-                                  PassContext(train_images=lambda n: data[:n], batch_size=1024))
+    g, reports = apply_transforms(
+        build_graph(recipe), recipe, PassContext(train_images=lambda n: data[:n], batch_size=1024)
+    )
     return g, compile_graph(g), reports
 
 
@@ -75,8 +77,9 @@ def test_compiled_recipe_and_reference_give_the_same_logits(name):
 def test_trainable_parameters_match_the_reference(name):
     _, module, _ = compiled(name)
     reference = RECORDS[name]()
-    assert {k: p.requires_grad for k, p in module.named_parameters()} == \
-        {k: p.requires_grad for k, p in reference.named_parameters()}
+    assert {k: p.requires_grad for k, p in module.named_parameters()} == {
+        k: p.requires_grad for k, p in reference.named_parameters()
+    }
     assert not module.whiten.weight.requires_grad and module.whiten.bias.requires_grad
 
 
@@ -84,8 +87,9 @@ def float64_whitening(images, eps, largest_first):
     """Independent of netgraph: every 2x2 patch by explicit slicing, X^T X / n in numpy."""
     x = images.double().numpy()
     n, c, h, w = x.shape
-    patches = np.stack([x[:, :, i:i + 2, j:j + 2].reshape(n, -1)
-                        for i in range(h - 1) for j in range(w - 1)], axis=1).reshape(-1, c * 4)
+    patches = np.stack(
+        [x[:, :, i : i + 2, j : j + 2].reshape(n, -1) for i in range(h - 1) for j in range(w - 1)], axis=1
+    ).reshape(-1, c * 4)
     values, vectors = np.linalg.eigh(patches.T @ patches / len(patches))
     order = np.argsort(-values if largest_first else values)
     filters = vectors[:, order].T / np.sqrt(values[order] + eps)[:, None]

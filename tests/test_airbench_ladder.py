@@ -6,18 +6,33 @@ import math
 import pytest
 import torch
 import yaml
-
 from conftest import RECIPES, ROOT
+
 from netgraph import PassContext, apply_transforms, build_graph, load_recipe, summarize
 from netgraph.config import data_config, train_config
 
-STEPS = ["00_baseline", "01_whitening", "02_dirac", "03_bn_bias_lr", "04_frozen_whiten_bias",
-         "05_lookahead", "06_multicrop_tta", "07_alternating_flip", "08_compile"]
+STEPS = [
+    "00_baseline",
+    "01_whitening",
+    "02_dirac",
+    "03_bn_bias_lr",
+    "04_frozen_whiten_bias",
+    "05_lookahead",
+    "06_multicrop_tta",
+    "07_alternating_flip",
+    "08_compile",
+]
 LADDER = RECIPES / "airbench" / "ladder"
 AIRBENCH94 = RECIPES / "airbench" / "airbench94.yaml"
 SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
-TINY = ["network.group1.c=8", "network.group2.c=16", "network.group3.c=16",
-        "train.precision=float32", "train.channels_last=false", "train.compile=none"]
+TINY = [
+    "network.group1.c=8",
+    "network.group2.c=16",
+    "network.group3.c=16",
+    "train.precision=float32",
+    "train.channels_last=false",
+    "train.compile=none",
+]
 
 
 def describe_train(t):
@@ -32,8 +47,10 @@ def describe_data(d):
 
 def describe_graph(g):
     """Every node: its op, params, shape, optimizer options and inputs (not its tensors)."""
-    return {n: (a["op"], a.get("params"), a.get("shape"), a.get("optim"), sorted(g.predecessors(n)))
-            for n, a in g.nodes(data=True)}
+    return {
+        n: (a["op"], a.get("params"), a.get("shape"), a.get("optim"), sorted(g.predecessors(n)))
+        for n, a in g.nodes(data=True)
+    }
 
 
 def changed(a: dict, b: dict) -> set:
@@ -47,10 +64,19 @@ def steps():
     for step in STEPS + ["airbench94"]:
         recipe = load_recipe(AIRBENCH94 if step == "airbench94" else LADDER / f"{step}.yaml")
         t = train_config(recipe, "cuda")
-        g, reports = apply_transforms(build_graph(recipe), recipe,
-                                      PassContext(train_images=lambda n: images[:n], batch_size=t.batch_size))
-        out[step] = dict(recipe=recipe, graph=g, reports=reports, train=describe_train(t),
-                         data=describe_data(data_config(recipe)), nodes=describe_graph(g))
+        g, reports = apply_transforms(
+            build_graph(recipe),
+            recipe,
+            PassContext(train_images=lambda n: images[:n], batch_size=t.batch_size),
+        )
+        out[step] = dict(
+            recipe=recipe,
+            graph=g,
+            reports=reports,
+            train=describe_train(t),
+            data=describe_data(data_config(recipe)),
+            nodes=describe_graph(g),
+        )
     return out
 
 
@@ -105,19 +131,25 @@ def test_the_trick_of_each_step_is_there(steps):
     assert w.shape == (24, 3, 2, 2) and torch.equal(w[12:], -w[:12])
     # 2: Dirac init on the six 3x3 convs.
     g2 = steps["02_dirac"]["graph"]
-    assert [n for n in g2 if g2.nodes[n]["params"].get("init") == "dirac"] == \
-        [f"group{i}/conv{j}" for i in (1, 2, 3) for j in (1, 2)]
+    assert [n for n in g2 if g2.nodes[n]["params"].get("init") == "dirac"] == [
+        f"group{i}/conv{j}" for i in (1, 2, 3) for j in (1, 2)
+    ]
     # 3: batch-norm biases at lr x64, decay /64; 4: the whitening bias frozen after 3 epochs.
-    assert train("03_bn_bias_lr")["param_groups"] == [{"kind": "batch_norm", "lr_scale": 64,
-                                                       "wd_scale": 0.015625}]
+    assert train("03_bn_bias_lr")["param_groups"] == [
+        {"kind": "batch_norm", "lr_scale": 64, "wd_scale": 0.015625}
+    ]
     frozen = train("04_frozen_whiten_bias")["param_groups"][1]
     assert (frozen["params"], frozen["until"], frozen["lr_scale"]) == ("whiten.bias", {"epochs": 3}, 1.0)
     # 5: lookahead; 6: the six-view TTA; 7: alternating flip; 8: compiled.
-    assert train("05_lookahead")["average"] == {"name": "lookahead",
-                                                "params": {"every": 5, "decay": 0.95, "power": 3.0}}
+    assert train("05_lookahead")["average"] == {
+        "name": "lookahead",
+        "params": {"every": 5, "decay": 0.95, "power": 3.0},
+    }
     assert train("06_multicrop_tta")["tta"] == "airbench"
-    assert [a[0] for a in steps["07_alternating_flip"]["data"]["augmentations"]] == \
-        ["Translate", "AlternatingFlip"]
+    assert [a[0] for a in steps["07_alternating_flip"]["data"]["augmentations"]] == [
+        "Translate",
+        "AlternatingFlip",
+    ]
     assert train("08_compile")["compile"] == "max-autotune"  # airbench94_compiled.py's mode
     assert [train(s)["epochs"] for s in STEPS] == [45, 21, 18, 13.5, 13.5, 12.0, 10.8, 9.9, 9.9]
 
@@ -129,8 +161,9 @@ def test_step_7_trains_airbench94_and_step_8_compiles_it(steps):
     assert a["nodes"] == b["nodes"] and list(a["graph"]) == list(b["graph"])
     assert a["recipe"].transforms == b["recipe"].transforms
     for node in ("whiten",):  # the whitening filters, from the same images
-        assert torch.equal(a["graph"].nodes[node]["tensors"]["weight"],
-                           b["graph"].nodes[node]["tensors"]["weight"])
+        assert torch.equal(
+            a["graph"].nodes[node]["tensors"]["weight"], b["graph"].nodes[node]["tensors"]["weight"]
+        )
     assert changed(a["train"], steps["08_compile"]["train"]) == {"compile"}
 
 
@@ -144,6 +177,7 @@ def test_every_step_summarises(steps, step):
 @pytest.fixture(scope="module")
 def subset():
     from netgraph.run import load_data
+
     recipe = load_recipe(LADDER / "00_baseline.yaml")
     return load_data(data_config(recipe), str(SUBSET))
 
@@ -155,6 +189,7 @@ def test_every_step_trains_on_a_cpu(subset, step):
     float32: the warm-up knot floor(0.23 * 3) + 1 = 1, lookahead's final write-back and the
     whitening bias's span all run."""
     from netgraph.run import run_recipe
+
     recipe = load_recipe(LADDER / f"{step}.yaml", TINY + ["train.epochs=1"])
     result, _, _ = run_recipe(recipe, device="cpu", dataset=subset, eval_every_epoch=False)
     assert (result.train_images, result.steps) == (4068, 3)
@@ -166,10 +201,19 @@ def test_the_records_train_at_full_width_for_a_few_steps(name):
     """The records' own networks and training, at full width, for 2 steps of 64 synthetic images
     (CPU, float32): every part of their training runs, the loss stays finite."""
     from netgraph.run import run_recipe
-    recipe = load_recipe(ROOT / "recipes" / "airbench" / f"{name}.yaml", [
-        "train.precision=float32", "train.channels_last=false", "train.compile=none",
-        "train.batch_size=64", "train.steps=2", "data.dataset=synthetic",
-        "data.synthetic={train: 128, test: 64, classes: 10}"])
+
+    recipe = load_recipe(
+        ROOT / "recipes" / "airbench" / f"{name}.yaml",
+        [
+            "train.precision=float32",
+            "train.channels_last=false",
+            "train.compile=none",
+            "train.batch_size=64",
+            "train.steps=2",
+            "data.dataset=synthetic",
+            "data.synthetic={train: 128, test: 64, classes: 10}",
+        ],
+    )
     result, model, _ = run_recipe(recipe, device="cpu")
     assert result.steps == 2 and result.params == 1_971_352
     assert math.isfinite(result.log[-1]["train_loss"]) and math.isfinite(result.test_loss)

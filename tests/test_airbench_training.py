@@ -3,14 +3,16 @@ torch from its published code (../shared/docs/anchors.md): SGD groups with airbe
 learning-rate and weight-decay arithmetic, Muon, lookahead, the schedules and the whitening
 bias's span. netgraph drives its own loop's step (engine.Training.step) on the same batches;
 the networks are the recipes at small widths, loaded into tools/reference_airbench.py."""
+
 import math
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from conftest import RECIPES, ROOT
+from test_optimizers import published_ns5
+
 from netgraph import load_recipe
 from netgraph.config import data_config, train_config
 from netgraph.engine import Training, to_device
@@ -18,7 +20,6 @@ from netgraph.executor import compile_graph, parameter_options
 from netgraph.graph import build_graph
 from netgraph.passes import PassContext, apply_transforms
 from netgraph.run import fit_to_data, load_data, normalisation
-from test_optimizers import published_ns5
 
 sys.path.insert(0, str(ROOT / "tools"))
 import reference_airbench  # noqa: E402
@@ -28,35 +29,53 @@ WIDTHS = (8, 16, 16)  # the records' networks at small widths: the arithmetic is
 
 def netgraph_run(name: str, train_images: int):
     """(netgraph's Training of the recipe at WIDTHS on CPU in float32, its model, the batch size)."""
-    recipe = load_recipe(RECIPES / "airbench" / f"{name}.yaml", [
-        "train.precision=float32", "train.channels_last=false", "train.compile=none",
-        f"network.group1.c={WIDTHS[0]}", f"network.group2.c={WIDTHS[1]}", f"network.group3.c={WIDTHS[2]}",
-        "data.dataset=synthetic", f"data.synthetic={{train: {train_images}, test: 64, classes: 10}}"])
+    recipe = load_recipe(
+        RECIPES / "airbench" / f"{name}.yaml",
+        [
+            "train.precision=float32",
+            "train.channels_last=false",
+            "train.compile=none",
+            f"network.group1.c={WIDTHS[0]}",
+            f"network.group2.c={WIDTHS[1]}",
+            f"network.group3.c={WIDTHS[2]}",
+            "data.dataset=synthetic",
+            f"data.synthetic={{train: {train_images}, test: 64, classes: 10}}",
+        ],
+    )
     dconfig = data_config(recipe)
     dataset = load_data(dconfig)
     recipe, dconfig = fit_to_data(recipe, dataset)
     mean, std = normalisation(dataset, dconfig)
     data = to_device(dataset, "cpu", mean, std, dconfig.pad, torch.float32)
     config = train_config(recipe, "cpu")
-    graph, _ = apply_transforms(build_graph(recipe), recipe,
-                                PassContext(train_images=data.train_sample, batch_size=config.batch_size))
+    graph, _ = apply_transforms(
+        build_graph(recipe), recipe, PassContext(train_images=data.train_sample, batch_size=config.batch_size)
+    )
     torch.manual_seed(0)
     model = compile_graph(graph)
-    run = Training(model, data, config, dconfig.augmentations, dconfig.max_groups, parameter_options(graph), None)
+    run = Training(
+        model, data, config, dconfig.augmentations, dconfig.max_groups, parameter_options(graph), None
+    )
     return run, model, config.batch_size
 
 
 def reference_like(model, name: str):
-    ref = reference_airbench.AirbenchNet(scale=1 / 9 if name == "airbench94" else 1 / 256,
-                                         zero_whiten_bias=True, unit_std_head=False, widths=WIDTHS)
+    ref = reference_airbench.AirbenchNet(
+        scale=1 / 9 if name == "airbench94" else 1 / 256,
+        zero_whiten_bias=True,
+        unit_std_head=False,
+        widths=WIDTHS,
+    )
     ref.load_state_dict(model.state_dict())
     return ref
 
 
 def batches(n: int, batch: int):
     g = torch.Generator().manual_seed(1)
-    return [(torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, 10, (batch,), generator=g))
-            for _ in range(n)]
+    return [
+        (torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, 10, (batch,), generator=g))
+        for _ in range(n)
+    ]
 
 
 def assert_same_state(model, ref, tol=1e-6):
@@ -81,19 +100,26 @@ def test_airbench94_steps_as_published():
     lr_biases = lr * 64
     norm_biases = [p for n, p in ref.named_parameters() if "norm" in n and p.requires_grad]
     other = [p for n, p in ref.named_parameters() if "norm" not in n and p.requires_grad]
-    opt = torch.optim.SGD([dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases),
-                           dict(params=other, lr=lr, weight_decay=wd / lr)], momentum=0.85, nesterov=True)
+    opt = torch.optim.SGD(
+        [
+            dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases),
+            dict(params=other, lr=lr, weight_decay=wd / lr),
+        ],
+        momentum=0.85,
+        nesterov=True,
+    )
     initial = [lr_biases, lr]
     factor = lambda s: np.interp(s, [0, int(0.23 * total), total], [0.2, 1, 0.07])  # noqa: E731
     for group, base in zip(opt.param_groups, initial):  # LambdaLR sets factor(0) at construction
         group["lr"] = base * factor(0)
-    alpha = 0.95 ** 5 * (torch.arange(total + 1) / total) ** 3
+    alpha = 0.95**5 * (torch.arange(total + 1) / total) ** 3
     net_views = [v for v in ref.state_dict().values() if v.dtype in (torch.half, torch.float)]
     ema = [v.clone() for v in net_views]
 
     def lookahead(decay):
         torch._foreach_lerp_(ema, net_views, 1 - decay)
         torch._foreach_copy_(net_views, ema)
+
     for step, (x, y) in enumerate(batches(total, batch)):
         ref.whiten.bias.requires_grad = step // spe < 3  # epoch < whiten_bias_epochs
         loss = F.cross_entropy(ref(x), y, label_smoothing=0.2, reduction="none").sum()
@@ -123,10 +149,16 @@ def test_airbench94_muon_steps_as_published():
     bias_lr, head_lr, wd = 0.053, 0.67, 2e-6 * batch
     filters = [p for p in ref.parameters() if len(p.shape) == 4 and p.requires_grad]
     norm_biases = [p for n, p in ref.named_parameters() if "norm" in n and p.requires_grad]
-    opt1 = torch.optim.SGD([dict(params=[ref.whiten.bias], lr=bias_lr, weight_decay=wd / bias_lr),
-                            dict(params=norm_biases, lr=bias_lr, weight_decay=wd / bias_lr),
-                            dict(params=[ref.head.fc.weight], lr=head_lr, weight_decay=wd / head_lr)],
-                           momentum=0.85, nesterov=True, fused=True)
+    opt1 = torch.optim.SGD(
+        [
+            dict(params=[ref.whiten.bias], lr=bias_lr, weight_decay=wd / bias_lr),
+            dict(params=norm_biases, lr=bias_lr, weight_decay=wd / bias_lr),
+            dict(params=[ref.head.fc.weight], lr=head_lr, weight_decay=wd / head_lr),
+        ],
+        momentum=0.85,
+        nesterov=True,
+        fused=True,
+    )
     initial = [g["lr"] for g in opt1.param_groups]
     buffers = [torch.zeros_like(p) for p in filters]
     for step, (x, y) in enumerate(batches(total, batch)):

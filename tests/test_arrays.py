@@ -1,12 +1,13 @@
 """data.dataset: arrays: a .npz or a folder of .npy files, NHWC uint8, every refusal, and
 netgraph train on it with input.shape taken from the data."""
+
 import json
 import textwrap
 
 import numpy as np
 import pytest
-
 from conftest import small_network
+
 from netgraph import RecipeError
 from netgraph.arrays import read_arrays
 from netgraph.cli import main
@@ -47,18 +48,31 @@ def test_grayscale_nhw_and_keras_labels(tmp_path):
     np.testing.assert_array_equal(d.train_images.numpy()[:, 0], a["x_train"])
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda a: a.update(x_train=a["x_train"].transpose(0, 3, 1, 2), x_test=a["x_test"].transpose(0, 3, 1, 2)),
-     r"x_train has shape \(40, 3, 8, 8\): channels first \(NCHW\).*transpose\(0, 2, 3, 1\)"),
-    (lambda a: a.update(x_train=a["x_train"] / 255.0), r"x_train is float64, not uint8.*\* 255"),
-    (lambda a: a.update(y_train=a["y_train"][:-1]), r"y_train has shape \(39,\), expected 40 labels"),
-    (lambda a: a.update(y_test=a["y_test"] - 5), r"y_test holds the label -5"),
-    (lambda a: a.update(y_train=a["y_train"].astype(float)), r"y_train is float64, not integers"),
-    (lambda a: a.pop("y_test"), r"has no y_test"),
-    (lambda a: a.update(x_test=a["x_test"][:, :4]), r"x_train images are \(3, 8, 8\).*x_test images \(3, 4, 8\)"),
-    (lambda a: a.update(x_train=np.zeros((40, 8, 8, 5), np.uint8)), r"x_train has 5 channels"),
-    (lambda a: a.update(classes=np.array(["a", "b"])), r"classes names 2 classes, but the labels go up to 3"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda a: a.update(
+                x_train=a["x_train"].transpose(0, 3, 1, 2), x_test=a["x_test"].transpose(0, 3, 1, 2)
+            ),
+            r"x_train has shape \(40, 3, 8, 8\): channels first \(NCHW\).*transpose\(0, 2, 3, 1\)",
+        ),
+        (lambda a: a.update(x_train=a["x_train"] / 255.0), r"x_train is float64, not uint8.*\* 255"),
+        (lambda a: a.update(y_train=a["y_train"][:-1]), r"y_train has shape \(39,\), expected 40 labels"),
+        (lambda a: a.update(y_test=a["y_test"] - 5), r"y_test holds the label -5"),
+        (lambda a: a.update(y_train=a["y_train"].astype(float)), r"y_train is float64, not integers"),
+        (lambda a: a.pop("y_test"), r"has no y_test"),
+        (
+            lambda a: a.update(x_test=a["x_test"][:, :4]),
+            r"x_train images are \(3, 8, 8\).*x_test images \(3, 4, 8\)",
+        ),
+        (lambda a: a.update(x_train=np.zeros((40, 8, 8, 5), np.uint8)), r"x_train has 5 channels"),
+        (
+            lambda a: a.update(classes=np.array(["a", "b"])),
+            r"classes names 2 classes, but the labels go up to 3",
+        ),
+    ],
+)
 def test_bad_arrays_are_refused_naming_the_file(tmp_path, change, message):
     a = arrays()
     change(a)
@@ -88,13 +102,31 @@ def test_object_arrays_and_non_files_are_refused(tmp_path):
 def test_train_on_an_npz_takes_the_input_shape_from_the_data(tmp_path, capsys):
     np.savez(tmp_path / "a.npz", **arrays(n_train=128, n_test=32, shape=(12, 12), classes=4))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(textwrap.dedent("""
+    recipe.write_text(
+        textwrap.dedent("""
         data: {dataset: arrays, pad: 2, augment: [crop, flip, {cutout: 4}]}
         train: {epochs: 2, batch_size: 32, lr: {knots: [0, 1, epochs], values: [0, 0.1, 0]}}
-        """) + NETWORK)
+        """)
+        + NETWORK
+    )
     out = tmp_path / "result.json"
-    assert main(["train", str(recipe), "--device", "cpu", "--data-dir", str(tmp_path / "a.npz"),
-                 "--log", str(tmp_path / "log.jsonl"), "--json-out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(recipe),
+                "--device",
+                "cpu",
+                "--data-dir",
+                str(tmp_path / "a.npz"),
+                "--log",
+                str(tmp_path / "log.jsonl"),
+                "--json-out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "a: 128 training and 32 test images of 1 x 12 x 12, 4 classes (0, 1, 2, 3)" in printed
     assert "normalising with the statistics of its 128 training images: mean (" in printed
@@ -104,13 +136,29 @@ def test_train_on_an_npz_takes_the_input_shape_from_the_data(tmp_path, capsys):
 def test_an_input_shape_the_data_does_not_have_is_refused_before_training(tmp_path, capsys):
     np.savez(tmp_path / "a.npz", **arrays(n_train=128, n_test=32, shape=(12, 12), classes=4))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(textwrap.dedent("""
+    recipe.write_text(
+        textwrap.dedent("""
         input: {shape: [3, 32, 32]}
         data: {dataset: arrays, pad: 2}
         train: {epochs: 2, batch_size: 32, lr: {knots: [0, 1, epochs], values: [0, 0.1, 0]}}
-        """) + NETWORK)
-    assert main(["train", str(recipe), "--device", "cpu", "--data-dir", str(tmp_path / "a.npz"),
-                 "--log", str(tmp_path / "log.jsonl")]) == 2
+        """)
+        + NETWORK
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(recipe),
+                "--device",
+                "cpu",
+                "--data-dir",
+                str(tmp_path / "a.npz"),
+                "--log",
+                str(tmp_path / "log.jsonl"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "r.yaml:2: input.shape is [3, 32, 32], but the a images are 1 x 12 x 12" in err
     assert "epoch" not in capsys.readouterr().out

@@ -1,11 +1,21 @@
 """Batch-group augmentation: each augmentation does what it says at a legal place, the
 group structure of an epoch's choices, fresh and reproducible draws, batching."""
+
 import pytest
 import torch
 
 from netgraph import RecipeError, load_recipe
-from netgraph.augment import (AlternatingFlip, BatchGroupLoader, Crop, Cutout, Flip, Translate,
-                              check_augmentations, draw_choices, eval_batches)
+from netgraph.augment import (
+    AlternatingFlip,
+    BatchGroupLoader,
+    Crop,
+    Cutout,
+    Flip,
+    Translate,
+    check_augmentations,
+    draw_choices,
+    eval_batches,
+)
 from netgraph.config import data_config
 
 SEED_AUGMENTATIONS = [Crop(32), Flip(), Cutout(8)]  # the seed's, on images padded 32 -> 40
@@ -62,8 +72,10 @@ def test_cutout_zeroes_one_square_inside_the_image(size):
     zero = y == 0
     assert torch.equal(zero.sum(dim=(2, 3)), torch.full((n, 3), size * size))  # per image, per channel
     assert torch.equal(zero, zero[:, :1].expand_as(zero))  # the same square in every channel
-    rows, cols = zero[:, 0].any(2), zero[:, 0].any(1)     # n x 32 each
-    assert torch.equal(rows.sum(1), torch.full((n,), size)) and torch.equal(cols.sum(1), torch.full((n,), size))
+    rows, cols = zero[:, 0].any(2), zero[:, 0].any(1)  # n x 32 each
+    assert torch.equal(rows.sum(1), torch.full((n,), size)) and torch.equal(
+        cols.sum(1), torch.full((n,), size)
+    )
     assert torch.equal(zero[:, 0], rows[:, :, None] & cols[:, None, :])  # a square, not a scatter
     top = rows.float().argmax(1)
     left = cols.float().argmax(1)
@@ -149,8 +161,11 @@ def epochs(loader, count):
 
 
 def same(a, b):
-    return all(torch.equal(xa, xb) and torch.equal(ya, yb)
-               for ea, eb in zip(a, b) for (xa, ya), (xb, yb) in zip(ea, eb))
+    return all(
+        torch.equal(xa, xb) and torch.equal(ya, yb)
+        for ea, eb in zip(a, b)
+        for (xa, ya), (xb, yb) in zip(ea, eb)
+    )
 
 
 def test_reproducible_under_a_seed_and_new_every_epoch():
@@ -205,6 +220,7 @@ def test_on_the_gpu_with_a_generator_there():
 
 # --- airbench94's per-image augmentations: translate and alternating_flip ---------------
 
+
 def test_translate_takes_each_image_at_its_own_offset_in_range():
     """Images of 8 x 8 padded by 3 to 14 x 14, translate by 2: image b's window is the
     padded image sliced by hand at (3 + dy, 3 + dx), the offsets uniform over the 25 pairs."""
@@ -222,7 +238,7 @@ def test_translate_takes_each_image_at_its_own_offset_in_range():
     assert int(dy.abs().max()) == p and int(dx.abs().max()) == p
     for b in (0, 1, 999, n - 1):  # a few images sliced by hand
         top, left = pad + int(dy[b]), pad + int(dx[b])
-        assert torch.equal(x[b], images[index[b], :, top:top + 8, left:left + 8])
+        assert torch.equal(x[b], images[index[b], :, top : top + 8, left : left + 8])
     assert torch.equal(translate.apply(images[index], choice[index]), x)
     # uniform: each of the 25 (dy, dx) about n / 25 = 80 times; independent per image, so
     # not the equal batch-group counts (which would be exactly 80 each)
@@ -232,8 +248,9 @@ def test_translate_takes_each_image_at_its_own_offset_in_range():
     (again,) = draw_choices(n, [translate], (2, 14, 14), generator(), epoch=2)
     assert torch.equal(again, choice)  # the same generator state gives the same draw
     g = generator()
-    assert not torch.equal(draw_choices(n, [translate], (2, 14, 14), g)[0],
-                           draw_choices(n, [translate], (2, 14, 14), g)[0])
+    assert not torch.equal(
+        draw_choices(n, [translate], (2, 14, 14), g)[0], draw_choices(n, [translate], (2, 14, 14), g)[0]
+    )
 
 
 def test_translate_first_gathers_straight_from_the_padded_data_set():
@@ -254,15 +271,20 @@ def test_translate_with_more_padding_uses_the_centre():
 
 
 def test_translate_needs_enough_padding(tmp_path):
-    with pytest.raises(RecipeError, match="translate by 2 pixels needs images padded by at least 2 a "
-                                          "side, but these are 34 x 34 for 32-pixel images") as err:
+    with pytest.raises(
+        RecipeError,
+        match="translate by 2 pixels needs images padded by at least 2 a "
+        "side, but these are 34 x 34 for 32-pixel images",
+    ) as err:
         BatchGroupLoader(torch.zeros(4, 3, 34, 34), torch.arange(4), 2, [Translate(2, 32)])
     assert "data.pad: 2" in err.value.hint
     path = tmp_path / "r.yaml"
     path.write_text("data:\n  pad: 1\n  augment: [{translate: 2}, flip]\nnetwork:\n  fc: {op: flatten}\n")
     with pytest.raises(RecipeError, match=r"r.yaml:3: translate by 2 pixels needs"):
         data_config(load_recipe(path))
-    path.write_text("data:\n  pad: 2\n  augment: [translate, alternating_flip]\nnetwork:\n  fc: {op: flatten}\n")
+    path.write_text(
+        "data:\n  pad: 2\n  augment: [translate, alternating_flip]\nnetwork:\n  fc: {op: flatten}\n"
+    )
     translate, alternating = data_config(load_recipe(path)).augmentations
     assert translate == Translate(2, 32) and isinstance(alternating, AlternatingFlip)
 
@@ -318,8 +340,14 @@ def test_resuming_mid_epoch_gives_the_same_batches(host):
     rest = list(resumed.epoch(state, skip=2, number=3))
     assert len(rest) == 4 and same([third[2:]], [rest])
     # the wrong epoch number: the same translations, but every image mirrored
-    wrong = list(BatchGroupLoader(images, torch.arange(600), 100, augmentations[:2], seed=3)
-                 .epoch(state, skip=2, number=4))
-    right = list(BatchGroupLoader(images, torch.arange(600), 100, augmentations[:2], seed=3)
-                 .epoch(state, skip=2, number=3))
+    wrong = list(
+        BatchGroupLoader(images, torch.arange(600), 100, augmentations[:2], seed=3).epoch(
+            state, skip=2, number=4
+        )
+    )
+    right = list(
+        BatchGroupLoader(images, torch.arange(600), 100, augmentations[:2], seed=3).epoch(
+            state, skip=2, number=3
+        )
+    )
     assert all(torch.equal(a[0], b[0].flip(-1)) for a, b in zip(wrong, right))

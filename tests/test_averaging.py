@@ -1,5 +1,6 @@
 """Averaging kinds against hand computations: lookahead's ramped decay written back into
 the weights, and the moving average's evaluated copy."""
+
 import pytest
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ def test_lookahead_arithmetic_over_several_steps():
             state[key] = state[key] + 0.5 * k
         look.after_step(k, 7)
         if k % 2 == 0:
-            d = 0.9 ** 2 * (k / 7) ** 3
+            d = 0.9**2 * (k / 7) ** 3
             for key in state:
                 average[key] = average[key] + (1 - d) * (state[key] - average[key])
                 state[key] = average[key].clone()
@@ -51,7 +52,7 @@ def test_lookahead_state_round_trips():
 def test_ema_is_registered_with_its_defaults():
     model = nn.Linear(2, 2)
     ema = AVERAGING["ema"].build(model)
-    assert (ema.rho, ema.every) == (0.99 ** 5, 5) and ema.evaluated is not model
+    assert (ema.rho, ema.every) == (0.99**5, 5) and ema.evaluated is not model
     with torch.no_grad():
         model.weight.fill_(1.0)
     for k in range(1, 5):
@@ -59,7 +60,7 @@ def test_ema_is_registered_with_its_defaults():
     assert not torch.equal(ema.model.weight, model.weight)
     before = ema.model.weight.clone()
     ema.after_step(5, 100)
-    torch.testing.assert_close(ema.model.weight, 0.99 ** 5 * before + (1 - 0.99 ** 5) * 1.0)
+    torch.testing.assert_close(ema.model.weight, 0.99**5 * before + (1 - 0.99**5) * 1.0)
 
 
 def test_an_ema_counted_per_epoch_needs_the_epoch_length():

@@ -1,23 +1,25 @@
 """tools/bench.py: the compiled network costs no more than the hand-written one, and the
 benchmark's record holds what README's Performance section reports."""
+
 import collections
 import json
 import statistics
 
 import pytest
 import torch
+from conftest import RECIPES
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import RECIPES
-from netgraph import load_recipe
 import bench
+from netgraph import load_recipe
 
 
 def test_compiled_resnet9_forward_backward_within_10_percent_of_hand_written():
     """Median of alternating rounds on the CPU (on an H100: 1.000, README Performance)."""
     torch.manual_seed(0)
-    result = bench.bench_step(load_recipe(RECIPES / "resnet9.yaml"), torch.device("cpu"), batch=8,
-                              steps=2, reps=5, overrides=[])
+    result = bench.bench_step(
+        load_recipe(RECIPES / "resnet9.yaml"), torch.device("cpu"), batch=8, steps=2, reps=5, overrides=[]
+    )
     assert result["output_difference_float32"] < 1e-4  # the same function, so a fair race
     assert 0.9 <= result["ratio_median"] <= 1.1, result["rounds"]
 
@@ -28,17 +30,20 @@ def _compiled_and_hand_written(recipe_name):
     weights."""
     from netgraph import build_graph, compile_graph
     from netgraph.passes import PassContext, apply_transforms
+
     recipe = load_recipe(RECIPES / recipe_name)
     torch.manual_seed(0)
     images = torch.randn(2000, 3, 32, 32)
-    graph, _ = apply_transforms(build_graph(recipe), recipe,
-                                PassContext(train_images=lambda n: images[:n], batch_size=64))
+    graph, _ = apply_transforms(
+        build_graph(recipe), recipe, PassContext(train_images=lambda n: images[:n], batch_size=64)
+    )
     module = compile_graph(graph)
     return module, bench.reference_for(module)
 
 
 class _CountOperations(TorchDispatchMode):
     """Counts the ATen operations a piece of code runs, by name (what the kernels are)."""
+
     def __init__(self):
         super().__init__()
         self.counts = collections.Counter()
@@ -48,8 +53,10 @@ class _CountOperations(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("recipe_name", ["resnet9.yaml", "bag_of_tricks.yaml", "airbench/airbench94.yaml",
-                                         "airbench/airbench94_muon.yaml"])
+@pytest.mark.parametrize(
+    "recipe_name",
+    ["resnet9.yaml", "bag_of_tricks.yaml", "airbench/airbench94.yaml", "airbench/airbench94_muon.yaml"],
+)
 def test_compiled_network_runs_exactly_the_hand_written_operations(recipe_name):
     """The timing-free half of the ratio above: a forward and backward of the compiled network
     runs the same ATen operations, as many times each, as the hand-written one, so the
@@ -78,12 +85,36 @@ def test_the_reference_follows_the_bag_of_tricks_network():
 
 def test_bench_record_on_a_small_run(tmp_path, capsys):
     out = tmp_path / "b.json"
-    assert bench.main([str(RECIPES / "tiny.yaml"), "--device", "cpu",
-                       "--parts", "train,augment", "--train-reps", "1", "--reps", "1",
-                       "--set", "data.dataset=synthetic", "--set", "data.synthetic.train=512",
-                       "--set", "data.synthetic.test=128", "--set", "train.epochs=3",
-                       "--variant", "plain=train.foreach=true", "--variant", "loop=train.foreach=false",
-                       "--json-out", str(out)]) == 0
+    assert (
+        bench.main(
+            [
+                str(RECIPES / "tiny.yaml"),
+                "--device",
+                "cpu",
+                "--parts",
+                "train,augment",
+                "--train-reps",
+                "1",
+                "--reps",
+                "1",
+                "--set",
+                "data.dataset=synthetic",
+                "--set",
+                "data.synthetic.train=512",
+                "--set",
+                "data.synthetic.test=128",
+                "--set",
+                "train.epochs=3",
+                "--variant",
+                "plain=train.foreach=true",
+                "--variant",
+                "loop=train.foreach=false",
+                "--json-out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     record = json.loads(out.read_text())
     assert {"command", "device", "torch", "date", "peak_flops_measured", "augment", "train"} <= set(record)
     plain, loop = record["train"]["variants"]["plain"], record["train"]["variants"]["loop"]
@@ -94,7 +125,9 @@ def test_bench_record_on_a_small_run(tmp_path, capsys):
     for v in (plain, loop):
         assert v["train_time_s"] == pytest.approx(statistics.median(r["train_time_s"] for r in v["runs"]))
         # 512 training images: 4 whole batches of tiny.yaml's 128 an epoch
-        assert v["images_per_s"] == pytest.approx(statistics.median(512 / r["epoch_time_s"] for r in v["runs"]))
+        assert v["images_per_s"] == pytest.approx(
+            statistics.median(512 / r["epoch_time_s"] for r in v["runs"])
+        )
     assert plain["test_acc_mean"] == loop["test_acc_mean"]  # the loop is the same update
     printed = capsys.readouterr().out
     assert "plain" in printed and "0.0 TFLOP/s" not in printed  # a CPU's rate in GFLOP/s

@@ -1,25 +1,26 @@
 """The command line: summary and render, overrides, one-line errors without tracebacks."""
+
 import json
 import subprocess
 import sys
 import textwrap
 
 import pytest
-
 from conftest import RECIPES, ROOT
-from netgraph.cli import main
 from test_graph import BAD
+
+from netgraph.cli import main
 
 RESNET9 = str(RECIPES / "resnet9.yaml")
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "netgraph", *args], capture_output=True,
-                          text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "netgraph", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_summary_json_matches_the_hand_written_model():
     from reference_resnet9 import ResNet9, count_macs
+
     result = run("summary", RESNET9, "--json")
     assert result.returncode == 0, result.stderr
     s = json.loads(result.stdout)
@@ -29,8 +30,13 @@ def test_summary_json_matches_the_hand_written_model():
     assert s["macs"] == sum(n["macs"] for n in s["nodes"])
     assert {"path", "op", "shape", "params", "macs"} <= set(s["nodes"][0])
     conv = next(n for n in s["nodes"] if n["path"] == "layer1/residual/res1/conv")
-    assert conv == {**conv, "op": "conv2d", "shape": [128, 16, 16], "params": 128 * 128 * 9,
-                    "macs": 128 * 16 * 16 * 128 * 9}
+    assert conv == {
+        **conv,
+        "op": "conv2d",
+        "shape": [128, 16, 16],
+        "params": 128 * 128 * 9,
+        "macs": 128 * 16 * 16 * 128 * 9,
+    }
 
 
 def test_summary_table_and_overrides(capsys):
@@ -65,7 +71,8 @@ def test_error_exit_code_in_a_real_process(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().endswith(
         "bad.yaml:3: node 'fc': op 'linear' needs a flat (features,) input, got shape "
-        "(8, 32, 32) (put a flatten node before it)")
+        "(8, 32, 32) (put a flatten node before it)"
+    )
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
@@ -78,17 +85,22 @@ def test_bad_override_on_the_command_line(capsys):
 def test_a_typo_in_train_is_reported_by_every_command_before_any_work(tmp_path, capsys, command):
     """summary and render check the train: and data: sections too; train checks them before
     it loads data (here a folder that does not exist, which would fail otherwise)."""
-    extra = {"summary": [], "render": ["-o", str(tmp_path / "never.svg")],
-             "train": ["--data-dir", str(tmp_path / "no-such-folder"), "--device", "cpu"]}[command]
+    extra = {
+        "summary": [],
+        "render": ["-o", str(tmp_path / "never.svg")],
+        "train": ["--data-dir", str(tmp_path / "no-such-folder"), "--device", "cpu"],
+    }[command]
     assert main([command, RESNET9, *extra, "--set", "train.epoch=3"]) == 2
     assert capsys.readouterr().err.startswith(
-        "netgraph: error: --set train.epoch=3: unknown parameter 'epoch' for the train: section")
+        "netgraph: error: --set train.epoch=3: unknown parameter 'epoch' for the train: section"
+    )
     assert not (tmp_path / "never.svg").exists()
 
 
 def test_user_op_from_a_plugin_file(tmp_path):
     plugin = tmp_path / "my_ops.py"
-    plugin.write_text(textwrap.dedent("""
+    plugin.write_text(
+        textwrap.dedent("""
         import torch
         import netgraph
 
@@ -103,7 +115,8 @@ def test_user_op_from_a_plugin_file(tmp_path):
         @netgraph.register_op("swish", params={"beta": 1.0})
         def swish(in_shapes, beta):
             return Swish(beta)
-    """))
+    """)
+    )
     recipe = tmp_path / "r.yaml"
     recipe.write_text("network:\n  conv: {op: conv2d, out: 8}\n  act: {op: swish, beta: 2}\n")
     result = run("summary", str(recipe), "--import", str(plugin))
@@ -135,14 +148,17 @@ def test_summary_reports_the_graph_after_all_transforms(capsys):
 
 def test_render_stage_and_diff(tmp_path, capsys):
     dots = {}
-    for name, extra in {"stage0": ["--stage", "0"], "stage1": ["--stage", "1", "--diff"],
-                        "all": ["--diff"]}.items():
+    for name, extra in {
+        "stage0": ["--stage", "0"],
+        "stage1": ["--stage", "1", "--diff"],
+        "all": ["--diff"],
+    }.items():
         path = tmp_path / f"{name}.dot"
         assert main(["render", PASSES_RECIPE, "-o", str(path), *extra]) == 0
         dots[name] = path.read_text()
     assert "n_prep__whiten" not in dots["stage0"] and "changed by" not in dots["stage0"]
     assert "rewired by 1" in dots["stage1"] and "added by" not in dots["stage1"]
-    assert "1</td><td align=\"left\">swap_pool_activation: 3 matches (exact)" in dots["stage1"]
+    assert '1</td><td align="left">swap_pool_activation: 3 matches (exact)' in dots["stage1"]
     assert "n_prep__whiten" in dots["all"] and "added by 6" in dots["all"]
     assert "changed by 4, 5" in dots["all"]  # ghost BN, then frozen scale
     assert main(["render", PASSES_RECIPE, "-o", str(tmp_path / "x.svg"), "--stage", "9"]) == 2
@@ -151,8 +167,10 @@ def test_render_stage_and_diff(tmp_path, capsys):
 
 def test_render_diff_draws_removed_nodes(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("network:\n  a: {op: conv2d, out: 4}\n  i: {op: identity}\n  b: {op: relu}\n"
-                      "transforms: [remove_identity]\n")
+    recipe.write_text(
+        "network:\n  a: {op: conv2d, out: 4}\n  i: {op: identity}\n  b: {op: relu}\n"
+        "transforms: [remove_identity]\n"
+    )
     path = tmp_path / "d.dot"
     assert main(["render", str(recipe), "-o", str(path), "--diff"]) == 0
     dot = path.read_text()
@@ -161,6 +179,7 @@ def test_render_diff_draws_removed_nodes(tmp_path):
 
 def test_passes_lists_every_pass(capsys):
     from netgraph.passes import PASSES
+
     assert main(["passes"]) == 0
     out = capsys.readouterr().out
     for name in PASSES:

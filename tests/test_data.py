@@ -1,5 +1,6 @@
 """Data sets: the four official CIFAR layouts, the shared real subset, every data error,
 download from a local server and a file:// URL, synthetic data and preprocessing."""
+
 import functools
 import hashlib
 import http.server
@@ -15,14 +16,25 @@ import pytest
 import torch
 
 from netgraph import RecipeError
-from netgraph.data import (CIFAR10_MEAN, CIFAR10_STD, LAYOUTS, Dataset, channel_stats,
-                           default_cache_dir, download_cifar, load_cifar, preprocess, read_cifar,
-                           synthetic)
+from netgraph.data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    LAYOUTS,
+    Dataset,
+    channel_stats,
+    default_cache_dir,
+    download_cifar,
+    load_cifar,
+    preprocess,
+    read_cifar,
+    synthetic,
+)
 
 SUBSET = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10-subset"
 
 
 # --- small files in the official layouts, built here -----------------------------------
+
 
 def make_part(n, num_classes, seed):
     rng = np.random.default_rng(seed)
@@ -34,8 +46,9 @@ def make_part(n, num_classes, seed):
 def write_binary(path, images, labels, cifar100=False):
     # One record: label byte(s) then R, G, B planes of 32 x 32 (CIFAR-100: coarse, fine).
     label_bytes = [labels // 5, labels] if cifar100 else [labels]
-    records = np.concatenate([np.stack(label_bytes, 1).astype(np.uint8),
-                              images.reshape(len(images), -1)], axis=1)
+    records = np.concatenate(
+        [np.stack(label_bytes, 1).astype(np.uint8), images.reshape(len(images), -1)], axis=1
+    )
     path.write_bytes(records.tobytes())
 
 
@@ -57,8 +70,10 @@ def write_layout(root, name, kind, train_parts, test_part):
             write_binary(folder / filename, images, labels, cifar100=name == "cifar100")
         else:
             key = b"labels" if name == "cifar10" else b"fine_labels"
-            write_pickle(folder / filename, {b"data": images.reshape(len(images), -1), key: labels.tolist(),
-                                             b"batch_label": b"test"})
+            write_pickle(
+                folder / filename,
+                {b"data": images.reshape(len(images), -1), key: labels.tolist(), b"batch_label": b"test"},
+            )
     if kind == "binary":
         (folder / layout.meta_file).write_text("\n".join(classes) + "\n\n")  # the official has blank lines
     else:
@@ -74,11 +89,17 @@ def cifar10_binary(root, records=(5, 4, 3)):
     return write_layout(root, "cifar10", "binary", parts, test), parts, test
 
 
-@pytest.mark.parametrize("name,kind", [("cifar10", "binary"), ("cifar10", "python"),
-                                       ("cifar100", "binary"), ("cifar100", "python")])
+@pytest.mark.parametrize(
+    "name,kind",
+    [("cifar10", "binary"), ("cifar10", "python"), ("cifar100", "binary"), ("cifar100", "python")],
+)
 def test_every_official_layout_reads_pixel_exact(tmp_path, name, kind):
     classes = 10 if name == "cifar10" else 100
-    train = [make_part(7, classes, 1), make_part(5, classes, 2)] if name == "cifar10" else [make_part(9, classes, 1)]
+    train = (
+        [make_part(7, classes, 1), make_part(5, classes, 2)]
+        if name == "cifar10"
+        else [make_part(9, classes, 1)]
+    )
     test = make_part(4, classes, 3)
     folder = write_layout(tmp_path, name, kind, train, test)
     for where in (tmp_path, folder):  # the parent folder or the layout folder itself
@@ -96,9 +117,9 @@ def test_binary_pixels_are_rgb_planes(tmp_path):
     folder, parts, _ = cifar10_binary(tmp_path, records=(2,))
     record = np.fromfile(folder / "data_batch_1.bin", dtype=np.uint8)[:3073]
     image = read_cifar("cifar10", tmp_path).train_images[0]
-    assert image[0, 0, 1] == record[1 + 1]            # R plane, row 0, column 1
+    assert image[0, 0, 1] == record[1 + 1]  # R plane, row 0, column 1
     assert image[1, 2, 3] == record[1 + 1024 + 2 * 32 + 3]  # G plane
-    assert image[2, 31, 31] == record[3072]            # last byte: B plane, bottom right
+    assert image[2, 31, 31] == record[3072]  # last byte: B plane, bottom right
 
 
 def test_dataset_to_moves_every_tensor(tmp_path):
@@ -124,8 +145,10 @@ def test_shared_real_subset():
 
 # --- every data error is a RecipeError naming the file -------------------------------
 
+
 def raises_naming(path, match=None):
     """Context: a RecipeError whose file is `path` and which carries a hint."""
+
     class Check:
         def __enter__(self):
             self.inner = pytest.raises(RecipeError, match=match)
@@ -137,6 +160,7 @@ def raises_naming(path, match=None):
             assert self.info.value.file == str(path), str(self.info.value)
             assert self.info.value.hint, str(self.info.value)
             return suppressed
+
     return Check()
 
 
@@ -218,8 +242,11 @@ def test_folder_in_neither_layout(tmp_path):
 def test_the_jpeg_copy_folder_points_at_its_converter(tmp_path):
     """../shared/data/cifar10-jpeg holds JPEGs and to_batches.py, which writes the batches."""
     (tmp_path / "to_batches.py").write_text("")
-    with raises_naming(tmp_path, match=r"holds no cifar10 data set in a layout netgraph reads, but a "
-                                       r"converter \(run python .*to_batches.py OUT"):
+    with raises_naming(
+        tmp_path,
+        match=r"holds no cifar10 data set in a layout netgraph reads, but a "
+        r"converter \(run python .*to_batches.py OUT",
+    ):
         read_cifar("cifar10", tmp_path)
 
 
@@ -235,6 +262,7 @@ def test_unknown_data_set_name(tmp_path):
 
 
 # --- download, served locally --------------------------------------------------------
+
 
 def make_archive(path, members):
     """A .tar.gz holding `members` (name -> bytes); returns its MD5."""
@@ -344,6 +372,7 @@ def test_load_cifar_without_download(tmp_path, monkeypatch):
 
 
 # --- synthetic data and preprocessing ------------------------------------------------
+
 
 def test_synthetic_is_deterministic_and_learnable():
     a, b, c = synthetic(600, 300, seed=1), synthetic(600, 300, seed=1), synthetic(600, 300, seed=2)

@@ -1,13 +1,14 @@
 """Data that would be trained on silently wrong is refused: a training file twice, the test
 set equal to a training file, one label for every image, a numbered file left out, a file
 that does not match the folder's SHA256SUMS, a file too large to be a CIFAR file."""
+
 import hashlib
 import shutil
 
 import pytest
+from test_data import cifar10_binary, make_part, raises_naming, write_layout
 
 from netgraph.data import read_cifar
-from test_data import cifar10_binary, make_part, raises_naming, write_layout
 
 SUBSET = __import__("test_data").SUBSET
 
@@ -43,8 +44,10 @@ def test_a_stray_numbered_file_is_not_left_out(tmp_path):
 
 def test_sha256sums_are_checked_when_present(tmp_path):
     folder, _, _ = cifar10_binary(tmp_path)
-    sums = "".join(f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}\n"
-                   for n in ("data_batch_1.bin", "data_batch_2.bin", "test_batch.bin"))
+    sums = "".join(
+        f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}\n"
+        for n in ("data_batch_1.bin", "data_batch_2.bin", "test_batch.bin")
+    )
     (tmp_path / "SHA256SUMS").write_text(sums)
     assert len(read_cifar("cifar10", tmp_path).train_labels) == 12  # all match
     data = bytearray((folder / "data_batch_2.bin").read_bytes())
@@ -65,6 +68,6 @@ def test_a_file_too_large_is_refused_before_it_is_read(tmp_path):
     refused before a byte of it is read into memory."""
     folder, _, _ = cifar10_binary(tmp_path)
     with open(folder / "data_batch_2.bin", "r+b") as f:
-        f.truncate(12 * 10 ** 9 // 3073 * 3073)
+        f.truncate(12 * 10**9 // 3073 * 3073)
     with raises_naming(folder / "data_batch_2.bin", "more than a CIFAR file"):
         read_cifar("cifar10", tmp_path)

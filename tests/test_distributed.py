@@ -1,5 +1,6 @@
 """Data-parallel training on torch.distributed (gloo, 2 CPU processes) equals one process
 with the same global batch, batch norm per rank or synchronised; only rank 0 writes files."""
+
 import os
 import socket
 import subprocess
@@ -9,8 +10,8 @@ import textwrap
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from conftest import ROOT
+
 from netgraph import load_recipe
 from netgraph.run import run_recipe
 
@@ -37,10 +38,13 @@ RECIPE = """
       fc: {op: linear, out: 4}
 """
 # The same on one process: ghost batch norm with 2 splits normalises each rank's images apart.
-GHOST = RECIPE + """
+GHOST = (
+    RECIPE
+    + """
     transforms:
       - ghost_batch_norm: {splits: 2}
 """
+)
 
 
 def free_port() -> int:
@@ -52,15 +56,24 @@ def free_port() -> int:
 def _rank(rank: int, world: int, port: int, recipe_path: str, out: str) -> None:
     """Train the recipe with per-rank batch norm, then with train.sync_batch_norm."""
     import torch.distributed as dist
+
     from netgraph.distributed import Ranks
+
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         for name, overrides in (("per_rank", []), ("synced", ["train.sync_batch_norm=true"])):
-            result, model, _ = run_recipe(load_recipe(recipe_path, overrides), device="cpu",
-                                          ranks=Ranks(rank, world))
-            torch.save({"state": model.state_dict(), "test_acc": result.test_acc,
-                        "train_loss": result.log[-1]["train_loss"]}, f"{out}/{name}{rank}.pt")
+            result, model, _ = run_recipe(
+                load_recipe(recipe_path, overrides), device="cpu", ranks=Ranks(rank, world)
+            )
+            torch.save(
+                {
+                    "state": model.state_dict(),
+                    "test_acc": result.test_acc,
+                    "train_loss": result.log[-1]["train_loss"],
+                },
+                f"{out}/{name}{rank}.pt",
+            )
     finally:
         dist.destroy_process_group()
 
@@ -70,8 +83,11 @@ def _assert_ranks_equal_single(ranks, expected, single, splits=1):
         if name.endswith("num_batches_tracked"):
             continue
         # ghost BN keeps running statistics per split; the ranks average theirs
-        value_single = expected[name].view(splits, -1).mean(0) \
-            if name.endswith(("running_mean", "running_var")) else expected[name]
+        value_single = (
+            expected[name].view(splits, -1).mean(0)
+            if name.endswith(("running_mean", "running_var"))
+            else expected[name]
+        )
         if not name.endswith(("running_mean", "running_var")) or splits == 1:
             assert torch.equal(value, ranks[1]["state"][name]), name  # identical on both ranks
         # 1e-3: float32 sums in another order, grown over 8 steps of a summed loss at lr 0.4 (up
@@ -97,8 +113,12 @@ def test_two_ranks_equal_one_process_with_ghost_or_plain_batch_norm(tmp_path, on
     train.sync_batch_norm on 2 ranks = plain batch norm on one process."""
     (tmp_path / "ddp.yaml").write_text(textwrap.dedent(RECIPE))
     (tmp_path / "ghost.yaml").write_text(textwrap.dedent(GHOST))
-    mp.start_processes(_rank, args=(2, free_port(), str(tmp_path / "ddp.yaml"), str(tmp_path)),
-                       nprocs=2, start_method="spawn")
+    mp.start_processes(
+        _rank,
+        args=(2, free_port(), str(tmp_path / "ddp.yaml"), str(tmp_path)),
+        nprocs=2,
+        start_method="spawn",
+    )
     load = lambda name: [torch.load(tmp_path / f"{name}{r}.pt", weights_only=True) for r in (0, 1)]  # noqa: E731
     per_rank, synced = load("per_rank"), load("synced")
     ghost, ghost_model, _ = run_recipe(load_recipe(tmp_path / "ghost.yaml"), device="cpu")
@@ -106,12 +126,15 @@ def test_two_ranks_equal_one_process_with_ghost_or_plain_batch_norm(tmp_path, on
     plain, plain_model, _ = run_recipe(load_recipe(tmp_path / "ddp.yaml"), device="cpu")
     _assert_ranks_equal_single(synced, plain_model.state_dict(), plain)
     # not vacuous: the two kinds of batch norm train to different weights, and training moved them
-    assert not torch.allclose(per_rank[0]["state"]["conv.weight"], synced[0]["state"]["conv.weight"],
-                              rtol=1e-3, atol=1e-4)
-    assert not torch.allclose(ghost_model.state_dict()["conv.weight"],
-                              run_recipe(load_recipe(tmp_path / "ghost.yaml",
-                                                     ["train.lr.values=[0, 0, 0]"]), device="cpu")[1]
-                              .state_dict()["conv.weight"])
+    assert not torch.allclose(
+        per_rank[0]["state"]["conv.weight"], synced[0]["state"]["conv.weight"], rtol=1e-3, atol=1e-4
+    )
+    assert not torch.allclose(
+        ghost_model.state_dict()["conv.weight"],
+        run_recipe(load_recipe(tmp_path / "ghost.yaml", ["train.lr.values=[0, 0, 0]"]), device="cpu")[
+            1
+        ].state_dict()["conv.weight"],
+    )
 
 
 def test_torchrun_style_launch_writes_files_from_rank_0_only(tmp_path, capsys):
@@ -119,36 +142,70 @@ def test_torchrun_style_launch_writes_files_from_rank_0_only(tmp_path, capsys):
     and the saved model come from rank 0 alone (each rank runs in its own folder here). The
     model loads in `netgraph eval`: ghost batch norm of 16-image splits resolved 2 splits from
     each rank's 32 images, not 4 from the global 64 (running_mean [16] vs [32] before)."""
-    (tmp_path / "r.yaml").write_text(textwrap.dedent(RECIPE + """
+    (tmp_path / "r.yaml").write_text(
+        textwrap.dedent(
+            RECIPE
+            + """
     transforms:
       - ghost_batch_norm: {split_size: 16}
-    """))
+    """
+        )
+    )
     port = free_port()
     processes = []
     for rank in (0, 1):
         folder = tmp_path / f"rank{rank}"
         folder.mkdir()
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": str(ROOT)}
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "netgraph", "train", str(tmp_path / "r.yaml"), "--device", "cpu",
-             "--json-out", "result.json", "--save", "model.pt"],
-            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(ROOT),
+        }
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "netgraph",
+                    "train",
+                    str(tmp_path / "r.yaml"),
+                    "--device",
+                    "cpu",
+                    "--json-out",
+                    "result.json",
+                    "--save",
+                    "model.pt",
+                ],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=300) for p in processes]
-    for p, (out, err) in zip(processes, outputs):
+    for p, (_out, err) in zip(processes, outputs):
         assert p.returncode == 0, err
     written = sorted(str(f.relative_to(tmp_path / "rank0")) for f in (tmp_path / "rank0").rglob("*"))
     folder = written[4]  # runs/r/DATE-TIME: the run's own folder (netgraph/run_folder.py)
     assert written == ["model.pt", "result.json", "runs", "runs/r", folder] + [
-        f"{folder}/{name}" for name in ("log.jsonl", "recipe.yaml", "result.json", "run.json")]
+        f"{folder}/{name}" for name in ("log.jsonl", "recipe.yaml", "result.json", "run.json")
+    ]
     assert list((tmp_path / "rank1").iterdir()) == []
     assert "2 processes" in outputs[0][0] and outputs[1][0] == ""
     from netgraph.cli import main
+
     capsys.readouterr()
-    assert main(["eval", str(tmp_path / "rank0" / "model.pt"), "--device", "cpu"]) == 0, \
+    assert main(["eval", str(tmp_path / "rank0" / "model.pt"), "--device", "cpu"]) == 0, (
         capsys.readouterr().err
+    )
     import re
+
     evaluated, at_training = re.findall(r"([\d.]+)%", capsys.readouterr().out)
     assert evaluated == at_training  # the same network: the test accuracy training measured
     saved = torch.load(tmp_path / "rank0" / "model.pt", weights_only=True)
@@ -158,17 +215,25 @@ def test_torchrun_style_launch_writes_files_from_rank_0_only(tmp_path, capsys):
 def test_the_global_batch_must_divide_over_the_ranks(tmp_path):
     from netgraph import RecipeError
     from netgraph.distributed import Ranks, check_batch
-    with pytest.raises(RecipeError, match="batch_size 100 is the global batch and must divide evenly "
-                                          "over 3 ranks.*multiple of 3, e.g. 99"):
+
+    with pytest.raises(
+        RecipeError,
+        match="batch_size 100 is the global batch and must divide evenly "
+        "over 3 ranks.*multiple of 3, e.g. 99",
+    ):
         check_batch(100, Ranks(0, 3))
     assert check_batch(96, Ranks(1, 3)) == 32
 
 
 def test_sync_batch_norm_refuses_ghost_batch_norm(tmp_path):
     from netgraph import RecipeError
+
     path = tmp_path / "both.yaml"
-    path.write_text(textwrap.dedent(GHOST).replace("label_smoothing: 0.2",
-                                                   "label_smoothing: 0.2\n  sync_batch_norm: true"))
+    path.write_text(
+        textwrap.dedent(GHOST).replace(
+            "label_smoothing: 0.2", "label_smoothing: 0.2\n  sync_batch_norm: true"
+        )
+    )
     line = path.read_text().splitlines().index("  sync_batch_norm: true") + 1
     with pytest.raises(RecipeError) as err:
         run_recipe(load_recipe(path), device="cpu")
@@ -186,14 +251,38 @@ def test_two_nodes_by_torchrun_rendezvous(tmp_path):
     launchers = []
     for node in ("a", "b"):
         (tmp_path / node).mkdir()
-        launchers.append(subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-             "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
-             "-m", "netgraph", "train", str(tmp_path / "r.yaml"), "--device", "cpu",
-             "--json-out", "result.json"],
-            cwd=tmp_path / node, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        launchers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "torch.distributed.run",
+                    "--nnodes",
+                    "2",
+                    "--nproc-per-node",
+                    "1",
+                    "--rdzv-backend",
+                    "c10d",
+                    "--rdzv-endpoint",
+                    endpoint,
+                    "-m",
+                    "netgraph",
+                    "train",
+                    str(tmp_path / "r.yaml"),
+                    "--device",
+                    "cpu",
+                    "--json-out",
+                    "result.json",
+                ],
+                cwd=tmp_path / node,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=300) for p in launchers]
-    for p, (out, err) in zip(launchers, outputs):
+    for p, (_out, err) in zip(launchers, outputs):
         assert p.returncode == 0, err
     writers = [node for node in ("a", "b") if (tmp_path / node / "result.json").exists()]
     assert len(writers) == 1
@@ -208,6 +297,7 @@ def test_synchronised_batch_norm_keeps_names_parameters_and_outputs():
     group (or with one rank) it computes plain batch norm."""
     from netgraph import build_graph, compile_graph
     from netgraph.distributed import SyncBatchNorm, synchronise_batch_norm
+
     module = compile_graph(build_graph(load_recipe_text(RECIPE)))
     reference = compile_graph(build_graph(load_recipe_text(RECIPE)))
     reference.load_state_dict(module.state_dict())
@@ -229,6 +319,7 @@ def test_on_cuda_synchronised_batch_norm_is_torchs():
     parameters; with one process it computes plain batch norm, as netgraph's own does."""
     from netgraph import build_graph, compile_graph
     from netgraph.distributed import synchronise_batch_norm
+
     module = compile_graph(build_graph(load_recipe_text(RECIPE))).cuda()
     reference = compile_graph(build_graph(load_recipe_text(RECIPE))).cuda()
     reference.load_state_dict(module.state_dict())
@@ -241,6 +332,8 @@ def test_on_cuda_synchronised_batch_norm_is_torchs():
 
 
 def load_recipe_text(text):
-    from netgraph.recipe import recipe_from_dict
     import yaml
+
+    from netgraph.recipe import recipe_from_dict
+
     return recipe_from_dict(yaml.safe_load(textwrap.dedent(text)))

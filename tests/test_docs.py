@@ -1,12 +1,13 @@
 """README.md stays true: its commands and code run as written."""
+
 import re
 import shlex
 import shutil
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from netgraph import build_graph, recipe_from_dict
 
 README = (ROOT / "README.md").read_text()
@@ -32,6 +33,7 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_python_examples_run(doc, code, monkeypatch):
     from netgraph import config, passes  # noqa: F401  (every registry made before the snapshot:
     from netgraph.registry import REGISTRIES  # one first made inside the example would be emptied)
+
     before = {kind: dict(registry) for kind, registry in REGISTRIES.items()}
     monkeypatch.chdir(ROOT)
     try:
@@ -50,6 +52,7 @@ def test_yaml_examples_build(doc, text):
 @pytest.mark.parametrize("doc, text", [b for b in all_blocks("yaml") if "base: resnet9.yaml" in b[1]])
 def test_yaml_examples_on_resnet9_load(doc, text, tmp_path):
     from netgraph.cli import main
+
     shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
     (tmp_path / "recipes" / "example.yaml").write_text(text)
     assert main(["summary", str(tmp_path / "recipes" / "example.yaml")]) == 0
@@ -65,8 +68,10 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
     lines marked '# on a GPU' and ablations (minutes to hours; tests/test_ablate.py runs
     small ones) are parsed and every recipe they name is loaded with their overrides."""
     import glob
+
     from netgraph import load_recipe
     from netgraph.cli import main, parser
+
     shared = ROOT.parent / "shared"
     repo = tmp_path / "repo"
     shutil.copytree(ROOT / "recipes", repo / "recipes")
@@ -74,8 +79,13 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
         (tmp_path / "shared").symlink_to(shared)
     monkeypatch.chdir(repo)
     monkeypatch.setenv("NETGRAPH_CACHE", str(tmp_path / "cache"))  # data.dataset: folder caches there
-    commands = [line for _, b in all_blocks("bash") for part in b.replace("\\\n", " ").splitlines()
-                for line in part.split(" && ") if line.strip().startswith(("netgraph ", *RUN_TOOLS))]
+    commands = [
+        line
+        for _, b in all_blocks("bash")
+        for part in b.replace("\\\n", " ").splitlines()
+        for line in part.split(" && ")
+        if line.strip().startswith(("netgraph ", *RUN_TOOLS))
+    ]
     assert len(commands) >= 12
     # a line given twice (the plain training line, again before "Ctrl-C it") runs once: each
     # training run here is a minute or more on two loaded cores
@@ -86,6 +96,7 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
         if line.strip().startswith(RUN_TOOLS):  # writes data the netgraph lines after it read
             import runpy
             import sys
+
             argv = shlex.split(line.partition("#")[0])[1:]
             with monkeypatch.context() as m, pytest.raises(SystemExit) as done:
                 m.setattr(sys, "argv", argv)  # only while the tool runs
@@ -110,23 +121,36 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
 def test_every_recipe_option_is_in_the_readme_table(section):
     """README's `train:` and `data:` tables name every key the recipe check accepts."""
     from netgraph.config import DATA_PARAMS, TRAIN_PARAMS
+
     start = README.index(f"### The `{section}:` section")
-    table = README[start:README.index("\n\n", README.index("\n|", start) + 1)]
-    documented = {key.strip("` ") for row in re.findall(r"^\| ([^|]+) \|", table, re.M)
-                  for key in row.split(",")}
+    table = README[start : README.index("\n\n", README.index("\n|", start) + 1)]
+    documented = {
+        key.strip("` ") for row in re.findall(r"^\| ([^|]+) \|", table, re.M) for key in row.split(",")
+    }
     assert set({"train": TRAIN_PARAMS, "data": DATA_PARAMS}[section]) <= documented
 
 
 # --- what README says each command takes, checked against the real parsers (issue 21) -------
 
-PLACEHOLDERS = {"RECIPE": "r.yaml", "FILE": "f.jsonl", "OUT": "o.svg", "N": "1", "DIR": "d",
-                "SECONDS": "1", "TEXT": "t", "MODULE": "m.py", "NAME": "n", "E": "1"}
+PLACEHOLDERS = {
+    "RECIPE": "r.yaml",
+    "FILE": "f.jsonl",
+    "OUT": "o.svg",
+    "N": "1",
+    "DIR": "d",
+    "SECONDS": "1",
+    "TEXT": "t",
+    "MODULE": "m.py",
+    "NAME": "n",
+    "E": "1",
+}
 
 
 def _parse(words):
     """Parse a `netgraph ...` command with the real parser, running nothing: SystemExit on a
     word its command does not take (an option README names that the command refuses)."""
     from netgraph.cli import parser
+
     words = [PLACEHOLDERS.get(w, w) for w in words if w not in ("...", "[--json]")]
     if words[:1] == ["show"] and words[1:2] in (["params"], ["curves"]) and "-o" not in words:
         words += ["-o", "x.png"]  # the sentence names the picture's input, not its output
@@ -143,8 +167,12 @@ def _parse(words):
 
 def _readme_commands():
     """Every `netgraph ...` in README's command blocks (torchrun's included) and inline code."""
-    lines = [line for _, b in all_blocks("bash") for part in b.replace("\\\n", " ").splitlines()
-             for line in part.split(" && ")]
+    lines = [
+        line
+        for _, b in all_blocks("bash")
+        for part in b.replace("\\\n", " ").splitlines()
+        for line in part.split(" && ")
+    ]
     found = []
     for line in lines:
         command = line.partition("#")[0].strip()
@@ -171,6 +199,7 @@ def test_every_netgraph_command_in_readme_parses_with_its_options():
 
 def _options(*command):
     from netgraph.cli import parser
+
     p = parser()
     for name in command:
         p = next(a for a in p._actions if a.__class__.__name__ == "_SubParsersAction").choices[name]
@@ -180,23 +209,43 @@ def _options(*command):
 def test_readme_names_exactly_the_commands_that_take_set():
     start = README.index("`--set KEY.PATH=VALUE` (repeatable")
     said_take = README[:start].rsplit("\n\n", 1)[1]
-    said_refuse = README[start:README.index("take none:", start)].split(";", 1)[1]
-    for command in ("summary", "render", "train", "ablate", "show augment", "show whitening",
-                    "passes", "eval", "show params", "show curves"):
+    said_refuse = README[start : README.index("take none:", start)].split(";", 1)[1]
+    for command in (
+        "summary",
+        "render",
+        "train",
+        "ablate",
+        "show augment",
+        "show whitening",
+        "passes",
+        "eval",
+        "show params",
+        "show curves",
+    ):
         takes = "--set" in _options(*command.split())
         assert (f"`{command}`" in said_take, f"`{command}`" in said_refuse) == (takes, not takes), command
 
 
 def test_every_option_in_the_training_section_is_one_train_takes():
-    section = README[README.index("## Training"):README.index("### The `data:` section")]
+    section = README[README.index("## Training") : README.index("### The `data:` section")]
     named = set(re.findall(r"`(--[a-z][a-z-]*)", section))
-    assert {"--runs", "--log", "--log-file", "--json-out", "--save", "--device", "--checkpoint",
-            "--resume", "--progress-every", "--quiet"} <= named
+    assert {
+        "--runs",
+        "--log",
+        "--log-file",
+        "--json-out",
+        "--save",
+        "--device",
+        "--checkpoint",
+        "--resume",
+        "--progress-every",
+        "--quiet",
+    } <= named
     assert named <= _options("train"), named - _options("train")
 
 
 def test_the_quick_start_has_a_cpu_only_install_line_and_says_what_test_acc_is():
-    quick = README[README.index("## Quick start"):README.index("## Recipes")]
+    quick = README[README.index("## Quick start") : README.index("## Recipes")]
     first = blocks("bash", quick)[0]
     assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in first
     assert all(line.startswith("#") for line in first.splitlines() if "whl/cpu" in line)  # a comment

@@ -1,11 +1,12 @@
 """The compiled module against ResNet-9 written by hand, and the torch features it must support."""
+
 import pytest
 import torch
+from conftest import RECIPES
+from reference_resnet9 import ResNet9, count_macs
 from torch import nn
 
-from conftest import RECIPES
 from netgraph import build_graph, compile_graph, half_precision, load_recipe, summarize
-from reference_resnet9 import ResNet9, count_macs
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,9 @@ def test_outputs_agree_with_the_hand_written_model(resnet9_graph, train):
     x = torch.randn(4, 3, 32, 32)
     torch.testing.assert_close(module(x), reference(x), rtol=1e-5, atol=1e-5)
     # Training mode updates the running statistics the same way too.
-    torch.testing.assert_close(module.layer3.residual.res2.bn.running_var,
-                               reference.layer3.residual.res2.bn.running_var)
+    torch.testing.assert_close(
+        module.layer3.residual.res2.bn.running_var, reference.layer3.residual.res2.bn.running_var
+    )
 
 
 def test_parameter_names_follow_node_paths(resnet9_graph):
@@ -72,8 +74,9 @@ def test_channels_last(resnet9_graph):
     expected = module(x)
     module = module.to(memory_format=torch.channels_last)
     assert module.prep.conv.weight.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(module(x.to(memory_format=torch.channels_last)), expected,
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        module(x.to(memory_format=torch.channels_last)), expected, rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -91,10 +94,19 @@ def test_half_precision_keeps_batch_norm_in_float32(resnet9_graph, dtype):
 
 def test_unused_nodes_are_not_compiled():
     from netgraph import recipe_from_dict
+
     with pytest.warns(UserWarning, match="left out of the module: side"):
-        g = build_graph(recipe_from_dict({"network": {
-            "a": {"op": "conv2d", "out": 4}, "side": {"op": "conv2d", "out": 4, "in": "/input"},
-            "b": {"op": "relu", "in": "a"}}}))
+        g = build_graph(
+            recipe_from_dict(
+                {
+                    "network": {
+                        "a": {"op": "conv2d", "out": 4},
+                        "side": {"op": "conv2d", "out": 4, "in": "/input"},
+                        "b": {"op": "relu", "in": "a"},
+                    }
+                }
+            )
+        )
     module = compile_graph(g)
     assert not hasattr(module, "side")
     assert summarize(g)["params"] == sum(p.numel() for p in module.parameters())

@@ -1,6 +1,7 @@
 """Checkpoints and saved models: a checksum of everything in them and a schema, checked on
 load, with one-line refusals; unique temporary files that never follow a symlink; a lock
 so a second process on one checkpoint, log or ablation folder is refused with the PID."""
+
 import os
 import secrets
 import subprocess
@@ -11,12 +12,12 @@ import zipfile
 
 import pytest
 import torch
-
 from conftest import ROOT
+from test_train import SMALL
+
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
 from netgraph.run import checkpoint_writer, load_checkpoint, load_model, run_recipe, save_model
-from test_train import SMALL
 
 RECIPE = SMALL.replace("epochs: 3", "epochs: 2").replace("test: 256", "test: 64")
 
@@ -58,8 +59,10 @@ def flipped(path, target, position):
 
 def test_a_flipped_byte_in_any_tensor_is_refused_on_resume_and_eval(saved, tmp_path):
     recipe, folder = saved
-    for source, load in ((folder / "r.ckpt", lambda p: load_checkpoint(p, recipe)),
-                         (folder / "r.pt", lambda p: load_model(p, torch.device("cpu")))):
+    for source, load in (
+        (folder / "r.ckpt", lambda p: load_checkpoint(p, recipe)),
+        (folder / "r.pt", lambda p: load_model(p, torch.device("cpu"))),
+    ):
         ranges = tensor_data_ranges(source)
         assert len(ranges) >= 5
         for start, end in ranges:
@@ -75,18 +78,22 @@ def resaved(source, target, change, checksum=True):
     change(payload)
     if checksum:
         from netgraph import files
+
         payload["checksum"] = files.checksum(payload)
     torch.save(payload, target)
     return target
 
 
-@pytest.mark.parametrize("change, says", [
-    (lambda p: p.pop("seed"), "'seed' is missing"),
-    (lambda p: p.update(finished="none"), "'finished' is str"),
-    (lambda p: p["state"].pop("epoch"), "'state.epoch' is missing"),
-    (lambda p: p["state"].update(epoch=-5), "epoch is -5"),
-    (lambda p: p["state"].update(skip=10 ** 9), "skip is 1000000000"),
-])
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (lambda p: p.pop("seed"), "'seed' is missing"),
+        (lambda p: p.update(finished="none"), "'finished' is str"),
+        (lambda p: p["state"].pop("epoch"), "'state.epoch' is missing"),
+        (lambda p: p["state"].update(epoch=-5), "epoch is -5"),
+        (lambda p: p["state"].update(skip=10**9), "skip is 1000000000"),
+    ],
+)
 def test_a_checkpoint_of_the_wrong_shape_is_refused_in_one_line(saved, tmp_path, change, says):
     recipe, folder = saved
     with pytest.raises(RecipeError, match="do not match its checksum"):  # changed, not re-summed
@@ -96,16 +103,21 @@ def test_a_checkpoint_of_the_wrong_shape_is_refused_in_one_line(saved, tmp_path,
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("change, says", [
-    (lambda p: p.pop("state_dict"), "'state_dict' is missing"),
-    (lambda p: p.update(recipe=[1]), "'recipe' is list"),
-    (lambda p: p.pop("checksum"), "has no checksum"),
-])
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (lambda p: p.pop("state_dict"), "'state_dict' is missing"),
+        (lambda p: p.update(recipe=[1]), "'recipe' is list"),
+        (lambda p: p.pop("checksum"), "has no checksum"),
+    ],
+)
 def test_a_model_file_of_the_wrong_shape_is_refused_in_one_line(saved, tmp_path, change, says):
     _, folder = saved
     with pytest.raises(RecipeError, match=says):
-        load_model(resaved(folder / "r.pt", tmp_path / "m.pt", change, checksum=says != "has no checksum"),
-                   torch.device("cpu"))
+        load_model(
+            resaved(folder / "r.pt", tmp_path / "m.pt", change, checksum=says != "has no checksum"),
+            torch.device("cpu"),
+        )
 
 
 class Carrier:
@@ -137,7 +149,8 @@ def test_temporary_files_are_unique_and_never_follow_a_symlink(saved, tmp_path, 
     assert target.read_text() == "keep me"
     assert load_checkpoint(path, recipe)["state"]["epoch"] == state["epoch"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["victim", "r.ckpt", "r.ckpt.tmp", f".r.ckpt.{os.getpid()}.planted.tmp"])
+        ["victim", "r.ckpt", "r.ckpt.tmp", f".r.ckpt.{os.getpid()}.planted.tmp"]
+    )
 
 
 HOLD = """
@@ -152,13 +165,31 @@ time.sleep(120)
 def test_a_second_train_on_one_checkpoint_is_refused_with_the_pid(saved, tmp_path, capsys):
     _, folder = saved
     checkpoint = tmp_path / "r.ckpt"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(checkpoint)], stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(checkpoint)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         start = time.perf_counter()
-        assert main(["train", str(folder / "r.yaml"), "--device", "cpu", "--quiet",
-                     "--log", str(tmp_path / "r.jsonl"), "--checkpoint", str(checkpoint)]) == 2
+        assert (
+            main(
+                [
+                    "train",
+                    str(folder / "r.yaml"),
+                    "--device",
+                    "cpu",
+                    "--quiet",
+                    "--log",
+                    str(tmp_path / "r.jsonl"),
+                    "--checkpoint",
+                    str(checkpoint),
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert f"the checkpoint is in use by another netgraph process (PID {holder.pid})" in err, err
         assert time.perf_counter() - start < 10  # at start, before any data or training
@@ -166,22 +197,44 @@ def test_a_second_train_on_one_checkpoint_is_refused_with_the_pid(saved, tmp_pat
         holder.kill()
         holder.wait()
     # the holder gone (killed, not unlocked), the path is free again
-    assert main(["train", str(folder / "r.yaml"), "--device", "cpu", "--quiet", "--set",
-                 "train.epochs=1", "--log", str(tmp_path / "r.jsonl"),
-                 "--checkpoint", str(checkpoint)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(folder / "r.yaml"),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--set",
+                "train.epochs=1",
+                "--log",
+                str(tmp_path / "r.jsonl"),
+                "--checkpoint",
+                str(checkpoint),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]  # no lock left behind
 
 
 def test_a_second_ablation_on_one_folder_is_refused_with_the_pid(saved, tmp_path):
     from netgraph.ablate import ablate
+
     _, folder = saved
     out = tmp_path / "ablation"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RecipeError, match=f"the ablation folder is in use by another netgraph "
-                                              f"process \\(PID {holder.pid}\\)"):
+        with pytest.raises(
+            RecipeError,
+            match=f"the ablation folder is in use by another netgraph process \\(PID {holder.pid}\\)",
+        ):
             ablate([str(folder / "r.yaml")], 1, device="cpu", out_dir=out)
     finally:
         holder.kill()
@@ -191,9 +244,12 @@ def test_a_second_ablation_on_one_folder_is_refused_with_the_pid(saved, tmp_path
 def test_resume_skips_log_lines_that_are_not_runs(tmp_path):
     """A log line without "seed" (or not a mapping) crashed --resume with a KeyError."""
     from netgraph.ablate import read_runs
+
     log = tmp_path / "r.jsonl"
-    log.write_text('{"recipe": "r.yaml", "seed": 0, "epoch": 1}\n{"recipe": "r.yaml"}\n[1, 2]\n'
-                   '{"recipe": "r.yaml", "seed": "0"}\n{"recipe": "r.yaml", "seed": 1, "epoch": 1}\n')
+    log.write_text(
+        '{"recipe": "r.yaml", "seed": 0, "epoch": 1}\n{"recipe": "r.yaml"}\n[1, 2]\n'
+        '{"recipe": "r.yaml", "seed": "0"}\n{"recipe": "r.yaml", "seed": 1, "epoch": 1}\n'
+    )
     with pytest.warns(UserWarning, match="r.jsonl:2: skipping a line that is not a run's record"):
         runs = read_runs(log)
     assert [r["seed"] for r in runs] == [0, 1]
@@ -225,17 +281,34 @@ def test_ablation_workers_stop_with_their_parent(saved, tmp_path):
     _, folder = saved
     slow = tmp_path / "slow.yaml"  # long enough to be interrupted while the workers train
     slow.write_text((folder / "r.yaml").read_text().replace("epochs: 2", "epochs: 200"))
-    parent = subprocess.Popen([sys.executable, "-m", "netgraph", "ablate", str(slow), "--runs", "2",
-                               "--workers", "2", "--device", "cpu", "--out", str(tmp_path / "a")],
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL)
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "netgraph",
+            "ablate",
+            str(slow),
+            "--runs",
+            "2",
+            "--workers",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "a"),
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 120
         workers = []
         while time.time() < deadline and len(workers) < 2:
             time.sleep(0.5)
-            workers = [p for p in children_of(parent.pid)
-                       if "multiprocessing" in open(f"/proc/{p}/cmdline").read()]
+            workers = [
+                p for p in children_of(parent.pid) if "multiprocessing" in open(f"/proc/{p}/cmdline").read()
+            ]
         assert len(workers) >= 2, children_of(parent.pid)
         time.sleep(1)
         children = children_of(parent.pid)

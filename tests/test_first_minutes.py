@@ -1,5 +1,6 @@
 """A new user's first ten minutes (issue 21): fast commands, errors at the user's own words,
 a header and progress before and during work, run folders that never overwrite each other."""
+
 import json
 import subprocess
 import sys
@@ -19,8 +20,7 @@ print("TORCH" if "torch" in sys.modules else "NO-TORCH", code)
 
 
 def _probe(*argv, cwd=ROOT):
-    done = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True,
-                          cwd=cwd)
+    done = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True, cwd=cwd)
     return done.stdout.strip().splitlines()[-1], done.stderr
 
 
@@ -37,14 +37,15 @@ def test_help_version_and_a_recipe_typo_import_no_torch(tmp_path):
 # --- errors at the user's own words ---------------------------------------------------------
 
 import pytest  # noqa: E402
-
 from conftest import RECIPES  # noqa: E402
+
 from netgraph.errors import RecipeError  # noqa: E402
 from netgraph.recipe import load_recipe  # noqa: E402
 
 
 def test_epochs_from_a_set_names_the_set_first_and_gives_a_ready_fix():
     from netgraph.config import train_config
+
     with pytest.raises(RecipeError) as e:
         train_config(load_recipe(RECIPES / "tiny.yaml", ["train.epochs=1"]))
     text = str(e.value)
@@ -56,24 +57,32 @@ def test_epochs_from_a_set_names_the_set_first_and_gives_a_ready_fix():
 
 def test_a_constant_learning_rate_and_the_shape_of_a_wrong_one():
     from netgraph.config import train_config
+
     config = train_config(load_recipe(RECIPES / "tiny.yaml", ["train.lr=0.1"]))
     assert (config.lr_knots, config.lr_values) == ([0], [0.1])
-    with pytest.raises(RecipeError, match=r"^--set train.lr=fast: train.lr must be a number or "
-                                          r"a schedule.*lr: 0.4, or lr: \{knots"):
+    with pytest.raises(
+        RecipeError,
+        match=r"^--set train.lr=fast: train.lr must be a number or "
+        r"a schedule.*lr: 0.4, or lr: \{knots",
+    ):
         train_config(load_recipe(RECIPES / "tiny.yaml", ["train.lr=fast"]))
 
 
 def test_a_batch_size_from_a_set_that_a_pass_refuses_names_the_set_first(write):
     from netgraph.graph import build_graph
     from netgraph.passes import PassContext, apply_transforms
-    path = write("r.yaml", """\
+
+    path = write(
+        "r.yaml",
+        """\
         network:
           conv: {op: conv2d, out: 4}
           bn: {op: batch_norm}
         transforms:
           - ghost_batch_norm: {split_size: 32}
         train: {batch_size: 128}
-        """)
+        """,
+    )
     recipe = load_recipe(path, ["train.batch_size=100"])
     with pytest.raises(RecipeError) as e:
         apply_transforms(build_graph(recipe), recipe, PassContext(batch_size=100))
@@ -86,10 +95,13 @@ def test_a_batch_size_from_a_set_that_a_pass_refuses_names_the_set_first(write):
 
 def test_a_data_dir_one_level_too_high_names_the_folder_below(tmp_path):
     from netgraph.data import find_layout
+
     (tmp_path / "data" / "cifar10-subset" / "cifar-10-batches-bin").mkdir(parents=True)
     (tmp_path / "other").mkdir()
-    with pytest.raises(RecipeError, match=r"cifar10-subset/ in it does \(pass --data-dir "
-                                          + str(tmp_path / "data" / "cifar10-subset")):
+    with pytest.raises(
+        RecipeError,
+        match=r"cifar10-subset/ in it does \(pass --data-dir " + str(tmp_path / "data" / "cifar10-subset"),
+    ):
         find_layout("cifar10", tmp_path / "data")
     with pytest.raises(RecipeError, match=r"\(it holds data/, other/\)"):  # two levels: the list
         find_layout("cifar10", tmp_path)
@@ -97,10 +109,11 @@ def test_a_data_dir_one_level_too_high_names_the_folder_below(tmp_path):
 
 def test_no_option_of_train_is_taken_by_torchrun_but_log_which_has_log_file():
     from torch.distributed.run import get_args_parser
+
     from netgraph.cli import parser
+
     train = parser()._subparsers._group_actions[0].choices["train"]
-    options = [o for a in train._actions for o in a.option_strings if o.startswith("--")
-               and o != "--help"]
+    options = [o for a in train._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
     assert "--log-file" in options
     torchrun = get_args_parser()
     for option in options:
@@ -137,8 +150,12 @@ network:
 def _train(tmp_path, *extra):
     recipe = tmp_path / "small.yaml"
     recipe.write_text(SMALL)
-    return subprocess.run([sys.executable, "-m", "netgraph", "train", str(recipe), "--device", "cpu",
-                           *extra], capture_output=True, text=True, cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, "-m", "netgraph", "train", str(recipe), "--device", "cpu", *extra],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
 
 
 def test_piped_train_prints_a_header_and_progress_within_each_epoch(tmp_path):
@@ -163,8 +180,7 @@ def test_piped_train_prints_a_header_and_progress_within_each_epoch(tmp_path):
 def test_without_ema_the_header_says_the_weights_are_tested_and_quiet_prints_a_line_a_run(tmp_path):
     done = _train(tmp_path, "--set", "train.ema=null")
     assert "test: the weights as trained" in done.stdout.splitlines()
-    done = _train(tmp_path, "--quiet", "--runs", "2", "--set", "train.epochs=1",
-                  "--set", "train.lr=0.2")
+    done = _train(tmp_path, "--quiet", "--runs", "2", "--set", "train.epochs=1", "--set", "train.lr=0.2")
     lines = done.stdout.splitlines()
     assert lines[0].startswith("run folder: runs/small/")
     assert [line.split(":")[0] for line in lines[1:3]] == ["run 1 of 2 (seed 0)", "run 2 of 2 (seed 1)"]
@@ -173,7 +189,9 @@ def test_without_ema_the_header_says_the_weights_are_tested_and_quiet_prints_a_l
 
 def test_the_log_records_the_schedule_and_show_curves_draws_it_per_step(tmp_path):
     import json
+
     from netgraph.show import _lr_per_step, show_curves
+
     done = _train(tmp_path, "--quiet", "--log", str(tmp_path / "log.jsonl"))
     assert done.returncode == 0, done.stderr
     epochs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
@@ -187,6 +205,7 @@ def test_the_log_records_the_schedule_and_show_curves_draws_it_per_step(tmp_path
 
 # --- run folders: no run empties another's files --------------------------------------------
 
+
 def _snapshot(root):
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -195,22 +214,44 @@ def test_runs_of_one_recipe_never_touch_each_others_files(tmp_path):
     import os
     import signal
     import time
+
     slow = SMALL.replace("train: 512", "train: 2048").replace("epochs: 2", "epochs: 3")
     (tmp_path / "small.yaml").write_text(slow)  # 32 steps an epoch: time to be interrupted
     for sets in (["train.epochs=1", "data.synthetic.train=512"], ["data.synthetic.train=512"]):
-        done = subprocess.run([sys.executable, "-m", "netgraph", "train", "small.yaml", "--device",
-                               "cpu", "--quiet", *[a for s in sets for a in ("--set", s)]],
-                              capture_output=True, text=True, cwd=tmp_path)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "netgraph",
+                "train",
+                "small.yaml",
+                "--device",
+                "cpu",
+                "--quiet",
+                *[a for s in sets for a in ("--set", s)],
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, done.stderr
     finished = _snapshot(tmp_path / "runs")
     assert sum(name.endswith("result.json") for name in finished) == 2
     command = [sys.executable, "-m", "netgraph", "train", "small.yaml", "--device", "cpu", "--quiet"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not any(
-            p.stat().st_size for p in (tmp_path / "runs").rglob("log.jsonl") if p.parent.name not in
-            {n.split("/")[1] for n in finished}):
+        p.stat().st_size
+        for p in (tmp_path / "runs").rglob("log.jsonl")
+        if p.parent.name not in {n.split("/")[1] for n in finished}
+    ):
         time.sleep(0.05)  # until the first epoch's line of the new run
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=300)
@@ -218,8 +259,9 @@ def test_runs_of_one_recipe_never_touch_each_others_files(tmp_path):
     cut = [p.parent for p in (tmp_path / "runs").rglob("train.ckpt")]
     assert len(cut) == 1 and f"--resume {cut[0].relative_to(tmp_path)}" in err
     interrupted = _snapshot(tmp_path / "runs")
-    done = subprocess.run(command + ["--set", "data.synthetic.train=512"], capture_output=True, text=True,
-                          cwd=tmp_path)  # a fresh run, not --resume
+    done = subprocess.run(
+        command + ["--set", "data.synthetic.train=512"], capture_output=True, text=True, cwd=tmp_path
+    )  # a fresh run, not --resume
     assert done.returncode == 0, done.stderr
     after = _snapshot(tmp_path / "runs")
     assert all(after[name] == data for name, data in interrupted.items()), "an earlier file changed"
@@ -234,6 +276,7 @@ def test_runs_of_one_recipe_never_touch_each_others_files(tmp_path):
 
 def test_runs_0_and_an_existing_explicit_log_are_refused_before_anything_is_touched(tmp_path, capsys):
     from netgraph.cli import main
+
     (tmp_path / "small.yaml").write_text(SMALL)
     log = tmp_path / "old.jsonl"
     log.write_text("an earlier run's log\n")
@@ -242,20 +285,56 @@ def test_runs_0_and_an_existing_explicit_log_are_refused_before_anything_is_touc
     assert "--runs 0: train at least once" in capsys.readouterr().err
     assert main(["train", recipe, "--device", "cpu", "--log", str(log)]) == 2
     assert "old.jsonl: exists, from another run (pass --overwrite" in capsys.readouterr().err
-    assert log.read_text() == "an earlier run's log\n" and sorted(p.name for p in tmp_path.iterdir()) \
-        == ["old.jsonl", "small.yaml"]
-    assert main(["train", recipe, "--device", "cpu", "--quiet", "--log", str(log), "--overwrite",
-                 "--set", "train.epochs=1", "--set", "train.lr=0.1"]) == 0
+    assert log.read_text() == "an earlier run's log\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "old.jsonl",
+        "small.yaml",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                recipe,
+                "--device",
+                "cpu",
+                "--quiet",
+                "--log",
+                str(log),
+                "--overwrite",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "train.lr=0.1",
+            ]
+        )
+        == 0
+    )
     assert log.read_text().count("\n") == 1 and '"epoch": 1' in log.read_text()
 
 
 def test_save_without_a_file_goes_into_the_run_folder_and_a_failed_set_up_leaves_none(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     from netgraph.cli import main
+
     monkeypatch.chdir(tmp_path)
     (tmp_path / "small.yaml").write_text(SMALL)
-    assert main(["train", "small.yaml", "--device", "cpu", "--quiet", "--set", "train.epochs=1",
-                 "--set", "train.lr=0.1", "--save"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "small.yaml",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "train.lr=0.1",
+                "--save",
+            ]
+        )
+        == 0
+    )
     [folder] = (tmp_path / "runs" / "small").iterdir()
     relative = folder.relative_to(tmp_path)
     assert (folder / "model.pt").is_file() and f"saved {relative / 'model.pt'}" in capsys.readouterr().out
@@ -263,7 +342,9 @@ def test_save_without_a_file_goes_into_the_run_folder_and_a_failed_set_up_leaves
     first = json.loads((folder / "log.jsonl").read_text().splitlines()[0])
     assert first["tested"].startswith("moving average of the weights (train.ema")
     # set-up fails after the folder is chosen (the data is not of input.shape): none is left
-    assert main(["train", "small.yaml", "--device", "cpu", "--quiet", "--set", "input.shape=[3, 16, 16]"]) == 2
+    assert (
+        main(["train", "small.yaml", "--device", "cpu", "--quiet", "--set", "input.shape=[3, 16, 16]"]) == 2
+    )
     err = capsys.readouterr().err
     assert "nothing was trained: removed the new run folder" in err, err
     assert list((tmp_path / "runs" / "small").iterdir()) == [folder]

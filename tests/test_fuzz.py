@@ -12,6 +12,7 @@ Cost: the three tests run 200 + 400 + 200 = 800 examples in 10 s (13 s for the f
 importing torch) on two CPU threads (AMD EPYC, hypothesis 6.155, torch 2.13), measured
 with pytest --durations.
 """
+
 import copy
 import math
 import tempfile
@@ -34,8 +35,9 @@ MAX_INPUT_ELEMENTS = 3 * 32 * 32
 # derandomize: CI draws the same examples on every run, so that a failure reproduces and a
 # landing does not depend on the draw (a random draw once found a '0+:' key whose error named
 # no file); new draws are tools/fuzz.py's job (python tools/fuzz.py --cases 2000 --seed N).
-SETTINGS = dict(deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = dict(
+    deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 def pipeline(recipe):
@@ -45,16 +47,18 @@ def pipeline(recipe):
     g = build_graph(recipe)
     shape = list(g.nodes["input"]["params"]["shape"])
     # whiten_stem asks for training images: random ones, at most 16 whatever `images:` says.
-    context = PassContext(train_images=lambda n: torch.randn(min(n, 16), *shape),
-                          batch_size=config.batch_size)
+    context = PassContext(
+        train_images=lambda n: torch.randn(min(n, 16), *shape), batch_size=config.batch_size
+    )
     g, _ = apply_transforms(g, recipe, context)
     module = compile_graph(g).eval()
     if math.prod(shape) > MAX_INPUT_ELEMENTS:
         return
     with torch.no_grad():
         y = module(torch.randn(2, *shape))
-    assert tuple(y.shape) == (2,) + tuple(g.nodes[g.graph["output"]]["shape"]), \
+    assert tuple(y.shape) == (2,) + tuple(g.nodes[g.graph["output"]]["shape"]), (
         "the compiled module disagrees with shape inference"
+    )
 
 
 def builds_or_fails_cleanly(load, file, lines=None):
@@ -75,13 +79,19 @@ def builds_or_fails_cleanly(load, file, lines=None):
 # --- valid recipes ---------------------------------------------------------------------
 
 BLOCKS = {
-    "conv_bn": {"$defaults": {"act": {"op": "relu"}},
-                "conv": {"op": "conv2d", "out": "$c", "kernel": 3, "bias": False},
-                "bn": {"op": "batch_norm"},
-                "act": "$act"},
+    "conv_bn": {
+        "$defaults": {"act": {"op": "relu"}},
+        "conv": {"op": "conv2d", "out": "$c", "kernel": 3, "bias": False},
+        "bn": {"op": "batch_norm"},
+        "act": "$act",
+    }
 }
-ACTIVATIONS = [{"op": "relu"}, {"op": "celu", "alpha": 0.3}, {"op": "identity"},
-               {"op": "gelu", "approximate": "tanh"}]
+ACTIVATIONS = [
+    {"op": "relu"},
+    {"op": "celu", "alpha": 0.3},
+    {"op": "identity"},
+    {"op": "gelu", "approximate": "tanh"},
+]
 
 
 def spatial(size, kernel, stride, padding):
@@ -92,22 +102,27 @@ def spatial(size, kernel, stride, padding):
 def map_layer(draw, shape, items, depth):
     """One item for a dict whose current output is a (C, H, W) map; returns (item, shape)."""
     c, h, w = shape
-    kind = draw(st.sampled_from(["conv", "conv", "norm", "act", "act", "pool", "mul", "residual",
-                                 "block", "group", "join"]))
+    kind = draw(
+        st.sampled_from(
+            ["conv", "conv", "norm", "act", "act", "pool", "mul", "residual", "block", "group", "join"]
+        )
+    )
     if kind == "conv":
         out, kernel, stride = draw(st.integers(1, 6)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
         padding = draw(st.sampled_from([None, 0, 1]))
         p = kernel // 2 if padding is None else padding
         if min(spatial(h, kernel, stride, p), spatial(w, kernel, stride, p)) < 1:
             kernel, padding, p = 1, None, 0
-        node = {"op": "conv2d", "out": out, "kernel": kernel, "stride": stride,
-                "bias": draw(st.booleans())}
+        node = {"op": "conv2d", "out": out, "kernel": kernel, "stride": stride, "bias": draw(st.booleans())}
         if padding is not None:
             node["padding"] = padding
         return node, (out, spatial(h, kernel, stride, p), spatial(w, kernel, stride, p))
     if kind == "norm":
-        return {"op": "batch_norm", "eps": draw(st.sampled_from([1e-5, 1e-3])),
-                "momentum": draw(st.sampled_from([0.1, 0.6]))}, shape
+        return {
+            "op": "batch_norm",
+            "eps": draw(st.sampled_from([1e-5, 1e-3])),
+            "momentum": draw(st.sampled_from([0.1, 0.6])),
+        }, shape
     if kind == "act":
         return draw(st.sampled_from(ACTIVATIONS)), shape
     if kind == "mul":
@@ -125,9 +140,12 @@ def map_layer(draw, shape, items, depth):
             node["stride"] = stride
         return node, out
     if kind == "residual":  # a same-shape branch added to the dict's input
-        return {"conv": {"op": "conv2d", "out": c, "kernel": 3, "bias": False},
-                "bn": {"op": "batch_norm"}, "act": draw(st.sampled_from(ACTIVATIONS)),
-                "add": {"op": "add", "in": ["input", "act"]}}, shape
+        return {
+            "conv": {"op": "conv2d", "out": c, "kernel": 3, "bias": False},
+            "bn": {"op": "batch_norm"},
+            "act": draw(st.sampled_from(ACTIVATIONS)),
+            "add": {"op": "add", "in": ["input", "act"]},
+        }, shape
     if kind == "block":
         out = draw(st.integers(1, 6))
         use = {"block": "conv_bn", "c": out}
@@ -185,20 +203,30 @@ def network(draw, shape, depth=0, max_items=6):
 def valid_recipe(draw):
     shape = draw(st.sampled_from([(3, 8, 8), (3, 32, 32), (1, 8, 8), (2, 6, 5)]))
     net, _ = draw(network(shape))
-    recipe = {"name": "fuzz", "input": {"shape": list(shape)}, "blocks": copy.deepcopy(BLOCKS),
-              "network": net}
+    recipe = {
+        "name": "fuzz",
+        "input": {"shape": list(shape)},
+        "blocks": copy.deepcopy(BLOCKS),
+        "network": net,
+    }
     batch = draw(st.sampled_from([8, 16, 32, 128, 512]))
     train = {"batch_size": batch}
     for key, value in {
-        "epochs": st.integers(1, 30), "momentum": st.sampled_from([0.0, 0.9]),
-        "weight_decay": st.sampled_from([0, 5e-4]), "loss": st.sampled_from(["sum", "mean"]),
+        "epochs": st.integers(1, 30),
+        "momentum": st.sampled_from([0.0, 0.9]),
+        "weight_decay": st.sampled_from([0, 5e-4]),
+        "loss": st.sampled_from(["sum", "mean"]),
         "label_smoothing": st.sampled_from([0, 0.2]),
         "precision": st.sampled_from(["auto", "float32", "float16", "bfloat16"]),
         "ema": st.fixed_dictionaries({"momentum": st.sampled_from([0.9, 0.99]), "every": st.integers(1, 5)}),
-        "tta": st.sampled_from([[], ["flip"]]), "seed": st.integers(0, 100),
-        "lr": st.sampled_from([{"knots": [0, "epochs/5", "epochs"], "values": [0, 0.4, 0]},
-                               {"knots": [0, "epochs/4", "epochs - epochs/4", "epochs"],
-                                "values": [0, 1.0, 0.1, 0.1]}]),
+        "tta": st.sampled_from([[], ["flip"]]),
+        "seed": st.integers(0, 100),
+        "lr": st.sampled_from(
+            [
+                {"knots": [0, "epochs/5", "epochs"], "values": [0, 0.4, 0]},
+                {"knots": [0, "epochs/4", "epochs - epochs/4", "epochs"], "values": [0, 1.0, 0.1, 0.1]},
+            ]
+        ),
         "param_groups": st.just([{"params": "*.bn.bias", "lr_scale": 64, "wd_scale": 0.015625}]),
         "log_params": st.integers(0, 5),
     }.items():
@@ -208,12 +236,15 @@ def valid_recipe(draw):
         train["lr"] = {"knots": [0, 1, "epochs"], "values": [0, 0.4, 0]}  # the default warms up for 5
     data = {}
     for key, value in {
-        "dataset": st.sampled_from(["cifar10", "cifar100", "synthetic"]), "pad": st.integers(0, 4),
+        "dataset": st.sampled_from(["cifar10", "cifar100", "synthetic"]),
+        "pad": st.integers(0, 4),
         "augment": st.lists(st.sampled_from(["flip", {"cutout": 5}, {"cutout": 8}]), max_size=2).map(
-            lambda rest: ["crop"] + rest),
+            lambda rest: ["crop"] + rest
+        ),
         "max_groups": st.integers(1, 300),
-        "synthetic": st.fixed_dictionaries({"train": st.integers(1, 100), "test": st.integers(1, 50),
-                                            "classes": st.integers(2, 10)}),
+        "synthetic": st.fixed_dictionaries(
+            {"train": st.integers(1, 100), "test": st.integers(1, 50), "classes": st.integers(2, 10)}
+        ),
     }.items():
         if draw(st.booleans()):
             data[key] = draw(value)
@@ -221,20 +252,37 @@ def valid_recipe(draw):
     transforms = []
     splits = draw(st.sampled_from([d for d in (1, 2, 4, 8) if batch % d == 0]))
     first = next(iter(net.values()))
-    for entry in draw(st.lists(st.sampled_from([
-            "pool_before_bn", "remove_identity", "swap_pool_activation", "ghost_batch_norm",
-            "freeze_bn_scale", "replace_op", "whiten_stem"]), max_size=3, unique=True)):
+    for entry in draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "pool_before_bn",
+                    "remove_identity",
+                    "swap_pool_activation",
+                    "ghost_batch_norm",
+                    "freeze_bn_scale",
+                    "replace_op",
+                    "whiten_stem",
+                ]
+            ),
+            max_size=3,
+            unique=True,
+        )
+    ):
         if entry == "swap_pool_activation" and "gelu" in repr(net):
             continue  # gelu is not monotonic: the pass refuses it, rightly
-        if entry == "whiten_stem" and not (first.get("op") == "conv2d" and "padding" not in first
-                                           and first["kernel"] % 2):
+        if entry == "whiten_stem" and not (
+            first.get("op") == "conv2d" and "padding" not in first and first["kernel"] % 2
+        ):
             continue  # it needs a first conv on the image whose output size a 3x3 whitening keeps
-        transforms.append({
-            "ghost_batch_norm": {"ghost_batch_norm": {"splits": splits}},
-            "freeze_bn_scale": {"freeze_bn_scale": {"bias_lr_scale": 64, "bias_wd_scale": 0.015625}},
-            "replace_op": {"replace_op": {"from": "relu", "to": {"op": "celu", "alpha": 0.075}}},
-            "whiten_stem": {"whiten_stem": {"images": 8}},
-        }.get(entry, entry))
+        transforms.append(
+            {
+                "ghost_batch_norm": {"ghost_batch_norm": {"splits": splits}},
+                "freeze_bn_scale": {"freeze_bn_scale": {"bias_lr_scale": 64, "bias_wd_scale": 0.015625}},
+                "replace_op": {"replace_op": {"from": "relu", "to": {"op": "celu", "alpha": 0.075}}},
+                "whiten_stem": {"whiten_stem": {"images": 8}},
+            }.get(entry, entry)
+        )
     if transforms:
         recipe["transforms"] = transforms
     return copy.deepcopy(recipe)  # nothing shared with ACTIVATIONS or BLOCKS, which mutations edit
@@ -251,18 +299,87 @@ def test_valid_recipes_build_and_run(sections):
 # --- broken recipes ----------------------------------------------------------------------
 
 JUNK = st.one_of(
-    st.sampled_from([None, 0, -1, 1, 2, 3, 64, 10 ** 20, -2.5, 0.5, 1e-5, True, False,
-                     float("nan"), float("inf"), "", "x", "sixty-four", "64", "epochs/0", "$c",
-                     "${c}", "/input", "../x", "input", "relu", "forward", "class", "two\nlines", [], {},
-                     [1, "a"], [0, -1], [3, 8, 8], {"op": "relu"}, {"op": "conv2d"},
-                     {"block": "conv_bn"}, {"in": "x"}, ["flip"], {"knots": [0], "values": [1]}]),
-    st.integers(-3, 40), st.floats(), st.text(max_size=6), st.lists(st.integers(-2, 40), max_size=4),
+    st.sampled_from(
+        [
+            None,
+            0,
+            -1,
+            1,
+            2,
+            3,
+            64,
+            10**20,
+            -2.5,
+            0.5,
+            1e-5,
+            True,
+            False,
+            float("nan"),
+            float("inf"),
+            "",
+            "x",
+            "sixty-four",
+            "64",
+            "epochs/0",
+            "$c",
+            "${c}",
+            "/input",
+            "../x",
+            "input",
+            "relu",
+            "forward",
+            "class",
+            "two\nlines",
+            [],
+            {},
+            [1, "a"],
+            [0, -1],
+            [3, 8, 8],
+            {"op": "relu"},
+            {"op": "conv2d"},
+            {"block": "conv_bn"},
+            {"in": "x"},
+            ["flip"],
+            {"knots": [0], "values": [1]},
+        ]
+    ),
+    st.integers(-3, 40),
+    st.floats(),
+    st.text(max_size=6),
+    st.lists(st.integers(-2, 40), max_size=4),
 ).map(copy.deepcopy)  # a fresh [] or {} each time: mutations may add to it
 KEYS = st.one_of(
-    st.sampled_from(["out", "kernel", "op", "in", "block", "c", "act", "bogus", "input", "forward",
-                     "epochs", "lr", "$defaults", "augment", "synthetic", "shape", "splits", "strict",
-                     "train", "data", "network", "transforms", "a/b", "a\nb", 1]),
-    st.text(max_size=6))
+    st.sampled_from(
+        [
+            "out",
+            "kernel",
+            "op",
+            "in",
+            "block",
+            "c",
+            "act",
+            "bogus",
+            "input",
+            "forward",
+            "epochs",
+            "lr",
+            "$defaults",
+            "augment",
+            "synthetic",
+            "shape",
+            "splits",
+            "strict",
+            "train",
+            "data",
+            "network",
+            "transforms",
+            "a/b",
+            "a\nb",
+            1,
+        ]
+    ),
+    st.text(max_size=6),
+)
 
 
 def _places(value, path=()):
@@ -312,9 +429,28 @@ def broken_recipe(draw):
             holder[draw(KEYS)] = holder.pop(key)
         elif action == "transform":
             name = draw(st.sampled_from(sorted(PASSES) + ["nope", 3]))
-            params = draw(st.dictionaries(st.sampled_from(
-                ["from", "to", "where", "splits", "split_size", "kernel", "eps", "images", "value",
-                 "output_multiplier", "strict", "bogus"]), JUNK, max_size=2))
+            params = draw(
+                st.dictionaries(
+                    st.sampled_from(
+                        [
+                            "from",
+                            "to",
+                            "where",
+                            "splits",
+                            "split_size",
+                            "kernel",
+                            "eps",
+                            "images",
+                            "value",
+                            "output_multiplier",
+                            "strict",
+                            "bogus",
+                        ]
+                    ),
+                    JUNK,
+                    max_size=2,
+                )
+            )
             transforms = sections.get("transforms")
             entry = draw(st.sampled_from([name, {name: params}, {name: None}, [name]]))
             if isinstance(transforms, list):
@@ -322,8 +458,11 @@ def broken_recipe(draw):
             else:
                 sections["transforms"] = [entry]
         elif action == "node":
-            dicts = [p + (k,) for p, k in places
-                     if (p + (k,))[:1] == ("network",) and isinstance(_at(sections, p + (k,)), dict)]
+            dicts = [
+                p + (k,)
+                for p, k in places
+                if (p + (k,))[:1] == ("network",) and isinstance(_at(sections, p + (k,)), dict)
+            ]
             target = _at(sections, draw(st.sampled_from(dicts))) if dicts else sections
             target[draw(KEYS)] = draw(random_node())
     return sections
@@ -336,10 +475,25 @@ def test_broken_recipes_build_or_fail_with_a_recipe_error(sections):
 
 
 TRICKY_LINES = [
-    "!!python/object/apply:os.system [echo pwned]", "x: !!python/object:os.system {}",
-    "base: nowhere.yaml", f"base: {FILE}", "<<: 5", "? [a, b]", ": 1", "a: &a [*a]", "\tx: 1",
-    "network: null", "---", "key: *undefined", "  op: conv2d", "  - flip", "train: {epochs: -1}",
-    "  conv: {op: conv2d, out: sixty-four}", "name: 2020-01-01", "out: 1e400", "  in: [../../..]",
+    "!!python/object/apply:os.system [echo pwned]",
+    "x: !!python/object:os.system {}",
+    "base: nowhere.yaml",
+    f"base: {FILE}",
+    "<<: 5",
+    "? [a, b]",
+    ": 1",
+    "a: &a [*a]",
+    "\tx: 1",
+    "network: null",
+    "---",
+    "key: *undefined",
+    "  op: conv2d",
+    "  - flip",
+    "train: {epochs: -1}",
+    "  conv: {op: conv2d, out: sixty-four}",
+    "name: 2020-01-01",
+    "out: 1e400",
+    "  in: [../../..]",
 ]
 
 
@@ -360,7 +514,7 @@ def broken_file(draw):
         elif action == "insert":
             lines.insert(i, draw(st.sampled_from(TRICKY_LINES)))
         elif action == "cut":
-            lines[i] = lines[i][:draw(st.integers(0, len(lines[i])))]
+            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
         elif action == "indent":
             lines[i] = "  " + lines[i]
     return "\n".join(lines) + "\n"

@@ -1,5 +1,6 @@
 """tools/fuzz.py: its cases run forked under time and memory bounds, and it tells an expected
 outcome (success, one RecipeError naming the recipe) from every other."""
+
 import sys
 import time
 
@@ -16,6 +17,7 @@ def test_outcomes_are_classified(monkeypatch):
 
     def crash(text, sets, classes=None):
         raise ValueError("a bug")
+
     monkeypatch.setattr(fuzz, "pipeline", crash)
     outcome = fuzz.run_case(fuzz.NET, [])
     assert (outcome["kind"], outcome["error"]) == ("unexpected", "ValueError: a bug")
@@ -31,7 +33,7 @@ def test_a_case_over_its_time_is_stopped(monkeypatch):
 
 
 def test_a_case_over_its_memory_is_stopped(monkeypatch):
-    monkeypatch.setattr(fuzz, "pipeline", lambda text, sets, classes=None: bytearray(3 * 2 ** 30))
+    monkeypatch.setattr(fuzz, "pipeline", lambda text, sets, classes=None: bytearray(3 * 2**30))
     outcome = fuzz.run_case(fuzz.NET, [])
     assert outcome["kind"] == "unexpected" and outcome["error"].startswith("over 1 GiB: MemoryError")
 

@@ -1,5 +1,6 @@
 """tools/gpu_round.py: a GPU session spends its minutes measuring, so every stage is run
 here first at tiny sizes (--dry-run), and the budget is kept."""
+
 import json
 import sys
 import time
@@ -23,7 +24,10 @@ def test_dry_run_runs_every_stage_and_brings_back_at_most_8_files(tmp_path):
         written = json.loads((out / name).read_text())
         assert {"command", "torch", "date"} <= set(written), name
         assert written.get("gpu", written.get("device")), name
-    assert set(json.loads((out / "speed.json").read_text())["train"]["variants"]) == {"float32", "channels_last"}
+    assert set(json.loads((out / "speed.json").read_text())["train"]["variants"]) == {
+        "float32",
+        "channels_last",
+    }
     accuracy = [json.loads(line) for line in (out / "accuracy_runs.jsonl").read_text().splitlines()]
     assert sorted(r["seed"] for r in accuracy) == [0, 1]
     # the ladder continues a record holding seed 0 and trains seed 1 only, never seed 0 again
@@ -42,8 +46,9 @@ def test_a_stage_still_running_at_the_budget_is_stopped(tmp_path):
 
 
 def test_stages_that_do_not_fit_in_what_is_left_are_skipped_with_the_reason(tmp_path):
-    record = gpu_round.run_round(tmp_path, budget_s=gpu_round.FINAL_RESERVE_S + 25, dry_run=True,
-                                 only=["decode", "speed"])
+    record = gpu_round.run_round(
+        tmp_path, budget_s=gpu_round.FINAL_RESERVE_S + 25, dry_run=True, only=["decode", "speed"]
+    )
     status = {s["stage"]: s["status"] for s in record["stages"]}
     assert status["decode"] == "ok"
     assert status["speed"].startswith("skipped: ") and "needs 90 s" in status["speed"]

@@ -1,8 +1,9 @@
 """Graph building: blocks, wiring rules, validation messages, the round trip."""
+
 import pytest
 import yaml
-
 from conftest import RECIPES
+
 from netgraph import RecipeError, build_graph, load_recipe, recipe_from_dict, to_nested
 from netgraph.graph import INPUT, inputs
 
@@ -48,7 +49,8 @@ def test_wiring_rules():
 
 
 def wiring_example():
-    return graph("""
+    return graph(
+        """
         network:
           a: {op: conv2d, out: 4}
           grp:
@@ -59,7 +61,8 @@ def wiring_example():
           f: {op: add, in: [grp, /input]}      # a dict's output is its last node
           g: {op: add, in: [a, a]}             # one source twice keeps both slots
           h: {op: relu}                        # previous item
-    """.replace("/input]", "a]"))
+    """.replace("/input]", "a]")
+    )
 
 
 def test_graph_input_group_input_and_named_output():
@@ -129,107 +132,167 @@ def test_round_trip_keeps_explicit_wiring():
 
 # Every validation error names the file, the node path and what is wrong.
 BAD = {
-    "unknown op": ("""
+    "unknown op": (
+        """
         network:
           conv: {op: conv2, out: 8}
-    """, "r.yaml:3: node 'conv': unknown op 'conv2' (did you mean 'conv2d'?)"),
-    "missing parameter": ("""
+    """,
+        "r.yaml:3: node 'conv': unknown op 'conv2' (did you mean 'conv2d'?)",
+    ),
+    "missing parameter": (
+        """
         network:
           layer:
             fc: {op: linear}
-    """, "r.yaml:4: node 'layer/fc': op 'linear' needs parameter 'out'"),
-    "unknown parameter": ("""
+    """,
+        "r.yaml:4: node 'layer/fc': op 'linear' needs parameter 'out'",
+    ),
+    "unknown parameter": (
+        """
         network:
           conv: {op: conv2d, out: 8, kernal: 3}
-    """, "node 'conv': unknown parameter 'kernal' for op 'conv2d'"),
-    "wrong type": ("""
+    """,
+        "node 'conv': unknown parameter 'kernal' for op 'conv2d'",
+    ),
+    "wrong type": (
+        """
         network:
           conv: {op: conv2d, out: sixty-four}
-    """, "node 'conv': parameter 'out' must be an integer, got 'sixty-four'"),
-    "zero size": ("""
+    """,
+        "node 'conv': parameter 'out' must be an integer, got 'sixty-four'",
+    ),
+    "zero size": (
+        """
         network:
           conv: {op: conv2d, out: 0}
-    """, "node 'conv': parameter 'out' must be positive, got 0"),
-    "unknown input path": ("""
+    """,
+        "node 'conv': parameter 'out' must be positive, got 0",
+    ),
+    "unknown input path": (
+        """
         network:
           a: {op: relu}
           b:
             c: {op: add, in: [../a, ../aa]}
-    """, "r.yaml:5: node 'b/c': in: '../aa' names no node (no 'aa' in the network) (did you mean 'a'?)"),
-    "cycle": ("""
+    """,
+        "r.yaml:5: node 'b/c': in: '../aa' names no node (no 'aa' in the network) (did you mean 'a'?)",
+    ),
+    "cycle": (
+        """
         network:
           a: {op: add, in: [/input, c]}
           b: {op: relu}
           c: {op: relu}
-    """, "node 'a': the inputs form a cycle: a -> b -> c -> a"),
-    "add shape mismatch": ("""
+    """,
+        "node 'a': the inputs form a cycle: a -> b -> c -> a",
+    ),
+    "add shape mismatch": (
+        """
         network:
           a: {op: conv2d, out: 128}
           b: {op: conv2d, out: 256}
           c: {op: add, in: [a, b]}
-    """, "r.yaml:5: node 'c': op 'add' needs inputs of one shape, got (128, 32, 32) and (256, 32, 32)"),
-    "linear after an unflattened map": ("""
+    """,
+        "r.yaml:5: node 'c': op 'add' needs inputs of one shape, got (128, 32, 32) and (256, 32, 32)",
+    ),
+    "linear after an unflattened map": (
+        """
         network:
           a: {op: conv2d, out: 16}
           fc: {op: linear, out: 10}
-    """, "node 'fc': op 'linear' needs a flat (features,) input, got shape (16, 32, 32) "
-         "(put a flatten node before it)"),
-    "pool too large": ("""
+    """,
+        "node 'fc': op 'linear' needs a flat (features,) input, got shape (16, 32, 32) "
+        "(put a flatten node before it)",
+    ),
+    "pool too large": (
+        """
         network:
           a: {op: max_pool, size: 64}
-    """, "node 'a': op 'max_pool' with kernel 64, stride 64, padding 0 does not fit a 32-pixel input"),
-    "too few inputs": ("""
+    """,
+        "node 'a': op 'max_pool' with kernel 64, stride 64, padding 0 does not fit a 32-pixel input",
+    ),
+    "too few inputs": (
+        """
         network:
           a: {op: add}
-    """, "node 'a': op 'add' takes two or more inputs, got 1"),
-    "unknown block": ("""
+    """,
+        "node 'a': op 'add' takes two or more inputs, got 1",
+    ),
+    "unknown block": (
+        """
         blocks:
           conv_bn: {conv: {op: conv2d, out: $c}}
         network:
           a: {block: conv_bm, c: 3}
-    """, "r.yaml:5: node 'a': unknown block 'conv_bm' (did you mean 'conv_bn'?)"),
-    "block parameter unset": ("""
+    """,
+        "r.yaml:5: node 'a': unknown block 'conv_bm' (did you mean 'conv_bn'?)",
+    ),
+    "block parameter unset": (
+        """
         blocks:
           conv_bn: {conv: {op: conv2d, out: $c}}
         network:
           a: {block: conv_bn}
-    """, "node 'a': block 'conv_bn' needs parameter 'c' (set it where the block is used"),
-    "unknown block parameter": ("""
+    """,
+        "node 'a': block 'conv_bn' needs parameter 'c' (set it where the block is used",
+    ),
+    "unknown block parameter": (
+        """
         blocks:
           conv_bn: {conv: {op: conv2d, out: $c}}
         network:
           a: {block: conv_bn, c: 3, C: 4}
-    """, "node 'a': block 'conv_bn' has no parameter 'C' (did you mean 'c'?)"),
-    "error inside a block": ("""
+    """,
+        "node 'a': block 'conv_bn' has no parameter 'C' (did you mean 'c'?)",
+    ),
+    "error inside a block": (
+        """
         blocks:
           conv_bn:
             conv: {op: conv2d, out: $c, kernal: 3}
         network:
           first: {block: conv_bn, c: 3}
-    """, "r.yaml:6: node 'first/conv': unknown parameter 'kernal' for op 'conv2d' (its parameters: "),
-    "recursive block": ("""
+    """,
+        "r.yaml:6: node 'first/conv': unknown parameter 'kernal' for op 'conv2d' (its parameters: ",
+    ),
+    "recursive block": (
+        """
         blocks:
           loop: {inner: {block: loop}}
         network:
           a: {block: loop}
-    """, "block 'loop' uses itself: loop -> loop"),
-    "reserved name": ("""
+    """,
+        "block 'loop' uses itself: loop -> loop",
+    ),
+    "reserved name": (
+        """
         network:
           input: {op: relu}
-    """, "node 'input': 'input' is reserved"),
-    "not a node": ("""
+    """,
+        "node 'input': 'input' is reserved",
+    ),
+    "not a node": (
+        """
         network:
           a: 3
-    """, "node 'a': expected a node ({op: ...}), a block use ({block: ...}) or a dict of nodes, got 3"),
-    "empty group": ("""
+    """,
+        "node 'a': expected a node ({op: ...}), a block use ({block: ...}) or a dict of nodes, got 3",
+    ),
+    "empty group": (
+        """
         network:
           a: {}
-    """, "node 'a': empty dict: a group needs at least one node"),
-    "bad output": ("""
+    """,
+        "node 'a': empty dict: a group needs at least one node",
+    ),
+    "bad output": (
+        """
         output: b
         network:
           a: {op: relu}
-    """, "in: 'b' names no node"),
+    """,
+        "in: 'b' names no node",
+    ),
 }
 
 

@@ -1,5 +1,6 @@
 """data.dataset: folder: class-folder trees of generated PNGs, both layouts, the split,
 grayscale and RGB, data.size, the cache and its invalidation, and every refusal."""
+
 import json
 import os
 import textwrap
@@ -7,11 +8,10 @@ import textwrap
 import numpy as np
 import pytest
 import yaml
+from conftest import RECIPES, ROOT
 from PIL import Image
 
-from conftest import RECIPES, ROOT
-from netgraph import RecipeError
-from netgraph import image_folder
+from netgraph import RecipeError, image_folder
 from netgraph.cli import main
 from netgraph.data import CACHE_ENV, Dataset
 from netgraph.image_folder import read_folder
@@ -75,7 +75,9 @@ def test_grayscale_rgb_and_mixed(tmp_path):
 def test_another_size_is_refused_naming_the_file_or_resized(tmp_path):
     files = write_tree(tmp_path / "d", random_images(4, (8, 8, 3)), [0, 1, 0, 1])
     Image.fromarray(random_images(1, (12, 10, 3))[0]).save(files[2])
-    with pytest.raises(RecipeError, match=r"this image is 12 x 10 \(H x W\), but 3 of the 4 images are 8 x 8.*data.size") as e:
+    with pytest.raises(
+        RecipeError, match=r"this image is 12 x 10 \(H x W\), but 3 of the 4 images are 8 x 8.*data.size"
+    ) as e:
         read_folder(tmp_path / "d", test_fraction=0.5, cache_dir=tmp_path / "c")
     assert e.value.file == str(files[2])
     d = read_folder(tmp_path / "d", test_fraction=0.5, size=[16, 12], cache_dir=tmp_path / "c")
@@ -106,7 +108,7 @@ def test_the_cache_is_read_the_second_time_and_invalidated_by_a_change(tmp_path,
     new = random_images(1, seed=7)[0]
     Image.fromarray(new).save(files[0])
     stat = files[0].stat()
-    os.utime(files[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))  # even within a clock tick
+    os.utime(files[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # even within a clock tick
     changed = read_folder(tmp_path / "d", test_fraction=0.5, cache_dir=tmp_path / "c")
     assert len(calls) == 6
     everything = np.concatenate([changed.train_images.numpy(), changed.test_images.numpy()])
@@ -116,11 +118,14 @@ def test_the_cache_is_read_the_second_time_and_invalidated_by_a_change(tmp_path,
     assert len(fewer.train_labels) + len(fewer.test_labels) == 5 and len(calls) == 11
 
 
-@pytest.mark.parametrize("layout, message", [
-    ("empty", r"holds no class folders"),
-    ("empty class", r"class folder 'dog' holds no images"),
-    ("test only class", r"test class 'yak' has no train folder"),
-])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ("empty", r"holds no class folders"),
+        ("empty class", r"class folder 'dog' holds no images"),
+        ("test only class", r"test class 'yak' has no train folder"),
+    ],
+)
 def test_bad_trees_are_refused(tmp_path, layout, message):
     root = tmp_path / "d"
     root.mkdir()
@@ -141,7 +146,8 @@ def test_train_on_a_folder_names_the_classes(tmp_path, capsys, monkeypatch):
     images = (rng.integers(0, 128, size=(160, 10, 10)) + 100 * labels[:, None, None]).astype(np.uint8)
     write_tree(tmp_path / "shapes", images, labels, names=("dark", "light"))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(textwrap.dedent("""
+    recipe.write_text(
+        textwrap.dedent("""
         data: {dataset: folder, pad: 2, augment: [crop, flip], test_fraction: 0.25}
         train: {epochs: 2, batch_size: 30, lr: {knots: [0, 1, epochs], values: [0, 0.2, 0]}}
         network:
@@ -151,9 +157,23 @@ def test_train_on_a_folder_names_the_classes(tmp_path, capsys, monkeypatch):
           pool: {op: global_avg_pool}
           flat: {op: flatten}
           fc: {op: linear, out: 2}
-        """))
-    assert main(["train", str(recipe), "--device", "cpu", "--data-dir", str(tmp_path / "shapes"),
-                 "--log", str(tmp_path / "log.jsonl")]) == 0
+        """)
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(recipe),
+                "--device",
+                "cpu",
+                "--data-dir",
+                str(tmp_path / "shapes"),
+                "--log",
+                str(tmp_path / "log.jsonl"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "shapes: 120 training and 40 test images of 1 x 10 x 10, 2 classes (dark, light)" in printed
 
@@ -174,19 +194,40 @@ def test_scikit_learn_digits_as_a_png_tree_train_with_the_example_recipe(tmp_pat
     d = read_folder(tmp_path / "digits")
     assert d.image_shape == (1, 8, 8) and d.classes == [str(i) for i in range(10)]
     assert len(d.train_labels) + len(d.test_labels) == 1797
-    assert sorted(map(bytes, np.concatenate([d.train_images, d.test_images]))) == \
-        sorted(map(bytes, images[:, None]))
+    assert sorted(map(bytes, np.concatenate([d.train_images, d.test_images]))) == sorted(
+        map(bytes, images[:, None])
+    )
     out = tmp_path / "result.json"
-    assert main(["train", str(RECIPES / "examples" / "digits.yaml"), "--data-dir", str(tmp_path / "digits"),
-                 "--device", "cpu", "--set", "train.epochs=4", "--set",
-                 "train.lr={knots: [0, 1, epochs], values: [0, 0.4, 0]}",
-                 # the trained weights tested: after 4 short epochs the moving average (0.99^5
-                 # every 5 steps, 17 updates) is still mostly the initial weights
-                 "--set", "train.ema=null", "--log", str(tmp_path / "log.jsonl"),
-                 "--json-out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(RECIPES / "examples" / "digits.yaml"),
+                "--data-dir",
+                str(tmp_path / "digits"),
+                "--device",
+                "cpu",
+                "--set",
+                "train.epochs=4",
+                "--set",
+                "train.lr={knots: [0, 1, epochs], values: [0, 0.4, 0]}",
+                # the trained weights tested: after 4 short epochs the moving average (0.99^5
+                # every 5 steps, 17 updates) is still mostly the initial weights
+                "--set",
+                "train.ema=null",
+                "--log",
+                str(tmp_path / "log.jsonl"),
+                "--json-out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    assert "digits: 1,438 training and 359 test images of 1 x 8 x 8, 10 classes (0, 1, 2, 3, 4, 5, 6, " \
-           "7, 8, 9); normalising with the statistics of its 1,438 training images" in printed
+    assert (
+        "digits: 1,438 training and 359 test images of 1 x 8 x 8, 10 classes (0, 1, 2, 3, 4, 5, 6, "
+        "7, 8, 9); normalising with the statistics of its 1,438 training images" in printed
+    )
     assert json.loads(out.read_text())["test_acc"] > 0.2  # chance: 0.1; 97% after 10 epochs
 
 
@@ -195,14 +236,22 @@ def test_the_shared_cifar_subset_as_png_folders_is_the_binary_layout(tmp_path):
     """The real subset written as train/CLASS and test/CLASS PNGs holds the binary files'
     pixels, and trains to the same accuracy with the same seed (on the same image order)."""
     import torch
+
     from netgraph import recipe_from_dict
     from netgraph.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar
     from netgraph.run import run_recipe
+
     binary = load_cifar("cifar10", data_dir=SUBSET)
-    for split, images, labels in (("train", binary.train_images, binary.train_labels),
-                                  ("test", binary.test_images, binary.test_labels)):
-        write_tree(tmp_path / "png" / split, images.permute(0, 2, 3, 1).numpy(), labels.tolist(),
-                   names=binary.classes)
+    for split, images, labels in (
+        ("train", binary.train_images, binary.train_labels),
+        ("test", binary.test_images, binary.test_labels),
+    ):
+        write_tree(
+            tmp_path / "png" / split,
+            images.permute(0, 2, 3, 1).numpy(),
+            labels.tolist(),
+            names=binary.classes,
+        )
     png = read_folder(tmp_path / "png", cache_dir=tmp_path / "cache")
     assert png.classes == binary.classes  # CIFAR-10's order is alphabetical, as folders are read
     # The folder is read class by class, each in file (= binary) order.
@@ -211,13 +260,23 @@ def test_the_shared_cifar_subset_as_png_folders_is_the_binary_layout(tmp_path):
     assert torch.equal(png.train_images, binary.train_images[train])
     assert torch.equal(png.test_images, binary.test_images[test])
     assert torch.equal(png.train_labels, binary.train_labels[train])
-    reordered = Dataset(binary.train_images[train], binary.train_labels[train], binary.test_images[test],
-                        binary.test_labels[test], binary.classes, "cifar10")
+    reordered = Dataset(
+        binary.train_images[train],
+        binary.train_labels[train],
+        binary.test_images[test],
+        binary.test_labels[test],
+        binary.classes,
+        "cifar10",
+    )
     sections = yaml.safe_load(textwrap.dedent(SMALL_NETWORK))
-    sections["data"] = {"augment": ["crop", "flip", {"cutout": 8}],
-                        "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}  # the binary's constants
-    results = [run_recipe(recipe_from_dict(sections), device="cpu", dataset=d, seed=1)[0]
-               for d in (reordered, png)]
+    sections["data"] = {
+        "augment": ["crop", "flip", {"cutout": 8}],
+        "mean": list(CIFAR10_MEAN),
+        "std": list(CIFAR10_STD),
+    }  # the binary's constants
+    results = [
+        run_recipe(recipe_from_dict(sections), device="cpu", dataset=d, seed=1)[0] for d in (reordered, png)
+    ]
     assert results[0].test_acc == results[1].test_acc and results[0].test_acc > 0.2
     assert [e["train_loss"] for e in results[0].log] == [e["train_loss"] for e in results[1].log]
 

@@ -3,16 +3,26 @@
 import pytest
 import torch
 import yaml
-
 from conftest import RECIPES
+
 from netgraph import PassContext, apply_transforms, build_graph, compile_graph, load_recipe, summarize
 from netgraph.config import data_config, train_config
 from netgraph.graph import inputs
 from netgraph.render import to_dot
 
-STEPS = ["00_baseline", "01_gpu_data", "02a_pool_before_activation", "02b_pool_before_bn",
-         "03_label_smoothing", "04_celu", "05_ghost_bn", "06_frozen_bn_scale", "07_whitening",
-         "08_ema", "09_tta"]
+STEPS = [
+    "00_baseline",
+    "01_gpu_data",
+    "02a_pool_before_activation",
+    "02b_pool_before_bn",
+    "03_label_smoothing",
+    "04_celu",
+    "05_ghost_bn",
+    "06_frozen_bn_scale",
+    "07_whitening",
+    "08_ema",
+    "09_tta",
+]
 LADDER = RECIPES / "ladder"
 
 
@@ -30,8 +40,11 @@ def steps():
         path = RECIPES / "convergence.yaml" if step == "convergence" else LADDER / f"{step}.yaml"
         recipe = load_recipe(path)
         t = train_config(recipe, "cuda")
-        g, reports = apply_transforms(build_graph(recipe), recipe,
-                                      PassContext(train_images=lambda n: images[:n], batch_size=t.batch_size))
+        g, reports = apply_transforms(
+            build_graph(recipe),
+            recipe,
+            PassContext(train_images=lambda n: images[:n], batch_size=t.batch_size),
+        )
         out[step] = (recipe, g, reports, t, data_config(recipe))
     return out
 
@@ -76,12 +89,17 @@ def test_the_structural_facts_of_each_step(steps):
     assert schedule(train("03_label_smoothing")) == ([0, 23 / 5, 23], [0, 0.4, 0])
     # 4: CELU(0.075) everywhere.
     acts = [n for n in get("04_celu") if n.endswith("/act")]
-    assert len(acts) == 8 and all(get("04_celu").nodes[n]["op"] == "celu" and
-                                  get("04_celu").nodes[n]["params"]["alpha"] == 0.075 for n in acts)
+    assert len(acts) == 8 and all(
+        get("04_celu").nodes[n]["op"] == "celu" and get("04_celu").nodes[n]["params"]["alpha"] == 0.075
+        for n in acts
+    )
     # 5: ghost batch norm, 16 splits of 32 images at batch 512; peak learning rate 0.6.
     norms = [n for n in get("05_ghost_bn") if n.endswith("/bn")]
-    assert all(get("05_ghost_bn").nodes[n]["op"] == "ghost_batch_norm" and
-               get("05_ghost_bn").nodes[n]["params"]["splits"] == 16 for n in norms)
+    assert all(
+        get("05_ghost_bn").nodes[n]["op"] == "ghost_batch_norm"
+        and get("05_ghost_bn").nodes[n]["params"]["splits"] == 16
+        for n in norms
+    )
     assert (train("05_ghost_bn").epochs, max(train("05_ghost_bn").lr_values)) == (18, 0.6)
     # 6: frozen scales, alpha x4, output x0.0625, bias learning rate x64 and weight decay /64.
     g6 = get("06_frozen_bn_scale")
@@ -92,9 +110,17 @@ def test_the_structural_facts_of_each_step(steps):
     assert summarize(g6)["frozen_params"] == 64 + 128 * 3 + 256 + 512 * 3
     # 7: a fixed 3x3 whitening conv to 27 channels, then a learnable 1x1 conv; cutout 5.
     g7 = get("07_whitening")
-    assert g7.nodes["prep/whiten"]["params"] == {"out": 27, "kernel": 3, "stride": 1, "padding": 1,
-                                                 "bias": False, "groups": 1, "trainable": False,
-                                                 "bias_trainable": None, "init": "default"}
+    assert g7.nodes["prep/whiten"]["params"] == {
+        "out": 27,
+        "kernel": 3,
+        "stride": 1,
+        "padding": 1,
+        "bias": False,
+        "groups": 1,
+        "trainable": False,
+        "bias_trainable": None,
+        "init": "default",
+    }
     assert g7.nodes["prep/conv"]["params"]["kernel"] == 1 and g7.nodes["prep/conv"]["shape"] == (64, 32, 32)
     assert data("07_whitening").augmentations[2].size == 5
     assert (train("07_whitening").epochs, max(train("07_whitening").lr_values)) == (14, 1.0)
@@ -102,7 +128,9 @@ def test_the_structural_facts_of_each_step(steps):
     # learning rate floored for 2 epochs.
     t8 = train("08_ema")
     assert (t8.averaging(), t8.epochs) == (
-        {"name": "ema", "params": {"momentum": 0.99, "every": 5, "counter": "epoch"}}, 13)
+        {"name": "ema", "params": {"momentum": 0.99, "every": 5, "counter": "epoch"}},
+        13,
+    )
     assert schedule(t8) == ([0, 13 / 5, 11], [0, 1.0, 0.1])
     # 9: flip TTA, no cutout, 10 epochs: the seed's final recipe.
     t9 = train("09_tta")

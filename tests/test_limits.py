@@ -1,12 +1,13 @@
 """Small inputs that used to crash, hang or blow up the loader: each ends in one RecipeError
 line, quickly (docs/failure-modes.md, "limits")."""
+
 import time
 import warnings
 
 import pytest
+from conftest import RECIPES
 
 from netgraph import RecipeError, build_graph, load_recipe, recipe_from_dict
-from conftest import RECIPES
 
 
 def refusal(path, overrides=(), seconds=10):
@@ -43,11 +44,13 @@ LOADING = {
     "a control byte": ("network:\n  conv: {op: conv2d, out: 8}\x07\n", "r.yaml", "not valid YAML"),
     "a hexadecimal key": ("network:\n  0x10: {op: relu}\n", "r.yaml:2", "node '16'"),
     "a sexagesimal key": ("network:\n  1:30: {op: relu}\n", "r.yaml:2", "node '90'"),
-    "an integer of 5,000 digits": ("network:\n  conv: {op: conv2d, out: " + "9" * 5000 + "}\n",
-                                   "r.yaml:2", "digits"),
+    "an integer of 5,000 digits": (
+        "network:\n  conv: {op: conv2d, out: " + "9" * 5000 + "}\n",
+        "r.yaml:2",
+        "digits",
+    ),
     # an explicit key (?): a simple key of more than 1,024 characters is not YAML
-    "a key of 5,000 digits": ("network:\n  ? " + "9" * 5000 + "\n  : {op: relu}\n", "r.yaml:2",
-                              "digits"),
+    "a key of 5,000 digits": ("network:\n  ? " + "9" * 5000 + "\n  : {op: relu}\n", "r.yaml:2", "digits"),
     "a chain of 500 blocks": (chain_of_blocks(500), "r.yaml", "levels deep"),
     "blocks that double 40 times": (doubling_blocks(40), "r.yaml", "100,000"),
 }
@@ -68,9 +71,12 @@ def test_a_node_name_ending_in_a_line_break_is_refused(write):
 
 SETS = {
     "nested 1,000 deep": "train.x=" + "[" * 1000 + "]" * 1000,
-    "aliases of aliases": "train.x=" + "{a: &a [1,1,1,1,1,1,1,1,1,1], " + ", ".join(
-        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]"
-        for p, c in zip("abcdefg", "bcdefgh")) + "}",
+    "aliases of aliases": "train.x="
+    + "{a: &a [1,1,1,1,1,1,1,1,1,1], "
+    + ", ".join(
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]" for p, c in zip("abcdefg", "bcdefgh")
+    )
+    + "}",
     "a NUL byte": "train.x=a\x00b",
     "an integer of 5,000 digits": "train.epochs=" + "9" * 5000,
 }
@@ -100,18 +106,24 @@ def test_a_hint_does_not_loop_to_the_batch_size(write):
     for a batch of 2**31 - 1 (a prime: the hint is [1])."""
     from netgraph import apply_transforms
     from netgraph.passes import PassContext
-    recipe = load_recipe(write("r.yaml", NET + "  bn: {op: batch_norm}\ntransforms:\n"
-                                              "  - ghost_batch_norm: {splits: 16}\n"))
+
+    recipe = load_recipe(
+        write("r.yaml", NET + "  bn: {op: batch_norm}\ntransforms:\n  - ghost_batch_norm: {splits: 16}\n")
+    )
     start = time.perf_counter()
     with pytest.raises(RecipeError, match=r"not divisible by splits=16.*\(\[1\]\)"):
-        apply_transforms(build_graph(recipe), recipe, PassContext(batch_size=2 ** 31 - 1))
+        apply_transforms(build_graph(recipe), recipe, PassContext(batch_size=2**31 - 1))
     assert time.perf_counter() - start < 5
 
 
-@pytest.mark.parametrize("make", [
-    lambda: recipe_from_dict({"0+": None, "network": {"fc": {"op": "linear", "out": 2}}}, file="r.yaml"),
-    lambda: load_recipe(RECIPES / "tiny.yaml", ["network={a+: 3}"]),
-], ids=["a dict's append key", "a --set's append key"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: recipe_from_dict({"0+": None, "network": {"fc": {"op": "linear", "out": 2}}}, file="r.yaml"),
+        lambda: load_recipe(RECIPES / "tiny.yaml", ["network={a+: 3}"]),
+    ],
+    ids=["a dict's append key", "a --set's append key"],
+)
 def test_an_append_key_without_a_list_names_where_it_was_written(make):
     """'KEY+:' needs a list; the refusal names the recipe or the --set (found by hypothesis:
     recipe_from_dict's refusal named no file)."""

@@ -1,14 +1,15 @@
 """Images of other sizes and channel counts than 3 x 32 x 32, through the data: section
 checks, normalisation, summary and render, the whitening pass, the pictures and training."""
+
 import json
 
 import numpy as np
 import pytest
-
 from conftest import small_network
+
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
-from netgraph.data import Dataset, load
+from netgraph.data import load
 from netgraph.run import fit_to_data, normalisation, normalisation_line
 
 NETWORK = small_network(3)
@@ -18,7 +19,7 @@ def npz(path, shape=(12, 10), n=60, classes=3, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, size=(n,) + shape, dtype=np.uint8)
     y = np.arange(n) % classes
-    np.savez(path, x_train=x[:n - 15], y_train=y[:n - 15], x_test=x[n - 15:], y_test=y[n - 15:])
+    np.savez(path, x_train=x[: n - 15], y_train=y[: n - 15], x_test=x[n - 15 :], y_test=y[n - 15 :])
     return path
 
 
@@ -28,12 +29,24 @@ def recipe(tmp_path, data, extra=""):
     return load_recipe(path)
 
 
-@pytest.mark.parametrize("data, message", [
-    ("{dataset: arrays, pad: 2, augment: [{crop: 15}]}", r"r.yaml:1: crop size 15 does not fit in images of 16 x 14"),
-    ("{dataset: arrays, pad: 0, augment: [{cutout: 11}]}", r"r.yaml:1: cutout size 11 does not fit in images of 12 x 10"),
-    ("{dataset: arrays, pad: 10}", r"r.yaml:1: data.pad 10 does not fit images of 12 x 10 pixels"),
-    ("{dataset: arrays, pad: 1, augment: [crop]}", r"crop without a size crops to the image size, but the images are 12 x 10"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            "{dataset: arrays, pad: 2, augment: [{crop: 15}]}",
+            r"r.yaml:1: crop size 15 does not fit in images of 16 x 14",
+        ),
+        (
+            "{dataset: arrays, pad: 0, augment: [{cutout: 11}]}",
+            r"r.yaml:1: cutout size 11 does not fit in images of 12 x 10",
+        ),
+        ("{dataset: arrays, pad: 10}", r"r.yaml:1: data.pad 10 does not fit images of 12 x 10 pixels"),
+        (
+            "{dataset: arrays, pad: 1, augment: [crop]}",
+            r"crop without a size crops to the image size, but the images are 12 x 10",
+        ),
+    ],
+)
 def test_augmentation_sizes_are_checked_against_the_real_images(tmp_path, data, message):
     dataset = load("arrays", npz(tmp_path / "a.npz"))
     r = recipe(tmp_path, data)
@@ -59,28 +72,36 @@ def test_normalisation_from_the_training_set_or_the_recipe(tmp_path):
     mean, std = normalisation(dataset)
     assert mean == pytest.approx([x.mean().item()]) and std == pytest.approx([x.std().item()])
     assert normalisation_line(dataset).startswith("normalising with the statistics of its 45 training images")
-    _, given = fit_to_data(recipe(tmp_path, "{dataset: arrays, pad: 0, augment: [], mean: [100], std: [50]}"),
-                           dataset)
+    _, given = fit_to_data(
+        recipe(tmp_path, "{dataset: arrays, pad: 0, augment: [], mean: [100], std: [50]}"), dataset
+    )
     assert normalisation(dataset, given) == ((100.0,), (50.0,))
-    _, wrong = fit_to_data(recipe(tmp_path, "{dataset: arrays, pad: 0, augment: [], mean: [1, 2, 3], "
-                                            "std: [1, 1, 1]}"), dataset)
+    _, wrong = fit_to_data(
+        recipe(tmp_path, "{dataset: arrays, pad: 0, augment: [], mean: [1, 2, 3], std: [1, 1, 1]}"), dataset
+    )
     with pytest.raises(RecipeError, match="data.mean needs 1 values, one per channel"):
         normalisation(dataset, wrong)
     with pytest.raises(RecipeError, match="data.std must be a list of positive numbers"):
-        recipe(tmp_path, "{dataset: arrays, mean: [1], std: [0]}") and \
-            fit_to_data(recipe(tmp_path, "{dataset: arrays, mean: [1], std: [0]}"), dataset)
+        recipe(tmp_path, "{dataset: arrays, mean: [1], std: [0]}") and fit_to_data(
+            recipe(tmp_path, "{dataset: arrays, mean: [1], std: [0]}"), dataset
+        )
 
 
 def test_grayscale_pictures_and_whitening(tmp_path):
     pytest.importorskip("matplotlib")
     from netgraph import show
+
     dataset = load("arrays", npz(tmp_path / "a.npz", shape=(12, 12)))
-    r = recipe(tmp_path, "{dataset: arrays, pad: 2, augment: [crop, {cutout: 4}]}",
-               "transforms: [{whiten_stem: {kernel: 3, eps: 0.01, images: 40}}]\n")
+    r = recipe(
+        tmp_path,
+        "{dataset: arrays, pad: 2, augment: [crop, {cutout: 4}]}",
+        "transforms: [{whiten_stem: {kernel: 3, eps: 0.01, images: 40}}]\n",
+    )
     r, _ = fit_to_data(r, dataset)
     picture = show.show_augment(r, tmp_path / "augment.png", images=4, dataset=dataset)
     assert picture.data["draws"].shape == (2, 4, 1, 12, 12)
     from matplotlib.image import imread
+
     pixels = imread(tmp_path / "augment.png")[..., :3]
     assert (pixels.max(-1) - pixels.min(-1) > 0.05).mean() < 0.001  # drawn in grey, not a colour map
     whitening = show.show_whitening(r, tmp_path / "whitening.png", dataset=dataset)

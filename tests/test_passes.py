@@ -1,13 +1,24 @@
 """Graph rewrite passes: exactness, structure, whitening, illegal uses, the machinery."""
+
 import random
 import warnings
 
 import pytest
 import torch
-
 from conftest import RECIPES
-from netgraph import (PassContext, RecipeError, apply_pass, apply_transforms, build_graph,
-                      compile_graph, load_recipe, recipe_from_dict, register_pass, summarize)
+
+from netgraph import (
+    PassContext,
+    RecipeError,
+    apply_pass,
+    apply_transforms,
+    build_graph,
+    compile_graph,
+    load_recipe,
+    recipe_from_dict,
+    register_pass,
+    summarize,
+)
 from netgraph.graph import INPUT, inputs
 from netgraph.ops import GhostBatchNorm
 from netgraph.passes import PASSES
@@ -45,25 +56,33 @@ def random_network(seed):
     net, width = {}, 3
     for i in range(rng.randint(2, 4)):
         width = rng.choice([4, 6, 8])
-        stage = {"conv": {"op": "conv2d", "out": width, "kernel": rng.choice([1, 3]),
-                          "bias": rng.random() < 0.5},
-                 "bn": {"op": "batch_norm"},
-                 "act": {"op": rng.choice(["relu", "celu"])}}
+        stage = {
+            "conv": {"op": "conv2d", "out": width, "kernel": rng.choice([1, 3]), "bias": rng.random() < 0.5},
+            "bn": {"op": "batch_norm"},
+            "act": {"op": rng.choice(["relu", "celu"])},
+        }
         if rng.random() < 0.5:
             stage["skip"] = {"op": "identity"}
         if rng.random() < 0.7:
             stage["pool"] = {"op": "max_pool", "size": 2}
         if rng.random() < 0.5:
-            stage["res"] = {"conv": {"op": "conv2d", "out": width}, "act": {"op": "relu"},
-                            "id": {"op": "identity"}}
+            stage["res"] = {
+                "conv": {"op": "conv2d", "out": width},
+                "act": {"op": "relu"},
+                "id": {"op": "identity"},
+            }
             stage["add"] = {"op": "add", "in": ["res/id", "res/conv" if rng.random() < 0.5 else "res/input"]}
         net[f"stage{i}"] = stage
-    net["head"] = {"pool": {"op": "global_avg_pool"}, "flat": {"op": "flatten"},
-                   "fc": {"op": "linear", "out": 3}}
+    net["head"] = {
+        "pool": {"op": "global_avg_pool"},
+        "flat": {"op": "flatten"},
+        "fc": {"op": "linear", "out": 3},
+    }
     return build_graph(recipe_from_dict({"input": {"shape": [3, 16, 16]}, "network": net}))
 
 
 # --- exact passes keep the function -------------------------------------------
+
 
 @pytest.mark.parametrize("name", [n for n, spec in PASSES.items() if spec.exact])
 def test_exact_passes_keep_resnet9s_function(resnet9, name):
@@ -104,9 +123,18 @@ def test_swap_pool_activation_structure(resnet9):
 
 
 def test_remove_identity_rewires_consumers_and_output():
-    g = build_graph(recipe_from_dict({"network": {
-        "a": {"op": "conv2d", "out": 4}, "i": {"op": "identity"},
-        "b": {"op": "add", "in": ["i", "a"]}, "out": {"op": "identity"}}}))
+    g = build_graph(
+        recipe_from_dict(
+            {
+                "network": {
+                    "a": {"op": "conv2d", "out": 4},
+                    "i": {"op": "identity"},
+                    "b": {"op": "add", "in": ["i", "a"]},
+                    "out": {"op": "identity"},
+                }
+            }
+        )
+    )
     after, report = apply_pass(g, "remove_identity")
     assert report.matches == 2 and sorted(report.removed) == ["i", "out"]
     assert inputs(after, "b") == ["a", "a"] and after.graph["output"] == "b"
@@ -121,6 +149,7 @@ def test_passes_are_pure(resnet9):
 
 
 # --- function-changing passes produce their structure -------------------------
+
 
 def test_pool_before_bn_structure(resnet9):
     for start in (resnet9, apply_pass(resnet9, "swap_pool_activation")[0]):
@@ -139,8 +168,9 @@ def test_replace_op(resnet9):
     assert report.matches == len(report.changed) == 8
     celus = [n for n in after if after.nodes[n]["op"] == "celu"]
     assert len(celus) == 8 and all(after.nodes[n]["params"] == {"alpha": 0.075} for n in celus)
-    only_layer1, report = apply_pass(resnet9, "replace_op", {"from": "relu", "to": "gelu",
-                                                              "where": "layer1/*"})
+    only_layer1, report = apply_pass(
+        resnet9, "replace_op", {"from": "relu", "to": "gelu", "where": "layer1/*"}
+    )
     assert report.matches == 3 and only_layer1.nodes["prep/act"]["op"] == "relu"
     assert only_layer1.nodes["layer1/residual/res2/act"]["params"] == {"approximate": "none"}
 
@@ -148,8 +178,9 @@ def test_replace_op(resnet9):
 def test_ghost_batch_norm_structure_and_splits_one_is_plain_bn(resnet9):
     after, report = apply_pass(resnet9, "ghost_batch_norm", {"splits": 16}, PassContext(batch_size=512))
     assert report.matches == 8
-    assert all(after.nodes[n]["params"]["splits"] == 16 for n in after
-               if after.nodes[n]["op"] == "ghost_batch_norm")
+    assert all(
+        after.nodes[n]["params"]["splits"] == 16 for n in after if after.nodes[n]["op"] == "ghost_batch_norm"
+    )
     module = compile_graph(after)
     assert isinstance(module.layer1.conv_bn.bn, GhostBatchNorm)
     assert module.layer1.conv_bn.bn.running_mean.shape == (128 * 16,)
@@ -170,7 +201,8 @@ def test_ghost_batch_norm_normalises_each_split_and_averages_for_eval():
     bn.eval()
     per_split_means = torch.stack([x[j::4].mean((0, 2, 3)) for j in range(4)])
     expected = (x - per_split_means.mean(0).view(1, 3, 1, 1)) / torch.sqrt(
-        bn.running_var.view(4, 3).mean(0).view(1, 3, 1, 1) + bn.eps)
+        bn.running_var.view(4, 3).mean(0).view(1, 3, 1, 1) + bn.eps
+    )
     torch.testing.assert_close(bn(x), expected)
     bn.train()
     with pytest.raises(ValueError, match="ghost batch norm with 4 splits got a batch of 6 images"):
@@ -179,8 +211,11 @@ def test_ghost_batch_norm_normalises_each_split_and_averages_for_eval():
 
 def test_freeze_bn_scale(resnet9):
     celu, _ = apply_pass(resnet9, "replace_op", {"from": "relu", "to": {"op": "celu", "alpha": 0.075}})
-    after, report = apply_pass(celu, "freeze_bn_scale", {
-        "celu_alpha_scale": 4, "output_multiplier": 0.0625, "bias_lr_scale": 64, "bias_wd_scale": 1 / 64})
+    after, report = apply_pass(
+        celu,
+        "freeze_bn_scale",
+        {"celu_alpha_scale": 4, "output_multiplier": 0.0625, "bias_lr_scale": 64, "bias_wd_scale": 1 / 64},
+    )
     assert report.matches == 8
     bn = after.nodes["layer2/conv_bn/bn"]
     assert bn["params"]["weight_trainable"] is False and bn["params"]["weight_init"] == 1.0
@@ -196,6 +231,7 @@ def test_freeze_bn_scale(resnet9):
 
 
 # --- whitening ------------------------------------------------------------------
+
 
 def test_whitening_filters_make_the_patch_covariance_the_identity():
     x = images(300).double()
@@ -224,9 +260,17 @@ def test_whiten_stem_structure_and_fixed_filters(resnet9):
     after, report = apply_pass(resnet9, "whiten_stem", {"images": 50}, context)
     assert report.added == ["prep/whiten"] and report.changed == ["prep/conv"]
     whiten = after.nodes["prep/whiten"]
-    assert whiten["params"] == {"out": 27, "kernel": 3, "stride": 1, "padding": 1, "bias": False,
-                                "groups": 1, "trainable": False, "bias_trainable": None,
-                                "init": "default"}
+    assert whiten["params"] == {
+        "out": 27,
+        "kernel": 3,
+        "stride": 1,
+        "padding": 1,
+        "bias": False,
+        "groups": 1,
+        "trainable": False,
+        "bias_trainable": None,
+        "init": "default",
+    }
     assert after.nodes["prep/conv"]["params"]["kernel"] == 1
     assert after.nodes["prep/conv"]["shape"] == (64, 32, 32)
     assert inputs(after, "prep/whiten") == [INPUT] and inputs(after, "prep/conv") == ["prep/whiten"]
@@ -243,12 +287,15 @@ def test_whiten_stem_structure_and_fixed_filters(resnet9):
 def test_whiten_stem_without_images_draws_but_does_not_compile(resnet9):
     after, _ = apply_pass(resnet9, "whiten_stem")
     assert summarize(after)["frozen_params"] == 27 * 27
-    with pytest.raises(RecipeError, match="node 'prep/whiten': cannot compile: the whitening "
-                                          "filters are computed from training images"):
+    with pytest.raises(
+        RecipeError,
+        match="node 'prep/whiten': cannot compile: the whitening filters are computed from training images",
+    ):
         compile_graph(after)
 
 
 # --- illegal uses ---------------------------------------------------------------
+
 
 def recipe_with(write, transforms, extra=""):
     path = write("r.yaml", f"base: {RECIPES / 'resnet9.yaml'}\n{extra}transforms:\n{transforms}")
@@ -256,22 +303,49 @@ def recipe_with(write, transforms, extra=""):
     return recipe, build_graph(recipe)
 
 
-@pytest.mark.parametrize("transforms, extra, batch, message", [
-    ("  - replace_op: {from: relu, to: gelu}\n  - swap_pool_activation\n", "", None,
-     r"r.yaml:4: node 'layer1/conv_bn/act': pass 'swap_pool_activation' \(transforms item 2\): "
-     r"activation 'gelu' is not monotonic non-decreasing, .* \(use pool_before_bn"),
-    ("  - ghost_batch_norm: {splits: 16}\n", "train: {batch_size: 500}\n", 500,
-     r"r.yaml:4: node 'prep/bn': pass 'ghost_batch_norm' \(transforms item 1\): batch size 500 is "
-     r"not divisible by splits=16 \(set splits to a divisor of the batch size"),
-    ("  - swap_pool_activaton\n", "", None,
-     r"r.yaml:3: unknown pass 'swap_pool_activaton' \(did you mean 'swap_pool_activation'\?\)"),
-    ("  - ghost_batch_norm: {split: 16}\n", "", None,
-     r"r.yaml:3: unknown parameter 'split' for pass 'ghost_batch_norm' .*did you mean 'splits'"),
-    ("  - replace_op: {from: rleu, to: celu}\n", "", None,
-     r"pass 'replace_op' \(transforms item 1\): unknown op 'rleu' \(did you mean 'relu'\?\)"),
-    ("  - remove_identity: {strict: true}\n", "", None,
-     r"r.yaml:3: pass 'remove_identity' \(transforms item 1\) found nothing to change"),
-])
+@pytest.mark.parametrize(
+    "transforms, extra, batch, message",
+    [
+        (
+            "  - replace_op: {from: relu, to: gelu}\n  - swap_pool_activation\n",
+            "",
+            None,
+            r"r.yaml:4: node 'layer1/conv_bn/act': pass 'swap_pool_activation' \(transforms item 2\): "
+            r"activation 'gelu' is not monotonic non-decreasing, .* \(use pool_before_bn",
+        ),
+        (
+            "  - ghost_batch_norm: {splits: 16}\n",
+            "train: {batch_size: 500}\n",
+            500,
+            r"r.yaml:4: node 'prep/bn': pass 'ghost_batch_norm' \(transforms item 1\): batch size 500 is "
+            r"not divisible by splits=16 \(set splits to a divisor of the batch size",
+        ),
+        (
+            "  - swap_pool_activaton\n",
+            "",
+            None,
+            r"r.yaml:3: unknown pass 'swap_pool_activaton' \(did you mean 'swap_pool_activation'\?\)",
+        ),
+        (
+            "  - ghost_batch_norm: {split: 16}\n",
+            "",
+            None,
+            r"r.yaml:3: unknown parameter 'split' for pass 'ghost_batch_norm' .*did you mean 'splits'",
+        ),
+        (
+            "  - replace_op: {from: rleu, to: celu}\n",
+            "",
+            None,
+            r"pass 'replace_op' \(transforms item 1\): unknown op 'rleu' \(did you mean 'relu'\?\)",
+        ),
+        (
+            "  - remove_identity: {strict: true}\n",
+            "",
+            None,
+            r"r.yaml:3: pass 'remove_identity' \(transforms item 1\) found nothing to change",
+        ),
+    ],
+)
 def test_illegal_uses_name_the_pass_the_node_and_the_fix(write, transforms, extra, batch, message):
     recipe, g = recipe_with(write, transforms, extra)
     with pytest.raises(RecipeError, match=message):
@@ -280,8 +354,11 @@ def test_illegal_uses_name_the_pass_the_node_and_the_fix(write, transforms, extr
 
 def test_a_pass_that_finds_nothing_warns(write):
     recipe, g = recipe_with(write, "  - remove_identity\n")
-    with pytest.warns(UserWarning, match=r"r.yaml:3: pass 'remove_identity' \(transforms item 1\) "
-                                         r"found nothing to change"):
+    with pytest.warns(
+        UserWarning,
+        match=r"r.yaml:3: pass 'remove_identity' \(transforms item 1\) "
+        r"found nothing to change",
+    ):
         after, reports = apply_transforms(g, recipe)
     assert reports[0].matches == 0
 
@@ -302,10 +379,21 @@ def test_user_registered_pass(write):
         for n in convs:
             g.nodes[n]["params"] = {**g.nodes[n]["params"], "out": g.nodes[n]["params"]["out"] * factor}
         return len(convs)
+
     try:
-        g = build_graph(recipe_from_dict({"input": {"shape": [3, 8, 8]}, "network": {
-            "a": {"op": "conv2d", "out": 4}, "b": {"op": "conv2d", "out": 6},
-            "p": {"op": "global_avg_pool"}, "f": {"op": "flatten"}}}))
+        g = build_graph(
+            recipe_from_dict(
+                {
+                    "input": {"shape": [3, 8, 8]},
+                    "network": {
+                        "a": {"op": "conv2d", "out": 4},
+                        "b": {"op": "conv2d", "out": 6},
+                        "p": {"op": "global_avg_pool"},
+                        "f": {"op": "flatten"},
+                    },
+                }
+            )
+        )
         after, report = apply_pass(g, "double_widths", {"factor": 3})
         assert report.matches == 2 and after.nodes["f"]["shape"] == (18,)
         assert compile_graph(after)(torch.randn(2, 3, 8, 8)).shape == (2, 18)
@@ -316,10 +404,17 @@ def test_user_registered_pass(write):
 def test_the_seeds_passes_on_resnet9():
     recipe = load_recipe(RECIPES / "resnet9_passes.yaml")
     data = images(32)
-    g, reports = apply_transforms(build_graph(recipe), recipe,
-                                  PassContext(train_images=lambda n: data[:n], batch_size=512))
-    assert [r.name for r in reports] == ["swap_pool_activation", "pool_before_bn", "replace_op",
-                                         "ghost_batch_norm", "freeze_bn_scale", "whiten_stem"]
+    g, reports = apply_transforms(
+        build_graph(recipe), recipe, PassContext(train_images=lambda n: data[:n], batch_size=512)
+    )
+    assert [r.name for r in reports] == [
+        "swap_pool_activation",
+        "pool_before_bn",
+        "replace_op",
+        "ghost_batch_norm",
+        "freeze_bn_scale",
+        "whiten_stem",
+    ]
     assert all(r.matches > 0 for r in reports)
     s = summarize(g)
     frozen_bn = 64 + 128 * 3 + 256 + 512 * 3

@@ -1,5 +1,6 @@
 """data.placement: host gives the batches and the trained weights of device, bit for bit,
 with the same batch-group draws; auto says what it chose and why."""
+
 import textwrap
 
 import pytest
@@ -20,13 +21,24 @@ def loaders(data, host_first_augment=AUGMENT):
     device = to_device(data, "cpu", MEAN, STD, pad=2, dtype=torch.float32)
     host = to_device(data, "cpu", MEAN, STD, pad=2, dtype=torch.float32, host=True)
     assert host.host and host.train_padded.dtype == torch.uint8 and device.train_padded.dtype == torch.float32
-    make = lambda d: BatchGroupLoader(d.train_padded, d.train_labels, 64, host_first_augment, seed=3,
-                                      max_groups=50, normalize=d.normalize, host=d.host)
+    make = lambda d: BatchGroupLoader(
+        d.train_padded,
+        d.train_labels,
+        64,
+        host_first_augment,
+        seed=3,
+        max_groups=50,
+        normalize=d.normalize,
+        host=d.host,
+    )
     return make(device), make(host)
 
 
-@pytest.mark.parametrize("augmentations", [AUGMENT, [augment.Flip(), augment.Crop(16)], []],
-                         ids=["crop first", "flip first", "none"])
+@pytest.mark.parametrize(
+    "augmentations",
+    [AUGMENT, [augment.Flip(), augment.Crop(16)], []],
+    ids=["crop first", "flip first", "none"],
+)
 def test_host_batches_are_the_device_batches_bit_for_bit(augmentations):
     data = synthetic(300, 10, shape=(3, 16, 16), classes=4, seed=0)
     on_device, on_host = loaders(data, augmentations)
@@ -37,8 +49,9 @@ def test_host_batches_are_the_device_batches_bit_for_bit(augmentations):
             assert torch.equal(x, hx) and torch.equal(y, hy)
     # resuming mid-epoch skips the same batches
     state = on_device.epoch_state
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(on_device.epoch(state, skip=2),
-                                                        on_host.epoch(state, skip=2)))
+    assert all(
+        torch.equal(a[0], b[0]) for a, b in zip(on_device.epoch(state, skip=2), on_host.epoch(state, skip=2))
+    )
 
 
 RECIPE = """
@@ -95,12 +108,22 @@ def test_auto_on_a_gpu_chooses_host_for_a_set_larger_than_the_share(tmp_path, mo
     path.write_text(textwrap.dedent(RECIPE))
     config = data_config(load_recipe(path, ["data.placement=auto"]))
     dataset = synthetic(256, 64, classes=4)
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100_000, 10 ** 9))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100_000, 10**9))
     chosen, reason = choose_placement(config, dataset, torch.device("cuda"), torch.float16)
     assert chosen == "host" and "more than 50% of the 0.00 GiB free on the GPU" in reason
-    on_device, on_host = [to_device(dataset, "cuda", MEAN, STD, 4, torch.float16, host=h) for h in (False, True)]
+    on_device, on_host = [
+        to_device(dataset, "cuda", MEAN, STD, 4, torch.float16, host=h) for h in (False, True)
+    ]
     assert on_host.train_padded.is_pinned() and on_host.train_padded.device.type == "cpu"
-    make = lambda d: BatchGroupLoader(d.train_padded, d.train_labels, 64, AUGMENT[:1] + [augment.Flip()],
-                                      seed=1, normalize=d.normalize, device="cuda", host=d.host)
+    make = lambda d: BatchGroupLoader(
+        d.train_padded,
+        d.train_labels,
+        64,
+        AUGMENT[:1] + [augment.Flip()],
+        seed=1,
+        normalize=d.normalize,
+        device="cuda",
+        host=d.host,
+    )
     for (x, _), (hx, _) in zip(make(on_device), make(on_host)):
         assert torch.equal(x, hx)

@@ -1,5 +1,6 @@
 """What `train` would fail on is refused before any work, with the recipe's line (issue 18's
 first class: each of these raised a torch error or ran out of memory mid-run before)."""
+
 import textwrap
 
 import pytest
@@ -34,8 +35,11 @@ POOLED = """\
 
 def test_fewer_outputs_than_classes(tmp_path):
     path = recipe_file(tmp_path, POOLED.replace("out: 10", "out: 5"))
-    err = refused(path, r"r.yaml:5: node 'fc': the network's output is 5, but the synthetic images "
-                        r"have 10 classes")
+    err = refused(
+        path,
+        r"r.yaml:5: node 'fc': the network's output is 5, but the synthetic images "
+        r"have 10 classes",
+    )
     assert "out: 10" in err.hint
 
 
@@ -43,8 +47,11 @@ def test_training_batches_the_network_cannot_take(tmp_path):
     flat = "conv: {op: conv2d, out: 4}\nflat: {op: flatten}\nfc: {op: linear, out: 10}\n"
     path = recipe_file(tmp_path, flat)
     path.write_text(path.read_text().replace("classes: 10}}", "classes: 10}, augment: [{crop: 28}]}"))
-    refused(path, r"r.yaml:\d+: data.augment makes training batches of 3 x 28 x 28, the test images are "
-                  r"3 x 32 x 32, and the network cannot take both: node 'fc' would have 31,370 parameters")
+    refused(
+        path,
+        r"r.yaml:\d+: data.augment makes training batches of 3 x 28 x 28, the test images are "
+        r"3 x 32 x 32, and the network cannot take both: node 'fc' would have 31,370 parameters",
+    )
     # a network that takes any size trains on the crops
     pooled = recipe_file(tmp_path, POOLED)
     pooled.write_text(pooled.read_text().replace("classes: 10}}", "classes: 10}, augment: [{crop: 28}]}"))
@@ -53,33 +60,50 @@ def test_training_batches_the_network_cannot_take(tmp_path):
 
 
 def test_label_smoothing_above_1(tmp_path):
-    refused(recipe_file(tmp_path, POOLED), r"--set train.label_smoothing=1.5: train.label_smoothing is a "
-                                           r"share .* from 0 to 1; got 1.5", "train.label_smoothing=1.5")
+    refused(
+        recipe_file(tmp_path, POOLED),
+        r"--set train.label_smoothing=1.5: train.label_smoothing is a "
+        r"share .* from 0 to 1; got 1.5",
+        "train.label_smoothing=1.5",
+    )
 
 
 def test_a_celu_alpha_beyond_float32(tmp_path, capsys):
     path = recipe_file(tmp_path, POOLED.replace("pool:", "act: {op: celu, alpha: 1.0e+39}\n    pool:"))
     assert main(["summary", str(path)]) == 2  # summary refuses it too: nothing trains on an inf
-    assert "r.yaml:3: node 'act': parameter 'alpha' is 1e+39, beyond float32's largest" in capsys.readouterr().err
+    assert (
+        "r.yaml:3: node 'act': parameter 'alpha' is 1e+39, beyond float32's largest"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_whitening_kernel_larger_than_the_image(tmp_path):
     path = recipe_file(tmp_path, POOLED, "transforms:\n  - whiten_stem: {kernel: 40}\n")
-    refused(path, r"r.yaml:\d+: node 'conv': pass 'whiten_stem' .*kernel 40 is larger than the 32 x 32 "
-                  r"input images")
+    refused(
+        path,
+        r"r.yaml:\d+: node 'conv': pass 'whiten_stem' .*kernel 40 is larger than the 32 x 32 "
+        r"input images",
+    )
 
 
 def test_sizes_that_cannot_be_allocated(tmp_path, capsys):
     # YAML 1.1 reads 190:20:30 as 685,230 (base 60): its output alone would not fit
     path = recipe_file(tmp_path, POOLED.replace("out: 4", "out: 190:20:30"))
-    err = refused(path, r"r.yaml:2: node 'conv': it outputs 685230 x 32 x 32 values an image: a batch of "
-                        r"32 needs 83.6 GiB for that output alone")
+    err = refused(
+        path,
+        r"r.yaml:2: node 'conv': it outputs 685230 x 32 x 32 values an image: a batch of "
+        r"32 needs 83.6 GiB for that output alone",
+    )
     assert "base-60 number 685,230" in err.hint
     # parameters beyond the machine's memory: 4 copies of 1e10 float32 values (weights, gradients,
     # optimizer state, average) before any activation
-    huge = recipe_file(tmp_path, POOLED.replace("fc: {op: linear, out: 10}",
-                                                "fc: {op: linear, out: 100000}\n    fc2: {op: linear, out: 10}")
-                       .replace("out: 4}", "out: 100000, kernel: 1}"), name="huge.yaml")
+    huge = recipe_file(
+        tmp_path,
+        POOLED.replace(
+            "fc: {op: linear, out: 10}", "fc: {op: linear, out: 100000}\n    fc2: {op: linear, out: 10}"
+        ).replace("out: 4}", "out: 100000, kernel: 1}"),
+        name="huge.yaml",
+    )
     refused(huge, r"the network's 10,001,\d+,\d+ parameters need at least \d+.\d GiB to train")
     # train reports it before loading anything onto the device, in one line
     assert main(["train", str(path), "--device", "cpu", "--quiet", "--log", str(tmp_path / "l.jsonl")]) == 2

@@ -1,4 +1,5 @@
 """Recipe files: safe YAML, base: inheritance, --set overrides, line numbers."""
+
 import pytest
 
 from netgraph import RecipeError, load_recipe
@@ -13,6 +14,7 @@ network:
 
 def test_resnet9_recipe_loads(write):
     from conftest import RECIPES
+
     recipe = load_recipe(RECIPES / "resnet9.yaml")
     assert set(recipe.network) == {"prep", "layer1", "layer2", "layer3", "head"}
     assert recipe.blocks["conv_bn"]["conv"]["out"] == "$c"
@@ -20,21 +22,27 @@ def test_resnet9_recipe_loads(write):
 
 
 def test_python_tags_are_refused(write):
-    path = write("evil.yaml", """
+    path = write(
+        "evil.yaml",
+        """
         network:
           conv: !!python/object/apply:os.system ["echo pwned"]
-    """)
+    """,
+    )
     with pytest.raises(RecipeError) as e:
         load_recipe(path)
     assert "tag refused" in str(e.value) and "evil.yaml:3" in str(e.value)
 
 
 def test_duplicate_keys_are_refused(write):
-    path = write("dup.yaml", """
+    path = write(
+        "dup.yaml",
+        """
         network:
           conv: {op: conv2d, out: 8}
           conv: {op: relu}
-    """)
+    """,
+    )
     with pytest.raises(RecipeError, match=r"dup.yaml:4: key 'conv' appears twice \(first on line 3\)"):
         load_recipe(path)
 
@@ -46,15 +54,20 @@ def test_invalid_yaml_names_the_line(write):
 
 
 def test_base_merges_child_wins_null_deletes_and_plus_appends(write):
-    write("parent.yaml", """
+    write(
+        "parent.yaml",
+        """
         network:
           conv: {op: conv2d, out: 8, bias: false}
           bn: {op: batch_norm}
           act: {op: relu}
         transforms: [a]
         train: {epochs: 24, lr: 0.4}
-    """)
-    child = write("sub/child.yaml", """
+    """,
+    )
+    child = write(
+        "sub/child.yaml",
+        """
         base: ../parent.yaml
         network:
           conv: {out: 16}
@@ -62,10 +75,13 @@ def test_base_merges_child_wins_null_deletes_and_plus_appends(write):
           act: {op: celu, alpha: 0.075}
         transforms+: [b, {c: {x: 1}}]
         train: {epochs: 20}
-    """)
+    """,
+    )
     recipe = load_recipe(child)
-    assert recipe.network == {"conv": {"op": "conv2d", "out": 16, "bias": False},
-                              "act": {"op": "celu", "alpha": 0.075}}
+    assert recipe.network == {
+        "conv": {"op": "conv2d", "out": 16, "bias": False},
+        "act": {"op": "celu", "alpha": 0.075},
+    }
     assert recipe.transforms == ["a", "b", {"c": {"x": 1}}]
     assert recipe.train == {"epochs": 20, "lr": 0.4}
     # Lines point into the file that set each key, appended items included.
@@ -95,8 +111,11 @@ def test_missing_file_and_non_mapping(write, tmp_path):
     with pytest.raises(RecipeError, match=r"recipe file not found$"):
         load_recipe(tmp_path / "nope.yaml")
     write("resnet9.yaml", NET)
-    with pytest.raises(RecipeError, match=r"resnet.yaml: recipe file not found \(did you mean "
-                                          r"'resnet9.yaml'\?\)"):
+    with pytest.raises(
+        RecipeError,
+        match=r"resnet.yaml: recipe file not found \(did you mean "
+        r"'resnet9.yaml'\?\)",
+    ):
         load_recipe(tmp_path / "resnet.yaml")
     with pytest.raises(RecipeError, match="a recipe is a mapping of sections"):
         load_recipe(write("list.yaml", "- 1\n- 2\n"))
@@ -111,9 +130,19 @@ def test_unknown_section_and_empty_network(write):
 
 def test_overrides_parse_yaml_values(write):
     path = write("r.yaml", NET + "transforms: [a]\n")
-    recipe = load_recipe(path, ["train.epochs=12", "network.conv.out=96", "train.lr=4e-1",
-                                "train.name=x", "network.conv.bias=false", "transforms+=[b]",
-                                "data.sizes=[1, 2]", "network.act=null"])
+    recipe = load_recipe(
+        path,
+        [
+            "train.epochs=12",
+            "network.conv.out=96",
+            "train.lr=4e-1",
+            "train.name=x",
+            "network.conv.bias=false",
+            "transforms+=[b]",
+            "data.sizes=[1, 2]",
+            "network.act=null",
+        ],
+    )
     assert recipe.train == {"epochs": 12, "lr": 0.4, "name": "x"}
     assert recipe.network == {"conv": {"op": "conv2d", "out": 96, "bias": False}}
     assert recipe.transforms == ["a", "b"]
@@ -121,14 +150,17 @@ def test_overrides_parse_yaml_values(write):
     assert load_recipe(path, ["transforms.0=z"]).transforms == ["z"]
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("train.epochs", "expected KEY=VALUE"),
-    ("trian.epochs=3", "unknown section 'trian'"),
-    ("network..out=3", "is not a key path"),
-    ("transforms.5=z", "'5' is not an index"),
-    ("network.conv.out.deep=3", "is 8, not a mapping"),
-    ("train.x=[1, 2", "value is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("train.epochs", "expected KEY=VALUE"),
+        ("trian.epochs=3", "unknown section 'trian'"),
+        ("network..out=3", "is not a key path"),
+        ("transforms.5=z", "'5' is not an index"),
+        ("network.conv.out.deep=3", "is 8, not a mapping"),
+        ("train.x=[1, 2", "value is not valid YAML"),
+    ],
+)
 def test_bad_overrides(write, assignment, message):
     path = write("r.yaml", NET + "transforms: [a]\n")
     with pytest.raises(RecipeError, match=message) as e:
@@ -139,14 +171,22 @@ def test_bad_overrides(write, assignment, message):
 TRANSFORMED = NET + "transforms: [{ghost_batch_norm: {splits: 4}}]\n"
 
 
-@pytest.mark.parametrize("assignment, message", [
-    # a typo on the way down to a node or a pass parameter must not quietly add a node
-    ("network.cnv.out=3", r"'network' has no 'cnv' \(did you mean 'conv'\?\)"),
-    ("network.pool.size=2", r"'network' has no 'pool' \(it has: conv, act; to add one, set it "
-                            r"whole: --set network.pool=\{...\}\)"),
-    ("transforms.0.ghost_batchnorm.splits=2",
-     r"'transforms.0' has no 'ghost_batchnorm' \(did you mean 'ghost_batch_norm'\?\)"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        # a typo on the way down to a node or a pass parameter must not quietly add a node
+        ("network.cnv.out=3", r"'network' has no 'cnv' \(did you mean 'conv'\?\)"),
+        (
+            "network.pool.size=2",
+            r"'network' has no 'pool' \(it has: conv, act; to add one, set it "
+            r"whole: --set network.pool=\{...\}\)",
+        ),
+        (
+            "transforms.0.ghost_batchnorm.splits=2",
+            r"'transforms.0' has no 'ghost_batchnorm' \(did you mean 'ghost_batch_norm'\?\)",
+        ),
+    ],
+)
 def test_a_typo_in_a_set_path_under_network_or_transforms_is_refused(write, assignment, message):
     with pytest.raises(RecipeError, match=message) as e:
         load_recipe(write("r.yaml", TRANSFORMED), [assignment])
@@ -163,6 +203,7 @@ def test_later_errors_about_a_set_value_name_the_set(write):
     into what the file wrote is named after the file's line; other --sets are not named."""
     from netgraph.config import train_config
     from netgraph.graph import build_graph
+
     path = write("r.yaml", NET + "train:\n  epochs: 8\n  ema: {momentum: 0.5}\n  tta: [flip]\n")
 
     def error(build, *overrides):
@@ -171,20 +212,27 @@ def test_later_errors_about_a_set_value_name_the_set(write):
         return str(e.value).replace(str(path), "r.yaml")
 
     assert error(train_config, "train.epoch=3").startswith(
-        "--set train.epoch=3: unknown parameter 'epoch' for the train: section")
+        "--set train.epoch=3: unknown parameter 'epoch' for the train: section"
+    )
     assert error(train_config, "train.seed=1", "train.ema.momentum=2").startswith(
-        "r.yaml:7, --set train.ema.momentum=2: train.ema.momentum must be below 1")
+        "r.yaml:7, --set train.ema.momentum=2: train.ema.momentum must be below 1"
+    )
     assert error(train_config, "train.tta.0=flop").startswith(
-        "r.yaml:8, --set train.tta.0=flop: unknown test-time view 'flop'")
+        "r.yaml:8, --set train.tta.0=flop: unknown test-time view 'flop'"
+    )
     assert error(build_graph, "network.conv.out=-3").startswith(
-        "r.yaml:3, --set network.conv.out=-3: node 'conv': parameter 'out' must be positive")
+        "r.yaml:3, --set network.conv.out=-3: node 'conv': parameter 'out' must be positive"
+    )
     assert error(build_graph, "network.conv={bias: 2}").startswith(  # merged into the file's node
-        "r.yaml:3, --set network.conv={bias: 2}: node 'conv': parameter 'bias'")
+        "r.yaml:3, --set network.conv={bias: 2}: node 'conv': parameter 'bias'"
+    )
     assert error(build_graph, "network.conv={op: linear, out: 3}").startswith(  # replaced whole
-        "--set network.conv={op: linear, out: 3}: node 'conv': op 'linear' needs a flat")
+        "--set network.conv={op: linear, out: 3}: node 'conv': op 'linear' needs a flat"
+    )
     # a mapping a --set created, and a key deleted then set again: the file has no say
-    assert error(train_config, "train.param_groups=[]", "train.ema=null", "train.ema.every=0") \
-        .startswith("--set train.ema=null, --set train.ema.every=0: parameter 'every' must be")
+    assert error(train_config, "train.param_groups=[]", "train.ema=null", "train.ema.every=0").startswith(
+        "--set train.ema=null, --set train.ema.every=0: parameter 'every' must be"
+    )
     bare = write("bare.yaml", NET)
     with pytest.raises(RecipeError, match=r"^--set train.ema.bogus=2: unknown parameter 'bogus'"):
         train_config(load_recipe(bare, ["train.ema.bogus=2"]))
@@ -196,8 +244,12 @@ def test_a_list_item_with_a_null_value_is_a_name_without_parameters(write):
     """`- remove_identity:` in transforms or `- flip:` in data.augment: null there deletes
     nothing, it says the item has no parameters."""
     from netgraph.config import data_config
-    recipe = load_recipe(write("r.yaml", NET + "transforms:\n  - remove_identity:\n"
-                                              "data: {augment: [{flip: null}, {crop: }]}\n"))
+
+    recipe = load_recipe(
+        write(
+            "r.yaml", NET + "transforms:\n  - remove_identity:\ndata: {augment: [{flip: null}, {crop: }]}\n"
+        )
+    )
     assert recipe.transforms == [{"remove_identity": None}]
     assert [type(a).__name__ for a in data_config(recipe).augmentations] == ["Flip", "Crop"]
 
@@ -215,16 +267,21 @@ def test_parse_yaml_records_positions():
 
 
 def test_child_merges_into_list_items_by_index(write):
-    write("parent.yaml", NET + "transforms: [a, {b: {x: 1, y: 2}}, c]\n"
-                               "data: {augment: [crop, flip, {cutout: 8}]}\n")
-    child = write("child.yaml", """
+    write(
+        "parent.yaml",
+        NET + "transforms: [a, {b: {x: 1, y: 2}}, c]\ndata: {augment: [crop, flip, {cutout: 8}]}\n",
+    )
+    child = write(
+        "child.yaml",
+        """
         base: parent.yaml
         transforms:
           1: {b: {x: 5}}
           2: null
         data:
           augment: {-1: {cutout: 5}}
-    """)
+    """,
+    )
     recipe = load_recipe(child)
     assert recipe.transforms == ["a", {"b": {"x": 5, "y": 2}}]
     assert recipe.data["augment"] == ["crop", "flip", {"cutout": 5}]

@@ -1,13 +1,13 @@
 """tools/reference_train.py, the independent loop netgraph's training is compared with: a
 smoke run, and the original's details it must keep (group draws, ghost statistics)."""
+
 import json
 
 import numpy as np
 import pytest
-import torch
-
-from conftest import ROOT
 import reference_train
+import torch
+from conftest import ROOT
 
 SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset" / "cifar-10-batches-bin"
 
@@ -41,12 +41,27 @@ def test_a_small_run_trains_and_reports(tmp_path):
     records[:512].tofile(folder / "data_batch_1.bin")
     records[512:768].tofile(folder / "test_batch.bin")
     log = tmp_path / "runs.jsonl"
-    args = ["--data-dir", str(tmp_path), "--width", "8", "8", "16", "16", "--batch", "64", "--epochs", "3",
-            "--log", str(log)]
+    args = [
+        "--data-dir",
+        str(tmp_path),
+        "--width",
+        "8",
+        "8",
+        "16",
+        "16",
+        "--batch",
+        "64",
+        "--epochs",
+        "3",
+        "--log",
+        str(log),
+    ]
     assert reference_train.main(args + ["--seed", "1"]) == 0
     assert reference_train.main(args + ["--seed", "1"]) == 0
     first, again = [json.loads(line) for line in log.read_text().splitlines()]
-    assert first["train_images"] == 512 and first["test_images"] == 256 and len(first["test_acc_by_epoch"]) == 3
+    assert (
+        first["train_images"] == 512 and first["test_images"] == 256 and len(first["test_acc_by_epoch"]) == 3
+    )
     assert first["test_acc"] == again["test_acc"] and first["test_loss"] == again["test_loss"]  # seeded
     assert np.isfinite(first["test_loss"]) and 0 <= first["test_acc"] <= 1
 
@@ -55,8 +70,10 @@ def test_the_fidelity_studys_netgraph_arms_are_valid_and_differ_only_in_the_coun
     """tools/fidelity_study.py's netgraph arms load with tiny.yaml and reach the engine with
     the counter they name (the study's table is only as good as its arms)."""
     import fidelity_study
+
     from netgraph import load_recipe
     from netgraph.config import train_config
+
     counters = {}
     for arm, (trainer, switches) in fidelity_study.ARMS.items():
         if trainer == "netgraph":

@@ -1,27 +1,29 @@
 """One registry type for every pluggable kind; README's own parts, loaded with --import."""
+
 import re
 import sys
 import textwrap
 
 import pytest
 import torch
-
 from conftest import ROOT
+
 from netgraph import RecipeError, load_recipe
 from netgraph.augment import AUGMENTATIONS, BatchGroupLoader
-from netgraph.optimizers import OPTIMIZERS
 from netgraph.cli import main
 from netgraph.config import data_config, train_config
-from netgraph.views import TTA_VIEWS, predict
 from netgraph.ops import OPS
+from netgraph.optimizers import OPTIMIZERS
 from netgraph.passes import PASSES
 from netgraph.registry import REGISTRIES, Registry
+from netgraph.views import TTA_VIEWS, predict
 
 
 @pytest.fixture
 def registries():
     """Every registry as it was after the test, and no plugin module left imported."""
     from netgraph import config, passes  # noqa: F401  (every registry exists before the snapshot)
+
     before = {kind: dict(registry) for kind, registry in REGISTRIES.items()}
     modules = set(sys.modules)
     yield
@@ -35,8 +37,9 @@ def registries():
 
 def test_every_kind_is_one_registry_type():
     assert {kind: type(r) for kind, r in REGISTRIES.items()} == {
-        kind: Registry for kind in ("ops", "passes", "augmentations", "views", "optimizers",
-                                    "schedules", "averaging")}
+        kind: Registry
+        for kind in ("ops", "passes", "augmentations", "views", "optimizers", "schedules", "averaging")
+    }
     assert REGISTRIES["ops"] is OPS and REGISTRIES["passes"] is PASSES
     assert REGISTRIES["augmentations"] is AUGMENTATIONS and REGISTRIES["views"] is TTA_VIEWS
     assert list(AUGMENTATIONS) == ["crop", "flip", "cutout", "translate", "alternating_flip"]
@@ -45,6 +48,7 @@ def test_every_kind_is_one_registry_type():
 
 def test_registering_twice_needs_replace(registries):
     import netgraph
+
     netgraph.register_view("same")(lambda x: x)
     with pytest.raises(ValueError, match="test-time view 'same' is already registered"):
         netgraph.register_view("same")(lambda x: x)
@@ -52,18 +56,32 @@ def test_registering_twice_needs_replace(registries):
     assert torch.equal(TTA_VIEWS["same"].function(torch.ones(1)), -torch.ones(1))
 
 
-@pytest.mark.parametrize("section, message", [
-    ("data:\n  augment:\n    - crop\n    - flp\n",
-     r"r.yaml:4: unknown augmentation 'flp' \(did you mean 'flip'\?\)"),
-    ("data:\n  augment: [crop, {cutuot: 8}]\n",
-     r"r.yaml:2: unknown augmentation 'cutuot' \(did you mean 'cutout'\?\)"),
-    ("data:\n  augment: [{flip: 3}]\n", r"r.yaml:2: augmentation 'flip' takes no value, got 3"),
-    ("data:\n  augment: [{crop: {size: 28, offset: 1}}]\n",
-     r"r.yaml:2: unknown parameter 'offset' for augmentation 'crop'"),
-    ("train:\n  tta: [flop]\n",
-     r"r.yaml:2: unknown test-time view 'flop' in train.tta \(did you mean 'flip'\?\)"),
-    ("train:\n  tta: [rotate]\n", r"known views: flip, translate, identity; register your own with netgraph.register_view"),
-])
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        (
+            "data:\n  augment:\n    - crop\n    - flp\n",
+            r"r.yaml:4: unknown augmentation 'flp' \(did you mean 'flip'\?\)",
+        ),
+        (
+            "data:\n  augment: [crop, {cutuot: 8}]\n",
+            r"r.yaml:2: unknown augmentation 'cutuot' \(did you mean 'cutout'\?\)",
+        ),
+        ("data:\n  augment: [{flip: 3}]\n", r"r.yaml:2: augmentation 'flip' takes no value, got 3"),
+        (
+            "data:\n  augment: [{crop: {size: 28, offset: 1}}]\n",
+            r"r.yaml:2: unknown parameter 'offset' for augmentation 'crop'",
+        ),
+        (
+            "train:\n  tta: [flop]\n",
+            r"r.yaml:2: unknown test-time view 'flop' in train.tta \(did you mean 'flip'\?\)",
+        ),
+        (
+            "train:\n  tta: [rotate]\n",
+            r"known views: flip, translate, identity; register your own with netgraph.register_view",
+        ),
+    ],
+)
 def test_a_misspelt_part_is_named_on_its_recipe_line(tmp_path, section, message):
     path = tmp_path / "r.yaml"
     path.write_text(section + "network:\n  fc: {op: flatten}\n")
@@ -87,16 +105,17 @@ def test_list_prints_each_kind_with_parameters(capsys):
 def test_list_in_a_fresh_process_shows_every_kind():
     """Registries are made on import: `netgraph list` imports every module that holds one."""
     import subprocess
-    out = subprocess.run([sys.executable, "-m", "netgraph", "list"], capture_output=True, text=True,
-                         cwd=ROOT, check=True).stdout
+
+    out = subprocess.run(
+        [sys.executable, "-m", "netgraph", "list"], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout
     kinds = re.findall(r"^(\w+) \(\d+; register with", out, re.M)
     assert sorted(kinds) == sorted(REGISTRIES), out
 
 
 def readme_parts() -> str:
     readme = (ROOT / "README.md").read_text()
-    return next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
-                if b.startswith("# my_parts.py"))
+    return next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if b.startswith("# my_parts.py"))
 
 
 def test_the_readme_parts_load_with_import_and_train(tmp_path, registries, capsys):
@@ -108,7 +127,8 @@ def test_the_readme_parts_load_with_import_and_train(tmp_path, registries, capsy
     assert main(["list", "views", "--import", str(plugin)]) == 0
     assert "flip_vertical          The image upside down." in capsys.readouterr().out
     path = tmp_path / "r.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         data:
           dataset: synthetic
           synthetic: {train: 128, test: 64, classes: 4}
@@ -121,7 +141,8 @@ def test_the_readme_parts_load_with_import_and_train(tmp_path, registries, capsy
           conv: {op: conv2d, out: 4}
           pool: {op: global_avg_pool}
           flat: {op: flatten}
-    """))
+    """)
+    )
     recipe = load_recipe(path)
     [brightness] = data_config(recipe).augmentations
     images = torch.zeros(128, 3, 8, 8)
@@ -141,12 +162,32 @@ def test_the_readme_parts_load_with_import_and_train(tmp_path, registries, capsy
     # its optimizer: w -= lr sign(v), v = 0.9 v + grad, against the signs computed here
     assert config.param_groups[0]["optimizer"]["name"] == "sign_sgd"
     w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
-    sign_sgd = OPTIMIZERS["sign_sgd"].build([{"params": [w], "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}])
+    sign_sgd = OPTIMIZERS["sign_sgd"].build(
+        [{"params": [w], "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}]
+    )
     for grad, moved in (([1.0, -1.0, 0.5], [-0.1, 0.1, -0.1]), ([-3.0, 0.5, -0.1], [0.1, 0.1, -0.1])):
         before = w.detach().clone()
         w.grad = torch.tensor(grad)
         sign_sgd.step()
         torch.testing.assert_close(w.detach() - before, torch.tensor(moved))
-    del AUGMENTATIONS["brightness"], TTA_VIEWS["flip_vertical"], OPTIMIZERS["sign_sgd"]  # as in a fresh process
-    assert main(["train", str(path), "--device", "cpu", "--quiet", "--import", str(plugin),
-                 "--log", str(tmp_path / "log.jsonl")]) == 0
+    del (
+        AUGMENTATIONS["brightness"],
+        TTA_VIEWS["flip_vertical"],
+        OPTIMIZERS["sign_sgd"],
+    )  # as in a fresh process
+    assert (
+        main(
+            [
+                "train",
+                str(path),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--import",
+                str(plugin),
+                "--log",
+                str(tmp_path / "log.jsonl"),
+            ]
+        )
+        == 0
+    )

@@ -1,12 +1,13 @@
 """Pictures: clusters for dicts, a colour per op with a legend, the dot fallback."""
+
 import re
 import shutil
 import subprocess
 import sys
 
 import pytest
-
 from conftest import RECIPES
+
 from netgraph import build_graph, load_recipe, recipe_from_dict
 from netgraph.render import op_colour, render, to_dot
 
@@ -21,6 +22,7 @@ def resnet9():
 @needs_dot
 def test_svg_has_every_node_cluster_and_the_legend(resnet9, tmp_path, capsys):
     from netgraph.cli import main
+
     path = tmp_path / "graph.svg"
     assert main(["render", str(RECIPES / "resnet9.yaml"), "-o", str(path)]) == 0
     assert capsys.readouterr().out == f"wrote {path}\n"
@@ -33,7 +35,7 @@ def test_svg_has_every_node_cluster_and_the_legend(resnet9, tmp_path, capsys):
     assert "layer1/residual/res1" in groups
     for group in groups:
         assert "cluster_c_" + group.replace("/", "__") in titles, group
-    legend = svg[:svg.index("<title>cluster_c_")]  # the legend is the graph's label, drawn first
+    legend = svg[: svg.index("<title>cluster_c_")]  # the legend is the graph's label, drawn first
     for op in ("conv2d", "batch_norm", "relu", "max_pool", "add", "flatten", "linear", "mul"):
         assert f">{op}</text>" in legend, op
     # Node labels carry name, key parameters and output shape.
@@ -46,20 +48,25 @@ def fill_colours(g):
 
 
 def test_same_op_same_colour_in_every_recipe(resnet9):
-    other = build_graph(recipe_from_dict({"network": {"mix": {"op": "relu"},
-                                                      "c": {"op": "conv2d", "out": 3}}}))
+    other = build_graph(
+        recipe_from_dict({"network": {"mix": {"op": "relu"}, "c": {"op": "conv2d", "out": 3}}})
+    )
     assert fill_colours(resnet9)["n_prep__conv"] == fill_colours(other)["n_c"] == op_colour("conv2d")
     assert fill_colours(resnet9)["n_prep__act"] == fill_colours(other)["n_mix"] == op_colour("relu")
     assert op_colour("relu") != op_colour("conv2d")
     # Ops netgraph does not know get a colour from their name, the same in a new process.
     here = op_colour("some_user_op")
-    there = subprocess.run([sys.executable, "-c", "from netgraph.render import op_colour;"
-                            "print(op_colour('some_user_op'))"], capture_output=True, text=True)
+    there = subprocess.run(
+        [sys.executable, "-c", "from netgraph.render import op_colour;print(op_colour('some_user_op'))"],
+        capture_output=True,
+        text=True,
+    )
     assert there.stdout.strip() == here
 
 
 def test_without_graphviz_the_dot_file_is_written(resnet9, tmp_path, monkeypatch):
     import netgraph.render
+
     monkeypatch.setattr(netgraph.render.shutil, "which", lambda name: None)
     path, note = render(resnet9, str(tmp_path / "graph.svg"))
     assert path == str(tmp_path / "graph.dot")
@@ -76,12 +83,14 @@ def test_formats_by_extension(resnet9, tmp_path, ext, magic):
 
 def test_unknown_extension(resnet9, tmp_path):
     from netgraph import RecipeError
+
     with pytest.raises(RecipeError, match=r"unknown extension \(use one of .svg, .png, .pdf, .dot\)"):
         render(resnet9, str(tmp_path / "g.jpeg"))
 
 
 def test_depth_collapses_nested_dicts(resnet9):
     from netgraph.render import collapse
+
     small = collapse(resnet9, 2)
     assert "layer1/residual" in small and "layer1/residual/res1/conv" not in small
     assert small.nodes["layer1/residual"]["shape"] == (128, 16, 16)
@@ -100,8 +109,10 @@ def test_every_two_built_in_ops_have_colours_far_apart():
     """CIE76 distance (Euclidean in CIELAB, D65) of at least 18 between any two built-in ops
     (2.3 is a just-noticeable difference; conv2d and linear, input and flatten were ~5 apart)."""
     import itertools
+
     from netgraph.ops import OPS
     from netgraph.render import MIN_COLOUR_DISTANCE, OP_COLOURS, colour_distance, lab
+
     assert set(OPS) <= set(OP_COLOURS)
     assert [round(v) for v in lab("#ffffff")] == [100, 0, 0] and round(lab("#ff0000")[0]) == 53
     closest = min(itertools.combinations(OP_COLOURS, 2), key=lambda p: colour_distance(*map(op_colour, p)))
@@ -111,6 +122,7 @@ def test_every_two_built_in_ops_have_colours_far_apart():
 @needs_dot
 def test_png_dpi_title_and_an_lr_legend_on_one_line(tmp_path):
     from netgraph.cli import main
+
     struct = __import__("struct")
 
     def size(path):
@@ -130,6 +142,6 @@ def test_png_dpi_title_and_an_lr_legend_on_one_line(tmp_path):
     svg = (tmp_path / "lr.svg").read_text()
     assert ">resnet9</text>" in svg
     # LR: the title and every op on one line, so the legend adds a line, not a band
-    legend = svg[:svg.index("<title>cluster_c_")]
+    legend = svg[: svg.index("<title>cluster_c_")]
     ys = [float(y) for y in re.findall(r'<text[^>]* y="([-0-9.]+)"', legend)]
     assert len(ys) >= 10 and max(ys) - min(ys) < 5, ys  # baselines of 11 and 16 point text

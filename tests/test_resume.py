@@ -1,5 +1,6 @@
 """Failing runs lose nothing: Ctrl-C/SIGTERM checkpoints and --resume to the identical result,
 a NaN loss stops with the last good checkpoint kept, atomic writes, recipe checks, out of memory."""
+
 import json
 import os
 import re
@@ -11,19 +12,21 @@ import time
 
 import pytest
 import torch
-
 from conftest import ROOT, small_network
+from test_train import SMALL
+
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
 from netgraph.engine import NonFiniteLoss, TrainingInterrupted
-from test_train import SMALL
-from netgraph.run import (CHECKPOINT_FORMAT, checkpoint_writer, load_checkpoint, run_recipe,
-                          save_atomically)
+from netgraph.run import CHECKPOINT_FORMAT, checkpoint_writer, load_checkpoint, run_recipe, save_atomically
 
 # test_train.py's small recipe for 4 epochs of 8 steps; the moving average, batch-norm
 # logging and batch groups all carry state across an interruption.
-RECIPE = (SMALL.replace("epochs: 3", "epochs: 4").replace("test: 256", "test: 128")
-          .replace("every: 2}", "every: 3}\n      log_params: 5"))
+RECIPE = (
+    SMALL.replace("epochs: 3", "epochs: 4")
+    .replace("test: 256", "test: 128")
+    .replace("every: 2}", "every: 3}\n      log_params: 5")
+)
 STEPS_PER_EPOCH = 8
 
 
@@ -42,6 +45,7 @@ def signal_at(global_step, signum=signal.SIGINT):
         count["step"] += 1
         if count["step"] == global_step:
             signal.raise_signal(signum)
+
     return on_step
 
 
@@ -55,40 +59,53 @@ def assert_same(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.mark.parametrize("stop_after, signum", [
-    (13, signal.SIGINT),   # in the middle of epoch 2
-    (16, signal.SIGTERM),  # on the last step of epoch 2: the epoch is finished and saved first
-])
+@pytest.mark.parametrize(
+    "stop_after, signum",
+    [
+        (13, signal.SIGINT),  # in the middle of epoch 2
+        (16, signal.SIGTERM),  # on the last step of epoch 2: the epoch is finished and saved first
+    ],
+)
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(recipe_file, tmp_path, stop_after, signum):
     recipe = load_recipe(recipe_file)
     full, full_model, _ = run_recipe(recipe, device="cpu")
     path = tmp_path / "r.ckpt"
     with pytest.raises(TrainingInterrupted) as stop:
-        run_recipe(recipe, device="cpu", on_step=signal_at(stop_after, signum),
-                   checkpoint=checkpoint_writer(path, recipe, 0, []))
+        run_recipe(
+            recipe,
+            device="cpu",
+            on_step=signal_at(stop_after, signum),
+            checkpoint=checkpoint_writer(path, recipe, 0, []),
+        )
     assert stop.value.signal_name == signal.Signals(signum).name
     saved = load_checkpoint(path, recipe)
     state = saved["state"]
     mid_epoch = stop_after % STEPS_PER_EPOCH != 0
     assert (state["epoch"], state["skip"]) == ((2, 5) if mid_epoch else (3, 0))
     assert (stop.value.epoch, stop.value.skip) == (state["epoch"], state["skip"])
-    assert str(stop.value).endswith("stopped after step 5 of epoch 2" if mid_epoch
-                                    else "stopped after epoch 2")
+    assert str(stop.value).endswith(
+        "stopped after step 5 of epoch 2" if mid_epoch else "stopped after epoch 2"
+    )
     assert [e["epoch"] for e in state["log"]] == ([1] if mid_epoch else [1, 2])
     resumed, resumed_model, _ = run_recipe(recipe, device="cpu", resume=state)
     assert_same(weights(full_model), weights(resumed_model))  # the moving average, evaluated
     assert resumed.test_acc == full.test_acc and resumed.test_loss == full.test_loss
     for a, b in zip(full.log, resumed.log):
-        assert (a["train_loss"], a["train_acc"], a["test_acc"], a["params"]) == \
-            (b["train_loss"], b["train_acc"], b["test_acc"], b["params"])
+        assert (a["train_loss"], a["train_acc"], a["test_acc"], a["params"]) == (
+            b["train_loss"],
+            b["train_acc"],
+            b["test_acc"],
+            b["params"],
+        )
 
 
 def test_the_checkpoint_is_checked_against_the_recipe(recipe_file, tmp_path):
     recipe = load_recipe(recipe_file)
     path = tmp_path / "r.ckpt"
     with pytest.raises(TrainingInterrupted):
-        run_recipe(recipe, device="cpu", on_step=signal_at(3),
-                   checkpoint=checkpoint_writer(path, recipe, 0, []))
+        run_recipe(
+            recipe, device="cpu", on_step=signal_at(3), checkpoint=checkpoint_writer(path, recipe, 0, [])
+        )
     other = load_recipe(recipe_file, ["train.epochs=5"])
     with pytest.raises(RecipeError, match=r"r.ckpt: the checkpoint is of another recipe .*--set"):
         load_checkpoint(path, other)
@@ -115,6 +132,7 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypat
     def broken_save(obj, f, *a, **k):
         f.write(b"half a file")  # an open file: the temporary, created with O_EXCL
         raise OSError("disk full")
+
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError):
         save_atomically({"format": "x", "value": 2}, path)
@@ -125,8 +143,9 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypat
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(recipe_file, tmp_path):
     # a sane first epoch, then a learning rate that overflows within epoch 2
-    recipe = load_recipe(recipe_file, ["train.lr={knots: [0, 1, 1.01, epochs], values: [0.1, 0.1, 1e30, 0]}",
-                                       "train.ema=null"])
+    recipe = load_recipe(
+        recipe_file, ["train.lr={knots: [0, 1, 1.01, epochs], values: [0.1, 0.1, 1e30, 0]}", "train.ema=null"]
+    )
     path = tmp_path / "r.ckpt"
     with pytest.raises(NonFiniteLoss) as err:
         run_recipe(recipe, device="cpu", checkpoint=checkpoint_writer(path, recipe, 0, []))
@@ -147,6 +166,7 @@ def test_out_of_memory_says_so_and_suggests_a_smaller_batch(recipe_file, monkeyp
 
     def no_memory(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
     monkeypatch.setattr(run, "train", no_memory)
     with pytest.raises(RecipeError) as err:
         run_recipe(load_recipe(recipe_file), device="cpu")
@@ -161,22 +181,38 @@ def test_cuda_asked_for_without_cuda_is_a_clear_error(recipe_file, capsys, monke
     assert "device 'cuda' was asked for, but this torch sees no CUDA GPU" in capsys.readouterr().err
     with pytest.warns(UserWarning, match="no CUDA GPU found: training on the CPU"):
         from netgraph.run import resolve_device
+
         assert resolve_device(None).type == "cpu"
 
 
 def test_sigterm_to_netgraph_train_then_resume_gives_the_uninterrupted_result(recipe_file, tmp_path, capsys):
     """The command line end to end: a real SIGTERM from outside in the middle of an epoch."""
     slow = tmp_path / "slow.yaml"  # 6 epochs of 32 steps of a wider net: time to be interrupted
-    slow.write_text(recipe_file.read_text().replace("epochs: 4", "epochs: 6")
-                    .replace("train: 512", "train: 4096").replace("out: 8", "out: 32"))
+    slow.write_text(
+        recipe_file.read_text()
+        .replace("epochs: 4", "epochs: 6")
+        .replace("train: 512", "train: 4096")
+        .replace("out: 8", "out: 32")
+    )
     # the interrupted run at this process's thread count, as bit-identical resume needs
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     common = [str(slow), "--device", "cpu", "--quiet"]
-    assert main(["train", *common, "--log", str(tmp_path / "full.jsonl"),
-                 "--save", str(tmp_path / "full.pt")]) == 0
+    assert (
+        main(["train", *common, "--log", str(tmp_path / "full.jsonl"), "--save", str(tmp_path / "full.pt")])
+        == 0
+    )
     log = tmp_path / "cut.jsonl"
-    command = [sys.executable, "-m", "netgraph", "train", *common, "--log", str(log),
-               "--save", str(tmp_path / "cut.pt")]
+    command = [
+        sys.executable,
+        "-m",
+        "netgraph",
+        "train",
+        *common,
+        "--log",
+        str(log),
+        "--save",
+        str(tmp_path / "cut.pt"),
+    ]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and (not log.exists() or not log.read_text().strip()):
@@ -190,16 +226,16 @@ def test_sigterm_to_netgraph_train_then_resume_gives_the_uninterrupted_result(re
     checkpoint = tmp_path / "cut.ckpt"
     assert checkpoint.exists() and log.read_text().strip()
     capsys.readouterr()
-    assert main(["train", *common, "--log", str(log), "--save", str(tmp_path / "cut.pt"),
-                 "--resume"]) == 0
+    assert main(["train", *common, "--log", str(log), "--save", str(tmp_path / "cut.pt"), "--resume"]) == 0
     assert f"resuming seed 0 {stopped.group(1)}, from {checkpoint}" in capsys.readouterr().out
     assert not checkpoint.exists()  # the run finished: nothing left to resume
     full = torch.load(tmp_path / "full.pt", weights_only=True)["state_dict"]
     cut = torch.load(tmp_path / "cut.pt", weights_only=True)["state_dict"]
     assert_same(full, cut)
     strip = lambda line: {k: v for k, v in json.loads(line).items() if "time" not in k}  # noqa: E731
-    assert [strip(x) for x in log.read_text().splitlines()] == \
-        [strip(x) for x in (tmp_path / "full.jsonl").read_text().splitlines()]
+    assert [strip(x) for x in log.read_text().splitlines()] == [
+        strip(x) for x in (tmp_path / "full.jsonl").read_text().splitlines()
+    ]
 
 
 def test_resume_at_another_thread_count_warns(recipe_file, tmp_path, monkeypatch):
@@ -210,13 +246,17 @@ def test_resume_at_another_thread_count_warns(recipe_file, tmp_path, monkeypatch
     run_recipe(recipe, device="cpu", checkpoint=checkpoint_writer(path, recipe, 0, []))
     assert torch.load(path, weights_only=True)["threads"] == torch.get_num_threads()
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_checkpoint(path, recipe)  # the same count: no warning
     threads = torch.get_num_threads()
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)
-    with pytest.warns(UserWarning, match=f"written by a run on {threads} CPU threads, this one has "
-                                         f"{threads + 1}.*not be bit-identical.*OMP_NUM_THREADS={threads}"):
+    with pytest.warns(
+        UserWarning,
+        match=f"written by a run on {threads} CPU threads, this one has "
+        f"{threads + 1}.*not be bit-identical.*OMP_NUM_THREADS={threads}",
+    ):
         load_checkpoint(path, recipe)
 
 
@@ -257,8 +297,12 @@ def test_resuming_mid_epoch_with_every_new_part_is_bit_identical(tmp_path, stop_
         assert (full.epochs, full.steps, len(full.log)) == (2.5, 20, 3)
         checkpoint = tmp_path / "every.ckpt"
         with pytest.raises(TrainingInterrupted):
-            run_recipe(recipe, device="cpu", on_step=signal_at(stop_after),
-                       checkpoint=checkpoint_writer(checkpoint, recipe, 0, []))
+            run_recipe(
+                recipe,
+                device="cpu",
+                on_step=signal_at(stop_after),
+                checkpoint=checkpoint_writer(checkpoint, recipe, 0, []),
+            )
         state = load_checkpoint(checkpoint, recipe)["state"]
         assert (state["step"], state["skip"]) == (stop_after, stop_after % STEPS_PER_EPOCH)
         resumed, resumed_model, _ = run_recipe(recipe, device="cpu", resume=state)

@@ -1,5 +1,6 @@
 """Schedules in epochs, steps and fractions; runs given in fractional epochs or in steps; a
 group's own schedule and span, in the real loop."""
+
 import pytest
 import torch
 from torch import nn
@@ -16,8 +17,9 @@ def test_fractional_epochs_and_steps_give_the_anchors_step_counts():
     assert total_steps(TrainConfig(epochs=24, steps=476), 48) == 476
 
 
-@pytest.mark.parametrize("unit, position", [("epochs", lambda k: k / 4), ("steps", lambda k: k),
-                                            ("fraction", lambda k: k / 10)])
+@pytest.mark.parametrize(
+    "unit, position", [("epochs", lambda k: k / 4), ("steps", lambda k: k), ("fraction", lambda k: k / 10)]
+)
 def test_step_k_reads_the_schedule_at_k_in_its_unit(unit, position):
     curve = PiecewiseLinear([0, 2, 5], [0.0, 1.0, 0.25])
     schedule = StepSchedule(curve, unit, steps_per_epoch=4, total_steps=10)
@@ -25,33 +27,55 @@ def test_step_k_reads_the_schedule_at_k_in_its_unit(unit, position):
 
 
 def test_knots_may_name_the_runs_steps():
-    s = StepSchedule.build([0, "steps/4", "steps"], [0.2, 1.0, 0.07], "steps", steps_per_epoch=48, total_steps=476)
+    s = StepSchedule.build(
+        [0, "steps/4", "steps"], [0.2, 1.0, 0.07], "steps", steps_per_epoch=48, total_steps=476
+    )
     assert s.curve.knots == [0, 119, 476] and s.at(119) == 1.0
 
 
 def test_a_groups_schedule_and_multiplier():
     m = nn.Sequential(nn.Linear(2, 2))
-    config = TrainConfig(batch_size=4, loss="mean", param_groups=[
-        {"params": "0.bias", "lr": {"knots": [0, 4], "values": [1.0, 0.0], "unit": "steps"}, "lr_scale": 0.5}])
+    config = TrainConfig(
+        batch_size=4,
+        loss="mean",
+        param_groups=[
+            {
+                "params": "0.bias",
+                "lr": {"knots": [0, 4], "values": [1.0, 0.0], "unit": "steps"},
+                "lr_scale": 0.5,
+            }
+        ],
+    )
     _, (weight, bias) = build_optimizers(m, config, {}, steps_per_epoch=4, total=8)
     rates = []
     for k in range(1, 6):
         weight.set_lr(k, default=0.3)
         bias.set_lr(k, default=0.3)
-        rates.append((weight.optimizer.param_groups[weight.index]["lr"], bias.optimizer.param_groups[bias.index]["lr"]))
+        rates.append(
+            (weight.optimizer.param_groups[weight.index]["lr"], bias.optimizer.param_groups[bias.index]["lr"])
+        )
     assert rates == [(0.3, (1 - k / 4) * 0.5 if k < 4 else 0.0) for k in range(1, 6)]
 
 
 def small_run(**train_options):
     torch.manual_seed(0)
-    data = to_device(synthetic(256, 64, shape=(3, 8, 8), classes=4, seed=0), "cpu",
-                     (0.5,) * 3, (0.25,) * 3, pad=0, dtype=torch.float32)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+    data = to_device(
+        synthetic(256, 64, shape=(3, 8, 8), classes=4, seed=0),
+        "cpu",
+        (0.5,) * 3,
+        (0.25,) * 3,
+        pad=0,
+        dtype=torch.float32,
+    )
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4)
+    )
     steps, biases = [], []
 
     def on_step(i, n):
         steps.append((i, n))
         biases.append(model[4].bias.detach().clone())
+
     config = TrainConfig(batch_size=64, lr_knots=[0, 1, "epochs"], lr_values=[0.1, 0.4, 0.0], **train_options)
     return train(model, data, config, on_step=on_step), steps, biases
 
@@ -78,5 +102,6 @@ def test_knots_may_round_and_name_the_steps_of_an_epoch():
     s = StepSchedule.build([1, "ceil(3 * epoch_steps) + 1"], [1.0, 0.0], "steps", 25, 200)
     assert s.curve.knots == [1, 76]
     from netgraph.schedule import knot_value
+
     with pytest.raises(Exception, match="may use only numbers, epochs, steps, epoch_steps"):
         knot_value("round(steps)", 1, 10, 5)

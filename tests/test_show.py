@@ -1,4 +1,5 @@
 """`netgraph show`: each picture from tiny inputs, its file, and the numbers behind it."""
+
 import json
 import math
 import statistics
@@ -9,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import torch
 
-from netgraph import RecipeError, build_graph, compile_graph, load_recipe
+from netgraph import RecipeError, build_graph, compile_graph, load_recipe, show
 from netgraph.augment import BatchGroupLoader
 from netgraph.cli import main
 from netgraph.config import data_config, train_config
@@ -17,7 +18,6 @@ from netgraph.data import preprocess
 from netgraph.engine import EpochLog, to_device, train
 from netgraph.passes.whiten_stem import patch_covariance, whitening_filters
 from netgraph.run import load_data, log_entry, normalisation
-from netgraph import show
 
 pytest.importorskip("matplotlib")
 
@@ -51,6 +51,7 @@ def png_size(path):
     """(width, height) from a PNG's IHDR chunk, after checking the signature; and that
     matplotlib can decode the whole file to that many pixels."""
     from matplotlib.image import imread
+
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
     width, height = struct.unpack(">II", head[16:24])
@@ -62,17 +63,33 @@ def svg_size(path):
     """(width, height) in pixels at show.DPI of an SVG that parses as XML."""
     root = ET.parse(path).getroot()
     assert root.tag.endswith("svg")
-    return tuple(round(float(root.get(k).removesuffix("pt")) / 72 * show.DPI)
-                 for k in ("width", "height"))
+    return tuple(round(float(root.get(k).removesuffix("pt")) / 72 * show.DPI) for k in ("width", "height"))
 
 
 # --- augment ---------------------------------------------------------------------------
 
+
 def test_augment_grid_is_the_loader_s_draws(write, tmp_path, capsys):
     recipe_path = write("r.yaml", DATA + NETWORK)
     out = tmp_path / "aug.png"
-    assert main(["show", "augment", str(recipe_path), "-o", str(out), "--images", "5",
-                 "--draws", "3", "--seed", "7"]) == 0
+    assert (
+        main(
+            [
+                "show",
+                "augment",
+                str(recipe_path),
+                "-o",
+                str(out),
+                "--images",
+                "5",
+                "--draws",
+                "3",
+                "--seed",
+                "7",
+            ]
+        )
+        == 0
+    )
     assert f"wrote {out} (675 x 600 pixels)" in capsys.readouterr().out
     assert png_size(out) == (675, 600)  # (1 + 1.15 x 5 images) x (1 + 1.25 x 4 rows) inches
 
@@ -90,9 +107,14 @@ def test_augment_grid_is_the_loader_s_draws(write, tmp_path, capsys):
     # The draws are the real loader's epochs on those images, with the same seed.
     mean, std = normalisation(dataset)
     config = data_config(recipe)
-    loader = BatchGroupLoader(preprocess(dataset.train_images[:5], mean, std, pad=4),
-                              dataset.train_labels[:5], 5, config.augmentations, seed=7,
-                              shuffle=False)
+    loader = BatchGroupLoader(
+        preprocess(dataset.train_images[:5], mean, std, pad=4),
+        dataset.train_labels[:5],
+        5,
+        config.augmentations,
+        seed=7,
+        shuffle=False,
+    )
     for d in range(3):
         assert torch.equal(data["normalised"][d], next(iter(loader))[0])
     assert data["augmentations"] == "crop 32x32 (after reflect padding by 4), flip, cutout 4x4"
@@ -100,23 +122,31 @@ def test_augment_grid_is_the_loader_s_draws(write, tmp_path, capsys):
 
 def test_augment_colours_are_de_normalised(write):
     """With flips only, each drawn image is its original or its mirror, in 0..1 colours."""
-    recipe = load_recipe(write("r.yaml", DATA.replace("[crop, flip, {cutout: 4}]", "[flip]\n      pad: 0")
-                               + NETWORK))
+    recipe = load_recipe(
+        write("r.yaml", DATA.replace("[crop, flip, {cutout: 4}]", "[flip]\n      pad: 0") + NETWORK)
+    )
     data = show.augment_data(recipe, load_data(data_config(recipe)), images=6, draws=2)
     originals = data["originals"]
     for image, original in zip(data["draws"].flatten(0, 1), originals.repeat(2, 1, 1, 1)):
-        assert (torch.allclose(image, original, atol=1e-5)
-                or torch.allclose(image, original.flip(-1), atol=1e-5))
+        assert torch.allclose(image, original, atol=1e-5) or torch.allclose(
+            image, original.flip(-1), atol=1e-5
+        )
     assert not torch.allclose(data["draws"], originals.expand(2, -1, -1, -1, -1), atol=1e-5)
 
 
 # --- whitening -------------------------------------------------------------------------
 
+
 def test_whitening_patches_are_the_sorted_eigenvectors(write, tmp_path):
-    recipe_path = write("r.yaml", DATA + NETWORK + """
+    recipe_path = write(
+        "r.yaml",
+        DATA
+        + NETWORK
+        + """
     transforms:
       - whiten_stem: {kernel: 2, images: 50, eps: 0.02}
-    """)
+    """,
+    )
     out = tmp_path / "eig.svg"
     assert main(["show", "whitening", str(recipe_path), "-o", str(out), "--count", "5"]) == 0
     assert svg_size(out) == (1000, 475)  # 10 x (0.9 + 1.05 x 1 row + 2.8) inches
@@ -149,10 +179,14 @@ def test_whitening_needs_a_whitening_stem(write, tmp_path, capsys):
 
 # --- params ----------------------------------------------------------------------------
 
+
 def _bn_values(model):
     """[weight mean, weight std, bias mean, bias std] per batch-norm layer, now."""
-    return [[v.item() for t in (m.weight, m.bias) for v in reversed(torch.std_mean(t, correction=0))]
-            for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    return [
+        [v.item() for t in (m.weight, m.bias) for v in reversed(torch.std_mean(t, correction=0))]
+        for m in model.modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+    ]
 
 
 def test_parameter_statistics_are_the_model_s_values_at_the_logged_steps(write):
@@ -187,13 +221,17 @@ def test_parameter_statistics_are_the_model_s_values_at_the_logged_steps(write):
 
 def test_an_epoch_without_a_logged_step(write):
     """Every 5 steps at 3 steps an epoch: epoch 3 (steps 7..9) records nothing."""
-    recipe = load_recipe(write("r.yaml", DATA + NETWORK + TRAIN.replace("epochs: 2", "epochs: 3")
-                               + "      log_params: 5\n"))
+    recipe = load_recipe(
+        write("r.yaml", DATA + NETWORK + TRAIN.replace("epochs: 2", "epochs: 3") + "      log_params: 5\n")
+    )
     dataset = load_data(data_config(recipe))
     mean, std = normalisation(dataset)
-    result = train(compile_graph(build_graph(recipe)), to_device(dataset, "cpu", mean, std, 4,
-                                                                 torch.float32),
-                   train_config(recipe, "cpu"), data_config(recipe).augmentations)
+    result = train(
+        compile_graph(build_graph(recipe)),
+        to_device(dataset, "cpu", mean, std, 4, torch.float32),
+        train_config(recipe, "cpu"),
+        data_config(recipe).augmentations,
+    )
     assert [e.params["steps"] for e in result.log] == [[0], [5], []]
     assert result.log[2].params["layers"]["bn"]["bias_mean"] == []
 
@@ -202,6 +240,7 @@ def test_an_epoch_without_a_logged_step(write):
 def test_recording_never_waits_for_the_gpu():
     """A record is queued on the device: no operation in it synchronises with the host."""
     from netgraph.engine import ParamStats
+
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).cuda()
     stats = ParamStats(model, 1)
     torch.cuda.set_sync_debug_mode("error")
@@ -222,19 +261,41 @@ def test_without_log_params_the_log_has_no_statistics(write):
 def test_train_logs_statistics_and_show_params_and_curves_draw_them(write, tmp_path, capsys):
     recipe_path = write("r.yaml", DATA + NETWORK + TRAIN)
     log = tmp_path / "log.jsonl"
-    assert main(["train", str(recipe_path), "--device", "cpu", "--runs", "2", "--quiet",
-                 "--set", "train.log_params=2", "--log", str(log)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(recipe_path),
+                "--device",
+                "cpu",
+                "--runs",
+                "2",
+                "--quiet",
+                "--set",
+                "train.log_params=2",
+                "--log",
+                str(log),
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [(e["seed"], e["params"]["steps"]) for e in lines] == \
-        [(0, [0, 2]), (0, [4, 6]), (1, [0, 2]), (1, [4, 6])]
+    assert [(e["seed"], e["params"]["steps"]) for e in lines] == [
+        (0, [0, 2]),
+        (0, [4, 6]),
+        (1, [0, 2]),
+        (1, [4, 6]),
+    ]
 
     out = tmp_path / "params.png"
     assert main(["show", "params", str(log), "-o", str(out), "--seed", "1"]) == 0
     assert png_size(out) == (800, 350)  # 8 x (2.1 x 1 row + 1.4) inches
     data = show.params_data(show.read_runs([log]), seed=1)
     assert data["epoch"] == [0, 2 / 3, 4 / 3, 2]
-    assert data["layers"]["bn"]["bias_std"] == \
-        lines[2]["params"]["layers"]["bn"]["bias_std"] + lines[3]["params"]["layers"]["bn"]["bias_std"]
+    assert (
+        data["layers"]["bn"]["bias_std"]
+        == lines[2]["params"]["layers"]["bn"]["bias_std"] + lines[3]["params"]["layers"]["bn"]["bias_std"]
+    )
     assert "synthetic data, 96 training images" == data["dataset"]
 
     out = tmp_path / "curves.png"
@@ -247,6 +308,7 @@ def test_train_logs_statistics_and_show_params_and_curves_draw_them(write, tmp_p
 
 # --- curves ----------------------------------------------------------------------------
 
+
 def _write_log(path, recipe, seeds, acc):
     """A log of two epochs per seed; test accuracy acc[seed][epoch - 1], no test at epoch 1
     for seed 2."""
@@ -254,10 +316,23 @@ def _write_log(path, recipe, seeds, acc):
         for seed in seeds:
             for epoch in (1, 2):
                 test = None if (seed, epoch) == (2, 1) else acc[seed][epoch - 1]
-                f.write(json.dumps({"recipe": recipe, "seed": seed, "epoch": epoch, "lr": 0.1 * epoch,
-                                    "train_loss": 2.0 / epoch + seed, "train_acc": 0.5,
-                                    "test_loss": 1.0, "test_acc": test, "dataset": "cifar10",
-                                    "train_images": 4068}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "recipe": recipe,
+                            "seed": seed,
+                            "epoch": epoch,
+                            "lr": 0.1 * epoch,
+                            "train_loss": 2.0 / epoch + seed,
+                            "train_acc": 0.5,
+                            "test_loss": 1.0,
+                            "test_acc": test,
+                            "dataset": "cifar10",
+                            "train_images": 4068,
+                        }
+                    )
+                    + "\n"
+                )
 
 
 def test_curves_mean_and_band_over_seeds_and_logs(tmp_path):
@@ -265,8 +340,9 @@ def test_curves_mean_and_band_over_seeds_and_logs(tmp_path):
     _write_log(tmp_path / "a.jsonl", "r.yaml", [0, 1], acc)
     _write_log(tmp_path / "b.jsonl", "r.yaml", [2], acc)
     runs = show.read_runs([tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
-    assert [(r["seed"], r["dataset"]) for r in runs] == [(s, "CIFAR-10 subset, 4,068 training images")
-                                                        for s in (0, 1, 2)]
+    assert [(r["seed"], r["dataset"]) for r in runs] == [
+        (s, "CIFAR-10 subset, 4,068 training images") for s in (0, 1, 2)
+    ]
     (series,) = show.curves_data(runs)
     assert series["seeds"] == [0, 1, 2] and series["epoch"] == [1, 2]
     assert series["test_acc"]["n"] == [2, 3]  # seed 2 has no test at epoch 1
@@ -288,22 +364,26 @@ def test_curves_draw_several_logs_to_svg(tmp_path):
     _write_log(tmp_path / "a.jsonl", "r.yaml", [0, 1, 2], acc)
     _write_log(tmp_path / "b.jsonl", "other.yaml", [0], acc)
     out = tmp_path / "deep" / "curves.svg"
-    assert main(["show", "curves", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"),
-                 "-o", str(out)]) == 0
+    assert main(["show", "curves", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"), "-o", str(out)]) == 0
     assert svg_size(out) == (800, 850)
     assert "CIFAR-10 subset" in out.read_text()  # the title names the data
 
 
 # --- errors ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, message", [
-    (None, r"log.jsonl: log file not found \(write one with netgraph train --log FILE\)"),
-    ("{not json\n", r"log.jsonl:1: not a JSON line"),
-    ('{"recipe": "r", "seed": 0}\n', r"log.jsonl:1: the line has no epoch, lr, train_loss, train_acc"),
-    ("\n", r"log.jsonl: the log holds no epochs"),
-])
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (None, r"log.jsonl: log file not found \(write one with netgraph train --log FILE\)"),
+        ("{not json\n", r"log.jsonl:1: not a JSON line"),
+        ('{"recipe": "r", "seed": 0}\n', r"log.jsonl:1: the line has no epoch, lr, train_loss, train_acc"),
+        ("\n", r"log.jsonl: the log holds no epochs"),
+    ],
+)
 def test_bad_logs(tmp_path, capsys, text, message):
     import re
+
     log = tmp_path / "log.jsonl"
     if text is not None:
         log.write_text(text)
@@ -314,14 +394,18 @@ def test_bad_logs(tmp_path, capsys, text, message):
 def test_a_log_without_statistics_says_how_to_record_them(tmp_path, capsys):
     _write_log(tmp_path / "a.jsonl", "r.yaml", [0], {0: [0.1, 0.2]})
     assert main(["show", "params", str(tmp_path / "a.jsonl"), "-o", str(tmp_path / "p.png")]) == 2
-    assert "a.jsonl: the log has no batch-norm statistics (train with --set train.log_params=5" \
+    assert (
+        "a.jsonl: the log has no batch-norm statistics (train with --set train.log_params=5"
         in capsys.readouterr().err
+    )
 
 
 def test_unknown_picture_format(tmp_path, capsys):
     assert main(["show", "curves", "x.jsonl", "-o", str(tmp_path / "c.jpg")]) == 2
-    assert "c.jpg: cannot tell the picture format from '.jpg' (name the output .png, .svg or .pdf)" \
+    assert (
+        "c.jpg: cannot tell the picture format from '.jpg' (name the output .png, .svg or .pdf)"
         in capsys.readouterr().err
+    )
 
 
 def test_without_matplotlib_one_line_says_what_to_install(tmp_path, capsys, monkeypatch):
@@ -331,6 +415,8 @@ def test_without_matplotlib_one_line_says_what_to_install(tmp_path, capsys, monk
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     assert main(["show", "curves", str(tmp_path / "a.jsonl"), "-o", str(tmp_path / "c.png")]) == 2
     err = capsys.readouterr().err
-    assert err == ("netgraph: error: netgraph show draws with matplotlib, which is not installed "
-                   "(pip install matplotlib)\n")
+    assert err == (
+        "netgraph: error: netgraph show draws with matplotlib, which is not installed "
+        "(pip install matplotlib)\n"
+    )
     assert not (tmp_path / "c.png").exists()

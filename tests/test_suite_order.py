@@ -1,12 +1,16 @@
 """conftest's --shuffle: the order tools/shuffled_suite.py runs the suite in."""
+
 from types import SimpleNamespace
 
 from conftest import shuffle
 
 
 def items():
-    return [SimpleNamespace(module=SimpleNamespace(__name__=f"tests.test_{m}"), name=f"{m}{i}")
-            for m in "abcdef" for i in range(5)]
+    return [
+        SimpleNamespace(module=SimpleNamespace(__name__=f"tests.test_{m}"), name=f"{m}{i}")
+        for m in "abcdef"
+        for i in range(5)
+    ]
 
 
 def names(seed):
@@ -27,4 +31,6 @@ def test_modules_move_and_each_module_stays_together():
     runs = [m for k, m in enumerate(modules) if k == 0 or modules[k - 1] != m]
     assert sorted(runs) == list("abcdef")  # each module's tests contiguous
     assert runs != list("abcdef")  # the modules moved
-    assert any(order[5 * k:5 * k + 5] != sorted(order[5 * k:5 * k + 5]) for k in range(6))  # and their tests
+    assert any(
+        order[5 * k : 5 * k + 5] != sorted(order[5 * k : 5 * k + 5]) for k in range(6)
+    )  # and their tests

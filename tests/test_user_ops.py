@@ -1,4 +1,5 @@
 """An op registered from Python works everywhere a built-in op does."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,7 @@ class ChannelMix(nn.Module):
 
     def __init__(self, c_in, out, gain):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out, c_in, 1, 1) / c_in ** 0.5)
+        self.weight = nn.Parameter(torch.randn(out, c_in, 1, 1) / c_in**0.5)
         self.gain = nn.Parameter(torch.full((), float(gain)))
 
     def forward(self, x):
@@ -23,20 +24,28 @@ class ChannelMix(nn.Module):
 
 @pytest.fixture
 def channel_mix():
-    @netgraph.register_op("channel_mix", params={"out": int, "gain": 1.0},
-                          shape=lambda in_shapes, out, gain: (out,) + tuple(in_shapes[0][1:]))
+    @netgraph.register_op(
+        "channel_mix",
+        params={"out": int, "gain": 1.0},
+        shape=lambda in_shapes, out, gain: (out,) + tuple(in_shapes[0][1:]),
+    )
     def build(in_shapes, out, gain):
         return ChannelMix(in_shapes[0][0], out, gain)
+
     yield build
     del OPS["channel_mix"]
 
 
-RECIPE = {"input": {"shape": [3, 8, 8]},
-          "network": {"mix": {"op": "channel_mix", "out": 6, "gain": 2},
-                      "act": {"op": "relu"},
-                      "pool": {"op": "global_avg_pool"},
-                      "flat": {"op": "flatten"},
-                      "fc": {"op": "linear", "out": 2}}}
+RECIPE = {
+    "input": {"shape": [3, 8, 8]},
+    "network": {
+        "mix": {"op": "channel_mix", "out": 6, "gain": 2},
+        "act": {"op": "relu"},
+        "pool": {"op": "global_avg_pool"},
+        "flat": {"op": "flatten"},
+        "fc": {"op": "linear", "out": 2},
+    },
+}
 
 
 def test_user_op_end_to_end(channel_mix, tmp_path):
@@ -55,6 +64,7 @@ def test_user_op_end_to_end(channel_mix, tmp_path):
     out.sum().backward()
     assert module.mix.gain.grad is not None
     from netgraph.render import op_colour, render
+
     path, _ = render(g, str(tmp_path / "g.dot"))
     assert op_colour("channel_mix") in open(path).read()
 
@@ -80,8 +90,9 @@ class Halve(nn.Module):
 @pytest.fixture
 def halving_ops():
     netgraph.register_op("halve")(lambda in_shapes: Halve())
-    netgraph.register_op("halve_declared_wrong",
-                         shape=lambda in_shapes: tuple(in_shapes[0]))(lambda in_shapes: Halve())
+    netgraph.register_op("halve_declared_wrong", shape=lambda in_shapes: tuple(in_shapes[0]))(
+        lambda in_shapes: Halve()
+    )
     yield
     del OPS["halve"], OPS["halve_declared_wrong"]
 
@@ -89,14 +100,18 @@ def halving_ops():
 def test_a_user_op_that_changes_the_shape_without_declaring_it(halving_ops):
     """Inferred on the meta device: summary counted 386 parameters for a true 98 and the
     forward then failed in torch."""
-    recipe = {"input": {"shape": [3, 8, 8]},
-              "network": {"halved": {"op": "halve"}, "flat": {"op": "flatten"},
-                          "fc": {"op": "linear", "out": 2}}}
+    recipe = {
+        "input": {"shape": [3, 8, 8]},
+        "network": {"halved": {"op": "halve"}, "flat": {"op": "flatten"}, "fc": {"op": "linear", "out": 2}},
+    }
     g = build_graph(recipe_from_dict(recipe))
     assert g.nodes["halved"]["shape"] == (3, 4, 4)
     assert summarize(g)["params"] == 3 * 4 * 4 * 2 + 2
     assert compile_graph(g)(torch.randn(2, 3, 8, 8)).shape == (2, 2)
     recipe["network"]["halved"]["op"] = "halve_declared_wrong"
-    with pytest.raises(RecipeError, match=r"node 'halved': op 'halve_declared_wrong' declares the output "
-                                          r"shape \(3, 8, 8\), but its module gives \(3, 4, 4\)"):
+    with pytest.raises(
+        RecipeError,
+        match=r"node 'halved': op 'halve_declared_wrong' declares the output "
+        r"shape \(3, 8, 8\), but its module gives \(3, 4, 4\)",
+    ):
         build_graph(recipe_from_dict(recipe))

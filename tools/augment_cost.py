@@ -9,6 +9,7 @@ prints the median. The seed reports under 0.4 s for 24 epochs of 50,000 on a V10
 On CUDA the device is synchronised before and after the timed loop, so the time
 covers every kernel; one untimed epoch first warms the allocator and kernels up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,7 @@ def synchronize(device: torch.device) -> None:
 
 def run_epochs(loader: BatchGroupLoader, epochs: int) -> None:
     for _ in range(epochs):
-        for x, y in loader:
+        for _x, _y in loader:
             pass
 
 
@@ -60,8 +61,12 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=50000, help="images (default 50,000)")
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                        help="of the padded data set (the seed trains on float16)")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="float32",
+        help="of the padded data set (the seed trains on float16)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", type=Path, help="write the result as one JSON object here")
@@ -72,8 +77,9 @@ def main(argv=None) -> int:
         parser.error("--device cuda, but torch sees no CUDA GPU; use --device cpu")
 
     data = synthetic(args.n, 0, seed=args.seed)
-    images = preprocess(data.train_images.to(device), CIFAR10_MEAN, CIFAR10_STD, pad=4,
-                        dtype=DTYPES[args.dtype])
+    images = preprocess(
+        data.train_images.to(device), CIFAR10_MEAN, CIFAR10_STD, pad=4, dtype=DTYPES[args.dtype]
+    )
     labels = data.train_labels.to(device)
     augmentations = [Crop(32), Flip(), Cutout(8)]
 
@@ -90,9 +96,11 @@ def main(argv=None) -> int:
     median = statistics.median(runs)
     batches = len(loader)
 
-    print(f"{args.epochs} epochs of {args.n:,} images ({batches} batches of {args.batch} each) on "
-          f"{device_name(device)}, {args.dtype}: median {median:.3f} s total, "
-          f"{median / args.epochs:.4f} s per epoch, {1000 * median / (args.epochs * batches):.2f} ms per batch")
+    print(
+        f"{args.epochs} epochs of {args.n:,} images ({batches} batches of {args.batch} each) on "
+        f"{device_name(device)}, {args.dtype}: median {median:.3f} s total, "
+        f"{median / args.epochs:.4f} s per epoch, {1000 * median / (args.epochs * batches):.2f} ms per batch"
+    )
 
     if args.json_out:
         result = {
@@ -100,10 +108,15 @@ def main(argv=None) -> int:
             "device": device_name(device),
             "torch": torch.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "n": args.n, "epochs": args.epochs, "batch": args.batch, "dtype": args.dtype,
+            "n": args.n,
+            "epochs": args.epochs,
+            "batch": args.batch,
+            "dtype": args.dtype,
             "batches_per_epoch": batches,
             "augmentations": ["crop 32 from 40", "flip", "cutout 8"],
-            "runs_s": runs, "median_s": median, "per_epoch_s": median / args.epochs,
+            "runs_s": runs,
+            "median_s": median,
+            "per_epoch_s": median / args.epochs,
         }
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=2) + "\n")

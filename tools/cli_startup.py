@@ -7,6 +7,7 @@ the median wall time, the median cumulative import time of the ``netgraph`` pack
 ``-X importtime`` reports them (0 when not imported), and the child's peak resident memory.
 The machine is shared, so compare medians taken back to back, not single runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,12 +64,15 @@ def measure(args, repeats: int, typo: Path) -> dict:
         pkg_us.append(_import_us(stderr, "netgraph"))
         torch_us.append(_import_us(stderr, "torch"))
         rss.append(peak)
-    return {"argv": args, "wall_s_median": round(statistics.median(walls), 3),
-            "wall_s_all": [round(w, 3) for w in walls],
-            "import_netgraph_ms_median": round(statistics.median(pkg_us) / 1000, 1),
-            "import_torch_ms_median": round(statistics.median(torch_us) / 1000, 1),
-            "imports_torch": any(t > 0 for t in torch_us),
-            "peak_rss_mib_median": round(statistics.median(rss), 1)}
+    return {
+        "argv": args,
+        "wall_s_median": round(statistics.median(walls), 3),
+        "wall_s_all": [round(w, 3) for w in walls],
+        "import_netgraph_ms_median": round(statistics.median(pkg_us) / 1000, 1),
+        "import_torch_ms_median": round(statistics.median(torch_us) / 1000, 1),
+        "imports_torch": any(t > 0 for t in torch_us),
+        "peak_rss_mib_median": round(statistics.median(rss), 1),
+    }
 
 
 def main() -> None:
@@ -79,12 +83,17 @@ def main() -> None:
     args = p.parse_args()
     typo = Path(os.environ.get("TMPDIR", "/tmp")) / "netgraph_cli_startup_typo.yaml"
     typo.write_text("netwrok:\n  fc: {op: linear, out: 10}\n")  # a section name misspelt
-    record = {"tool": "tools/cli_startup.py", "label": args.label,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "python": platform.python_version(), "machine": platform.machine(),
-              "cpus": os.cpu_count(), "repeats": args.repeats,
-              "note": "shared machine (2 cores, other developers' jobs running): medians are noisy",
-              "commands": {name: measure(a, args.repeats, typo) for name, a in COMMANDS.items()}}
+    record = {
+        "tool": "tools/cli_startup.py",
+        "label": args.label,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "repeats": args.repeats,
+        "note": "shared machine (2 cores, other developers' jobs running): medians are noisy",
+        "commands": {name: measure(a, args.repeats, typo) for name, a in COMMANDS.items()},
+    }
     text = json.dumps(record, indent=2) + "\n"
     print(text)
     if args.json_out:

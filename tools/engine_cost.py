@@ -12,6 +12,7 @@ same seed in both. Time per step is the sum of the epochs' training times (the e
 timer: set-up and evaluation excluded) over the steps. Prints and records the median of
 the new/old ratios, and whether the two engines' final weights are bit-identical.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,9 @@ from tools.augment_cost import device_name  # noqa: E402
 def package_at(commit: str, into: Path) -> str:
     """netgraph as it was at ``commit``, extracted as the package ``netgraph_before`` in ``into``
     (put ``into`` on sys.path to import it)."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "netgraph"], check=True,
-                             capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", commit, "netgraph"], check=True, capture_output=True
+    ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     (into / "netgraph").rename(into / "netgraph_before")
@@ -73,6 +75,7 @@ def main(argv=None) -> int:
     import netgraph
     from netgraph.config import data_config
     from netgraph.run import load_data
+
     sets = [f"train.epochs={args.epochs}"]
     dataset = load_data(data_config(netgraph.load_recipe(args.recipe, sets)), args.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,25 +87,51 @@ def main(argv=None) -> int:
             order = ["netgraph", old] if i % 2 else [old, "netgraph"]
             times, weights = {}, {}
             for package in order:
-                times[package], weights[package] = one_run(package, args.recipe, sets, dataset,
-                                                           args.device, args.seed)
+                times[package], weights[package] = one_run(
+                    package, args.recipe, sets, dataset, args.device, args.seed
+                )
             same = same and all(torch.equal(weights[old][k], weights["netgraph"][k]) for k in weights[old])
-            pairs.append({"first": "new" if order[0] == "netgraph" else "old", "old_s_per_step": times[old],
-                          "new_s_per_step": times["netgraph"], "ratio": times["netgraph"] / times[old]})
-            print(f"pair {i + 1}: old {1000 * times[old]:.2f} ms/step, new {1000 * times['netgraph']:.2f} "
-                  f"ms/step, new/old {pairs[-1]['ratio']:.4f}", flush=True)
+            pairs.append(
+                {
+                    "first": "new" if order[0] == "netgraph" else "old",
+                    "old_s_per_step": times[old],
+                    "new_s_per_step": times["netgraph"],
+                    "ratio": times["netgraph"] / times[old],
+                }
+            )
+            print(
+                f"pair {i + 1}: old {1000 * times[old]:.2f} ms/step, new {1000 * times['netgraph']:.2f} "
+                f"ms/step, new/old {pairs[-1]['ratio']:.4f}",
+                flush=True,
+            )
     ratio = statistics.median(p["ratio"] for p in pairs)
     device = device_name(torch.device(args.device))
-    print(f"{Path(args.recipe).name}, {args.epochs} epochs x {args.pairs} pairs on {device}: median "
-          f"new/old time per step {ratio:.4f}; final weights bit-identical: {same}")
+    print(
+        f"{Path(args.recipe).name}, {args.epochs} epochs x {args.pairs} pairs on {device}: median "
+        f"new/old time per step {ratio:.4f}; final weights bit-identical: {same}"
+    )
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps({
-            "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0]] + (argv or sys.argv[1:])),
-            "device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "recipe": Path(args.recipe).name, "before": args.before, "epochs": args.epochs,
-            "pairs": pairs, "median_ratio": ratio, "weights_bit_identical": same}, indent=2) + "\n")
+        args.json_out.write_text(
+            json.dumps(
+                {
+                    "command": "python "
+                    + " ".join(shlex.quote(a) for a in [sys.argv[0]] + (argv or sys.argv[1:])),
+                    "device": device,
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "recipe": Path(args.recipe).name,
+                    "before": args.before,
+                    "epochs": args.epochs,
+                    "pairs": pairs,
+                    "median_ratio": ratio,
+                    "weights_bit_identical": same,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         print(f"wrote {args.json_out}")
     return 0
 

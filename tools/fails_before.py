@@ -12,6 +12,7 @@ base may hang or blow up on exactly what the fix was about. The record gives per
 and test function the outcome at the base and now, and the first line of the base's
 failure (an import of a name the base lacks reads as "collection failure").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,9 @@ def run_tests(code: str, tests_from: str, ids: List[str], timeout: int, memory_g
         git("worktree", "add", "--detach", str(tree), code)
         try:
             subprocess.run(["rm", "-rf", str(tree / "tests")], check=True)
-            archive = subprocess.run(["git", "archive", tests_from, "tests"], cwd=ROOT, check=True,
-                                     capture_output=True).stdout
+            archive = subprocess.run(
+                ["git", "archive", tests_from, "tests"], cwd=ROOT, check=True, capture_output=True
+            ).stdout
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
             env = checkout_env(tree, Path(tmp))
             results = {}
@@ -74,10 +76,24 @@ def run_tests(code: str, tests_from: str, ids: List[str], timeout: int, memory_g
                 report = Path(tmp) / "report.xml"
                 report.unlink(missing_ok=True)
                 try:
-                    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                    f"--junitxml={report}", i], cwd=tree, env=env, timeout=timeout,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   preexec_fn=lambda: limit_memory(memory_gib))
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            "-m",
+                            "pytest",
+                            "-q",
+                            "-p",
+                            "no:cacheprovider",
+                            f"--junitxml={report}",
+                            i,
+                        ],
+                        cwd=tree,
+                        env=env,
+                        timeout=timeout,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        preexec_fn=lambda: limit_memory(memory_gib),
+                    )
                     results.update(fold(report, [i]))
                 except subprocess.TimeoutExpired:
                     results[i] = {"outcome": "timeout", "message": f"over {timeout} s"}
@@ -104,7 +120,7 @@ def checkout_env(tree: Path, tmp: Path) -> Dict[str, str]:
 
 
 def limit_memory(gib: float) -> None:
-    limit = int(gib * 2 ** 30)
+    limit = int(gib * 2**30)
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
@@ -122,7 +138,11 @@ def fold(report: Path, ids: List[str]) -> Dict[str, Dict]:
         problem = next((c for c in case if c.tag in ("failure", "error")), None)
         skipped = next((c for c in case if c.tag == "skipped"), None)
         outcome = "failed" if problem is not None else "skipped" if skipped is not None else "passed"
-        message = (problem.get("message") or problem.text or "").strip().splitlines()[0][:300] if problem is not None else ""
+        message = (
+            (problem.get("message") or problem.text or "").strip().splitlines()[0][:300]
+            if problem is not None
+            else ""
+        )
         old = by_function.get(node)
         if old is None or old["outcome"] == "passed" or (old["outcome"] == "skipped" and outcome == "failed"):
             by_function[node] = {"outcome": outcome, "message": message}
@@ -144,21 +164,32 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-gib", type=float, default=6.0, help="memory for one test function")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    record = {"tool": "tools/fails_before.py", "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-              "base": git("rev-parse", "--short", args.base).strip(),
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "commits": []}
+    record = {
+        "tool": "tools/fails_before.py",
+        "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        "base": git("rev-parse", "--short", args.base).strip(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commits": [],
+    }
     head = git("rev-parse", "--short", "HEAD").strip()
     record["head"] = head
     for commit in args.commits:
         ids = [i for i in added_tests(commit) if exists_at_head(i)]
         before = run_tests(args.base, head, ids, args.timeout, args.memory_gib) if ids else {}
         after = run_tests(head, head, ids, args.timeout, args.memory_gib) if ids else {}
-        tests = [{"test": i, "at_base": before[i]["outcome"], "at_head": after[i]["outcome"],
-                  "base_failure": before[i]["message"]} for i in ids]
+        tests = [
+            {
+                "test": i,
+                "at_base": before[i]["outcome"],
+                "at_head": after[i]["outcome"],
+                "base_failure": before[i]["message"],
+            }
+            for i in ids
+        ]
         subject = git("log", "-1", "--format=%s", commit).strip()
-        record["commits"].append({"commit": git("rev-parse", "--short", commit).strip(), "subject": subject[:160],
-                                  "tests": tests})
+        record["commits"].append(
+            {"commit": git("rev-parse", "--short", commit).strip(), "subject": subject[:160], "tests": tests}
+        )
         shown = sum(t["at_base"] != "passed" and t["at_head"] == "passed" for t in tests)
         print(f"{commit}: {len(tests)} added tests, {shown} fail at the base and pass now", flush=True)
         for t in tests:

@@ -11,6 +11,7 @@ finishes; a run already there is not run again, so an interrupted study resumes.
 (OUT/table.md) gives per arm n, mean, standard deviation and 95% interval of the test
 accuracy, and the change against the reference with Welch's p (netgraph.stats).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,19 @@ from typing import Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
-REFERENCE = [sys.executable, str(ROOT / "tools" / "reference_train.py"), "--width", "16", "32", "64", "128",
-             "--batch", "128", "--epochs", "10"]
+REFERENCE = [
+    sys.executable,
+    str(ROOT / "tools" / "reference_train.py"),
+    "--width",
+    "16",
+    "32",
+    "64",
+    "128",
+    "--batch",
+    "128",
+    "--epochs",
+    "10",
+]
 # arm -> ("reference", its switches to netgraph's choices) or ("netgraph", --set options).
 # netgraph reads the schedule after counting the step, as the original does (the fix of the
 # open-engine issue); "lr read before the step" is the closed engine's behaviour, kept as an
@@ -40,7 +52,10 @@ ARMS: Dict[str, Tuple[str, List[str]]] = {
     "netgraph": ("netgraph", ["--set", NETGRAPH_EMA.format("run")]),
     "reference, moving-average counter global": ("reference", ["--ema-counter", "global"]),
     "reference, ghost statistics averaged each evaluation": ("reference", ["--ghost-eval", "mean"]),
-    "reference, both of netgraph's details": ("reference", ["--ema-counter", "global", "--ghost-eval", "mean"]),
+    "reference, both of netgraph's details": (
+        "reference",
+        ["--ema-counter", "global", "--ghost-eval", "mean"],
+    ),
     "reference, lr read before the step": ("reference", ["--lr-phase", "before"]),
     "netgraph, moving-average counter per epoch": ("netgraph", ["--set", NETGRAPH_EMA.format("epoch")]),
 }
@@ -61,25 +76,62 @@ def run_arm(arm: str, seed: int, data_dir: Path) -> Dict:
     with tempfile.TemporaryDirectory() as tmp:
         if trainer == "netgraph":
             result_file = Path(tmp) / "result.json"
-            subprocess.run([sys.executable, "-m", "netgraph", "train", str(ROOT / "recipes" / "tiny.yaml"),
-                            "--data-dir", str(data_dir), "--device", "cpu", "--seed", str(seed), "--quiet",
-                            "--log", str(Path(tmp) / "log.jsonl"), "--json-out", str(result_file), *switches],
-                           cwd=tmp, check=True, stdout=subprocess.DEVNULL, env=env)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "netgraph",
+                    "train",
+                    str(ROOT / "recipes" / "tiny.yaml"),
+                    "--data-dir",
+                    str(data_dir),
+                    "--device",
+                    "cpu",
+                    "--seed",
+                    str(seed),
+                    "--quiet",
+                    "--log",
+                    str(Path(tmp) / "log.jsonl"),
+                    "--json-out",
+                    str(result_file),
+                    *switches,
+                ],
+                cwd=tmp,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                env=env,
+            )
             result = json.loads(result_file.read_text())
         else:
-            out = subprocess.run(REFERENCE + ["--data-dir", str(data_dir), "--seed", str(seed), *switches],
-                                 check=True, capture_output=True, text=True, env=env)
+            out = subprocess.run(
+                REFERENCE + ["--data-dir", str(data_dir), "--seed", str(seed), *switches],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             result = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"arm": arm, "seed": seed, "test_acc": result["test_acc"], "test_loss": result["test_loss"],
-            "train_time_s": result["train_time_s"], "threads": int(THREADS), "commit": commit(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "arm": arm,
+        "seed": seed,
+        "test_acc": result["test_acc"],
+        "test_loss": result["test_loss"],
+        "train_time_s": result["train_time_s"],
+        "threads": int(THREADS),
+        "commit": commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def table(runs: List[Dict]) -> str:
     sys.path.insert(0, str(ROOT))
     from netgraph import stats
+
     by = {arm: [r["test_acc"] * 100 for r in runs if r["arm"] == arm] for arm in ARMS}
-    lines = ["| arm | n | test acc % | std | 95% CI | change vs reference | p (Welch) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arm | n | test acc % | std | 95% CI | change vs reference | p (Welch) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for arm, values in by.items():
         if not values:
             continue
@@ -92,10 +144,15 @@ def table(runs: List[Dict]) -> str:
     a, b = by["netgraph"], by["netgraph, moving-average counter per epoch"]
     if len(a) > 1 and len(b) > 1:  # the fix against netgraph as it was
         test = stats.welch_t_test(a, b)
-        lines += ["", f"netgraph, counter per epoch against over the run: {statistics.fmean(b) - statistics.fmean(a):+.2f} "
-                      f"points, p (Welch) {test['p']:.3g} ({len(a)} and {len(b)} seeds)"]
-    return "\n".join(lines) + ("\n\nCIFAR-10 subset (4,068 training, 1,017 test images), tiny.yaml settings, "
-                               "CPU float32; written by tools/fidelity_study.py.\n")
+        lines += [
+            "",
+            f"netgraph, counter per epoch against over the run: {statistics.fmean(b) - statistics.fmean(a):+.2f} "
+            f"points, p (Welch) {test['p']:.3g} ({len(a)} and {len(b)} seeds)",
+        ]
+    return "\n".join(lines) + (
+        "\n\nCIFAR-10 subset (4,068 training, 1,017 test images), tiny.yaml settings, "
+        "CPU float32; written by tools/fidelity_study.py.\n"
+    )
 
 
 def main(argv=None) -> int:
@@ -111,8 +168,12 @@ def main(argv=None) -> int:
     log = args.out / "runs.jsonl"
     runs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
     done = {(r["arm"], r["seed"]) for r in runs}
-    todo = [(arm, seed) for seed in range(args.first_seed, args.first_seed + args.seeds)  # seeds outside,
-            for arm in args.arms if (arm, seed) not in done]                                # arms interleaved
+    todo = [
+        (arm, seed)
+        for seed in range(args.first_seed, args.first_seed + args.seeds)  # seeds outside,
+        for arm in args.arms
+        if (arm, seed) not in done
+    ]  # arms interleaved
     with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
         futures = [pool.submit(run_arm, arm, seed, args.data_dir) for arm, seed in todo]
         for future in concurrent.futures.as_completed(futures):
@@ -120,7 +181,10 @@ def main(argv=None) -> int:
             runs.append(run)
             with open(log, "a") as f:
                 f.write(json.dumps(run) + "\n")
-            print(f"{run['arm']} seed {run['seed']}: {run['test_acc']:.2%} ({run['train_time_s']:.0f} s)", flush=True)
+            print(
+                f"{run['arm']} seed {run['seed']}: {run['test_acc']:.2%} ({run['train_time_s']:.0f} s)",
+                flush=True,
+            )
             (args.out / "table.md").write_text(table(runs))
     (args.out / "table.md").write_text(table(runs))
     print(table(runs))

@@ -9,6 +9,7 @@ fingerprint, decoding with Pillow, writing the cache), then `--repeats` cached r
 (listing, fingerprint of every file's size and time, reading the cache), of which the
 median is reported; the cache is checked to give the same pixels.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,12 +29,15 @@ from netgraph.image_folder import read_folder
 
 def write_pngs(root: Path, n: int, size: int, seed: int = 0) -> None:
     from PIL import Image
+
     rng = np.random.default_rng(seed)
     for split, count in (("train", n), ("test", max(10, n // 10))):
         for i in range(count):
             folder = root / split / f"class_{i % 10}"
             folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(folder / f"{i:06d}.png")
+            Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(
+                folder / f"{i:06d}.png"
+            )
 
 
 def main(argv=None) -> int:
@@ -56,14 +60,22 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             again = read_folder(root, cache_dir=cache)
             cached_s.append(time.perf_counter() - start)
-        assert (again.train_images == first.train_images).all() and (again.test_images == first.test_images).all()
+        assert (again.train_images == first.train_images).all() and (
+            again.test_images == first.test_images
+        ).all()
         cache_bytes = sum(f.stat().st_size for f in cache.rglob("*.arrays"))
     result = {
-        "command": " ".join(["python", "tools/folder_cache.py"] + [shlex.quote(a) for a in (argv or sys.argv[1:])]),
+        "command": " ".join(
+            ["python", "tools/folder_cache.py"] + [shlex.quote(a) for a in (argv or sys.argv[1:])]
+        ),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "train_images": len(first.train_labels), "test_images": len(first.test_labels),
-        "image_shape": list(first.image_shape), "write_pngs_s": write_s,
-        "first_read_s": first_s, "cached_reads_s": cached_s, "cached_median_s": statistics.median(cached_s),
+        "train_images": len(first.train_labels),
+        "test_images": len(first.test_labels),
+        "image_shape": list(first.image_shape),
+        "write_pngs_s": write_s,
+        "first_read_s": first_s,
+        "cached_reads_s": cached_s,
+        "cached_median_s": statistics.median(cached_s),
         "cache_bytes": cache_bytes,
     }
     print(json.dumps(result, indent=2))

@@ -15,6 +15,7 @@ date, figures) into ``--out``: at most 8 files in one folder, which is what a de
 brings back. ``round.json`` lists every stage with its status and seconds, and a short
 table is printed at the end. Commit what comes back under bench/results/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,15 @@ DRY_SETS = ["data.dataset=synthetic", "data.synthetic={train: 256, test: 128, cl
 # what recipes/airbench/*.yaml said while their training could not yet be written (issue 16)
 WAITING = "Waiting for the open training engine"
 # a dry run trains the records on DRY_SETS' 256 images: batches that fit, small widths, float32
-RECORD_DRY_SETS = ["train.batch_size=64", "train.precision=float32", "train.channels_last=false",
-                   "train.compile=none", "network.group1.c=8", "network.group2.c=16", "network.group3.c=16"]
+RECORD_DRY_SETS = [
+    "train.batch_size=64",
+    "train.precision=float32",
+    "train.channels_last=false",
+    "train.compile=none",
+    "network.group1.c=8",
+    "network.group2.c=16",
+    "network.group3.c=16",
+]
 LADDER_RECORD = ROOT / "bench/results/ladder_h100_jpeg_1seed/runs.jsonl"
 
 
@@ -55,6 +63,7 @@ def now() -> str:
 
 def environment() -> Dict:
     import torch
+
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return {"gpu": gpu, "torch": torch.__version__, "date": now()}
 
@@ -63,8 +72,12 @@ def train_options() -> Dict:
     """The recipe options this checkout has, so the round measures what exists and says
     what does not (CUDA graphs and host placement come with other issues)."""
     from netgraph.config import DATA_PARAMS, TRAIN_PARAMS
-    return {"compile_modes": tuple(TRAIN_PARAMS["compile"].choices or ()),
-            "cuda_graphs": "cuda_graphs" in TRAIN_PARAMS, "placement": "placement" in DATA_PARAMS}
+
+    return {
+        "compile_modes": tuple(TRAIN_PARAMS["compile"].choices or ()),
+        "cuda_graphs": "cuda_graphs" in TRAIN_PARAMS,
+        "placement": "placement" in DATA_PARAMS,
+    }
 
 
 class Round:
@@ -75,8 +88,11 @@ class Round:
         self.start = time.monotonic()
         self.deadline = self.start + budget_s
         self.stages: List[Dict] = []
-        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]), PYTHONUNBUFFERED="1")
+        self.env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            PYTHONUNBUFFERED="1",
+        )
         self.data_dir = str(CARRIED / "jpeg")
         self.options = train_options()
 
@@ -88,8 +104,15 @@ class Round:
         limit = self.left() if timeout is None else min(timeout, self.left())
         started = time.monotonic()
         print("$ " + shlex.join(command), flush=True)
-        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         lines: List[str] = []
         try:
             out, _ = process.communicate(timeout=max(limit, 1))
@@ -101,43 +124,63 @@ class Round:
             lines, stopped = out.splitlines(), True
         for line in lines[-40:]:
             print("  " + line, flush=True)
-        return {"command": shlex.join(command), "rc": process.returncode, "stopped_at_budget": stopped,
-                "seconds": round(time.monotonic() - started, 1), "tail": lines[-15:]}
+        return {
+            "command": shlex.join(command),
+            "rc": process.returncode,
+            "stopped_at_budget": stopped,
+            "seconds": round(time.monotonic() - started, 1),
+            "tail": lines[-15:],
+        }
 
     def recipe_and_data(self, *recipes: str) -> List[str]:
         """The recipes (tiny.yaml for the bag of tricks in a dry run), the device and the data."""
         if self.dry_run:
             recipes = tuple("recipes/tiny.yaml" if p == RECIPE else p for p in recipes)
             return [*recipes, "--device", "cpu", *[a for s in DRY_SETS for a in ("--set", s)]]
-        return [*recipes, "--device", "cuda", "--data-dir", self.data_dir, "--set", f"data.label={JPEG_LABEL}"]
+        return [
+            *recipes,
+            "--device",
+            "cuda",
+            "--data-dir",
+            self.data_dir,
+            "--set",
+            f"data.label={JPEG_LABEL}",
+        ]
 
     def file(self, name: str) -> Path:
         return self.out / name
 
     def write(self, name: str, record: Dict) -> None:
-        self.file(name).write_text(json.dumps({"tool": "tools/gpu_round.py", **environment(), **record},
-                                              indent=2) + "\n")
+        self.file(name).write_text(
+            json.dumps({"tool": "tools/gpu_round.py", **environment(), **record}, indent=2) + "\n"
+        )
 
 
 # --- the stages, in order of value ---------------------------------------------------------------
+
 
 def stage_decode(r: Round) -> Dict:
     """The JPEG copy decoded into the official binary layout (skipped when already there)."""
     script = CARRIED / "cifar10-jpeg" / "to_batches.py"
     if r.dry_run:  # decode a few images only, to check Pillow and the archive
         script = SHARED / "cifar10-jpeg" / "to_batches.py"
-        code = ("import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import to_batches as t; "
-                "z = np.load(sys.argv[2]); x = t.decode(z['test_jpeg'], z['test_offsets'][:65]); "
-                "print('decoded', x.shape)")
-        return r.run([sys.executable, "-c", code, str(script.parent), str(script.parent / "cifar10_jpeg.npz")])
+        code = (
+            "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import to_batches as t; "
+            "z = np.load(sys.argv[2]); x = t.decode(z['test_jpeg'], z['test_offsets'][:65]); "
+            "print('decoded', x.shape)"
+        )
+        return r.run(
+            [sys.executable, "-c", code, str(script.parent), str(script.parent / "cifar10_jpeg.npz")]
+        )
     if (Path(r.data_dir) / "cifar-10-batches-bin" / "test_batch.bin").exists():
         return {"status": "already decoded"}
     return r.run([sys.executable, str(script), r.data_dir], timeout=180)
 
 
 def stage_cuda_tests(r: Round) -> Dict:
-    result = r.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests"],
-                   timeout=150)
+    result = r.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests"], timeout=150
+    )
     r.write("cuda_tests.json", {"stage": "cuda_tests", **result})
     return result
 
@@ -146,8 +189,10 @@ def speed_variants(r: Round, modes: List[str]) -> List[str]:
     """bench.py variants: float16 eager first (the ratios' baseline), then each speed-up alone
     and combined where they compose; only those this checkout has."""
     if r.dry_run:  # eager float32 only: a CPU compile would take minutes; the plumbing is the same
-        return ["float32=train.precision=float32", "channels_last=train.precision=float32,train.channels_last=true"
-                ][:1 if "max-autotune" in modes else 2]
+        return [
+            "float32=train.precision=float32",
+            "channels_last=train.precision=float32,train.channels_last=true",
+        ][: 1 if "max-autotune" in modes else 2]
     half = "train.precision=float16"
     variants = [f"float16={half}"]
     for mode in modes:
@@ -157,22 +202,38 @@ def speed_variants(r: Round, modes: List[str]) -> List[str]:
     if "default" in modes:
         variants.append(f"channels_last_compile={half},train.channels_last=true,train.compile=default")
         if r.options["cuda_graphs"]:
-            variants += [f"cuda_graphs={half},train.cuda_graphs=true",
-                         f"compile_cuda_graphs={half},train.compile=default,train.cuda_graphs=true"]
+            variants += [
+                f"cuda_graphs={half},train.cuda_graphs=true",
+                f"compile_cuda_graphs={half},train.compile=default,train.cuda_graphs=true",
+            ]
     return variants
 
 
 def _bench(r: Round, name: str, modes: List[str], reps: int, timeout: float) -> Dict:
-    command = [sys.executable, "tools/bench.py", *r.recipe_and_data(RECIPE), "--parts", "train",
-               "--train-reps", str(reps), "--json-out", str(r.file(name))]
+    command = [
+        sys.executable,
+        "tools/bench.py",
+        *r.recipe_and_data(RECIPE),
+        "--parts",
+        "train",
+        "--train-reps",
+        str(reps),
+        "--json-out",
+        str(r.file(name)),
+    ]
     for variant in speed_variants(r, modes):
         command += ["--variant", variant]
     result = r.run(command, timeout=timeout)
     if r.file(name).exists():
         variants = json.loads(r.file(name).read_text())["train"]["variants"]
-        result["figures"] = {k: {"train_time_s": round(v["train_time_s"], 3),
-                                 "compile_time_s": round(v["compile_time_s"], 1),
-                                 "test_acc_mean": v["test_acc_mean"]} for k, v in variants.items()}
+        result["figures"] = {
+            k: {
+                "train_time_s": round(v["train_time_s"], 3),
+                "compile_time_s": round(v["compile_time_s"], 1),
+                "test_acc_mean": v["test_acc_mean"],
+            }
+            for k, v in variants.items()
+        }
     return result
 
 
@@ -182,7 +243,9 @@ def stage_speed(r: Round) -> Dict:
 
 def stage_max_autotune(r: Round) -> Dict:
     """Apart from the others: its first compile alone can take minutes."""
-    return _bench(r, "max_autotune.json", ["default", "max-autotune"], reps=1 if r.dry_run else 2, timeout=300)
+    return _bench(
+        r, "max_autotune.json", ["default", "max-autotune"], reps=1 if r.dry_run else 2, timeout=300
+    )
 
 
 def fastest(r: Round) -> List[str]:
@@ -196,16 +259,32 @@ def fastest(r: Round) -> List[str]:
     return ["train.precision=float32"] if r.dry_run else overrides
 
 
-def _ablate(r: Round, recipes: List[str], runs: int, sets: List[str], seeds_file: Optional[Path],
-            out_name: str, timeout: Optional[float] = None) -> Dict:
+def _ablate(
+    r: Round,
+    recipes: List[str],
+    runs: int,
+    sets: List[str],
+    seeds_file: Optional[Path],
+    out_name: str,
+    timeout: Optional[float] = None,
+) -> Dict:
     """netgraph ablate into a scratch folder (it keeps every finished run at once, so a stage
     stopped at the budget keeps what it trained); its runs.jsonl is the record."""
     scratch = Path(tempfile.mkdtemp(prefix="gpu_round_"))
     if seeds_file is not None and seeds_file.exists():
         shutil.copy(seeds_file, scratch / "runs.jsonl")
     before = sum(1 for _ in open(scratch / "runs.jsonl")) if (scratch / "runs.jsonl").exists() else 0
-    command = [sys.executable, "-m", "netgraph", "ablate", *r.recipe_and_data(*recipes), "--runs", str(runs),
-               "--out", str(scratch)]
+    command = [
+        sys.executable,
+        "-m",
+        "netgraph",
+        "ablate",
+        *r.recipe_and_data(*recipes),
+        "--runs",
+        str(runs),
+        "--out",
+        str(scratch),
+    ]
     for s in sets:
         command += ["--set", s]
     result = r.run(command, timeout=timeout)
@@ -223,10 +302,15 @@ def summarise_runs(runs: List[Dict]) -> Dict:
     by: Dict[str, List[Dict]] = {}
     for run in runs:
         by.setdefault(run["recipe"], []).append(run)
-    return {name: {"runs": len(rs), "test_acc_mean": statistics.mean(x["test_acc"] for x in rs),
-                   "test_acc_std": statistics.stdev(x["test_acc"] for x in rs) if len(rs) > 1 else None,
-                   "train_time_s_median": statistics.median(x["train_time_s"] for x in rs)}
-            for name, rs in by.items()}
+    return {
+        name: {
+            "runs": len(rs),
+            "test_acc_mean": statistics.mean(x["test_acc"] for x in rs),
+            "test_acc_std": statistics.stdev(x["test_acc"] for x in rs) if len(rs) > 1 else None,
+            "train_time_s_median": statistics.median(x["train_time_s"] for x in rs),
+        }
+        for name, rs in by.items()
+    }
 
 
 def stage_accuracy(r: Round) -> Dict:
@@ -241,10 +325,19 @@ def stage_records(r: Round) -> Dict:
         return {"status": "unavailable: no recipes/airbench/*.yaml in this checkout"}
     waiting = [p for p in recipes if WAITING in Path(p).read_text()]
     if waiting:  # timing a record's network under another training would not be the record
-        return {"status": f"unavailable: {', '.join(os.path.relpath(p, ROOT) for p in waiting)} "
-                          f"say their training is {WAITING.lower()}"}
-    return _ablate(r, [os.path.relpath(p, ROOT) for p in recipes], 2 if r.dry_run else 5,
-                   RECORD_DRY_SETS if r.dry_run else [], None, "records_runs.jsonl", timeout=240)
+        return {
+            "status": f"unavailable: {', '.join(os.path.relpath(p, ROOT) for p in waiting)} "
+            f"say their training is {WAITING.lower()}"
+        }
+    return _ablate(
+        r,
+        [os.path.relpath(p, ROOT) for p in recipes],
+        2 if r.dry_run else 5,
+        RECORD_DRY_SETS if r.dry_run else [],
+        None,
+        "records_runs.jsonl",
+        timeout=240,
+    )
 
 
 def stage_ladder(r: Round) -> Dict:
@@ -268,9 +361,21 @@ def stage_placement(r: Round) -> Dict:
         return {"status": "unavailable: no data.placement in this checkout"}
     name = "placement.json"
     half = "train.precision=float32" if r.dry_run else "train.precision=float16,train.compile=default"
-    command = [sys.executable, "tools/bench.py", *r.recipe_and_data(RECIPE), "--parts", "train",
-               "--train-reps", "1" if r.dry_run else "3", "--json-out", str(r.file(name)),
-               "--variant", f"device={half},data.placement=device", "--variant", f"host={half},data.placement=host"]
+    command = [
+        sys.executable,
+        "tools/bench.py",
+        *r.recipe_and_data(RECIPE),
+        "--parts",
+        "train",
+        "--train-reps",
+        "1" if r.dry_run else "3",
+        "--json-out",
+        str(r.file(name)),
+        "--variant",
+        f"device={half},data.placement=device",
+        "--variant",
+        f"host={half},data.placement=host",
+    ]
     return r.run(command, timeout=200)
 
 
@@ -286,8 +391,13 @@ STAGES: List[tuple] = [  # (name, seconds it needs at least to be worth starting
 ]
 
 
-def run_round(out: Path, budget_s: float, dry_run: bool, only: Optional[List[str]] = None,
-              command: str = "python tools/gpu_round.py") -> Dict:
+def run_round(
+    out: Path,
+    budget_s: float,
+    dry_run: bool,
+    only: Optional[List[str]] = None,
+    command: str = "python tools/gpu_round.py",
+) -> Dict:
     out.mkdir(parents=True, exist_ok=True)
     r = Round(out, budget_s, dry_run)
     for name, needs, function in STAGES:
@@ -302,12 +412,23 @@ def run_round(out: Path, budget_s: float, dry_run: bool, only: Optional[List[str
             result = function(r)
         except Exception as e:  # a broken stage must not cost the others their minutes
             result = {"status": f"error: {type(e).__name__}: {e}"}
-        result.setdefault("status", "stopped at budget" if result.get("stopped_at_budget")
-                          else "ok" if result.get("rc") == 0 else f"failed (exit {result.get('rc')})")
+        result.setdefault(
+            "status",
+            "stopped at budget"
+            if result.get("stopped_at_budget")
+            else "ok"
+            if result.get("rc") == 0
+            else f"failed (exit {result.get('rc')})",
+        )
         r.stages.append({"stage": name, "seconds": round(time.monotonic() - started, 1), **result})
-    record = {"command": command,
-              "budget_s": budget_s, "dry_run": dry_run, "options": r.options,
-              "seconds": round(time.monotonic() - r.start, 1), "stages": r.stages}
+    record = {
+        "command": command,
+        "budget_s": budget_s,
+        "dry_run": dry_run,
+        "options": r.options,
+        "seconds": round(time.monotonic() - r.start, 1),
+        "stages": r.stages,
+    }
     r.write("round.json", record)
     files = sorted(p.name for p in out.iterdir())
     if len(files) > MAX_FILES:
@@ -321,8 +442,12 @@ def print_table(stages: List[Dict]) -> None:
     for s in stages:
         print(f"{s['stage']:<13} {s.get('seconds', 0):8.1f}  {s['status']}")
         for name, figures in (s.get("figures") or {}).items():
-            print(f"{'':<23} {name}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                                   for k, v in figures.items()))
+            print(
+                f"{'':<23} {name}: "
+                + ", ".join(
+                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()
+                )
+            )
 
 
 def prepare() -> None:
@@ -332,26 +457,39 @@ def prepare() -> None:
     for name in ("cifar10-jpeg", "cifar10-subset"):
         if not (CARRIED / name).exists():
             shutil.copytree(SHARED / name, CARRIED / name, ignore=shutil.ignore_patterns("__pycache__"))
-    print(f"data ready in {CARRIED}; now make one device call:\n"
-          '  run(command="python3 tools/gpu_round.py --out $OUT", carry=["data"], timeout_s=600)\n'
-          "then give_back, and commit what comes back under bench/results/.")
+    print(
+        f"data ready in {CARRIED}; now make one device call:\n"
+        '  run(command="python3 tools/gpu_round.py --out $OUT", carry=["data"], timeout_s=600)\n'
+        "then give_back, and commit what comes back under bench/results/."
+    )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_round_out")),
-                        help="folder for the records (default: $OUT, as on the device machine)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("OUT", "gpu_round_out")),
+        help="folder for the records (default: $OUT, as on the device machine)",
+    )
     parser.add_argument("--budget", type=float, default=540, help="wall-clock seconds for the whole round")
     parser.add_argument("--dry-run", action="store_true", help="on a CPU: every stage at tiny sizes")
     parser.add_argument("--prepare", action="store_true", help="copy the data the device call carries")
-    parser.add_argument("--only", action="append", choices=[s[0] for s in STAGES], help="run these stages only")
+    parser.add_argument(
+        "--only", action="append", choices=[s[0] for s in STAGES], help="run these stages only"
+    )
     args = parser.parse_args(argv)
     if args.prepare:
         prepare()
         return 0
     argv = sys.argv[1:] if argv is None else argv
-    record = run_round(args.out, args.budget, args.dry_run, args.only,
-                       command=shlex.join(["python", "tools/gpu_round.py", *argv]))
+    record = run_round(
+        args.out,
+        args.budget,
+        args.dry_run,
+        args.only,
+        command=shlex.join(["python", "tools/gpu_round.py", *argv]),
+    )
     return 0 if all(s["status"].startswith(("ok", "already", "unavailable")) for s in record["stages"]) else 1
 
 

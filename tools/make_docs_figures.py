@@ -5,6 +5,7 @@
 docs/resnet9.svg is the network of recipes/resnet9.yaml; docs/passes/*.svg show
 each built-in pass on recipes/examples/small.yaml, with --diff marks.
 """
+
 import warnings
 from pathlib import Path
 
@@ -21,8 +22,12 @@ PASS_EXAMPLES = {
     "pool_before_bn": {},
     "replace_op": {"from": "relu", "to": {"op": "celu", "alpha": 0.075}},
     "ghost_batch_norm": {"splits": 16},
-    "freeze_bn_scale": {"celu_alpha_scale": 4, "output_multiplier": 0.0625,
-                        "bias_lr_scale": 64, "bias_wd_scale": 1 / 64},
+    "freeze_bn_scale": {
+        "celu_alpha_scale": 4,
+        "output_multiplier": 0.0625,
+        "bias_lr_scale": 64,
+        "bias_wd_scale": 1 / 64,
+    },
     "whiten_stem": {"kernel": 3, "eps": 0.01, "images": 64},
     "whiten_conv": {"images": 64},  # airbench's: eps 5e-4, +/- filters, bias kept trainable
     "dirac_init": {},
@@ -32,8 +37,9 @@ PASS_EXAMPLES = {
 
 def smooth_images(n):
     """Stand-in training images for the whitening picture (its structure does not depend on them)."""
-    x = torch.nn.functional.avg_pool2d(torch.randn(n, 3, 36, 36, generator=torch.Generator().manual_seed(0)),
-                                       5, stride=1)
+    x = torch.nn.functional.avg_pool2d(
+        torch.randn(n, 3, 36, 36, generator=torch.Generator().manual_seed(0)), 5, stride=1
+    )
     return x / x.std()
 
 
@@ -46,8 +52,7 @@ def main():
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # every example must give its pass something to do
             after, report = apply_pass(small, name, params, context)
-        write(after, f"docs/passes/{name}.svg", direction="LR", title=f"after {name}",
-              reports=[report])
+        write(after, f"docs/passes/{name}.svg", direction="LR", title=f"after {name}", reports=[report])
 
 
 def write(graph, out, **options):

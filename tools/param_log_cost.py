@@ -12,6 +12,7 @@ separately the cost of one record (ParamStats.record on the tiny model, timed ov
 many calls) times the records an epoch makes, as a share of an epoch's time: the
 end-to-end ratio is noisy on a shared CPU, the second estimate is not.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,12 +46,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "tiny.yaml"))
     parser.add_argument("--data-dir", help="folder with CIFAR-10 (default: the recipe's, or download)")
-    parser.add_argument("--epochs", type=int, default=3,
-                        help="at least 3: tiny.yaml's schedule has a knot at epochs - 2")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="at least 3: tiny.yaml's schedule has a knot at epochs - 2"
+    )
     parser.add_argument("--pairs", type=int, default=6, help="runs with and without logging")
     parser.add_argument("--log-params", type=int, default=5, help="record every N steps")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
@@ -66,8 +69,9 @@ def main(argv=None) -> int:
         for every in order:
             times[every], run, model = train_seconds(args.recipe, dataset, args.epochs, every, args.seed)
             print(f"pair {pair + 1}, log_params {every}: {times[every]:.3f} s", file=sys.stderr)
-        runs.append({"off_s": times[0], "on_s": times[args.log_params],
-                     "ratio": times[args.log_params] / times[0]})
+        runs.append(
+            {"off_s": times[0], "on_s": times[args.log_params], "ratio": times[args.log_params] / times[0]}
+        )
     ratios = [r["ratio"] for r in runs]
     median_ratio = statistics.median(ratios)
 
@@ -83,10 +87,12 @@ def main(argv=None) -> int:
     epoch_s = statistics.median(r["off_s"] for r in runs) / args.epochs
     estimate = records_per_epoch * record_s / epoch_s
 
-    print(f"{run.recipe}, {args.epochs} epochs x {args.pairs} pairs on {device_name(torch.device('cpu'))}: "
-          f"median time with/without log_params={args.log_params}: {median_ratio:.4f} "
-          f"({100 * (median_ratio - 1):+.2f}%); one record {1e6 * record_s:.0f} us x "
-          f"{records_per_epoch} per epoch = {100 * estimate:.3f}% of a {epoch_s:.2f} s epoch")
+    print(
+        f"{run.recipe}, {args.epochs} epochs x {args.pairs} pairs on {device_name(torch.device('cpu'))}: "
+        f"median time with/without log_params={args.log_params}: {median_ratio:.4f} "
+        f"({100 * (median_ratio - 1):+.2f}%); one record {1e6 * record_s:.0f} us x "
+        f"{records_per_epoch} per epoch = {100 * estimate:.3f}% of a {epoch_s:.2f} s epoch"
+    )
     if args.json_out:
         result = {
             "command": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(argv),
@@ -94,11 +100,18 @@ def main(argv=None) -> int:
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "recipe": run.recipe, "dataset": run.dataset, "train_images": run.train_images,
-            "epochs": args.epochs, "log_params": args.log_params, "pairs": runs,
-            "median_ratio": median_ratio, "overhead_percent": 100 * (median_ratio - 1),
-            "batch_norm_layers": len(stats.layers), "record_us": 1e6 * record_s,
-            "records_per_epoch": records_per_epoch, "epoch_s": epoch_s,
+            "recipe": run.recipe,
+            "dataset": run.dataset,
+            "train_images": run.train_images,
+            "epochs": args.epochs,
+            "log_params": args.log_params,
+            "pairs": runs,
+            "median_ratio": median_ratio,
+            "overhead_percent": 100 * (median_ratio - 1),
+            "batch_norm_layers": len(stats.layers),
+            "record_us": 1e6 * record_s,
+            "records_per_epoch": records_per_epoch,
+            "epoch_s": epoch_s,
             "record_overhead_percent": 100 * estimate,
         }
         args.json_out.parent.mkdir(parents=True, exist_ok=True)

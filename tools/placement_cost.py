@@ -10,6 +10,7 @@ epoch time of each placement, their ratio host / device, and whether the two tra
 the same weights (they should, bit for bit). On a GPU the target is a ratio of at most
 1.10 for recipes/bag_of_tricks.yaml.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,16 +27,22 @@ import torch
 from netgraph import load_recipe
 from netgraph.run import device_name, resolve_device, run_recipe
 
-DEFAULT_SETS = ["data.dataset=synthetic", "data.synthetic.train=1024", "data.synthetic.test=256",
-                "train.epochs=3", "train.lr={knots: [0, 1, epochs], values: [0, 0.4, 0]}"]
+DEFAULT_SETS = [
+    "data.dataset=synthetic",
+    "data.synthetic.train=1024",
+    "data.synthetic.test=256",
+    "train.epochs=3",
+    "train.lr={knots: [0, 1, epochs], values: [0, 0.4, 0]}",
+]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", nargs="?", default="recipes/tiny.yaml")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--set", action="append", default=None,
-                        help=f"overrides (default: {' '.join(DEFAULT_SETS)})")
+    parser.add_argument(
+        "--set", action="append", default=None, help=f"overrides (default: {' '.join(DEFAULT_SETS)})"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json-out")
     args = parser.parse_args(argv)
@@ -50,18 +57,26 @@ def main(argv=None) -> int:
             assert run.placement == placement
             epochs[placement] += [e["epoch_time"] for e in run.log[1:]]
             weights[placement] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            print(f"repeat {repeat + 1}, {placement}: epochs {[round(e['epoch_time'], 3) for e in run.log]} s",
-                  flush=True)
+            print(
+                f"repeat {repeat + 1}, {placement}: epochs {[round(e['epoch_time'], 3) for e in run.log]} s",
+                flush=True,
+            )
     medians = {p: statistics.median(times) for p, times in epochs.items()}
     same = all(torch.equal(weights["device"][k], weights["host"][k]) for k in weights["device"])
     result = {
-        "command": " ".join(["python", "tools/placement_cost.py"] +
-                            [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(
+            ["python", "tools/placement_cost.py"]
+            + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]
+        ),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(device), "torch": torch.__version__,
+        "device": device_name(device),
+        "torch": torch.__version__,
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "recipe": args.recipe, "sets": sets, "repeats": args.repeats,
-        "epoch_times_s": epochs, "median_epoch_s": medians,
+        "recipe": args.recipe,
+        "sets": sets,
+        "repeats": args.repeats,
+        "epoch_times_s": epochs,
+        "median_epoch_s": medians,
         "ratio_host_over_device": medians["host"] / medians["device"],
         "same_weights": same,
     }

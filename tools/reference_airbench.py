@@ -7,6 +7,7 @@ whitening conv from training images as the records do. Modules carry the names n
 gives the recipes' nodes, so a netgraph state dict loads into them as it is. Nothing here
 imports netgraph.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,7 +39,12 @@ class ConvGroup(nn.Module):
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
         self.conv1, self.pool, self.norm1 = Conv(c_in, c_out), nn.MaxPool2d(2), BatchNorm(c_out)
-        self.act1, self.conv2, self.norm2, self.act2 = nn.GELU(), Conv(c_out, c_out), BatchNorm(c_out), nn.GELU()
+        self.act1, self.conv2, self.norm2, self.act2 = (
+            nn.GELU(),
+            Conv(c_out, c_out),
+            BatchNorm(c_out),
+            nn.GELU(),
+        )
 
     def forward(self, x):
         x = self.act1(self.norm1(self.pool(self.conv1(x))))
@@ -62,8 +68,7 @@ class AirbenchNet(nn.Module):
     """Whitening conv 3 -> 24 (kernel 2, no padding, bias; weight frozen) -> GELU -> three
     groups of widths 64 / 256 / 256 -> max-pool 3 -> linear 256 -> 10 without bias -> x scale."""
 
-    def __init__(self, scale: float, zero_whiten_bias: bool, unit_std_head: bool,
-                 widths=(64, 256, 256)):
+    def __init__(self, scale: float, zero_whiten_bias: bool, unit_std_head: bool, widths=(64, 256, 256)):
         super().__init__()
         self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)
@@ -91,8 +96,9 @@ def airbench94_muon() -> AirbenchNet:
     return AirbenchNet(scale=1 / 256, zero_whiten_bias=False, unit_std_head=True)
 
 
-def init_whitening(net: AirbenchNet, images: torch.Tensor, eps: float = 5e-4,
-                   largest_first: bool = True) -> None:
+def init_whitening(
+    net: AirbenchNet, images: torch.Tensor, eps: float = 5e-4, largest_first: bool = True
+) -> None:
     """Eigenvectors of X^T X / n over every 2x2 patch of ``images`` (normalised), each
     divided by sqrt(eigenvalue + eps), then the same negated (airbench94: largest first;
     airbench94_muon: eigh's ascending order)."""

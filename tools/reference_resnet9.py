@@ -7,6 +7,7 @@ later variants, so the bag-of-tricks network (ladder step 9) is
 frozen_bn_scale=True, scale=0.0625)``. Modules carry the names netgraph gives the nodes of
 recipes/resnet9.yaml, so a netgraph state dict loads into it as it is.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -31,11 +32,26 @@ class GhostBatchNorm(nn.BatchNorm2d):
         n, c, h, w = x.shape
         s = self.splits
         if self.training:
-            return F.batch_norm(x.reshape(n // s, c * s, h, w), self.running_mean, self.running_var,
-                                self.weight.repeat(s), self.bias.repeat(s), True, self.momentum,
-                                self.eps).reshape(n, c, h, w)
-        return F.batch_norm(x, self.running_mean.view(s, c).mean(0), self.running_var.view(s, c).mean(0),
-                            self.weight, self.bias, False, 0.0, self.eps)
+            return F.batch_norm(
+                x.reshape(n // s, c * s, h, w),
+                self.running_mean,
+                self.running_var,
+                self.weight.repeat(s),
+                self.bias.repeat(s),
+                True,
+                self.momentum,
+                self.eps,
+            ).reshape(n, c, h, w)
+        return F.batch_norm(
+            x,
+            self.running_mean.view(s, c).mean(0),
+            self.running_var.view(s, c).mean(0),
+            self.weight,
+            self.bias,
+            False,
+            0.0,
+            self.eps,
+        )
 
 
 class ConvBN(nn.Module):
@@ -63,8 +79,15 @@ class Layer(nn.Module):
     """conv-BN-act with a 2x2 max-pool (after the activation, or right after the conv with
     ``pool_before_bn``), then an optional residual block."""
 
-    def __init__(self, c_in: int, c_out: int, norm: Callable, activation: Callable, residual: bool,
-                 pool_before_bn: bool):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        norm: Callable,
+        activation: Callable,
+        residual: bool,
+        pool_before_bn: bool,
+    ):
         super().__init__()
         self.conv_bn = ConvBN(c_in, c_out, norm, activation)
         self.pool = nn.MaxPool2d(2)
@@ -91,8 +114,9 @@ class Prep(nn.Module):
             self.whiten.weight.requires_grad_(False)
         else:
             self.whiten = None
-        self.conv = nn.Conv2d(27 if whiten else 3, c, 1 if whiten else 3, padding=0 if whiten else 1,
-                              bias=False)
+        self.conv = nn.Conv2d(
+            27 if whiten else 3, c, 1 if whiten else 3, padding=0 if whiten else 1, bias=False
+        )
         self.bn = norm(c)
         self.act = activation()
 
@@ -114,9 +138,17 @@ class Head(nn.Module):
 
 
 class ResNet9(nn.Module):
-    def __init__(self, num_classes: int = 10, scale: float = 0.125, widths=(64, 128, 256, 512),
-                 activation: Callable = nn.ReLU, ghost_splits: int = 0, pool_before_bn: bool = False,
-                 whiten: bool = False, frozen_bn_scale: bool = False):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        scale: float = 0.125,
+        widths=(64, 128, 256, 512),
+        activation: Callable = nn.ReLU,
+        ghost_splits: int = 0,
+        pool_before_bn: bool = False,
+        whiten: bool = False,
+        frozen_bn_scale: bool = False,
+    ):
         super().__init__()
 
         def norm(c):
@@ -124,6 +156,7 @@ class ResNet9(nn.Module):
             if frozen_bn_scale:
                 bn.weight.requires_grad_(False)
             return bn
+
         c0, c1, c2, c3 = widths
         self.prep = Prep(c0, norm, activation, whiten)
         self.layer1 = Layer(c0, c1, norm, activation, True, pool_before_bn)

@@ -31,6 +31,7 @@ against the original code"):
   (not timed), as the original's table.
 Prints one JSON line per run (test accuracy, loss, time), appended to ``--log`` if given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,7 @@ STD = np.array([62.99, 62.09, 66.70], np.float32)
 
 # --- data ------------------------------------------------------------------------------------
 
+
 def read_batches(folder: Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train images, train labels, test images, test labels) from the binary layout."""
     folder = Path(folder)
@@ -60,6 +62,7 @@ def read_batches(folder: Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     def read(path):
         raw = np.fromfile(path, np.uint8).reshape(-1, 1 + 3 * 32 * 32)
         return raw[:, 1:].reshape(-1, 3, 32, 32), raw[:, 0].astype(np.int64)
+
     train = [read(p) for p in sorted(folder.glob("data_batch_*.bin"))]
     x_test, y_test = read(folder / "test_batch.bin")
     return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), x_test, y_test)
@@ -89,13 +92,14 @@ def augment(padded: torch.Tensor, generator: torch.Generator, size: int = 32) ->
     for choice in crop.unique().tolist():  # one slice per offset: a handful of large copies
         rows = (crop == choice).nonzero().flatten()
         y, x = divmod(choice, w - size + 1)
-        out[rows] = padded[rows, :, y:y + size, x:x + size]
+        out[rows] = padded[rows, :, y : y + size, x : x + size]
     flip = group_choices(n, 2, generator).bool()
     out[flip] = out[flip].flip(3)
     return out
 
 
 # --- the network -----------------------------------------------------------------------------
+
 
 class GhostBatchNorm(nn.BatchNorm2d):
     """The original's: running statistics per split, collated on a train-to-eval switch only
@@ -122,11 +126,26 @@ class GhostBatchNorm(nn.BatchNorm2d):
         n, c, h, w = x.shape
         s = self.splits
         if self.training:
-            return F.batch_norm(x.view(-1, c * s, h, w), self.running_mean, self.running_var,
-                                self.weight.repeat(s), self.bias.repeat(s), True, self.momentum,
-                                self.eps).view(n, c, h, w)
-        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], self.weight, self.bias,
-                            False, self.momentum, self.eps)
+            return F.batch_norm(
+                x.view(-1, c * s, h, w),
+                self.running_mean,
+                self.running_var,
+                self.weight.repeat(s),
+                self.bias.repeat(s),
+                True,
+                self.momentum,
+                self.eps,
+            ).view(n, c, h, w)
+        return F.batch_norm(
+            x,
+            self.running_mean[:c],
+            self.running_var[:c],
+            self.weight,
+            self.bias,
+            False,
+            self.momentum,
+            self.eps,
+        )
 
 
 class Net(nn.Module):
@@ -139,10 +158,20 @@ class Net(nn.Module):
         self.whiten.weight.requires_grad_(False)
         self.prep = nn.Sequential(nn.Conv2d(whitening.shape[0], c0, 1, bias=False), bn(c0), nn.CELU(0.3))
         block = lambda a, b, pool: nn.Sequential(  # noqa: E731
-            nn.Conv2d(a, b, 3, padding=1, bias=False), *([nn.MaxPool2d(2)] if pool else []), bn(b), nn.CELU(0.3))
-        self.layer1, self.res1 = block(c0, c1, True), nn.Sequential(block(c1, c1, False), block(c1, c1, False))
+            nn.Conv2d(a, b, 3, padding=1, bias=False),
+            *([nn.MaxPool2d(2)] if pool else []),
+            bn(b),
+            nn.CELU(0.3),
+        )
+        self.layer1, self.res1 = (
+            block(c0, c1, True),
+            nn.Sequential(block(c1, c1, False), block(c1, c1, False)),
+        )
         self.layer2 = block(c1, c2, True)
-        self.layer3, self.res3 = block(c2, c3, True), nn.Sequential(block(c3, c3, False), block(c3, c3, False))
+        self.layer3, self.res3 = (
+            block(c2, c3, True),
+            nn.Sequential(block(c3, c3, False), block(c3, c3, False)),
+        )
         self.fc = nn.Linear(c3, 10, bias=False)
 
     def forward(self, x):
@@ -164,6 +193,7 @@ def whitening_filters(images: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
 
 
 # --- training --------------------------------------------------------------------------------
+
 
 def lr_at(epoch: float, knots: List[float], values: List[float]) -> float:
     return float(np.interp(epoch, knots, values))
@@ -202,7 +232,9 @@ def train(args) -> Dict:
     test_images, y_test_t = normalise(x_test), torch.from_numpy(y_test)
     padded = F.pad(train_images, (4, 4, 4, 4), mode="reflect")
     labels = torch.from_numpy(y_train)
-    model = Net(args.width, whitening_filters(train_images[:10000]), args.batch // 32, args.ghost_eval == "mean")
+    model = Net(
+        args.width, whitening_filters(train_images[:10000]), args.batch // 32, args.ghost_eval == "mean"
+    )
     ema = copy.deepcopy(model)
     b = args.batch
     groups = []  # (weight, velocity, lr multiplier, wd); batch-norm biases lr x64, wd /64
@@ -212,14 +244,14 @@ def train(args) -> Dict:
             groups.append((w, torch.zeros_like(w), 64.0 if bias else 1.0, 5e-4 * b / (64 if bias else 1)))
     steps = len(labels) // b
     knots = [0, args.epochs / 5, args.epochs - 2]
-    rho = 0.99 ** 5
+    rho = 0.99**5
     train_time, curve, start = 0.0, [], time.perf_counter()
     for epoch in range(args.epochs):
         x = augment(padded, generator)
         order = torch.randperm(len(labels), generator=generator)
         model.train()
         for k in range(steps):
-            index = order[k * b:(k + 1) * b]
+            index = order[k * b : (k + 1) * b]
             loss = smoothed_loss(model(x[index]), labels[index])
             for w, _, _, _ in groups:
                 w.grad = None
@@ -241,11 +273,24 @@ def train(args) -> Dict:
         acc, loss = evaluate(ema, test_images, y_test_t)
         curve.append(round(acc, 4))
         start = time.perf_counter()
-    return {"tool": "tools/reference_train.py", "seed": args.seed, "test_acc": acc, "test_loss": loss,
-            "train_time_s": train_time, "test_acc_by_epoch": curve, "epochs": args.epochs, "batch": b, "width": args.width,
-            "ghost_eval": args.ghost_eval, "lr_phase": args.lr_phase,
-            "ema_counter": args.ema_counter, "train_images": len(labels), "test_images": len(y_test),
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {
+        "tool": "tools/reference_train.py",
+        "seed": args.seed,
+        "test_acc": acc,
+        "test_loss": loss,
+        "train_time_s": train_time,
+        "test_acc_by_epoch": curve,
+        "epochs": args.epochs,
+        "batch": b,
+        "width": args.width,
+        "ghost_eval": args.ghost_eval,
+        "lr_phase": args.lr_phase,
+        "ema_counter": args.ema_counter,
+        "train_images": len(labels),
+        "test_images": len(y_test),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main(argv=None) -> int:
@@ -256,12 +301,24 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     # the original's timing details, each switchable to the other legitimate choice
-    parser.add_argument("--ghost-eval", choices=("original", "mean"), default="original",
-                        help="the averaged model's ghost statistics: collated once (original) or each evaluation")
-    parser.add_argument("--lr-phase", choices=("after", "before"), default="after",
-                        help="step k reads the schedule at k/steps (after: the original) or (k-1)/steps")
-    parser.add_argument("--ema-counter", choices=("epoch", "global"), default="epoch",
-                        help="the every-5-steps counter restarts each epoch (the original) or runs on")
+    parser.add_argument(
+        "--ghost-eval",
+        choices=("original", "mean"),
+        default="original",
+        help="the averaged model's ghost statistics: collated once (original) or each evaluation",
+    )
+    parser.add_argument(
+        "--lr-phase",
+        choices=("after", "before"),
+        default="after",
+        help="step k reads the schedule at k/steps (after: the original) or (k-1)/steps",
+    )
+    parser.add_argument(
+        "--ema-counter",
+        choices=("epoch", "global"),
+        default="epoch",
+        help="the every-5-steps counter restarts each epoch (the original) or runs on",
+    )
     parser.add_argument("--log", type=Path, help="append the result as a JSON line")
     args = parser.parse_args(argv)
     if args.batch % 32 or args.epochs < 3:

@@ -12,6 +12,7 @@ test-order dependence to fix, reproducible with ``python -m pytest --shuffle SEE
 before-and-after of the suite's wall time): its code first on PYTHONPATH, an editable
 install of netgraph switched off as tools/fails_before.py does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,23 @@ def run_suite(seed: Optional[int], extra: List[str], root: Path) -> Dict:
         order = [] if seed is None else ["--shuffle", str(seed)]
         load = os.getloadavg()[0]
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *order,
-                               f"--junitxml={report}", *extra], cwd=root, env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                *order,
+                f"--junitxml={report}",
+                *extra,
+            ],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - start
         cases = list(ET.parse(report).getroot().iter("testcase")) if report.exists() else []
     outcome: Dict[str, int] = {"passed": 0, "failed": 0, "skipped": 0}
@@ -54,9 +70,16 @@ def run_suite(seed: Optional[int], extra: List[str], root: Path) -> Dict:
             failures.append(node)
         times.append((float(case.get("time", 0)), node))
     times.sort(reverse=True)
-    return {"seed": seed, "exit_code": done.returncode, "wall_s": round(wall, 1), "load_at_start": round(load, 2),
-            **outcome, "failures": failures, "summary": done.stdout.strip().splitlines()[-1:] or [""],
-            "slowest": [{"test": n, "s": round(t, 1)} for t, n in times[:25]]}
+    return {
+        "seed": seed,
+        "exit_code": done.returncode,
+        "wall_s": round(wall, 1),
+        "load_at_start": round(load, 2),
+        **outcome,
+        "failures": failures,
+        "summary": done.stdout.strip().splitlines()[-1:] or [""],
+        "slowest": [{"test": n, "s": round(t, 1)} for t, n in times[:25]],
+    }
 
 
 def main(argv=None) -> int:
@@ -68,15 +91,27 @@ def main(argv=None) -> int:
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     args = parser.parse_args(argv)
     root = args.root.resolve()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-    record = {"tool": "tools/shuffled_suite.py", "command": " ".join(["tools/shuffled_suite.py", *(argv or sys.argv[1:])]),
-              "commit": commit, "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "runs": []}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+    ).stdout.strip()
+    record = {
+        "tool": "tools/shuffled_suite.py",
+        "command": " ".join(["tools/shuffled_suite.py", *(argv or sys.argv[1:])]),
+        "commit": commit,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "runs": [],
+    }
     for seed in [None] if args.plain else args.seeds:
         run = run_suite(seed, args.pytest_args, root)
         record["runs"].append(run)
-        print(f"seed {'none (own order)' if seed is None else seed}: {run['passed']} passed, {run['failed']} failed, {run['skipped']} skipped, "
-              f"{run['wall_s']:.0f} s (exit {run['exit_code']})", flush=True)
+        print(
+            f"seed {'none (own order)' if seed is None else seed}: {run['passed']} passed, {run['failed']} failed, {run['skipped']} skipped, "
+            f"{run['wall_s']:.0f} s (exit {run['exit_code']})",
+            flush=True,
+        )
         for failure in run["failures"]:
             print(f"  failed: {failure}", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ The digits (sklearn.datasets.load_digits: 8 x 8 grey levels 0..16, shipped with
 scikit-learn, no download) are scaled to 0..255 (round(v * 255 / 16)) and written as
 OUT/0/0000.png ... OUT/9/1796.png, one folder per digit, for data.dataset: folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,7 @@ import numpy as np
 def write_digits(out) -> Path:
     from PIL import Image
     from sklearn.datasets import load_digits
+
     digits = load_digits()
     images = np.round(digits.images * 255 / 16).astype(np.uint8)
     out = Path(out)

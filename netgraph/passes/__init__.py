@@ -17,6 +17,7 @@ Recipes list passes under ``transforms:``, applied in order::
 
 Register your own with :func:`register_pass`; see README.md, "Passes".
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import networkx as nx
 
-from ..errors import RecipeError, did_you_mean
+from ..errors import RecipeError
 from ..graph import infer_shapes, inputs
 from ..ops import Param, _as_param, check_params
 from ..recipe import Recipe, transform_entry
@@ -49,8 +50,7 @@ class PassSpec:
 PASSES = Registry("pass", "passes", "netgraph.register_pass")
 
 
-def register_pass(name: str, *, params: Optional[Dict[str, Any]] = None, exact: bool,
-                  replace: bool = False):
+def register_pass(name: str, *, params: Optional[Dict[str, Any]] = None, exact: bool, replace: bool = False):
     """Register a pass: decorate ``fn(g, context, **params) -> number of matches``.
 
     ``g`` is the pass's own copy of the graph: edit it in place (the helpers in
@@ -58,10 +58,21 @@ def register_pass(name: str, *, params: Optional[Dict[str, Any]] = None, exact: 
     (a type for a required parameter, a default for an optional one).
     ``exact`` says whether the pass keeps the network's function unchanged.
     """
+
     def decorator(function):
-        PASSES.add(name, PassSpec(name, function, {k: _as_param(v) for k, v in (params or {}).items()},
-                                  exact, function.__doc__ or ""), replace=replace)
+        PASSES.add(
+            name,
+            PassSpec(
+                name,
+                function,
+                {k: _as_param(v) for k, v in (params or {}).items()},
+                exact,
+                function.__doc__ or "",
+            ),
+            replace=replace,
+        )
         return function
+
     return decorator
 
 
@@ -77,6 +88,7 @@ class PassContext:
     as a float tensor (n, channels, height, width); ``batch_size`` is the
     training batch size.
     """
+
     train_images: Optional[Callable[[int], Any]] = None
     batch_size: Optional[int] = None
 
@@ -84,6 +96,7 @@ class PassContext:
 @dataclass
 class PassReport:
     """What one pass did."""
+
     name: str
     index: int  # 1-based position in the transforms list
     exact: bool
@@ -95,15 +108,26 @@ class PassReport:
     removed_nodes: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # their data, for drawing
 
     def line(self) -> str:
-        parts = [f"{len(v)} {k}" for k, v in (("added", self.added), ("removed", self.removed),
-                                               ("changed", self.changed), ("rewired", self.rewired)) if v]
+        parts = [
+            f"{len(v)} {k}"
+            for k, v in (
+                ("added", self.added),
+                ("removed", self.removed),
+                ("changed", self.changed),
+                ("rewired", self.rewired),
+            )
+            if v
+        ]
         kind = "exact" if self.exact else "changes the function"
-        return (f"{self.index}. {self.name} ({kind}): {self.matches} match"
-                f"{'es' if self.matches != 1 else ''}" + (f"; nodes {', '.join(parts)}" if parts else ""))
+        return (
+            f"{self.index}. {self.name} ({kind}): {self.matches} match"
+            f"{'es' if self.matches != 1 else ''}" + (f"; nodes {', '.join(parts)}" if parts else "")
+        )
 
 
 def _same_tensors(a, b) -> bool:
     import torch
+
     a, b = a or {}, b or {}
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -116,9 +140,12 @@ def _differences(before: nx.DiGraph, after: nx.DiGraph, report: PassReport) -> N
         if n not in before:
             continue
         a, b = before.nodes[n], after.nodes[n]
-        if (a["op"], a["params"], a.get("optim"), a.get("pending")) != \
-                (b["op"], b["params"], b.get("optim"), b.get("pending")) or \
-                not _same_tensors(a.get("tensors"), b.get("tensors")):
+        if (a["op"], a["params"], a.get("optim"), a.get("pending")) != (
+            b["op"],
+            b["params"],
+            b.get("optim"),
+            b.get("pending"),
+        ) or not _same_tensors(a.get("tensors"), b.get("tensors")):
             report.changed.append(n)
         if inputs(before, n) != inputs(after, n):
             report.rewired.append(n)
@@ -126,9 +153,15 @@ def _differences(before: nx.DiGraph, after: nx.DiGraph, report: PassReport) -> N
         report.rewired.append("output")
 
 
-def apply_pass(g: nx.DiGraph, name: str, params: Optional[Dict[str, Any]] = None,
-               context: Optional[PassContext] = None, *, index: int = 1,
-               where: Tuple[Optional[str], Optional[int]] = (None, None)) -> Tuple[nx.DiGraph, PassReport]:
+def apply_pass(
+    g: nx.DiGraph,
+    name: str,
+    params: Optional[Dict[str, Any]] = None,
+    context: Optional[PassContext] = None,
+    *,
+    index: int = 1,
+    where: Tuple[Optional[str], Optional[int]] = (None, None),
+) -> Tuple[nx.DiGraph, PassReport]:
     """Run one pass on a copy of ``g``: (new graph, report). ``g`` is left as it was."""
     file, line = where
     params = dict(params or {})
@@ -155,29 +188,35 @@ def apply_pass(g: nx.DiGraph, name: str, params: Optional[Dict[str, Any]] = None
     if report.matches == 0:
         message = f"pass '{name}' (transforms item {index}) found nothing to change"
         if strict:
-            raise RecipeError(message, file=file, line=line,
-                              hint="check the pass applies to this network, or remove it")
+            raise RecipeError(
+                message, file=file, line=line, hint="check the pass applies to this network, or remove it"
+            )
         where_text = f"{file}:{line}: " if file else ""
         warnings.warn(where_text + message, stacklevel=2)
     return new, report
 
 
-def apply_transforms(g: nx.DiGraph, recipe: Recipe, context: Optional[PassContext] = None,
-                     stop: Optional[int] = None) -> Tuple[nx.DiGraph, List[PassReport]]:
+def apply_transforms(
+    g: nx.DiGraph, recipe: Recipe, context: Optional[PassContext] = None, stop: Optional[int] = None
+) -> Tuple[nx.DiGraph, List[PassReport]]:
     """Apply the recipe's transforms in order (only the first ``stop`` of them if given)."""
     entries = recipe.transforms
     if stop is not None:
         if not 0 <= stop <= len(entries):
-            raise RecipeError(f"stage {stop} does not exist: the recipe lists {len(entries)} "
-                              f"transform{'s' if len(entries) != 1 else ''}", file=recipe.file,
-                              hint=f"use a stage from 0 (before any) to {len(entries)}")
+            raise RecipeError(
+                f"stage {stop} does not exist: the recipe lists {len(entries)} "
+                f"transform{'s' if len(entries) != 1 else ''}",
+                file=recipe.file,
+                hint=f"use a stage from 0 (before any) to {len(entries)}",
+            )
         entries = entries[:stop]
     reports = []
     for i, entry in enumerate(entries):
         name, params = transform_entry(entry, recipe, i)
         try:
-            g, report = apply_pass(g, name, params, context, index=i + 1,
-                                   where=recipe.where(("transforms", i)))
+            g, report = apply_pass(
+                g, name, params, context, index=i + 1, where=recipe.where(("transforms", i))
+            )
         except RecipeError as err:  # about train.batch_size, say: name the user's --set first
             raise (recipe.blame(err, err.setting) if err.setting else err) from None
         reports.append(report)
@@ -185,5 +224,14 @@ def apply_transforms(g: nx.DiGraph, recipe: Recipe, context: Optional[PassContex
 
 
 # The built-in passes register themselves on import.
-from . import (dirac_init, freeze_bn_scale, ghost_batch_norm, pool_before_bn,  # noqa: E402,F401
-               remove_identity, replace_op, swap_pool_activation, whiten_conv, whiten_stem)
+from . import (  # noqa: E402,F401
+    dirac_init,
+    freeze_bn_scale,
+    ghost_batch_norm,
+    pool_before_bn,
+    remove_identity,
+    replace_op,
+    swap_pool_activation,
+    whiten_conv,
+    whiten_stem,
+)

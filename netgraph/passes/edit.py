@@ -4,6 +4,7 @@ Patterns match the graph's structure (ops and their kinds along edges), never
 node names: a conv -> norm -> activation -> max_pool chain is found wherever
 it sits in the recipe's dicts and blocks.
 """
+
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
@@ -77,8 +78,15 @@ def redirect_consumers(g: nx.DiGraph, old: str, new: str, keep: Sequence[str] = 
         g.graph["output"] = new
 
 
-def insert_node(g: nx.DiGraph, node: str, op: str, params: Dict, sources: Sequence[str],
-                before: Optional[str] = None, **attrs) -> None:
+def insert_node(
+    g: nx.DiGraph,
+    node: str,
+    op: str,
+    params: Dict,
+    sources: Sequence[str],
+    before: Optional[str] = None,
+    **attrs,
+) -> None:
     """Add a node (placed before ``before`` in the node order, so drawings and the
     nested dict keep it next to its neighbours)."""
     if node in g:

@@ -1,4 +1,5 @@
 """Drop identity nodes; their consumers read the identity's input (exact)."""
+
 from . import register_pass
 from .edit import remove_node
 

@@ -1,4 +1,5 @@
 """Substitute one op for another, e.g. relu -> celu(alpha=0.075) (the seed's step 4)."""
+
 from .. import ops
 from ..errors import RecipeError
 from ..ops import Param
@@ -6,8 +7,7 @@ from . import register_pass
 from .edit import selected
 
 
-@register_pass("replace_op", exact=False,
-               params={"from": Param(str), "to": Param((str, dict)), "where": "*"})
+@register_pass("replace_op", exact=False, params={"from": Param(str), "to": Param((str, dict)), "where": "*"})
 def replace_op(g, context, **params) -> int:
     """Replace every node of op `from` (within the paths matching `where`) by op `to`."""
     old, new, where = params["from"], params["to"], params["where"]

@@ -15,6 +15,7 @@ at PyTorch's default (airbench94_muon's nn.Conv2d).
 Airbench: eps 5e-4, 5,000 images, largest eigenvalue first (airbench94) or
 torch.linalg.eigh's order, smallest first (airbench94_muon's init_whiten).
 """
+
 import torch
 
 from ..errors import RecipeError
@@ -32,8 +33,9 @@ def uncentred_covariance(images: torch.Tensor, kernel: int) -> torch.Tensor:
     return patch_covariance(images, kernel) * ((count - 1) / count)
 
 
-def airbench_filters(images: torch.Tensor, kernel: int, eps: float, negated: bool,
-                     largest_first: bool) -> torch.Tensor:
+def airbench_filters(
+    images: torch.Tensor, kernel: int, eps: float, negated: bool, largest_first: bool
+) -> torch.Tensor:
     """The whitening filters (d or 2d, c, k, k), float32."""
     eigenvalues, eigenvectors = torch.linalg.eigh(uncentred_covariance(images, kernel))
     if largest_first:
@@ -44,10 +46,17 @@ def airbench_filters(images: torch.Tensor, kernel: int, eps: float, negated: boo
     return filters.reshape(len(filters), images.shape[1], kernel, kernel).float()
 
 
-@register_pass("whiten_conv", exact=False,
-               params={"eps": Param(float, 5e-4, positive=True), "images": Param(int, 5000, positive=True),
-                       "negated": True, "largest_first": True,
-                       "bias_init": Param(str, "zero", choices=("zero", "default"))})
+@register_pass(
+    "whiten_conv",
+    exact=False,
+    params={
+        "eps": Param(float, 5e-4, positive=True),
+        "images": Param(int, 5000, positive=True),
+        "negated": True,
+        "largest_first": True,
+        "bias_init": Param(str, "zero", choices=("zero", "default")),
+    },
+)
 def whiten_conv(g, context, eps, images, negated, largest_first, bias_init) -> int:
     """Make the first conv a fixed patch-whitening conv in place (its bias stays trainable)."""
     first = first_input_conv(g, "whiten_conv")
@@ -55,22 +64,31 @@ def whiten_conv(g, context, eps, images, negated, largest_first, bias_init) -> i
         return 0
     params = g.nodes[first]["params"]
     if params["groups"] != 1:
-        raise RecipeError(f"whiten_conv needs a conv with groups 1, got groups={params['groups']}",
-                          node=first)
+        raise RecipeError(
+            f"whiten_conv needs a conv with groups 1, got groups={params['groups']}", node=first
+        )
     channels, kernel = g.nodes[INPUT]["params"]["shape"][0], params["kernel"]
     width = channels * kernel * kernel * (2 if negated else 1)
-    g.nodes[first]["params"] = {**params, "out": width, "trainable": False,
-                                "bias_trainable": True if params["bias"] else None, "init": "default"}
+    g.nodes[first]["params"] = {
+        **params,
+        "out": width,
+        "trainable": False,
+        "bias_trainable": True if params["bias"] else None,
+        "init": "default",
+    }
     g.nodes[first].pop("tensors", None)
     if context.train_images is None:
-        g.nodes[first]["pending"] = ("the whitening filters are computed from training images and "
-                                     "none were given; train the recipe (netgraph train) or pass "
-                                     "PassContext(train_images=...)")
+        g.nodes[first]["pending"] = (
+            "the whitening filters are computed from training images and "
+            "none were given; train the recipe (netgraph train) or pass "
+            "PassContext(train_images=...)"
+        )
         return 1
     data = context.train_images(images)
     if data.shape[1] != channels:
-        raise RecipeError(f"the training images have {data.shape[1]} channels, the network "
-                          f"input {channels}", node=first)
+        raise RecipeError(
+            f"the training images have {data.shape[1]} channels, the network input {channels}", node=first
+        )
     tensors = {"weight": airbench_filters(data, kernel, eps, negated, largest_first)}
     if params["bias"] and bias_init == "zero":
         tensors["bias"] = torch.zeros(width)

@@ -8,6 +8,7 @@ covariance diag(lambda / (lambda + eps)): the identity wherever lambda >> eps.
 As in the seed, patches are not mean-centred (the images are normalised).
 Seed: k = 3, eps = 0.01, 10,000 images, 27 output channels.
 """
+
 from typing import Tuple
 
 import torch
@@ -58,15 +59,24 @@ def first_input_conv(g, pass_name: str):
         return None
     first = min(convs, key=list(g).index)
     if inputs(g, first) != [INPUT]:
-        raise RecipeError(f"{pass_name} whitens patches of the input images, but the first conv "
-                          "does not read the input directly", node=first,
-                          hint=f"apply {pass_name} to a network whose first conv takes the image")
+        raise RecipeError(
+            f"{pass_name} whitens patches of the input images, but the first conv "
+            "does not read the input directly",
+            node=first,
+            hint=f"apply {pass_name} to a network whose first conv takes the image",
+        )
     return first
 
 
-@register_pass("whiten_stem", exact=False,
-               params={"kernel": Param(int, 3, positive=True), "eps": Param(float, 0.01, positive=True),
-                       "images": Param(int, 10000, positive=True)})
+@register_pass(
+    "whiten_stem",
+    exact=False,
+    params={
+        "kernel": Param(int, 3, positive=True),
+        "eps": Param(float, 0.01, positive=True),
+        "images": Param(int, 10000, positive=True),
+    },
+)
 def whiten_stem(g, context, kernel, eps, images) -> int:
     """Replace the first conv by a fixed PCA-whitening conv and a learnable 1x1 conv."""
     first = first_input_conv(g, "whiten_stem")
@@ -75,27 +85,46 @@ def whiten_stem(g, context, kernel, eps, images) -> int:
     old = g.nodes[first]["params"]
     channels, height, width = g.nodes[INPUT]["params"]["shape"]
     if kernel > min(height, width):  # no patch of that size in the image: nothing to whiten
-        raise RecipeError(f"whiten_stem kernel {kernel} is larger than the {height} x {width} input "
-                          f"images: no {kernel} x {kernel} patch fits in them", node=first,
-                          hint=f"use a kernel of at most {min(height, width)} (the bag of tricks uses 3)")
+        raise RecipeError(
+            f"whiten_stem kernel {kernel} is larger than the {height} x {width} input "
+            f"images: no {kernel} x {kernel} patch fits in them",
+            node=first,
+            hint=f"use a kernel of at most {min(height, width)} (the bag of tricks uses 3)",
+        )
     whiten = unique_path(g, first.rsplit("/", 1)[0] + "/whiten" if "/" in first else "whiten")
     attrs = {}
     if context.train_images is None:
-        attrs["pending"] = ("the whitening filters are computed from training images and none were "
-                            "given; train the recipe (netgraph train) or pass "
-                            "PassContext(train_images=...)")
+        attrs["pending"] = (
+            "the whitening filters are computed from training images and none were "
+            "given; train the recipe (netgraph train) or pass "
+            "PassContext(train_images=...)"
+        )
     else:
         data = context.train_images(images)
         if data.shape[1] != channels:
-            raise RecipeError(f"the training images have {data.shape[1]} channels, the network "
-                              f"input {channels}", node=first)
+            raise RecipeError(
+                f"the training images have {data.shape[1]} channels, the network input {channels}", node=first
+            )
         filters, eigenvalues = whitening_filters(data, kernel, eps)
         attrs["tensors"] = {"weight": filters}
         attrs["eigenvalues"] = eigenvalues
-    insert_node(g, whiten, "conv2d",
-                {"out": channels * kernel * kernel, "kernel": kernel, "stride": old["stride"],
-                 "padding": kernel // 2, "bias": False, "groups": 1, "trainable": False},
-                [INPUT], before=first, **attrs)
+    insert_node(
+        g,
+        whiten,
+        "conv2d",
+        {
+            "out": channels * kernel * kernel,
+            "kernel": kernel,
+            "stride": old["stride"],
+            "padding": kernel // 2,
+            "bias": False,
+            "groups": 1,
+            "trainable": False,
+        },
+        [INPUT],
+        before=first,
+        **attrs,
+    )
     g.nodes[first]["params"] = {**old, "kernel": 1, "stride": 1, "padding": 0, "groups": 1}
     g.nodes[first].pop("tensors", None)
     set_inputs(g, first, [whiten])
