@@ -11,30 +11,29 @@ first use (PEP 562), so ``netgraph --help`` and a recipe's YAML errors take no 2
 
 import importlib
 
-from .errors import RecipeError
-from .recipe import Recipe, load_recipe, recipe_from_dict
-
-__version__ = "0.1.0"
+from netgraph.core import __version__
+from netgraph.core.errors import RecipeError
+from netgraph.recipe.load import Recipe, load_recipe, recipe_from_dict
 
 # name -> the module that defines it, imported when the name is first used
 _LAZY = {
-    "compile_graph": "executor",
-    "half_precision": "executor",
-    "build_graph": "graph",
-    "to_nested": "graph",
-    "REQUIRED": "ops",
-    "Param": "ops",
-    "register_op": "ops",
-    "PassContext": "passes",
-    "apply_pass": "passes",
-    "apply_transforms": "passes",
-    "register_pass": "passes",
-    "summarize": "summary",
-    "register_augmentation": "augment",
-    "register_view": "views",
-    "register_optimizer": "optimizers",
-    "register_schedule": "schedule",
-    "register_averaging": "averaging",
+    "compile_graph": "graph.executor",
+    "half_precision": "graph.executor",
+    "build_graph": "graph.build",
+    "to_nested": "graph.build",
+    "REQUIRED": "graph.ops",
+    "Param": "graph.ops",
+    "register_op": "graph.ops",
+    "PassContext": "graph.passes",
+    "apply_pass": "graph.passes",
+    "apply_transforms": "graph.passes",
+    "register_pass": "graph.passes",
+    "summarize": "graph.summary",
+    "register_augmentation": "train.augment",
+    "register_view": "train.views",
+    "register_optimizer": "train.optimizers",
+    "register_schedule": "train.schedule",
+    "register_averaging": "train.averaging",
 }
 
 __all__ = [
@@ -78,9 +77,9 @@ def __dir__():
 
 def build(path, overrides=(), context=None):
     """Recipe file -> (recipe, graph after its transforms, module): the whole pipeline."""
-    from .executor import compile_graph
-    from .graph import build_graph
-    from .passes import apply_transforms
+    from netgraph.graph.build import build_graph
+    from netgraph.graph.executor import compile_graph
+    from netgraph.graph.passes import apply_transforms
 
     recipe = load_recipe(path, overrides)
     graph, _ = apply_transforms(build_graph(recipe), recipe, context)

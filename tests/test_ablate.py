@@ -7,9 +7,10 @@ import textwrap
 import pytest
 from test_train import SMALL
 
-from netgraph import stats
-from netgraph.ablate import ablate, read_runs
 from netgraph.cli import main
+from netgraph.runs import stats
+from netgraph.runs.ablate import ablate
+from netgraph.runs.log import read_records
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -57,7 +58,7 @@ def test_ablate_table_csv_jsonl_and_resume(two_recipes, tmp_path, capsys):
         on_run=lambda recipe, seed, record: trained.append((recipe, seed)),
     )
     assert trained == [(r, s) for r in two_recipes for s in (0, 1, 2)]
-    records = read_runs(out / "runs.jsonl")
+    records = read_records(out / "runs.jsonl")
     assert len(records) == 6 and {"test_acc", "train_time_s", "device", "torch", "date"} <= set(records[0])
     # The table's statistics are those of the recorded runs.
     wide = [100 * r["test_acc"] for r in records if r["recipe"] == two_recipes[1]]
@@ -77,7 +78,9 @@ def test_ablate_table_csv_jsonl_and_resume(two_recipes, tmp_path, capsys):
     lines = (out / "runs.jsonl").read_text().splitlines()
     (out / "runs.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])
     trained.clear()
-    with pytest.warns(UserWarning, match="runs.jsonl:5: skipping a line that is not JSON"):
+    with pytest.warns(
+        UserWarning, match="runs.jsonl:5: skipping a line that is not a run.s record: not a JSON line"
+    ):
         again = ablate(
             two_recipes,
             3,
@@ -87,7 +90,7 @@ def test_ablate_table_csv_jsonl_and_resume(two_recipes, tmp_path, capsys):
         )
     assert trained == [(two_recipes[1], 1), (two_recipes[1], 2)]
     assert again[0]["acc"]["mean"] == pytest.approx(rows[0]["acc"]["mean"])
-    assert len(read_runs(out / "runs.jsonl")) == 6  # the cut line is gone, nothing glued to it
+    assert len(read_records(out / "runs.jsonl")) == 6  # the cut line is gone, nothing glued to it
     # Different overrides are different runs.
     trained.clear()
     ablate(
@@ -154,7 +157,7 @@ def test_ablate_spreads_runs_over_worker_processes(two_recipes, tmp_path, capsys
         )
         == 0
     )
-    records = read_runs(out / "runs.jsonl")
+    records = read_records(out / "runs.jsonl")
     assert sorted(r["seed"] for r in records) == [0, 1, 2, 3]
     assert "| wide | 2 | 4 |" in capsys.readouterr().out
     sequential = ablate(two_recipes[1:], 2, device="cpu", out_dir=tmp_path / "one")

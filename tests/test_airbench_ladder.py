@@ -9,7 +9,7 @@ import yaml
 from conftest import RECIPES, ROOT
 
 from netgraph import PassContext, apply_transforms, build_graph, load_recipe, summarize
-from netgraph.config import data_config, train_config
+from netgraph.train.config import data_config, train_config
 
 STEPS = [
     "00_baseline",
@@ -176,7 +176,7 @@ def test_every_step_summarises(steps, step):
 
 @pytest.fixture(scope="module")
 def subset():
-    from netgraph.run import load_data
+    from netgraph.runs.run import load_data
 
     recipe = load_recipe(LADDER / "00_baseline.yaml")
     return load_data(data_config(recipe), str(SUBSET))
@@ -188,7 +188,7 @@ def test_every_step_trains_on_a_cpu(subset, step):
     """One epoch of the 4,068 images at the recipe's batch (3 steps of 1,024) at widths 8/16/16 in
     float32: the warm-up knot floor(0.23 * 3) + 1 = 1, lookahead's final write-back and the
     whitening bias's span all run."""
-    from netgraph.run import run_recipe
+    from netgraph.runs.run import run_recipe
 
     recipe = load_recipe(LADDER / f"{step}.yaml", TINY + ["train.epochs=1"])
     result, _, _ = run_recipe(recipe, device="cpu", dataset=subset, eval_every_epoch=False)
@@ -200,7 +200,7 @@ def test_every_step_trains_on_a_cpu(subset, step):
 def test_the_records_train_at_full_width_for_a_few_steps(name):
     """The records' own networks and training, at full width, for 2 steps of 64 synthetic images
     (CPU, float32): every part of their training runs, the loss stays finite."""
-    from netgraph.run import run_recipe
+    from netgraph.runs.run import run_recipe
 
     recipe = load_recipe(
         ROOT / "recipes" / "airbench" / f"{name}.yaml",

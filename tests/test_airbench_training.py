@@ -14,12 +14,12 @@ from conftest import RECIPES, ROOT
 from test_optimizers import published_ns5
 
 from netgraph import load_recipe
-from netgraph.config import data_config, train_config
-from netgraph.engine import Training, to_device
-from netgraph.executor import compile_graph, parameter_options
-from netgraph.graph import build_graph
-from netgraph.passes import PassContext, apply_transforms
-from netgraph.run import fit_to_data, load_data, normalisation
+from netgraph.graph.build import build_graph
+from netgraph.graph.executor import compile_graph, parameter_options
+from netgraph.graph.passes import PassContext, apply_transforms
+from netgraph.runs.run import fit_to_data, load_data, normalisation
+from netgraph.train.config import data_config, train_config
+from netgraph.train.engine import Training, to_device
 
 sys.path.insert(0, str(ROOT / "tools"))
 import reference_airbench  # noqa: E402

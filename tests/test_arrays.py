@@ -9,9 +9,9 @@ import pytest
 from conftest import small_network
 
 from netgraph import RecipeError
-from netgraph.arrays import read_arrays
 from netgraph.cli import main
-from netgraph.data import load
+from netgraph.data.arrays import read_arrays
+from netgraph.data.sources import load
 
 NETWORK = small_network(4)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from netgraph import RecipeError, load_recipe
-from netgraph.augment import (
+from netgraph.train.augment import (
     AlternatingFlip,
     BatchGroupLoader,
     Crop,
@@ -16,7 +16,7 @@ from netgraph.augment import (
     draw_choices,
     eval_batches,
 )
-from netgraph.config import data_config
+from netgraph.train.config import data_config
 
 SEED_AUGMENTATIONS = [Crop(32), Flip(), Cutout(8)]  # the seed's, on images padded 32 -> 40
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from netgraph.averaging import AVERAGING, Lookahead
+from netgraph.train.averaging import AVERAGING, Lookahead
 
 
 def test_lookahead_arithmetic_over_several_steps():

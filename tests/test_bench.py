@@ -29,7 +29,7 @@ def _compiled_and_hand_written(recipe_name):
     and the hand-written twin (ResNet-9, or the airbench network) with the same structure and
     weights."""
     from netgraph import build_graph, compile_graph
-    from netgraph.passes import PassContext, apply_transforms
+    from netgraph.graph.passes import PassContext, apply_transforms
 
     recipe = load_recipe(RECIPES / recipe_name)
     torch.manual_seed(0)

@@ -178,7 +178,7 @@ def test_render_diff_draws_removed_nodes(tmp_path):
 
 
 def test_passes_lists_every_pass(capsys):
-    from netgraph.passes import PASSES
+    from netgraph.graph.passes import PASSES
 
     assert main(["passes"]) == 0
     out = capsys.readouterr().out

@@ -16,19 +16,16 @@ import pytest
 import torch
 
 from netgraph import RecipeError
-from netgraph.data import (
+from netgraph.data.cifar import LAYOUTS, download_cifar, load_cifar, read_cifar
+from netgraph.data.dataset import (
     CIFAR10_MEAN,
     CIFAR10_STD,
-    LAYOUTS,
     Dataset,
     channel_stats,
     default_cache_dir,
-    download_cifar,
-    load_cifar,
     preprocess,
-    read_cifar,
-    synthetic,
 )
+from netgraph.data.synthetic import synthetic
 
 SUBSET = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10-subset"
 

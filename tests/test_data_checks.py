@@ -8,7 +8,7 @@ import shutil
 import pytest
 from test_data import cifar10_binary, make_part, raises_naming, write_layout
 
-from netgraph.data import read_cifar
+from netgraph.data.cifar import read_cifar
 
 SUBSET = __import__("test_data").SUBSET
 

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from conftest import ROOT
 
 from netgraph import load_recipe
-from netgraph.run import run_recipe
+from netgraph.runs.run import run_recipe
 
 # One epoch of 8 steps of a global batch of 64 (32 a rank), plain batch norm.
 RECIPE = """
@@ -57,7 +57,7 @@ def _rank(rank: int, world: int, port: int, recipe_path: str, out: str) -> None:
     """Train the recipe with per-rank batch norm, then with train.sync_batch_norm."""
     import torch.distributed as dist
 
-    from netgraph.distributed import Ranks
+    from netgraph.train.distributed import Ranks
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -192,7 +192,7 @@ def test_torchrun_style_launch_writes_files_from_rank_0_only(tmp_path, capsys):
     for p, (_out, err) in zip(processes, outputs):
         assert p.returncode == 0, err
     written = sorted(str(f.relative_to(tmp_path / "rank0")) for f in (tmp_path / "rank0").rglob("*"))
-    folder = written[4]  # runs/r/DATE-TIME: the run's own folder (netgraph/run_folder.py)
+    folder = written[4]  # runs/r/DATE-TIME: the run's own folder (netgraph/runs/folder.py)
     assert written == ["model.pt", "result.json", "runs", "runs/r", folder] + [
         f"{folder}/{name}" for name in ("log.jsonl", "recipe.yaml", "result.json", "run.json")
     ]
@@ -214,7 +214,7 @@ def test_torchrun_style_launch_writes_files_from_rank_0_only(tmp_path, capsys):
 
 def test_the_global_batch_must_divide_over_the_ranks(tmp_path):
     from netgraph import RecipeError
-    from netgraph.distributed import Ranks, check_batch
+    from netgraph.train.distributed import Ranks, check_batch
 
     with pytest.raises(
         RecipeError,
@@ -296,7 +296,7 @@ def test_synchronised_batch_norm_keeps_names_parameters_and_outputs():
     """Converted in place: the same parameter objects under the same names; without a process
     group (or with one rank) it computes plain batch norm."""
     from netgraph import build_graph, compile_graph
-    from netgraph.distributed import SyncBatchNorm, synchronise_batch_norm
+    from netgraph.train.distributed import SyncBatchNorm, synchronise_batch_norm
 
     module = compile_graph(build_graph(load_recipe_text(RECIPE)))
     reference = compile_graph(build_graph(load_recipe_text(RECIPE)))
@@ -318,7 +318,7 @@ def test_on_cuda_synchronised_batch_norm_is_torchs():
     """torch.nn.SyncBatchNorm on CUDA (its variance keeps precision at a large mean), the same
     parameters; with one process it computes plain batch norm, as netgraph's own does."""
     from netgraph import build_graph, compile_graph
-    from netgraph.distributed import synchronise_batch_norm
+    from netgraph.train.distributed import synchronise_batch_norm
 
     module = compile_graph(build_graph(load_recipe_text(RECIPE))).cuda()
     reference = compile_graph(build_graph(load_recipe_text(RECIPE))).cuda()
@@ -334,6 +334,6 @@ def test_on_cuda_synchronised_batch_norm_is_torchs():
 def load_recipe_text(text):
     import yaml
 
-    from netgraph.recipe import recipe_from_dict
+    from netgraph.recipe.load import recipe_from_dict
 
     return recipe_from_dict(yaml.safe_load(textwrap.dedent(text)))

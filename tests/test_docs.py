@@ -31,8 +31,10 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 @pytest.mark.parametrize("doc, code", all_blocks("python"))
 def test_python_examples_run(doc, code, monkeypatch):
-    from netgraph import config, passes  # noqa: F401  (every registry made before the snapshot:
-    from netgraph.registry import REGISTRIES  # one first made inside the example would be emptied)
+    from netgraph import data  # noqa: F401  (every registry made before the snapshot:
+    from netgraph.core.registry import REGISTRIES  # one first made inside the example would be emptied)
+    from netgraph.graph import passes  # noqa: F401
+    from netgraph.train import config  # noqa: F401
 
     before = {kind: dict(registry) for kind, registry in REGISTRIES.items()}
     monkeypatch.chdir(ROOT)
@@ -120,7 +122,7 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("section", ["train", "data"])
 def test_every_recipe_option_is_in_the_readme_table(section):
     """README's `train:` and `data:` tables name every key the recipe check accepts."""
-    from netgraph.config import DATA_PARAMS, TRAIN_PARAMS
+    from netgraph.train.config import DATA_PARAMS, TRAIN_PARAMS
 
     start = README.index(f"### The `{section}:` section")
     table = README[start : README.index("\n\n", README.index("\n|", start) + 1)]

@@ -7,13 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netgraph import RecipeError, augment, recipe_from_dict
-from netgraph.averaging import MovingAverage
-from netgraph.data import synthetic
-from netgraph.engine import TrainConfig, evaluate, label_smoothing_loss, predict, to_device, train
-from netgraph.optimizers import BagOfTricksSGD
-from netgraph.param_groups import resolve
-from netgraph.schedule import PiecewiseLinear, knot_value
+from netgraph import RecipeError, recipe_from_dict
+from netgraph.data.synthetic import synthetic
+from netgraph.train import augment
+from netgraph.train.averaging import MovingAverage
+from netgraph.train.engine import TrainConfig, evaluate, label_smoothing_loss, predict, to_device, train
+from netgraph.train.optimizers import BagOfTricksSGD
+from netgraph.train.param_groups import resolve
+from netgraph.train.schedule import PiecewiseLinear, knot_value
 
 
 def test_knots_in_epochs_that_decrease_say_how_many_epochs_they_need():
@@ -302,8 +303,8 @@ def test_data_smaller_than_one_batch():
 def test_each_compile_mode_of_the_recipe_reaches_torch_compile(monkeypatch, mode):
     """train.compile names torch.compile's mode (None for default); the compile itself is
     measured on a GPU (tools/gpu_round.py), here torch.compile is replaced to see its call."""
-    from netgraph.config import train_config
-    from netgraph.engine import compile_model
+    from netgraph.train.config import train_config
+    from netgraph.train.engine import compile_model
 
     config = train_config(
         recipe_from_dict({"network": {"fc": {"op": "linear", "out": 2}}, "train": {"compile": mode}})
@@ -357,7 +358,7 @@ def test_a_recipe_without_the_new_keys_trains_as_the_closed_engine_did(tmp_path,
     path.write_text(textwrap.dedent(SMALL).replace("epochs: 3", "epochs: 2"))
     import importlib
 
-    import netgraph.run
+    import netgraph.runs.run
 
     results = {}
     try:
@@ -376,4 +377,4 @@ def test_a_recipe_without_the_new_keys_trains_as_the_closed_engine_did(tmp_path,
     new, before = results["netgraph"], results[old]
     assert new[:3] == before[:3]
     assert all(torch.equal(new[3][k], before[3][k]) for k in before[3]) and new[3].keys() == before[3].keys()
-    assert netgraph.run  # today's package is untouched by the old one's import
+    assert netgraph.runs.run  # today's package is untouched by the old one's import

@@ -17,7 +17,7 @@ from test_train import SMALL
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
-from netgraph.run import checkpoint_writer, load_checkpoint, load_model, run_recipe, save_model
+from netgraph.runs.run import checkpoint_writer, load_checkpoint, load_model, run_recipe, save_model
 
 RECIPE = SMALL.replace("epochs: 3", "epochs: 2").replace("test: 256", "test: 64")
 
@@ -77,7 +77,7 @@ def resaved(source, target, change, checksum=True):
     payload = torch.load(source, weights_only=True)
     change(payload)
     if checksum:
-        from netgraph import files
+        from netgraph.runs import files
 
         payload["checksum"] = files.checksum(payload)
     torch.save(payload, target)
@@ -155,7 +155,7 @@ def test_temporary_files_are_unique_and_never_follow_a_symlink(saved, tmp_path, 
 
 HOLD = """
 import sys, time
-from netgraph import files
+from netgraph.runs import files
 files.lock(sys.argv[1], "it")
 print("locked", flush=True)
 time.sleep(120)
@@ -219,7 +219,7 @@ def test_a_second_train_on_one_checkpoint_is_refused_with_the_pid(saved, tmp_pat
 
 
 def test_a_second_ablation_on_one_folder_is_refused_with_the_pid(saved, tmp_path):
-    from netgraph.ablate import ablate
+    from netgraph.runs.ablate import ablate
 
     _, folder = saved
     out = tmp_path / "ablation"
@@ -243,7 +243,7 @@ def test_a_second_ablation_on_one_folder_is_refused_with_the_pid(saved, tmp_path
 
 def test_resume_skips_log_lines_that_are_not_runs(tmp_path):
     """A log line without "seed" (or not a mapping) crashed --resume with a KeyError."""
-    from netgraph.ablate import read_runs
+    from netgraph.runs.log import read_records
 
     log = tmp_path / "r.jsonl"
     log.write_text(
@@ -251,7 +251,7 @@ def test_resume_skips_log_lines_that_are_not_runs(tmp_path):
         '{"recipe": "r.yaml", "seed": "0"}\n{"recipe": "r.yaml", "seed": 1, "epoch": 1}\n'
     )
     with pytest.warns(UserWarning, match="r.jsonl:2: skipping a line that is not a run's record"):
-        runs = read_runs(log)
+        runs = read_records(log)
     assert [r["seed"] for r in runs] == [0, 1]
 
 

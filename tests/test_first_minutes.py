@@ -39,12 +39,12 @@ def test_help_version_and_a_recipe_typo_import_no_torch(tmp_path):
 import pytest  # noqa: E402
 from conftest import RECIPES  # noqa: E402
 
-from netgraph.errors import RecipeError  # noqa: E402
-from netgraph.recipe import load_recipe  # noqa: E402
+from netgraph.core.errors import RecipeError  # noqa: E402
+from netgraph.recipe.load import load_recipe  # noqa: E402
 
 
 def test_epochs_from_a_set_names_the_set_first_and_gives_a_ready_fix():
-    from netgraph.config import train_config
+    from netgraph.train.config import train_config
 
     with pytest.raises(RecipeError) as e:
         train_config(load_recipe(RECIPES / "tiny.yaml", ["train.epochs=1"]))
@@ -56,7 +56,7 @@ def test_epochs_from_a_set_names_the_set_first_and_gives_a_ready_fix():
 
 
 def test_a_constant_learning_rate_and_the_shape_of_a_wrong_one():
-    from netgraph.config import train_config
+    from netgraph.train.config import train_config
 
     config = train_config(load_recipe(RECIPES / "tiny.yaml", ["train.lr=0.1"]))
     assert (config.lr_knots, config.lr_values) == ([0], [0.1])
@@ -69,8 +69,8 @@ def test_a_constant_learning_rate_and_the_shape_of_a_wrong_one():
 
 
 def test_a_batch_size_from_a_set_that_a_pass_refuses_names_the_set_first(write):
-    from netgraph.graph import build_graph
-    from netgraph.passes import PassContext, apply_transforms
+    from netgraph.graph.build import build_graph
+    from netgraph.graph.passes import PassContext, apply_transforms
 
     path = write(
         "r.yaml",
@@ -94,7 +94,7 @@ def test_a_batch_size_from_a_set_that_a_pass_refuses_names_the_set_first(write):
 
 
 def test_a_data_dir_one_level_too_high_names_the_folder_below(tmp_path):
-    from netgraph.data import find_layout
+    from netgraph.data.cifar import find_layout
 
     (tmp_path / "data" / "cifar10-subset" / "cifar-10-batches-bin").mkdir(parents=True)
     (tmp_path / "other").mkdir()
@@ -190,7 +190,7 @@ def test_without_ema_the_header_says_the_weights_are_tested_and_quiet_prints_a_l
 def test_the_log_records_the_schedule_and_show_curves_draws_it_per_step(tmp_path):
     import json
 
-    from netgraph.show import _lr_per_step, show_curves
+    from netgraph.runs.show import _lr_per_step, show_curves
 
     done = _train(tmp_path, "--quiet", "--log", str(tmp_path / "log.jsonl"))
     assert done.returncode == 0, done.stderr

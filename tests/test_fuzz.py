@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netgraph import RecipeError, apply_transforms, build_graph, compile_graph, load_recipe, recipe_from_dict
-from netgraph.config import data_config, train_config
-from netgraph.ops import OPS
-from netgraph.passes import PASSES, PassContext
+from netgraph.graph.ops import OPS
+from netgraph.graph.passes import PASSES, PassContext
+from netgraph.train.config import data_config, train_config
 
 FILE = "fuzz.yaml"
 # Compiling builds real layers and the forward pass runs them: keep images small.

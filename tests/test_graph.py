@@ -5,7 +5,7 @@ import yaml
 from conftest import RECIPES
 
 from netgraph import RecipeError, build_graph, load_recipe, recipe_from_dict, to_nested
-from netgraph.graph import INPUT, inputs
+from netgraph.graph.build import INPUT, inputs
 
 
 def graph(text, write=None, name="r.yaml"):

@@ -11,10 +11,11 @@ import yaml
 from conftest import RECIPES, ROOT
 from PIL import Image
 
-from netgraph import RecipeError, image_folder
+from netgraph import RecipeError
 from netgraph.cli import main
-from netgraph.data import CACHE_ENV, Dataset
-from netgraph.image_folder import read_folder
+from netgraph.data import folder as image_folder
+from netgraph.data.dataset import CACHE_ENV, Dataset
+from netgraph.data.folder import read_folder
 
 
 def write_tree(root, images, labels, names=("cat", "dog", "emu")):
@@ -238,8 +239,9 @@ def test_the_shared_cifar_subset_as_png_folders_is_the_binary_layout(tmp_path):
     import torch
 
     from netgraph import recipe_from_dict
-    from netgraph.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar
-    from netgraph.run import run_recipe
+    from netgraph.data.cifar import load_cifar
+    from netgraph.data.dataset import CIFAR10_MEAN, CIFAR10_STD
+    from netgraph.runs.run import run_recipe
 
     binary = load_cifar("cifar10", data_dir=SUBSET)
     for split, images, labels in (

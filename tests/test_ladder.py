@@ -6,9 +6,9 @@ import yaml
 from conftest import RECIPES
 
 from netgraph import PassContext, apply_transforms, build_graph, compile_graph, load_recipe, summarize
-from netgraph.config import data_config, train_config
-from netgraph.graph import inputs
-from netgraph.render import to_dot
+from netgraph.graph.build import inputs
+from netgraph.graph.render import to_dot
+from netgraph.train.config import data_config, train_config
 
 STEPS = [
     "00_baseline",

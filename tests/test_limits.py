@@ -105,7 +105,7 @@ def test_a_hint_does_not_loop_to_the_batch_size(write):
     """The ghost-batch-norm hint lists divisors of the batch size up to 64, found quickly even
     for a batch of 2**31 - 1 (a prime: the hint is [1])."""
     from netgraph import apply_transforms
-    from netgraph.passes import PassContext
+    from netgraph.graph.passes import PassContext
 
     recipe = load_recipe(
         write("r.yaml", NET + "  bn: {op: batch_norm}\ntransforms:\n  - ghost_batch_norm: {splits: 16}\n")

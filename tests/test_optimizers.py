@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from netgraph import RecipeError, recipe_from_dict
-from netgraph.config import train_config
-from netgraph.engine import TrainConfig, build_optimizers
-from netgraph.optimizers import OPTIMIZERS, Muon, register_optimizer
-from netgraph.param_groups import resolve
+from netgraph.train.config import train_config
+from netgraph.train.engine import TrainConfig, build_optimizers
+from netgraph.train.optimizers import OPTIMIZERS, Muon, register_optimizer
+from netgraph.train.param_groups import resolve
 
 
 def small_model():
@@ -58,7 +58,7 @@ def test_muon_steps_as_published(shape):
 def test_muon_orthogonalises_roughly():
     """3 quintic iterations leave the singular values of a random filter in about 0.5 to 1.5."""
     torch.manual_seed(2)
-    from netgraph.optimizers import newton_schulz
+    from netgraph.train.optimizers import newton_schulz
 
     s = torch.linalg.svdvals(newton_schulz(torch.randn(64, 576), 3).float())
     assert 0.3 < s.min() and s.max() < 1.6
@@ -297,7 +297,7 @@ def test_register_an_optimizer_and_list_it():
     try:
         config = train_config(recipe({"optimizer": {"plain_sgd": {"scale": 2}}}))
         assert (config.optimizer, config.optimizer_params) == ("plain_sgd", {"scale": 2.0})
-        from netgraph.registry import listing
+        from netgraph.core.registry import listing
 
         line = next(line for line in listing("optimizers").splitlines() if "plain_sgd" in line)
         assert "Plain SGD, for the test." in line and "[scale: 1.0]" in line

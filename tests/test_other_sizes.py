@@ -9,8 +9,8 @@ from conftest import small_network
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
-from netgraph.data import load
-from netgraph.run import fit_to_data, normalisation, normalisation_line
+from netgraph.data.sources import load
+from netgraph.runs.run import fit_to_data, normalisation, normalisation_line
 
 NETWORK = small_network(3)
 
@@ -89,7 +89,7 @@ def test_normalisation_from_the_training_set_or_the_recipe(tmp_path):
 
 def test_grayscale_pictures_and_whitening(tmp_path):
     pytest.importorskip("matplotlib")
-    from netgraph import show
+    from netgraph.runs import show
 
     dataset = load("arrays", npz(tmp_path / "a.npz", shape=(12, 12)))
     r = recipe(

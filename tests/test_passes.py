@@ -19,10 +19,10 @@ from netgraph import (
     register_pass,
     summarize,
 )
-from netgraph.graph import INPUT, inputs
-from netgraph.ops import GhostBatchNorm
-from netgraph.passes import PASSES
-from netgraph.passes.whiten_stem import whitening_filters
+from netgraph.graph.build import INPUT, inputs
+from netgraph.graph.ops import GhostBatchNorm
+from netgraph.graph.passes import PASSES
+from netgraph.graph.passes.whiten_stem import whitening_filters
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,13 @@ import textwrap
 import pytest
 import torch
 
-from netgraph import augment, load_recipe
-from netgraph.augment import BatchGroupLoader
-from netgraph.config import data_config
-from netgraph.data import synthetic
-from netgraph.engine import to_device
-from netgraph.run import choose_placement, run_recipe
+from netgraph import load_recipe
+from netgraph.data.synthetic import synthetic
+from netgraph.runs.run import choose_placement, run_recipe
+from netgraph.train import augment
+from netgraph.train.augment import BatchGroupLoader
+from netgraph.train.config import data_config
+from netgraph.train.engine import to_device
 
 MEAN, STD = (128.0,) * 3, (64.0,) * 3
 AUGMENT = [augment.Crop(16), augment.Flip(), augment.Cutout(4)]

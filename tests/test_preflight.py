@@ -7,7 +7,7 @@ import pytest
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
-from netgraph.run import run_recipe
+from netgraph.runs.run import run_recipe
 
 DATA = "data: {dataset: synthetic, synthetic: {train: 64, test: 32, classes: 10}}\n"
 TRAIN = "train: {epochs: 1, batch_size: 32, lr: 0.1}\n"

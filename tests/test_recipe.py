@@ -3,7 +3,7 @@
 import pytest
 
 from netgraph import RecipeError, load_recipe
-from netgraph.recipe import parse_yaml
+from netgraph.recipe.load import parse_yaml
 
 NET = """
 network:
@@ -201,8 +201,8 @@ def test_set_creates_mappings_under_train_and_data(write):
 def test_later_errors_about_a_set_value_name_the_set(write):
     """A value a --set gave whole is named by the --set alone; a --set inside or merged
     into what the file wrote is named after the file's line; other --sets are not named."""
-    from netgraph.config import train_config
-    from netgraph.graph import build_graph
+    from netgraph.graph.build import build_graph
+    from netgraph.train.config import train_config
 
     path = write("r.yaml", NET + "train:\n  epochs: 8\n  ema: {momentum: 0.5}\n  tta: [flip]\n")
 
@@ -243,7 +243,7 @@ def test_later_errors_about_a_set_value_name_the_set(write):
 def test_a_list_item_with_a_null_value_is_a_name_without_parameters(write):
     """`- remove_identity:` in transforms or `- flip:` in data.augment: null there deletes
     nothing, it says the item has no parameters."""
-    from netgraph.config import data_config
+    from netgraph.train.config import data_config
 
     recipe = load_recipe(
         write(

@@ -72,7 +72,7 @@ def test_the_fidelity_studys_netgraph_arms_are_valid_and_differ_only_in_the_coun
     import fidelity_study
 
     from netgraph import load_recipe
-    from netgraph.config import train_config
+    from netgraph.train.config import train_config
 
     counters = {}
     for arm, (trainer, switches) in fidelity_study.ARMS.items():

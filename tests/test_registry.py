@@ -9,20 +9,22 @@ import torch
 from conftest import ROOT
 
 from netgraph import RecipeError, load_recipe
-from netgraph.augment import AUGMENTATIONS, BatchGroupLoader
 from netgraph.cli import main
-from netgraph.config import data_config, train_config
-from netgraph.ops import OPS
-from netgraph.optimizers import OPTIMIZERS
-from netgraph.passes import PASSES
-from netgraph.registry import REGISTRIES, Registry
-from netgraph.views import TTA_VIEWS, predict
+from netgraph.core.registry import REGISTRIES, Registry
+from netgraph.graph.ops import OPS
+from netgraph.graph.passes import PASSES
+from netgraph.train.augment import AUGMENTATIONS, BatchGroupLoader
+from netgraph.train.config import data_config, train_config
+from netgraph.train.optimizers import OPTIMIZERS
+from netgraph.train.views import TTA_VIEWS, predict
 
 
 @pytest.fixture
 def registries():
     """Every registry as it was after the test, and no plugin module left imported."""
-    from netgraph import config, passes  # noqa: F401  (every registry exists before the snapshot)
+    from netgraph import data  # noqa: F401  (every registry exists before the snapshot)
+    from netgraph.graph import passes  # noqa: F401
+    from netgraph.train import config  # noqa: F401
 
     before = {kind: dict(registry) for kind, registry in REGISTRIES.items()}
     modules = set(sys.modules)

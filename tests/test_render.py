@@ -9,7 +9,7 @@ import pytest
 from conftest import RECIPES
 
 from netgraph import build_graph, load_recipe, recipe_from_dict
-from netgraph.render import op_colour, render, to_dot
+from netgraph.graph.render import op_colour, render, to_dot
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 
@@ -57,7 +57,11 @@ def test_same_op_same_colour_in_every_recipe(resnet9):
     # Ops netgraph does not know get a colour from their name, the same in a new process.
     here = op_colour("some_user_op")
     there = subprocess.run(
-        [sys.executable, "-c", "from netgraph.render import op_colour;print(op_colour('some_user_op'))"],
+        [
+            sys.executable,
+            "-c",
+            "from netgraph.graph.render import op_colour;print(op_colour('some_user_op'))",
+        ],
         capture_output=True,
         text=True,
     )
@@ -65,9 +69,9 @@ def test_same_op_same_colour_in_every_recipe(resnet9):
 
 
 def test_without_graphviz_the_dot_file_is_written(resnet9, tmp_path, monkeypatch):
-    import netgraph.render
+    import netgraph.graph.render
 
-    monkeypatch.setattr(netgraph.render.shutil, "which", lambda name: None)
+    monkeypatch.setattr(netgraph.graph.render.shutil, "which", lambda name: None)
     path, note = render(resnet9, str(tmp_path / "graph.svg"))
     assert path == str(tmp_path / "graph.dot")
     assert open(path).read().startswith("digraph")
@@ -89,7 +93,7 @@ def test_unknown_extension(resnet9, tmp_path):
 
 
 def test_depth_collapses_nested_dicts(resnet9):
-    from netgraph.render import collapse
+    from netgraph.graph.render import collapse
 
     small = collapse(resnet9, 2)
     assert "layer1/residual" in small and "layer1/residual/res1/conv" not in small
@@ -110,8 +114,8 @@ def test_every_two_built_in_ops_have_colours_far_apart():
     (2.3 is a just-noticeable difference; conv2d and linear, input and flatten were ~5 apart)."""
     import itertools
 
-    from netgraph.ops import OPS
-    from netgraph.render import MIN_COLOUR_DISTANCE, OP_COLOURS, colour_distance, lab
+    from netgraph.graph.ops import OPS
+    from netgraph.graph.render import MIN_COLOUR_DISTANCE, OP_COLOURS, colour_distance, lab
 
     assert set(OPS) <= set(OP_COLOURS)
     assert [round(v) for v in lab("#ffffff")] == [100, 0, 0] and round(lab("#ff0000")[0]) == 53

@@ -17,8 +17,14 @@ from test_train import SMALL
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
-from netgraph.engine import NonFiniteLoss, TrainingInterrupted
-from netgraph.run import CHECKPOINT_FORMAT, checkpoint_writer, load_checkpoint, run_recipe, save_atomically
+from netgraph.runs.run import (
+    CHECKPOINT_FORMAT,
+    checkpoint_writer,
+    load_checkpoint,
+    run_recipe,
+    save_atomically,
+)
+from netgraph.train.engine import NonFiniteLoss, TrainingInterrupted
 
 # test_train.py's small recipe for 4 epochs of 8 steps; the moving average, batch-norm
 # logging and batch groups all carry state across an interruption.
@@ -162,7 +168,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(recipe_file
 
 
 def test_out_of_memory_says_so_and_suggests_a_smaller_batch(recipe_file, monkeypatch):
-    import netgraph.run as run
+    import netgraph.runs.run as run
 
     def no_memory(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -180,7 +186,7 @@ def test_cuda_asked_for_without_cuda_is_a_clear_error(recipe_file, capsys, monke
     assert main(["train", str(recipe_file), "--device", "cuda"]) == 2
     assert "device 'cuda' was asked for, but this torch sees no CUDA GPU" in capsys.readouterr().err
     with pytest.warns(UserWarning, match="no CUDA GPU found: training on the CPU"):
-        from netgraph.run import resolve_device
+        from netgraph.runs.run import resolve_device
 
         assert resolve_device(None).type == "cpu"
 

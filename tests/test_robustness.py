@@ -16,9 +16,9 @@ from conftest import ROOT
 from test_data import cifar10_binary, make_archive, make_part, raises_naming, write_layout, write_pickle
 
 from netgraph import RecipeError, apply_transforms, build_graph, compile_graph, load_recipe, recipe_from_dict
-from netgraph.config import data_config, train_config
-from netgraph.data import download_cifar, read_cifar
-from netgraph.passes import PassContext
+from netgraph.data.cifar import download_cifar, read_cifar
+from netgraph.graph.passes import PassContext
+from netgraph.train.config import data_config, train_config
 
 NET = """
 network:
@@ -687,7 +687,7 @@ def test_a_damaged_archive_keeps_the_data_already_there(tmp_path):
 
 
 def test_a_data_set_smaller_than_one_batch(write):
-    from netgraph.run import run_recipe
+    from netgraph.runs.run import run_recipe
 
     path = write(
         "tiny.yaml",

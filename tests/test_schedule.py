@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from netgraph.data import synthetic
-from netgraph.engine import TrainConfig, build_optimizers, to_device, total_steps, train
-from netgraph.schedule import PiecewiseLinear, StepSchedule
+from netgraph.data.synthetic import synthetic
+from netgraph.train.engine import TrainConfig, build_optimizers, to_device, total_steps, train
+from netgraph.train.schedule import PiecewiseLinear, StepSchedule
 
 
 def test_fractional_epochs_and_steps_give_the_anchors_step_counts():
@@ -101,7 +101,7 @@ def test_knots_may_round_and_name_the_steps_of_an_epoch():
     assert s.curve.knots == [1, 110, 477]
     s = StepSchedule.build([1, "ceil(3 * epoch_steps) + 1"], [1.0, 0.0], "steps", 25, 200)
     assert s.curve.knots == [1, 76]
-    from netgraph.schedule import knot_value
+    from netgraph.train.schedule import knot_value
 
     with pytest.raises(Exception, match="may use only numbers, epochs, steps, epoch_steps"):
         knot_value("round(steps)", 1, 10, 5)

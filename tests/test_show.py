@@ -10,14 +10,15 @@ import xml.etree.ElementTree as ET
 import pytest
 import torch
 
-from netgraph import RecipeError, build_graph, compile_graph, load_recipe, show
-from netgraph.augment import BatchGroupLoader
+from netgraph import RecipeError, build_graph, compile_graph, load_recipe
 from netgraph.cli import main
-from netgraph.config import data_config, train_config
-from netgraph.data import preprocess
-from netgraph.engine import EpochLog, to_device, train
-from netgraph.passes.whiten_stem import patch_covariance, whitening_filters
-from netgraph.run import load_data, log_entry, normalisation
+from netgraph.data.dataset import preprocess
+from netgraph.graph.passes.whiten_stem import patch_covariance, whitening_filters
+from netgraph.runs import show
+from netgraph.runs.run import load_data, log_entry, normalisation
+from netgraph.train.augment import BatchGroupLoader
+from netgraph.train.config import data_config, train_config
+from netgraph.train.engine import EpochLog, to_device, train
 
 pytest.importorskip("matplotlib")
 
@@ -239,7 +240,7 @@ def test_an_epoch_without_a_logged_step(write):
 @pytest.mark.cuda
 def test_recording_never_waits_for_the_gpu():
     """A record is queued on the device: no operation in it synchronises with the host."""
-    from netgraph.engine import ParamStats
+    from netgraph.train.engine import ParamStats
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).cuda()
     stats = ParamStats(model, 1)

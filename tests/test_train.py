@@ -8,7 +8,7 @@ from conftest import RECIPES, ROOT
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
-from netgraph.config import data_config, train_config
+from netgraph.train.config import data_config, train_config
 
 SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
 
@@ -196,7 +196,7 @@ def test_airbench_data_and_views_resume_at_an_epoch_to_the_same_run(tmp_path):
     epoch number), so the weights and test figures are the same."""
     import torch
 
-    from netgraph.run import run_recipe
+    from netgraph.runs.run import run_recipe
 
     path = tmp_path / "r.yaml"
     path.write_text(

@@ -7,7 +7,7 @@ from torch import nn
 
 import netgraph
 from netgraph import RecipeError, build_graph, compile_graph, recipe_from_dict, summarize
-from netgraph.ops import OPS
+from netgraph.graph.ops import OPS
 
 
 class ChannelMix(nn.Module):
@@ -63,7 +63,7 @@ def test_user_op_end_to_end(channel_mix, tmp_path):
     torch.testing.assert_close(module.fc(F.relu(expected).mean((2, 3))), out)
     out.sum().backward()
     assert module.mix.gain.grad is not None
-    from netgraph.render import op_colour, render
+    from netgraph.graph.render import op_colour, render
 
     path, _ = render(g, str(tmp_path / "g.dot"))
     assert op_colour("channel_mix") in open(path).read()

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from netgraph import RecipeError, load_recipe
-from netgraph.config import train_config
-from netgraph.engine import TrainConfig, evaluate
-from netgraph.views import TTA_VIEWS, describe_tta, parse_tta, predict
+from netgraph.train.config import train_config
+from netgraph.train.engine import TrainConfig, evaluate
+from netgraph.train.views import TTA_VIEWS, describe_tta, parse_tta, predict
 
 NETWORK = "network:\n  fc: {op: flatten}\n"
 

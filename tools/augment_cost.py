@@ -24,8 +24,9 @@ from pathlib import Path
 
 import torch
 
-from netgraph.augment import BatchGroupLoader, Crop, Cutout, Flip
-from netgraph.data import CIFAR10_MEAN, CIFAR10_STD, preprocess, synthetic
+from netgraph.data.dataset import CIFAR10_MEAN, CIFAR10_STD, preprocess
+from netgraph.data.synthetic import synthetic
+from netgraph.train.augment import BatchGroupLoader, Crop, Cutout, Flip
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -37,15 +37,15 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_resnet9 import ResNet9  # noqa: E402
 
-from netgraph.config import data_config, train_config  # noqa: E402
-from netgraph.engine import half_precision, label_smoothing_loss, synchronize  # noqa: E402
-from netgraph.errors import RecipeError  # noqa: E402
-from netgraph.executor import compile_graph  # noqa: E402
-from netgraph.graph import build_graph  # noqa: E402
-from netgraph.passes import PassContext, apply_transforms  # noqa: E402
-from netgraph.recipe import load_recipe  # noqa: E402
-from netgraph.run import device_name, load_data, run_recipe  # noqa: E402
-from netgraph.summary import summarize  # noqa: E402
+from netgraph.core.errors import RecipeError  # noqa: E402
+from netgraph.graph.build import build_graph  # noqa: E402
+from netgraph.graph.executor import compile_graph  # noqa: E402
+from netgraph.graph.passes import PassContext, apply_transforms  # noqa: E402
+from netgraph.graph.summary import summarize  # noqa: E402
+from netgraph.recipe.load import load_recipe  # noqa: E402
+from netgraph.runs.run import device_name, load_data, run_recipe  # noqa: E402
+from netgraph.train.config import data_config, train_config  # noqa: E402
+from netgraph.train.engine import half_precision, label_smoothing_loss, synchronize  # noqa: E402
 
 
 def flop_rate(flops_per_s: float) -> str:
@@ -235,7 +235,7 @@ def one_process_group(device: torch.device):
     """torch.distributed with world size 1 in this process: the distributed code path alone."""
     import torch.distributed as dist
 
-    from netgraph.distributed import Ranks
+    from netgraph.train.distributed import Ranks
 
     if not dist.is_initialized():
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -335,9 +335,9 @@ def bench_train(
 
 
 def bench_augment(recipe, device: torch.device, data_dir: Optional[str], reps: int) -> Dict:
-    from netgraph.augment import BatchGroupLoader
-    from netgraph.engine import input_dtype, to_device
-    from netgraph.run import normalisation
+    from netgraph.runs.run import normalisation
+    from netgraph.train.augment import BatchGroupLoader
+    from netgraph.train.engine import input_dtype, to_device
 
     config, dconfig = train_config(recipe, device.type), data_config(recipe)
     dataset = load_data(dconfig, data_dir)

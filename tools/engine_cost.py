@@ -73,8 +73,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     import netgraph
-    from netgraph.config import data_config
-    from netgraph.run import load_data
+    from netgraph.runs.run import load_data
+    from netgraph.train.config import data_config
 
     sets = [f"train.epochs={args.epochs}"]
     dataset = load_data(data_config(netgraph.load_recipe(args.recipe, sets)), args.data_dir)

@@ -9,7 +9,7 @@ shared subset's 4,068 training and 1,017 held-out images, on the CPU in float32.
 a subprocess of its own on one thread, two at a time (--workers), appended to OUT/runs.jsonl as it
 finishes; a run already there is not run again, so an interrupted study resumes. The table
 (OUT/table.md) gives per arm n, mean, standard deviation and 95% interval of the test
-accuracy, and the change against the reference with Welch's p (netgraph.stats).
+accuracy, and the change against the reference with Welch's p (netgraph.runs.stats).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def run_arm(arm: str, seed: int, data_dir: Path) -> Dict:
 
 def table(runs: List[Dict]) -> str:
     sys.path.insert(0, str(ROOT))
-    from netgraph import stats
+    from netgraph.runs import stats
 
     by = {arm: [r["test_acc"] * 100 for r in runs if r["arm"] == arm] for arm in ARMS}
     lines = [

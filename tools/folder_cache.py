@@ -4,7 +4,7 @@
 
 Writes n random size x size RGB PNGs in 10 class folders (DIR/train/CLASS and a tenth as
 many in DIR/test/CLASS) under a temporary folder, then reads it with
-netgraph.image_folder.read_folder three ways, each timed: the first read (listing,
+netgraph.data.folder.read_folder three ways, each timed: the first read (listing,
 fingerprint, decoding with Pillow, writing the cache), then `--repeats` cached reads
 (listing, fingerprint of every file's size and time, reading the cache), of which the
 median is reported; the cache is checked to give the same pixels.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netgraph.image_folder import read_folder
+from netgraph.data.folder import read_folder
 
 
 def write_pngs(root: Path, n: int, size: int, seed: int = 0) -> None:

@@ -51,10 +51,10 @@ def pipeline(text: str, sets, classes=None) -> None:
     import torch
 
     from netgraph import apply_transforms, build_graph, compile_graph, load_recipe
-    from netgraph.config import data_config, train_config
-    from netgraph.data import synthetic
-    from netgraph.passes import PassContext
-    from netgraph.run import fit_to_data, preflight
+    from netgraph.data.synthetic import synthetic
+    from netgraph.graph.passes import PassContext
+    from netgraph.runs.run import fit_to_data, preflight
+    from netgraph.train.config import data_config, train_config
 
     folder = tempfile.mkdtemp(prefix=f"fuzz_{os.getpid()}_")  # the forked child's: the parent removes it
     path = Path(folder) / FILE
@@ -81,7 +81,7 @@ def pipeline(text: str, sets, classes=None) -> None:
     # activations fit in the case, of at most COMPILED nodes (compiling is linear in the nodes:
     # 8,192 convs take 4.3 s, their forward 2 s, which says nothing about netgraph's checks)
     widest = max(math.prod(d["shape"]) for _, d in graph.nodes(data=True))
-    from netgraph.summary import summarize
+    from netgraph.graph.summary import summarize
 
     counts = summarize(graph)
     if (
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     import torch  # noqa: F401  (imported once, before the children fork)
     from hypothesis import HealthCheck, given, seed, settings
 
-    import netgraph.run  # noqa: F401
+    import netgraph.runs.run  # noqa: F401
 
     counts, unexpected, slowest = {}, [], 0.0
 

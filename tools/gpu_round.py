@@ -71,7 +71,7 @@ def environment() -> Dict:
 def train_options() -> Dict:
     """The recipe options this checkout has, so the round measures what exists and says
     what does not (CUDA graphs and host placement come with other issues)."""
-    from netgraph.config import DATA_PARAMS, TRAIN_PARAMS
+    from netgraph.train.config import DATA_PARAMS, TRAIN_PARAMS
 
     return {
         "compile_modes": tuple(TRAIN_PARAMS["compile"].choices or ()),

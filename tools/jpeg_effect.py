@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from netgraph import stats
-from netgraph.data import find_layout, read_cifar
-from netgraph.recipe import load_recipe
-from netgraph.run import device_name, run_recipe
+from netgraph.data.cifar import find_layout, read_cifar
+from netgraph.recipe.load import load_recipe
+from netgraph.runs import stats
+from netgraph.runs.run import device_name, run_recipe
 
 RECORD = 1 + 3 * 32 * 32  # label byte + pixels, the official binary layout
 

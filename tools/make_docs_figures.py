@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from netgraph import PassContext, apply_pass, build_graph, load_recipe
-from netgraph.render import render
+from netgraph.graph.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
 

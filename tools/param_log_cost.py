@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from netgraph import load_recipe  # noqa: E402
-from netgraph.config import data_config, train_config  # noqa: E402
-from netgraph.engine import ParamStats  # noqa: E402
-from netgraph.run import load_data, run_recipe  # noqa: E402
+from netgraph.runs.run import load_data, run_recipe  # noqa: E402
+from netgraph.train.config import data_config, train_config  # noqa: E402
+from netgraph.train.engine import ParamStats  # noqa: E402
 from tools.augment_cost import device_name  # noqa: E402
 
 

@@ -4,7 +4,7 @@
 
 Trains RECIPE (default recipes/tiny.yaml on 1,024 synthetic images, 3 epochs) with
 data.placement device and host, alternating, `--repeats` times each, through
-netgraph.run.run_recipe, and takes the engine's own epoch times (training only, as the
+netgraph.runs.run.run_recipe, and takes the engine's own epoch times (training only, as the
 epoch table shows them) without each run's first epoch (warm-up). Reports the median
 epoch time of each placement, their ratio host / device, and whether the two trained
 the same weights (they should, bit for bit). On a GPU the target is a ratio of at most
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from netgraph import load_recipe
-from netgraph.run import device_name, resolve_device, run_recipe
+from netgraph.runs.run import device_name, resolve_device, run_recipe
 
 DEFAULT_SETS = [
     "data.dataset=synthetic",

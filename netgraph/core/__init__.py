@@ -1,0 +1,6 @@
+"""The lowest stage: the one error type, the parameter schema and the one registry type.
+
+Every other stage imports these; they import nothing of netgraph.
+"""
+
+__version__ = "0.1.0"  # setup.cfg reads it (version = attr:)

@@ -1,0 +1,163 @@
+"""Files netgraph writes and reads back: checkpoints, saved models, logs, ablation folders.
+
+- Written atomically through a temporary file of a unique name beside the target, created
+  with O_EXCL and O_NOFOLLOW (a name planted in a shared folder, or a symlink at it, is never
+  written through), then renamed into place.
+- A checkpoint or model carries the SHA-256 of its tensors, checked on load: a flipped byte
+  is refused naming the file, never trained on or evaluated.
+- A path in use by a live netgraph process (a checkpoint, a log, an ablation folder) is
+  locked (flock on ``<path>.lock``, holding the PID): a second process is refused at start
+  with the first one's PID. The lock goes with the process, even when it is killed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import torch
+
+from netgraph.core.errors import RecipeError
+
+# --- checksums ----------------------------------------------------------------------------
+
+
+def _walk(value: Any) -> Iterator[Tuple[str, Any]]:
+    """(path, leaf) for every leaf of nested dicts and lists, in order; iterative, so no
+    nesting depth is too deep for it."""
+    stack = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, dict):
+            yield where, f"dict:{len(item)}"
+            stack.extend(reversed([(f"{where}/{k!r}", v) for k, v in item.items()]))
+        elif isinstance(item, (list, tuple)):
+            yield where, f"{type(item).__name__}:{len(item)}"
+            stack.extend(reversed([(f"{where}/{i}", v) for i, v in enumerate(item)]))
+        else:
+            yield where, item
+
+
+def checksum(payload: Dict) -> str:
+    """SHA-256 of everything in the payload but its "checksum" key: every key, plain value,
+    and tensor's dtype, shape and bytes, so no key can go missing or change unnoticed."""
+    digest = hashlib.sha256()
+    for where, leaf in _walk({k: v for k, v in payload.items() if k != "checksum"}):
+        if isinstance(leaf, torch.Tensor):
+            data = leaf.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{where}|tensor|{data.dtype}|{tuple(leaf.shape)}|".encode())
+            digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        else:
+            digest.update(f"{where}|{type(leaf).__name__}|{leaf!r}|".encode())
+    return digest.hexdigest()
+
+
+def check_checksum(payload: Dict, path, what: str, writer: str) -> None:
+    saved = payload.get("checksum")
+    if not isinstance(saved, str):
+        raise RecipeError(
+            f"the {what} has no checksum of its tensors",
+            file=str(path),
+            hint=f"it was not written by this netgraph's {writer}",
+        )
+    if checksum(payload) != saved:
+        raise RecipeError(
+            f"the {what}'s tensors do not match its checksum: the file is corrupt or was changed",
+            file=str(path),
+            hint="use another copy, or start afresh"
+            if "checkpoint" in what
+            else "use another copy, or train it again",
+        )
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def temporary_beside(path: Path):
+    """(name, open binary file) of a new file beside ``path``: a unique name, created with
+    O_EXCL (never an existing file) and O_NOFOLLOW (never through a symlink), mode 0600."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+        try:
+            return tmp, os.fdopen(os.open(tmp, flags, 0o600), "wb")
+        except FileExistsError:
+            continue
+    raise RecipeError(
+        "cannot create a temporary file: 100 unique names were all taken", file=str(path.parent)
+    )
+
+
+def save_atomically(payload: Dict, path) -> None:
+    """torch.save to a new temporary file beside ``path``, then rename it into place: a crash
+    while writing leaves the previous file whole, and two writers never share a temporary."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, out = temporary_beside(path)
+    try:
+        with out:
+            torch.save(payload, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)  # replaces a symlink at path itself, never its target
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --- locks --------------------------------------------------------------------------------
+
+_HELD: Dict[Path, Any] = {}  # lock path -> its open file, while this process holds it
+
+
+def lock(path, what: str) -> Path:
+    """Lock ``path`` (a checkpoint, a log, an ablation folder) for this process, or refuse
+    with the PID of the live process holding it. Released by ``unlock`` or at exit."""
+    lock_path = Path(str(path) + ".lock")
+    if lock_path in _HELD:
+        return lock_path
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(10):
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RecipeError(
+                f"{what} is in use by another netgraph process (PID {pid})",
+                file=str(path),
+                hint=f"wait for it to finish, stop it (kill {pid}), or use another path",
+            ) from None
+        # the holder before us may have removed the file between our open and our lock
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock_path, follow_symlinks=False))
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            continue
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD[lock_path] = fd
+        return lock_path
+    raise RecipeError(f"cannot lock {what}: its lock file keeps changing", file=str(path))
+
+
+def unlock(lock_path: Path) -> None:
+    fd = _HELD.pop(lock_path, None)
+    if fd is not None:
+        lock_path.unlink(missing_ok=True)  # while still locked: a waiter re-checks the inode
+        os.close(fd)
+
+
+def unlock_all() -> None:
+    for lock_path in list(_HELD):
+        unlock(lock_path)
+
+
+def held() -> List[Path]:
+    return list(_HELD)
