@@ -9,7 +9,7 @@ from reference_airbench import airbench94, airbench94_muon, init_whitening
 
 from netgraph import PassContext, apply_transforms, build_graph, compile_graph, load_recipe
 from netgraph.graph.summary import summarize
-from netgraph.runs.run import context_without_data
+from netgraph.runs.plan import context_without_data
 
 RECORDS = {"airbench94": airbench94, "airbench94_muon": airbench94_muon}
 

@@ -176,7 +176,7 @@ def test_every_step_summarises(steps, step):
 
 @pytest.fixture(scope="module")
 def subset():
-    from netgraph.runs.run import load_data
+    from netgraph.runs.plan import load_data
 
     recipe = load_recipe(LADDER / "00_baseline.yaml")
     return load_data(data_config(recipe), str(SUBSET))

@@ -17,7 +17,7 @@ from netgraph import load_recipe
 from netgraph.graph.build import build_graph
 from netgraph.graph.executor import compile_graph, parameter_options
 from netgraph.graph.passes import PassContext, apply_transforms
-from netgraph.runs.run import fit_to_data, load_data, normalisation
+from netgraph.runs.plan import fit_to_data, load_data, normalisation
 from netgraph.train.config import data_config, train_config
 from netgraph.train.engine import Training, to_device
 

@@ -214,15 +214,15 @@ def test_torchrun_style_launch_writes_files_from_rank_0_only(tmp_path, capsys):
 
 def test_the_global_batch_must_divide_over_the_ranks(tmp_path):
     from netgraph import RecipeError
-    from netgraph.train.distributed import Ranks, check_batch
+    from netgraph.train.distributed import Ranks, rank_batch
 
     with pytest.raises(
         RecipeError,
         match="batch_size 100 is the global batch and must divide evenly "
         "over 3 ranks.*multiple of 3, e.g. 99",
     ):
-        check_batch(100, Ranks(0, 3))
-    assert check_batch(96, Ranks(1, 3)) == 32
+        rank_batch(100, Ranks(0, 3))
+    assert rank_batch(96, Ranks(1, 3)) == 32
 
 
 def test_sync_batch_norm_refuses_ghost_batch_norm(tmp_path):

@@ -17,7 +17,8 @@ from test_train import SMALL
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
-from netgraph.runs.run import checkpoint_writer, load_checkpoint, load_model, run_recipe, save_model
+from netgraph.runs.checkpoints import checkpoint_writer, load_checkpoint, load_model, save_model
+from netgraph.runs.run import run_recipe
 
 RECIPE = SMALL.replace("epochs: 3", "epochs: 2").replace("test: 256", "test: 64")
 

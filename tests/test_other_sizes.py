@@ -10,7 +10,7 @@ from conftest import small_network
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
 from netgraph.data.sources import load
-from netgraph.runs.run import fit_to_data, normalisation, normalisation_line
+from netgraph.runs.plan import fit_to_data, normalisation, normalisation_line
 
 NETWORK = small_network(3)
 

@@ -8,7 +8,8 @@ import torch
 
 from netgraph import load_recipe
 from netgraph.data.synthetic import synthetic
-from netgraph.runs.run import choose_placement, run_recipe
+from netgraph.runs.plan import choose_placement
+from netgraph.runs.run import run_recipe
 from netgraph.train import augment
 from netgraph.train.augment import BatchGroupLoader
 from netgraph.train.config import data_config

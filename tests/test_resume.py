@@ -17,13 +17,8 @@ from test_train import SMALL
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
-from netgraph.runs.run import (
-    CHECKPOINT_FORMAT,
-    checkpoint_writer,
-    load_checkpoint,
-    run_recipe,
-    save_atomically,
-)
+from netgraph.runs.checkpoints import CHECKPOINT_FORMAT, checkpoint_writer, load_checkpoint, save_atomically
+from netgraph.runs.run import run_recipe
 from netgraph.train.engine import NonFiniteLoss, TrainingInterrupted
 
 # test_train.py's small recipe for 4 epochs of 8 steps; the moving average, batch-norm
@@ -186,7 +181,7 @@ def test_cuda_asked_for_without_cuda_is_a_clear_error(recipe_file, capsys, monke
     assert main(["train", str(recipe_file), "--device", "cuda"]) == 2
     assert "device 'cuda' was asked for, but this torch sees no CUDA GPU" in capsys.readouterr().err
     with pytest.warns(UserWarning, match="no CUDA GPU found: training on the CPU"):
-        from netgraph.runs.run import resolve_device
+        from netgraph.runs.plan import resolve_device
 
         assert resolve_device(None).type == "cpu"
 

@@ -15,7 +15,8 @@ from netgraph.cli import main
 from netgraph.data.dataset import preprocess
 from netgraph.graph.passes.whiten_stem import patch_covariance, whitening_filters
 from netgraph.runs import show
-from netgraph.runs.run import load_data, log_entry, normalisation
+from netgraph.runs.plan import load_data, normalisation
+from netgraph.runs.run import log_entry
 from netgraph.train.augment import BatchGroupLoader
 from netgraph.train.config import data_config, train_config
 from netgraph.train.engine import EpochLog, to_device, train

@@ -43,7 +43,8 @@ from netgraph.graph.executor import compile_graph  # noqa: E402
 from netgraph.graph.passes import PassContext, apply_transforms  # noqa: E402
 from netgraph.graph.summary import summarize  # noqa: E402
 from netgraph.recipe.load import load_recipe  # noqa: E402
-from netgraph.runs.run import device_name, load_data, run_recipe  # noqa: E402
+from netgraph.runs.plan import device_name, load_data
+from netgraph.runs.run import run_recipe  # noqa: E402
 from netgraph.train.config import data_config, train_config  # noqa: E402
 from netgraph.train.engine import half_precision, label_smoothing_loss, synchronize  # noqa: E402
 
@@ -335,7 +336,7 @@ def bench_train(
 
 
 def bench_augment(recipe, device: torch.device, data_dir: Optional[str], reps: int) -> Dict:
-    from netgraph.runs.run import normalisation
+    from netgraph.runs.plan import normalisation
     from netgraph.train.augment import BatchGroupLoader
     from netgraph.train.engine import input_dtype, to_device
 

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     import netgraph
-    from netgraph.runs.run import load_data
+    from netgraph.runs.plan import load_data
     from netgraph.train.config import data_config
 
     sets = [f"train.epochs={args.epochs}"]

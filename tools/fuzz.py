@@ -53,7 +53,7 @@ def pipeline(text: str, sets, classes=None) -> None:
     from netgraph import apply_transforms, build_graph, compile_graph, load_recipe
     from netgraph.data.synthetic import synthetic
     from netgraph.graph.passes import PassContext
-    from netgraph.runs.run import fit_to_data, preflight
+    from netgraph.runs.plan import fit_to_data, preflight
     from netgraph.train.config import data_config, train_config
 
     folder = tempfile.mkdtemp(prefix=f"fuzz_{os.getpid()}_")  # the forked child's: the parent removes it

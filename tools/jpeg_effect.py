@@ -25,7 +25,8 @@ import torch
 from netgraph.data.cifar import find_layout, read_cifar
 from netgraph.recipe.load import load_recipe
 from netgraph.runs import stats
-from netgraph.runs.run import device_name, run_recipe
+from netgraph.runs.plan import device_name
+from netgraph.runs.run import run_recipe
 
 RECORD = 1 + 3 * 32 * 32  # label byte + pixels, the official binary layout
 

@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from netgraph import load_recipe  # noqa: E402
-from netgraph.runs.run import load_data, run_recipe  # noqa: E402
+from netgraph.runs.plan import load_data  # noqa: E402
+from netgraph.runs.run import run_recipe  # noqa: E402
 from netgraph.train.config import data_config, train_config  # noqa: E402
 from netgraph.train.engine import ParamStats  # noqa: E402
 from tools.augment_cost import device_name  # noqa: E402

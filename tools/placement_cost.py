@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from netgraph import load_recipe
-from netgraph.runs.run import device_name, resolve_device, run_recipe
+from netgraph.runs.plan import device_name, resolve_device
+from netgraph.runs.run import run_recipe
 
 DEFAULT_SETS = [
     "data.dataset=synthetic",

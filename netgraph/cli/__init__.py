@@ -24,25 +24,9 @@ def _graph(args, stage=None):
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
-    from netgraph.graph.build import build_graph
-    from netgraph.graph.passes import apply_transforms
-    from netgraph.runs.run import context_without_data
-    from netgraph.train.config import data_config, train_config
+    from netgraph.runs.plan import network
 
-    dconfig = data_config(recipe)  # summary and render flag a typo in data: or train: too
-    train_config(recipe)
-    if getattr(args, "data_dir", None):  # the data's image shape, for a recipe that sets none
-        import torch
-
-        from netgraph.runs.run import fit_to_data, load_data, preflight
-
-        dataset = load_data(dconfig, args.data_dir)
-        recipe, dconfig = fit_to_data(recipe, dataset)
-        preflight(
-            recipe, build_graph(recipe), dataset, dconfig, torch.device("cpu")
-        )  # what train would refuse
-    graph, reports = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe), stop=stage)
-    return graph, reports, recipe
+    return network(recipe, data_dir=getattr(args, "data_dir", None), stage=stage)
 
 
 def import_plugin(name: str) -> None:
@@ -91,7 +75,7 @@ def cmd_summary(args) -> None:
         print("transforms applied:\n" + "\n".join("  " + r.line() for r in reports) + "\n")
     print(format_summary(s))
     if args.groups:
-        from netgraph.runs.run import group_lines
+        from netgraph.runs.plan import group_lines
 
         print("\nparameter groups:\n" + "\n".join("  " + line for line in group_lines(recipe, graph)))
 
@@ -125,9 +109,8 @@ def cmd_train(args) -> None:
     recipe = load_recipe(args.recipe, args.set)
     from netgraph.runs import files
     from netgraph.runs import folder as run_folder
-    from netgraph.runs.run import resolve_device
+    from netgraph.runs.plan import prepare, resolve_device
     from netgraph.train import distributed
-    from netgraph.train.config import data_config, train_config
 
     ranks, device = (
         distributed.from_environment(args.device)
@@ -135,8 +118,6 @@ def cmd_train(args) -> None:
         else (None, resolve_device(args.device))
     )
     main = ranks is None or ranks.main  # only rank 0 prints and writes files
-    config = train_config(recipe, device.type)  # a typo in train: before minutes of loading data
-    dconfig = data_config(recipe)
     if main and not args.quiet:
         print(f"recipe: {args.recipe}" + "".join(f" --set {a}" for a in args.set), flush=True)
     if args.save is True and (args.log or args.checkpoint):
@@ -145,6 +126,7 @@ def cmd_train(args) -> None:
             "name files instead of one",
             hint="give a file: --save model.pt",
         )
+    plan = prepare(recipe, data_dir=args.data_dir, device=device, ranks=ranks)
     opts = run_folder.options(args.recipe, args.set, args.seed, args.runs)
     paths = (
         run_folder.choose(args, opts)
@@ -154,7 +136,7 @@ def cmd_train(args) -> None:
     if main:  # refused at once while another netgraph writes either; released when main() ends
         files.lock(paths.checkpoint, "the checkpoint"), files.lock(paths.log, "the log")
     try:
-        _train_runs(args, recipe, config, dconfig, device, ranks, main, opts, paths)
+        _train_runs(args, plan, main, opts, paths)
     except BaseException:  # SystemExit (an interrupt, exit 130/143) keeps its checkpoint
         if main and not args.resume and run_folder.discard_if_unused(paths.folder):
             print(
@@ -163,34 +145,20 @@ def cmd_train(args) -> None:
         raise
 
 
-def _train_runs(args, recipe, config, dconfig, device, ranks, main, opts, paths) -> None:
-    """cmd_train from loading the data on: print, train each seed, print the results."""
-    from netgraph.graph.build import build_graph
+def _train_runs(args, plan, main, opts, paths) -> None:
+    """cmd_train from the prepared run on: print, train each seed, print the results."""
     from netgraph.runs import folder as run_folder
-    from netgraph.runs.run import SeedRuns, fit_to_data, load_data, preflight
+    from netgraph.runs.run import SeedRuns
     from netgraph.train.engine import TrainingInterrupted
 
-    dataset = load_data(dconfig, args.data_dir)
-    recipe, dconfig = fit_to_data(recipe, dataset)  # input.shape from the data, checked before training
-    preflight(recipe, build_graph(recipe), dataset, dconfig, device)  # what training would fail on
     if main and not args.quiet:
-        _print_start(recipe, dataset, dconfig, args.data_dir, config, device, ranks)
+        _print_start(plan)
     if paths.folder and not args.resume:
-        run_folder.write_manifest(paths.folder, opts, _command_line(), recipe.sections)
+        run_folder.write_manifest(paths.folder, opts, _command_line(), plan.recipe.sections)
     if paths.folder and main:
         print(f"run folder: {paths.folder}", flush=True)
-    runs = SeedRuns(
-        recipe,
-        dataset,
-        [args.seed + i for i in range(args.runs)],
-        device,
-        paths.log,
-        paths.checkpoint,
-        args.checkpoint_every,
-        ranks,
-        dconfig.label,
-        main,
-    )
+    seeds = [args.seed + i for i in range(args.runs)]
+    runs = SeedRuns(plan, seeds, paths.log, paths.checkpoint, args.checkpoint_every, main)
     if args.resume:
         seed, where = runs.resume()
         print(f"resuming seed {seed} {where}, from {paths.checkpoint}")
@@ -228,21 +196,23 @@ def _train_runs(args, recipe, config, dconfig, device, ranks, main, opts, paths)
         print(f"result: {args.json_out}")
 
 
-def _print_start(recipe, dataset, dconfig, data_dir, config, device, ranks) -> None:
+def _print_start(plan) -> None:
     """What is about to be trained: data, device, length, the tested model, the normalisation,
     where the training set is, the parameter groups."""
-    from netgraph.runs.run import choose_placement, group_lines, normalisation_line
+    from netgraph.runs.plan import choose_placement, group_lines, normalisation_line
     from netgraph.train.engine import input_dtype
 
-    print(header(dataset, dconfig, data_dir, config, device, ranks), flush=True)
+    dataset, dconfig, config = plan.dataset, plan.dconfig, plan.config
+    print(header(plan), flush=True)
     print(
         f"{dataset.name}: {len(dataset.train_labels):,} training and {len(dataset.test_labels):,} "
         f"test images of {' x '.join(map(str, dataset.image_shape))}, {dataset.num_classes} "
         f"classes ({_classes_line(dataset.classes)}); {normalisation_line(dataset, dconfig)}"
     )
     if dconfig.placement != "device":
-        print(choose_placement(dconfig, dataset, device, input_dtype(config.precision))[1])
-    print("parameter groups:\n" + "\n".join("  " + line for line in group_lines(recipe)), flush=True)
+        print(choose_placement(dconfig, dataset, plan.device, input_dtype(config.precision))[1])
+    groups = group_lines(plan.recipe, config)
+    print("parameter groups:\n" + "\n".join("  " + line for line in groups), flush=True)
 
 
 def _result_line(run) -> str:
@@ -287,15 +257,16 @@ def _command_line(drop_resume: bool = False) -> str:
     return " ".join(["netgraph"] + [shlex.quote(a) for a in argv])
 
 
-def header(dataset, dconfig, data_dir, config, device, ranks) -> str:
+def header(plan) -> str:
     """What is about to be trained, before any of it: data, device, schedule, the tested model."""
+    dataset, dconfig, config, device, ranks = plan.dataset, plan.dconfig, plan.config, plan.device, plan.ranks
     from netgraph.data.dataset import default_cache_dir
-    from netgraph.runs.run import device_name
+    from netgraph.runs.plan import device_name
 
     source = (
         "generated"
         if dconfig.dataset == "synthetic"
-        else f"from {data_dir or dconfig.dir or default_cache_dir()}"
+        else f"from {plan.data_dir or dconfig.dir or default_cache_dir()}"
     )
     from netgraph.train.engine import total_steps
 
@@ -381,18 +352,19 @@ class EpochTable:
 
 
 def cmd_eval(args) -> None:
-    from netgraph.runs.run import load_data, load_model, normalisation, resolve_device
-    from netgraph.train.config import data_config, train_config
+    import dataclasses
+
+    from netgraph.runs.checkpoints import load_model
+    from netgraph.runs.plan import normalisation, prepare, resolve_device
     from netgraph.train.engine import evaluate, input_dtype, to_device
 
     device = resolve_device(args.device)
     recipe, graph, model, saved = load_model(args.model, device)
-    config = train_config(recipe, device.type)
+    plan = prepare(recipe, data_dir=args.data_dir, device=device)
+    config, dataset, dconfig = plan.config, plan.dataset, plan.dconfig
     if device.type == "cpu":
         model.float()  # half-precision convolutions are slow on a CPU
-        config.precision = "float32"
-    dconfig = data_config(recipe)
-    dataset = load_data(dconfig, args.data_dir)
+        config = dataclasses.replace(config, precision="float32")
     mean, std = normalisation(dataset, dconfig)
     data = to_device(
         dataset,

@@ -24,8 +24,8 @@ from netgraph.core.errors import RecipeError
 from netgraph.recipe.load import load_recipe
 from netgraph.runs import files, stats
 from netgraph.runs.log import data_label, read_records
-from netgraph.runs.run import load_data, resolve_device, run_recipe
-from netgraph.train.config import data_config
+from netgraph.runs.plan import Plan, prepare, resolve_device
+from netgraph.runs.run import run_recipe
 
 COLUMNS = (
     "step",
@@ -120,19 +120,24 @@ def _ablate(
     return rows
 
 
-_DATASETS: Dict[tuple, object] = {}  # per process: each data set is read once
+# per process: each data set is read once, each recipe prepared once
+_DATASETS: Dict[tuple, object] = {}
+_PLANS: Dict[tuple, Plan] = {}
+
+
+def _plan(path: str, overrides: tuple, device: str, data_dir: Optional[str]) -> Plan:
+    """The recipe's Plan in this process, prepared on first use; recipes that read the same data
+    set share its tensors."""
+    key = (path, overrides, device, data_dir)
+    if key not in _PLANS:
+        recipe = load_recipe(path, list(overrides))
+        _PLANS[key] = prepare(recipe, data_dir=data_dir, device=device, data_cache=_DATASETS)
+    return _PLANS[key]
 
 
 def _one_run(path: str, overrides: tuple, seed: int, device: str, data_dir: Optional[str]) -> Dict:
     """Train one recipe with one seed; the JSON-lines record of the result."""
-    recipe = load_recipe(path, list(overrides))
-    dconfig = data_config(recipe)
-    data_key = (dconfig.dataset, data_dir or dconfig.dir, str(dconfig.synthetic))
-    if data_key not in _DATASETS:
-        _DATASETS[data_key] = load_data(dconfig, data_dir)
-    result, _, _ = run_recipe(
-        recipe, seed=seed, device=device, dataset=_DATASETS[data_key], eval_every_epoch=False
-    )
+    result, _, _ = run_recipe(_plan(path, overrides, device, data_dir), seed=seed, eval_every_epoch=False)
     return {
         "recipe": path,
         "seed": seed,

@@ -10,29 +10,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
 import statistics
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
 from netgraph import data as datasets
 from netgraph.core.errors import RecipeError
-from netgraph.data import dataset as images
-from netgraph.graph.build import build_graph
 from netgraph.graph.executor import compile_graph, parameter_options
 from netgraph.graph.passes import PassContext, apply_transforms
 from netgraph.graph.summary import summarize
 from netgraph.recipe.load import Recipe
-from netgraph.runs import files
+from netgraph.runs.checkpoints import checkpoint_writer, load_checkpoint, save_model
 from netgraph.runs.log import read_records
-from netgraph.train import distributed
-from netgraph.train.config import DataConfig, data_config, train_config
+from netgraph.runs.plan import (
+    Plan,
+    choose_placement,
+    device_name,
+    normalisation,
+    prepare,
+    refuse_ghost_batch_norm,
+    saved_context,
+)
 from netgraph.train.distributed import Ranks
 from netgraph.train.engine import (
     DeviceData,
@@ -43,215 +45,6 @@ from netgraph.train.engine import (
     total_steps,
     train,
 )
-from netgraph.train.state import TrainState
-
-
-def resolve_device(requested: Optional[str]) -> torch.device:
-    """The device to train on: CUDA when present unless one is named."""
-    if requested is None:
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        warnings.warn(
-            "no CUDA GPU found: training on the CPU (pass --device cpu to silence this)", stacklevel=2
-        )
-        return torch.device("cpu")
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise RecipeError(f"unknown device '{requested}'", hint="use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RecipeError(
-            f"device '{requested}' was asked for, but this torch sees no CUDA GPU "
-            f"(torch {torch.__version__})",
-            hint="use --device cpu, or install a CUDA build of torch on a GPU machine",
-        )
-    return device
-
-
-def load_data(config: DataConfig, data_dir: Optional[str] = None, seed: int = 0) -> datasets.Dataset:
-    """The recipe's data set, read into uint8 tensors on the CPU."""
-    return datasets.load(
-        config.dataset,
-        data_dir or config.dir,
-        download=config.download,
-        sizes=config.synthetic,
-        seed=seed,
-        **config.folder_options(),
-    )
-
-
-def normalisation(dataset: datasets.Dataset, config: Optional[DataConfig] = None):
-    """data.mean and data.std if the recipe gives them, else CIFAR-10's published statistics
-    (the seed's) for cifar10, else the training set's own."""
-    if config is not None and (config.mean or config.std):
-        channels = dataset.image_shape[0]
-        for key, values in (("mean", config.mean), ("std", config.std)):
-            if values is None or len(values) != channels:
-                raise RecipeError(
-                    f"data.{key} needs {channels} values, one per channel of the "
-                    f"{dataset.name} images, got {values}",
-                    hint="give both data.mean and data.std, or neither to use the training set's own",
-                )
-        return tuple(config.mean), tuple(config.std)
-    if dataset.name == "cifar10":
-        return images.CIFAR10_MEAN, images.CIFAR10_STD
-    return images.channel_stats(dataset.train_images)
-
-
-def normalisation_line(dataset: datasets.Dataset, config: Optional[DataConfig] = None) -> str:
-    """How the images are normalised, in words, for the train command's header."""
-    mean, std = normalisation(dataset, config)
-    source = (
-        "data.mean and data.std"
-        if config is not None and (config.mean or config.std)
-        else "CIFAR-10's published statistics"
-        if dataset.name == "cifar10"
-        else f"the statistics of its {len(dataset.train_labels):,} training images"
-    )
-    numbers = lambda values: "(" + ", ".join(f"{v:.2f}" for v in values) + ")"
-    return f"normalising with {source}: mean {numbers(mean)}, std {numbers(std)}"
-
-
-# data.placement: auto keeps the padded training set on the host when it would take more
-# than this share of the GPU's free memory: the rest is for the model's activations (the
-# bag of tricks at batch 512 peaks near 2 GiB) and the allocator's slack.
-HOST_SHARE = 0.5
-
-
-def choose_placement(
-    config: DataConfig, dataset: datasets.Dataset, device: torch.device, dtype: torch.dtype
-) -> Tuple[str, str]:
-    """(device or host, the reason in words) for data.placement."""
-    if config.placement != "auto":
-        return config.placement, f"data.placement: {config.placement}"
-    if device.type != "cuda":
-        return "device", "data.placement: auto chose device (on a CPU, host and device memory are one)"
-    n, c, h, w = dataset.train_images.shape
-    size = (
-        n
-        * c
-        * (h + 2 * config.pad)
-        * (w + 2 * config.pad)
-        * (1 if config.keep_uint8 else torch.empty((), dtype=dtype).element_size())
-    )
-    free, _ = torch.cuda.mem_get_info(device)
-    chosen, than = ("host", "more") if size > HOST_SHARE * free else ("device", "less")
-    return chosen, (
-        f"data.placement: auto chose {chosen}: the padded training set takes "
-        f"{size / 2**30:.2f} GiB, {than} than {HOST_SHARE:.0%} of the "
-        f"{free / 2**30:.2f} GiB free on the GPU"
-    )
-
-
-def fit_to_data(recipe: Recipe, dataset: datasets.Dataset) -> Tuple[Recipe, DataConfig]:
-    """The recipe with input.shape taken from the data when it sets none, and its data:
-    section checked against the images' real size; an input.shape the data does not have
-    is refused before anything trains."""
-    dconfig = data_config(recipe, dataset.image_shape)
-    shape = list(dataset.image_shape)  # the test images, as the network sees them
-    given = (recipe.sections.get("input") or {}).get("shape")
-    if given is None:
-        sections = dict(recipe.sections, input={**(recipe.sections.get("input") or {}), "shape": shape})
-        return dataclasses.replace(recipe, sections=sections), dconfig
-    if list(given) != shape:
-        raise recipe.error(
-            f"input.shape is {list(given)}, but the {dataset.name} images are "
-            f"{' x '.join(map(str, shape))} (channels x height x width)",
-            ("input", "shape"),
-            hint=f"set input.shape: {shape}, or leave input.shape out to take the data's",
-        )
-    return recipe, dconfig
-
-
-# Training needs at least the weights, their gradients, the optimizer's buffer and an averaged
-# copy: four float32 copies of the parameters, before any activation.
-PARAMETER_COPIES = 4
-
-
-def preflight(
-    recipe: Recipe, graph, dataset: datasets.Dataset, dconfig: DataConfig, device: torch.device
-) -> None:
-    """What training would fail on, refused before any of it, with the recipe's line: fewer
-    outputs than the data has classes; training batches (after data.augment) the network cannot
-    take; parameters that do not fit in the device's memory."""
-    output = graph.graph["output"]
-    outputs = graph.nodes[output]["shape"]
-    where = ("network",) + tuple(output.split("/"))
-    if len(outputs) != 1 or outputs[0] < dataset.num_classes:
-        raise recipe.error(
-            f"the network's output is {' x '.join(map(str, outputs))}, but the "
-            f"{dataset.name} images have {dataset.num_classes} classes: it needs one "
-            f"logit per class",
-            where,
-            node=output,
-            hint=f"end the network with a linear layer of out: {dataset.num_classes}",
-        )
-    counts = summarize(graph)
-    from netgraph.train.augment import check_augmentations
-
-    c, h, w = dataset.image_shape
-    batches = tuple(check_augmentations(dconfig.augmentations, (c, h + 2 * dconfig.pad, w + 2 * dconfig.pad)))
-    if batches != tuple(dataset.image_shape):
-        # the network must take the training batches with the layers it has for the test images
-        sections = dict(
-            recipe.sections, input={**(recipe.sections.get("input") or {}), "shape": list(batches)}
-        )
-        try:
-            other = summarize(build_graph(dataclasses.replace(recipe, sections=sections)))["nodes"]
-            why = next(
-                (
-                    f"node '{a['path']}' would have {b['params']:,} parameters instead of {a['params']:,}"
-                    for a, b in zip(counts["nodes"], other)
-                    if a["params"] != b["params"]
-                ),
-                None,
-            )
-        except RecipeError as err:
-            why = err.message
-        if why:
-            raise recipe.error(
-                f"data.augment makes training batches of {' x '.join(map(str, batches))}, "
-                f"the test images are {' x '.join(map(str, dataset.image_shape))}, and "
-                f"the network cannot take both: {why}",
-                ("data", "augment"),
-                hint=f"crop to the images' size, {{crop: {h}}}, or make the network "
-                f"size-independent (a global pool before the head)",
-            )
-    params = counts["params"] + counts["frozen_params"]
-    need, have = PARAMETER_COPIES * 4 * params, _memory_bytes(device)
-    batch = train_config(recipe, device.type).batch_size
-    widest = max(counts["nodes"], key=lambda n: math.prod(n["shape"]))
-    activation = 4 * batch * math.prod(widest["shape"])  # one float32 output of the widest node
-    if have and activation > have:
-        path = widest["path"]
-        raise recipe.error(
-            f"it outputs {' x '.join(map(str, widest['shape']))} values an image: "
-            f"a batch of {batch} needs {activation / 2**30:.1f} GiB for that output alone, "
-            f"more than the {have / 2**30:.1f} GiB of {device_name(device)}",
-            ("network",) + tuple(path.split("/")),
-            node=path,
-            hint="check the widths (out:, c:): a YAML 1.1 value such as 190:20:30 is "
-            "read as the base-60 number 685,230; or use a smaller train.batch_size",
-        )
-    if have and need > have:
-        raise recipe.error(
-            f"the network's {params:,} parameters need at least {need / 2**30:.1f} GiB "
-            f"to train (weights, gradients, optimizer state, average), more than the "
-            f"{have / 2**30:.1f} GiB of {device_name(device)}",
-            ("network",),
-            hint="check the widths (out:, c:): a YAML 1.1 value such as 190:20:30 "
-            "is read as the base-60 number 685,230",
-        )
-
-
-def _memory_bytes(device: torch.device) -> Optional[int]:
-    """The device's memory in bytes: the GPU's, or the machine's physical memory."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 @dataclass
@@ -285,7 +78,7 @@ class RunResult:
 
 
 def run_recipe(
-    recipe: Recipe,
+    recipe: Union[Plan, Recipe],
     *,
     seed: Optional[int] = None,
     device: Optional[str] = None,
@@ -298,109 +91,100 @@ def run_recipe(
     resume: Optional[Dict] = None,
     ranks: Optional[Ranks] = None,
 ):
-    """Train the recipe once; returns (RunResult, trained module, graph). Without
-    ``eval_every_epoch`` only the final model is evaluated (ablations need no curve).
+    """Train once: a Plan, or a Recipe prepared here with ``prepare`` (``device``, ``data_dir``,
+    ``dataset`` and ``ranks`` are prepare's). Returns (RunResult, trained module, graph).
+    Without ``eval_every_epoch`` only the final model is evaluated (ablations need no curve).
     ``checkpoint`` and ``resume`` are the engine's (see ``engine.train`` and
-    ``checkpoint_writer``); ``ranks`` trains data-parallel (see netgraph.train.distributed)."""
-    device = resolve_device(device) if not isinstance(device, torch.device) else device
-    config = train_config(recipe, device.type)
-    config.eval_every_epoch = eval_every_epoch
-    if seed is not None:
-        config.seed = seed
-    dconfig = data_config(recipe)
-    if dataset is None:
-        dataset = load_data(dconfig, data_dir, seed=0)
-    recipe, dconfig = fit_to_data(recipe, dataset)
-    mean, std = normalisation(dataset, dconfig)
-    graph = build_graph(recipe)
-    preflight(recipe, graph, dataset, dconfig, device)
+    ``checkpoints.checkpoint_writer``)."""
+    plan = (
+        recipe
+        if isinstance(recipe, Plan)
+        else prepare(recipe, data_dir=data_dir, device=device, dataset=dataset, ranks=ranks)
+    )
+    config = dataclasses.replace(plan.seeded(seed), eval_every_epoch=eval_every_epoch)
     torch.manual_seed(config.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the seed: shapes are fixed, take the fastest kernels
-    rank_batch = distributed.check_batch(config.batch_size, ranks) if ranks else config.batch_size
-    if len(dataset.train_labels) < config.batch_size:
-        raise recipe.error(
-            f"the training set ({len(dataset.train_labels)} images) is smaller than one "
-            f"batch ({config.batch_size} images)",
-            ("train", "batch_size"),
-            hint="use a smaller train.batch_size",
+    if plan.device.type == "cuda":
+        torch.backends.cudnn.benchmark = (
+            True  # as the original code: shapes are fixed, take the fastest kernels
         )
-
     try:
-        synchronize(device)
-        start = time.perf_counter()
-        placement, _ = choose_placement(dconfig, dataset, device, input_dtype(config.precision))
-        device_data: DeviceData = to_device(
-            dataset,
-            device,
-            mean,
-            std,
-            dconfig.pad,
-            input_dtype(config.precision),
-            dconfig.keep_uint8,
-            host=placement == "host",
-        )
-        context = PassContext(train_images=device_data.train_sample, batch_size=rank_batch)
-        graph, _ = apply_transforms(graph, recipe, context)
-        if config.sync_batch_norm:
-            refuse_ghost_batch_norm(recipe, graph)
-        model = compile_graph(graph).to(device)
-        synchronize(device)
-        setup_time = time.perf_counter() - start
-
+        setup = _set_up(plan, config)
         result = train(
-            model,
-            device_data,
+            setup.model,
+            setup.data,
             config,
-            dconfig.augmentations,
-            dconfig.max_groups,
-            parameter_options(graph),
-            setup_time,
+            plan.dconfig.augmentations,
+            plan.dconfig.max_groups,
+            parameter_options(setup.graph),
+            setup.time,
             on_epoch,
             on_step,
             checkpoint=checkpoint,
             resume=resume,
-            ranks=ranks,
+            ranks=plan.ranks,
         )
     except torch.cuda.OutOfMemoryError:
-        raise out_of_memory(recipe, device, config.batch_size, dconfig.keep_uint8) from None
-    peak = result.peak_memory_bytes
-    run = RunResult(
-        recipe=run_name(recipe),
+        raise out_of_memory(plan, config.batch_size) from None
+    return _run_result(plan, config, setup, result), result.model, setup.graph
+
+
+@dataclass
+class _SetUp:
+    """What one run builds before its first step, timed: the data on the device, the graph after
+    the passes, the module."""
+
+    data: DeviceData
+    graph: Any
+    model: torch.nn.Module
+    context: PassContext
+    placement: str
+    time: float
+
+
+def _set_up(plan: Plan, config) -> _SetUp:
+    """The data to the device, preprocessed; the passes (they resolve from the data on the device
+    and the batch each process trains on); the module. Timed, as the original code times it."""
+    device, dconfig, dtype = plan.device, plan.dconfig, input_dtype(config.precision)
+    synchronize(device)
+    start = time.perf_counter()
+    placement, _ = choose_placement(dconfig, plan.dataset, device, dtype)
+    mean, std = normalisation(plan.dataset, dconfig)
+    data = to_device(
+        plan.dataset, device, mean, std, dconfig.pad, dtype, dconfig.keep_uint8, host=placement == "host"
+    )
+    context = PassContext(train_images=data.train_sample, batch_size=plan.rank_batch)
+    graph, _ = apply_transforms(plan.graph, plan.recipe, context)
+    if config.sync_batch_norm:
+        refuse_ghost_batch_norm(plan.recipe, graph)
+    model = compile_graph(graph).to(device)
+    synchronize(device)
+    return _SetUp(data, graph, model, context, placement, time.perf_counter() - start)
+
+
+def _run_result(plan: Plan, config, setup: _SetUp, result) -> RunResult:
+    dataset, peak = plan.dataset, result.peak_memory_bytes
+    return RunResult(
+        recipe=plan.name,
         seed=config.seed,
-        device=device_name(device),
+        device=device_name(plan.device),
         test_acc=result.test_acc,
         test_loss=result.test_loss,
         train_time_s=result.train_time_s,
-        setup_time_s=setup_time,
+        setup_time_s=setup.time,
         eval_time_s=result.eval_time_s,
         epochs=config.epochs,
-        params=summarize(graph)["params"],
-        dataset=dconfig.label or dataset.name,
+        params=summarize(setup.graph)["params"],
+        dataset=plan.dconfig.label or dataset.name,
         train_images=len(dataset.train_labels),
         test_images=len(dataset.test_labels),
         compile_time_s=result.compile_time_s,
         peak_memory_gib=None if peak is None else peak / 2**30,
-        world_size=ranks.world if ranks else 1,
-        pass_context=saved_context(context),
-        placement=placement,
+        world_size=plan.ranks.world if plan.ranks else 1,
+        pass_context=saved_context(setup.context),
+        placement=setup.placement,
         steps=result.steps,
-        log=[log_entry(e, dataset, dconfig.label) for e in result.log],
+        log=[log_entry(e, dataset, plan.dconfig.label) for e in result.log],
     )
-    return run, result.model, graph
-
-
-def group_lines(recipe: Recipe, graph=None) -> List[str]:
-    """The recipe's parameter groups as training resolves them (what the passes record, then
-    train.param_groups), one line each: tensors, optimizer, what differs from train:'s."""
-    from netgraph.train import param_groups
-
-    config = train_config(recipe)
-    if graph is None:
-        graph, _ = apply_transforms(build_graph(recipe), recipe, context_without_data(recipe))
-    model = compile_graph(graph, allow_pending=True)
-    groups = param_groups.resolve(model, parameter_options(graph), config.param_groups)
-    return [g.describe({"optimizer": config.optimizer}) for g in groups]
 
 
 def combined_result(finished: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -424,24 +208,9 @@ def combined_result(finished: List[Dict[str, Any]]) -> Dict[str, Any]:
     return result
 
 
-def refuse_ghost_batch_norm(recipe: Recipe, graph) -> None:
-    """train.sync_batch_norm normalises over the whole global batch; ghost batch norm over
-    parts of it: one recipe cannot ask for both."""
-    ghost = [n for n, a in graph.nodes(data=True) if a.get("op") == "ghost_batch_norm"]
-    if ghost:
-        raise recipe.error(
-            f"train.sync_batch_norm normalises over the global batch, but {len(ghost)} "
-            f"batch-norm node(s) are ghost batch norm, which normalises over parts of it",
-            ("train", "sync_batch_norm"),
-            node=ghost[0],
-            hint="drop one of the two: without sync_batch_norm, batch norm per rank "
-            "is already ghost batch norm with one split a rank",
-        )
-
-
-def out_of_memory(recipe: Recipe, device: torch.device, batch_size: int, keep_uint8: bool) -> RecipeError:
+def out_of_memory(plan: Plan, batch_size: int) -> RecipeError:
     """The message for a CUDA out-of-memory error: what ran out and what to change."""
-    gpu = "the GPU"
+    gpu, device = "the GPU", plan.device
     if device.type == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
         gpu = (
@@ -449,11 +218,11 @@ def out_of_memory(recipe: Recipe, device: torch.device, batch_size: int, keep_ui
             f"{torch.cuda.get_device_name(device)}"
         )
     hint = f"use a smaller train.batch_size (e.g. --set train.batch_size={max(1, batch_size // 2)})"
-    if not keep_uint8:
+    if not plan.dconfig.keep_uint8:
         hint += ", or data.keep_uint8: true to keep the training images as uint8 on the GPU"
     return RecipeError(
         f"out of GPU memory: the recipe at batch {batch_size} does not fit in the {gpu}",
-        file=recipe.file,
+        file=plan.recipe.file,
         hint=hint,
     )
 
@@ -515,243 +284,6 @@ def schedule_record(config, train_images: int) -> Dict[str, Any]:
     }
 
 
-def run_name(recipe: Recipe) -> str:
-    """How logs and results name a recipe: its file, or its name when built in memory."""
-    return recipe.file or recipe.name
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-
-    threads = torch.get_num_threads()
-    return f"cpu ({platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)})"
-
-
-def saved_context(context: PassContext) -> Dict[str, Any]:
-    """What of a pass context is saved with a model: the batch size the passes saw (under
-    torchrun the per-rank batch, from which ghost batch norm resolves its splits); what they
-    resolve from the training images (whitening filters) is in the weights."""
-    return {"batch_size": context.batch_size}
-
-
-def context_without_data(recipe: Recipe, saved: Optional[Dict[str, Any]] = None) -> PassContext:
-    """What the passes get when a graph is drawn, summarised or rebuilt for saved weights:
-    no training images (a whitening stem is built, its filters left to training or to the
-    saved weights) and the batch size training used (``saved``, from ``saved_context``) or,
-    for a recipe not yet trained, would use on one process."""
-    from netgraph.train.config import TRAIN_PARAMS
-
-    if isinstance(saved, dict) and type(saved.get("batch_size")) is int and saved["batch_size"] > 0:
-        return PassContext(batch_size=saved["batch_size"])
-    batch = recipe.train.get("batch_size", TRAIN_PARAMS["batch_size"].default)
-    return PassContext(batch_size=batch if isinstance(batch, int) else None)
-
-
-# --- saved models ---------------------------------------------------------------
-
-MODEL_FORMAT = "netgraph-model-1"
-CHECKPOINT_FORMAT = "netgraph-checkpoint-1"
-
-
-def save_atomically(payload: Dict, path) -> None:
-    """torch.save to a new temporary file beside ``path`` (unique, O_EXCL, never through a
-    symlink), then rename it into place: a crash while writing leaves the previous file
-    whole. See netgraph.runs.files."""
-    files.save_atomically(payload, path)
-
-
-def _with_checksum(payload: Dict) -> Dict:
-    return {**payload, "checksum": files.checksum(payload)}
-
-
-def save_model(path, model: torch.nn.Module, recipe: Recipe, run: RunResult) -> None:
-    """The trained weights with the merged recipe and the run's result, written atomically."""
-    save_atomically(
-        _with_checksum(
-            {
-                "format": MODEL_FORMAT,
-                "recipe": recipe.sections,
-                "recipe_file": recipe.file,
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "pass_context": run.pass_context,
-                "result": run.summary(),
-            }
-        ),
-        path,
-    )
-
-
-def checkpoint_writer(
-    path, recipe: Recipe, seed: int, finished: List[Dict], every: int = 1
-) -> Callable[[Dict], None]:
-    """The engine's checkpoint callback for ``netgraph train``: the training state of the run
-    with this seed, the recipe it trains and the results of the runs already finished,
-    written atomically to ``path`` every ``every`` epochs (0: only when interrupted)."""
-
-    def write(state: Dict) -> None:
-        completed = state["epoch"] - 1
-        if state["skip"] or (every and completed % every == 0):
-            save_atomically(
-                _with_checksum(
-                    {
-                        "format": CHECKPOINT_FORMAT,
-                        "recipe": recipe.sections,
-                        "recipe_file": recipe.file,
-                        "seed": seed,
-                        "finished": list(finished),
-                        "threads": torch.get_num_threads(),
-                        "state": state,
-                    }
-                ),
-                path,
-            )
-
-    return write
-
-
-# What a checkpoint and a saved model hold (key: the types it may have); checked on load,
-# after the checksum, so a file of another version or made by hand is refused in one line.
-_CHECKPOINT_KEYS = {
-    "format": str,
-    "recipe": dict,
-    "recipe_file": (str, type(None)),
-    "seed": int,
-    "finished": list,
-    "state": dict,
-    "checksum": str,
-}
-_STATE_KEYS = {"step": int, "epoch": int, "skip": int, "model": dict}
-_MODEL_KEYS = {
-    "format": str,
-    "recipe": dict,
-    "recipe_file": (str, type(None)),
-    "state_dict": dict,
-    "result": dict,
-    "checksum": str,
-}
-
-
-def _check_keys(payload: Dict, keys: Dict, path, what: str, writer: str, prefix: str = "") -> None:
-    for key, types in keys.items():
-        value = payload.get(key)
-        if key not in payload or not isinstance(value, types) or isinstance(value, bool):
-            got = "is missing" if key not in payload else f"is {type(value).__name__}"
-            raise RecipeError(
-                f"the {what}'s '{prefix}{key}' {got}",
-                file=str(path),
-                hint=f"it was not written by this netgraph's {writer}",
-            )
-
-
-def _load(path, what: str, expected_format: str, writer: str) -> Dict:
-    """A file netgraph wrote, read with ``weights_only=True`` (tensors and plain data only),
-    its checksum checked."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise RecipeError(f"{what} not found", file=str(path), hint=f"it is written by {writer}") from None
-    except Exception as e:  # a truncated file, one that is not netgraph's, one carrying code
-        raise RecipeError(
-            f"cannot read the {what}: {_load_failure(e)}",
-            file=str(path),
-            hint=f"it should be written by {writer}",
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != expected_format:
-        raise RecipeError(f"not a netgraph {what}", file=str(path), hint=f"write one with {writer}")
-    files.check_checksum(payload, path, what, writer)
-    return payload
-
-
-def _load_failure(error: Exception) -> str:
-    """Why torch.load failed, in one line: not torch's advice to load with weights_only=False
-    (which would run whatever code the file carries)."""
-    text = str(error)
-    if "Weights only load failed" in text:
-        reason = next(
-            (line.strip() for line in text.splitlines() if "WeightsUnpickler error" in line),
-            "it holds objects other than tensors and plain data",
-        )
-        return f"it holds more than tensors and plain data, and is not loaded ({reason})"
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
-
-
-def load_checkpoint(path, recipe: Recipe) -> Dict:
-    """A checkpoint from ``checkpoint_writer``, checked to be of this recipe (after --set)."""
-    payload = _load(path, "checkpoint", CHECKPOINT_FORMAT, "netgraph train")
-    _check_keys(payload, _CHECKPOINT_KEYS, path, "checkpoint", "netgraph train")
-    _check_keys(payload["state"], _STATE_KEYS, path, "checkpoint", "netgraph train", "state.")
-    if payload["recipe"] != recipe.sections:
-        raise RecipeError(
-            f"the checkpoint is of another recipe (or other --set options) than {run_name(recipe)}",
-            file=str(path),
-            hint="resume with the recipe and --set options it was started with, or "
-            "start afresh without --resume",
-        )
-    _check_progress(payload["state"], path, recipe)
-    try:
-        TrainState.from_dict(payload["state"])  # every field's type, before the loop reads any
-    except RecipeError as err:
-        err.file = str(path)
-        raise
-    warn_on_other_thread_count(path, payload.get("threads"))
-    return payload
-
-
-def _check_progress(state: Dict, path, recipe: Recipe) -> None:
-    """The epoch, step and skip of a checkpoint fit its recipe's run: 1 <= epoch <= epochs + 1
-    (epochs + 1: finished), 0 <= skip <= step (skip counts steps of the epoch in progress)."""
-    config = train_config(recipe, "cpu")
-    # a run given in steps has as many epochs as the data's size makes: not known here
-    epochs = math.ceil(config.epochs) if config.steps is None else None
-    epoch, step, skip = state["epoch"], state["step"], state["skip"]
-    for name, ok in (
-        ("epoch", 1 <= epoch and (epochs is None or epoch <= epochs + 1)),
-        ("skip", 0 <= skip <= max(step, 0)),
-        ("step", step >= 0),
-    ):
-        if not ok:
-            raise RecipeError(
-                f"the checkpoint's {name} is {state[name]}, which the run of "
-                f"{epochs or config.steps} {'epochs' if epochs else 'steps'} at step {step} "
-                f"cannot have reached",
-                file=str(path),
-                hint="the file is damaged: start afresh without --resume",
-            )
-
-
-def warn_on_other_thread_count(path, saved: Optional[int]) -> None:
-    """A resumed run equals the uninterrupted one bit for bit only at the thread count it was
-    started with: on the CPU, sums over more threads are added in another order."""
-    if saved is not None and saved != torch.get_num_threads():
-        warnings.warn(
-            f"{path}: the checkpoint was written by a run on {saved} CPU threads, this one "
-            f"has {torch.get_num_threads()}: the resumed run will not be bit-identical to "
-            f"an uninterrupted one (set OMP_NUM_THREADS={saved} to make it so)",
-            stacklevel=2,
-        )
-
-
-def load_model(path, device: torch.device):
-    """(recipe, graph, module in eval mode, saved result) from a file written by save_model.
-    Read with ``weights_only=True``: the file holds tensors and plain data only."""
-    from netgraph.recipe.load import recipe_from_dict
-
-    payload = _load(path, "model file", MODEL_FORMAT, "netgraph train --save")
-    _check_keys(payload, _MODEL_KEYS, path, "model file", "netgraph train --save")
-    recipe = recipe_from_dict(payload["recipe"], file=payload.get("recipe_file"))
-    graph, _ = apply_transforms(
-        build_graph(recipe), recipe, context_without_data(recipe, payload.get("pass_context"))
-    )
-    model = compile_graph(graph, allow_pending=True)
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as e:
-        raise RecipeError(f"the weights do not fit the recipe saved with them: {e}", file=str(path)) from None
-    return recipe, graph, model.to(device).eval(), payload.get("result", {})
-
-
 # --- one recipe trained for several seeds, resumable ---------------------------------------
 
 
@@ -763,42 +295,32 @@ class SeedRuns:
 
     def __init__(
         self,
-        recipe: Recipe,
-        dataset: datasets.Dataset,
+        plan: Plan,
         seeds: List[int],
-        device: torch.device,
         log_path,
         checkpoint_path,
         checkpoint_every: int = 1,
-        ranks: Optional[Ranks] = None,
-        label: Optional[str] = None,
         main: bool = True,
     ):
-        self.recipe, self.dataset, self.seeds, self.device, self.ranks = (
-            recipe,
-            dataset,
-            list(seeds),
-            device,
-            ranks,
-        )
+        self.plan, self.recipe, self.seeds = plan, plan.recipe, list(seeds)
         self.log_path, self.checkpoint_path, self.every = log_path, checkpoint_path, checkpoint_every
-        self.label, self.main, self.runs = label, main, len(seeds)
+        self.main, self.runs = main, len(seeds)
         self.finished: List[Dict[str, Any]] = []
         self._resume: Optional[Dict] = None
         self._kept: List[str] = []  # log lines of what is resumed, written before the first new one
         self._log_started = False
-        self.lr_record = schedule_record(train_config(recipe, device.type), len(dataset.train_labels))
+        self.lr_record = schedule_record(plan.config, len(plan.dataset.train_labels))
 
     def resume(self) -> Tuple[int, str]:
         """Continue from the checkpoint: (its seed, where in its run, in words). The seeds before
         it are finished (their results are in the checkpoint, their lines in the log)."""
         from netgraph.train.engine import resume_point
 
-        if self.ranks:
+        if self.plan.ranks:
             raise RecipeError(
                 "--resume continues a single-process run; resume a torchrun run by starting it afresh"
             )
-        saved = load_checkpoint(self.checkpoint_path, self.recipe)
+        saved = load_checkpoint(self.checkpoint_path, self.recipe, self.plan.config)
         if saved["seed"] not in self.seeds:
             raise RecipeError(
                 f"the checkpoint is of seed {saved['seed']}, not one of this command's "
@@ -839,15 +361,7 @@ class SeedRuns:
         )
         resume, self._resume = (self._resume if seed == self.seeds[0] else None), None
         run, model, _ = run_recipe(
-            self.recipe,
-            seed=seed,
-            device=self.device,
-            dataset=self.dataset,
-            on_epoch=epoch_done,
-            on_step=on_step,
-            checkpoint=writer,
-            resume=resume,
-            ranks=self.ranks,
+            self.plan, seed=seed, on_epoch=epoch_done, on_step=on_step, checkpoint=writer, resume=resume
         )
         self.finished.append(run.summary())
         return run, model
@@ -881,7 +395,9 @@ class SeedRuns:
         return result
 
     def _line(self, seed: int, entry) -> str:
-        return log_entry_line(run_name(self.recipe), seed, entry, self.dataset, self.label, self.lr_record)
+        return log_entry_line(
+            self.plan.name, seed, entry, self.plan.dataset, self.plan.dconfig.label, self.lr_record
+        )
 
     def _write(self, line: str) -> None:
         """The log is (re)written when the first epoch has something to add: the kept lines, then

@@ -80,11 +80,15 @@ def _save(figure, path: Path, data: Dict[str, Any]) -> Picture:
     return Picture(path, round(width * DPI), round(height * DPI), data)
 
 
-def _load_dataset(recipe: Recipe, data_dir: Optional[str]):
-    from netgraph.runs.run import load_data
-    from netgraph.train.config import data_config
+def _plan(recipe, data_dir: Optional[str] = None, dataset=None):
+    """A Plan as given, or the recipe prepared on the CPU as train would prepare it."""
+    from netgraph.runs.plan import Plan, prepare
 
-    return load_data(data_config(recipe), data_dir)
+    return (
+        recipe
+        if isinstance(recipe, Plan)
+        else prepare(recipe, data_dir=data_dir, device="cpu", dataset=dataset)
+    )
 
 
 # --- augment -----------------------------------------------------------------------------
@@ -111,7 +115,7 @@ def describe_augmentations(augmentations: Sequence, pad: int) -> str:
     return ", ".join(words)
 
 
-def augment_data(recipe: Recipe, dataset, images: int = 8, draws: int = 2, seed: int = 0) -> Dict:
+def augment_data(recipe, dataset=None, images: int = 8, draws: int = 2, seed: int = 0) -> Dict:
     """The first ``images`` training images and ``draws`` independent draws of the recipe's
     augmentation of them, through netgraph.train.augment.BatchGroupLoader as training uses it.
 
@@ -119,13 +123,14 @@ def augment_data(recipe: Recipe, dataset, images: int = 8, draws: int = 2, seed:
     batch_size = images and shuffle off; each iteration is a new epoch, so a new draw of
     choices. With as many groups as images (min(choices, max_groups, images)), each image
     gets its own random choice. Returns colours in 0..1: ``originals`` (n, C, H, W) and
-    ``draws`` (draws, n, C, H', W'), plus the loader's normalised output (``normalised``)."""
+    ``draws`` (draws, n, C, H', W'), plus the loader's normalised output (``normalised``).
+    ``recipe``: a Plan, or a Recipe prepared here (on ``dataset`` if given)."""
     from netgraph.data.dataset import preprocess
-    from netgraph.runs.run import normalisation
+    from netgraph.runs.plan import normalisation
     from netgraph.train.augment import BatchGroupLoader
-    from netgraph.train.config import data_config
 
-    config = data_config(recipe, dataset.image_shape)
+    plan = _plan(recipe, dataset=dataset)
+    recipe, dataset, config = plan.recipe, plan.dataset, plan.dconfig
     if not config.augmentations:
         raise recipe.error(
             "data.augment is empty: there is no augmentation to show",
@@ -176,8 +181,8 @@ def show_augment(
 ) -> Picture:
     """A grid: the original images in the top row, one row per draw below."""
     path = _output(output)
-    dataset = dataset if dataset is not None else _load_dataset(recipe, data_dir)
-    data = augment_data(recipe, dataset, images, draws, seed)
+    plan = _plan(recipe, data_dir, dataset)
+    recipe, data = plan.recipe, augment_data(plan, None, images, draws, seed)
     originals, drawn = data["originals"], data["draws"]
     n, rows = originals.shape[0], 1 + drawn.shape[0]
     figure = _figure(1.0 + 1.15 * n, 1.0 + 1.25 * rows)
@@ -192,7 +197,7 @@ def show_augment(
             if col == 0:
                 ax.set_ylabel("original" if row == 0 else f"draw {row}", fontsize=10)
         axes[0][col].set_title(data["classes"][data["labels"][col]], fontsize=9)
-    from netgraph.runs.run import run_name
+    from netgraph.runs.plan import run_name
 
     figure.suptitle(
         f"{run_name(recipe)}: {data['augmentations']}\n"
@@ -235,19 +240,20 @@ def whiten_params(recipe: Recipe) -> Dict[str, Any]:
     )
 
 
-def whitening_data(recipe: Recipe, dataset) -> Dict:
+def whitening_data(recipe, dataset=None) -> Dict:
     """Eigenvalues (largest first) and eigen-patches (d, C, k, k) of the covariance of the
     recipe's whiten_stem k x k patches, on the first ``images`` normalised training images,
     from netgraph.graph.passes.whiten_stem.patch_eigen, the code the pass computes its filters with."""
     from netgraph.data.dataset import preprocess
     from netgraph.graph.passes.whiten_stem import patch_eigen
-    from netgraph.runs.run import normalisation
-    from netgraph.train.config import data_config
+    from netgraph.runs.plan import normalisation
 
+    plan = _plan(recipe, dataset=dataset)
+    recipe, dataset = plan.recipe, plan.dataset
     params = whiten_params(recipe)
     kernel = params["kernel"]
     n = min(params["images"], len(dataset.train_labels))
-    mean, std = normalisation(dataset, data_config(recipe, dataset.image_shape))
+    mean, std = normalisation(dataset, plan.dconfig)
     images = preprocess(dataset.train_images[:n], mean, std, pad=0)
     eigenvalues, eigenvectors = patch_eigen(images, kernel)
     patches = eigenvectors.T.reshape(-1, images.shape[1], kernel, kernel)
@@ -270,8 +276,8 @@ def show_whitening(
     """The leading ``count`` eigen-patches, each as +v and -v side by side and labelled
     with sqrt(eigenvalue) as in the seed, over the whole spectrum as bars."""
     path = _output(output)
-    dataset = dataset if dataset is not None else _load_dataset(recipe, data_dir)
-    data = whitening_data(recipe, dataset)
+    plan = _plan(recipe, data_dir, dataset)
+    recipe, data = plan.recipe, whitening_data(plan)
     patches, eigenvalues, kernel = data["patches"], data["eigenvalues"], data["kernel"]
     d = len(eigenvalues)
     count = max(1, min(count, d))
@@ -302,7 +308,7 @@ def show_whitening(
         _imshow(ax, pair)
         ax.set_title(f"#{i + 1}  ({roots[i].item():.2f})", fontsize=9)
         ax.set_xlabel("+v   |   -v", fontsize=8)
-    from netgraph.runs.run import run_name
+    from netgraph.runs.plan import run_name
 
     top.suptitle(
         f"{run_name(recipe)}: leading eigenvectors of the covariance of "

@@ -7,7 +7,7 @@ Each key is checked like an op parameter (type, range, unknown keys with a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from netgraph.core.errors import RecipeError, did_you_mean
 from netgraph.core.schema import Param, check_params
@@ -15,7 +15,7 @@ from netgraph.data import SOURCES
 from netgraph.recipe.load import Recipe
 from netgraph.train import augment, param_groups, views
 from netgraph.train.averaging import AVERAGING
-from netgraph.train.engine import COMPILE_MODES, PRECISIONS, TrainConfig
+from netgraph.train.engine import COMPILE_MODES, PRECISIONS, TrainConfig, resolve_precision
 from netgraph.train.optimizers import OPTIMIZERS
 from netgraph.train.schedule import END, SCHEDULE_SHAPES, UNITS, PiecewiseLinear, checked_lists
 
@@ -330,9 +330,7 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
         _located(recipe, ("train", "param_groups", i), param_group_item, item)
         for i, item in enumerate(t["param_groups"] or [])
     ]
-    precision = t["precision"]
-    if precision == "auto":
-        precision = "float16" if device_type == "cuda" else "float32"
+    precision = resolve_precision(t["precision"], device_type)
     return TrainConfig(
         epochs=t["epochs"],
         steps=t["steps"],
@@ -411,6 +409,7 @@ class DataConfig:
     mean: Optional[List[float]] = _data_default("mean")
     std: Optional[List[float]] = _data_default("std")
     placement: str = _data_default("placement")
+    shape: Optional[Tuple[int, ...]] = None  # the image shape (C, H, W) it was checked against, if known
 
     def folder_options(self) -> Dict[str, Any]:
         """What netgraph.data.folder.read_folder takes."""
@@ -485,6 +484,7 @@ def data_config(recipe: Recipe, image_shape: Optional[Sequence[int]] = None) -> 
         stats["mean"],
         stats["std"],
         d["placement"],
+        tuple(shape) if checked else None,
     )
 
 

@@ -63,8 +63,10 @@ def from_environment(device: Optional[str] = None) -> tuple:
     return Ranks(rank, world, local), device
 
 
-def check_batch(batch_size: int, ranks: Ranks) -> int:
-    """The per-rank batch: the global batch split evenly over the ranks."""
+def rank_batch(batch_size: int, ranks: Optional[Ranks]) -> int:
+    """The per-rank batch: the global batch split evenly over the ranks (all of it on one)."""
+    if ranks is None:
+        return batch_size
     if batch_size % ranks.world:
         raise RecipeError(
             f"train.batch_size {batch_size} is the global batch and must divide "

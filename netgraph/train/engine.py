@@ -115,6 +115,16 @@ def resolve_precision(precision: str, device) -> str:
     return "float16" if torch.device(device).type == "cuda" else "float32"
 
 
+def check_fits(train_images: int, batch_size: int) -> None:
+    """A training set smaller than one batch trains no step: refused before any work."""
+    if train_images < batch_size:
+        raise RecipeError(
+            f"the training set ({train_images} images) is smaller than one batch ({batch_size} images)",
+            hint="use a smaller train.batch_size",
+            setting=("train", "batch_size"),
+        )
+
+
 # --- parameter statistics ---------------------------------------------------------
 
 
@@ -589,11 +599,7 @@ class Training:
         )
         self.steps_per_epoch = len(self.loader)
         if self.steps_per_epoch == 0:
-            raise RecipeError(
-                f"the training set ({len(data.train_labels)} images) is smaller than one "
-                f"batch ({config.batch_size} images)",
-                hint="use a smaller train.batch_size",
-            )
+            check_fits(len(data.train_labels), config.batch_size)
         self.total_steps = total_steps(config, self.steps_per_epoch)
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.schedule = StepSchedule.build(
@@ -643,7 +649,7 @@ class Training:
     def _compiled(self, net: nn.Module) -> tuple:
         """(the compiled forward, seconds compiling), warmed up on the shapes the run will use."""
         config, ranks, test = self.config, self.ranks, self.data.test_images
-        rank_batch = distributed.check_batch(config.batch_size, ranks) if ranks else config.batch_size
+        rank_batch = distributed.rank_batch(config.batch_size, ranks)
         n_test = len(test) // (ranks.world if ranks else 1)
         eval_shapes = sorted({min(config.eval_batch_size, n_test), n_test % config.eval_batch_size} - {0})
         compiled = compile_model(net, config, test[:rank_batch], eval_shapes)
