@@ -297,7 +297,7 @@ def header(plan) -> str:
 
 
 class EpochTable:
-    """The seed's per-epoch table on stdout, and progress on stderr within each epoch: a bar
+    """The original code's per-epoch table on stdout, and progress on stderr within each epoch: a bar
     on a terminal, else a line every ``progress_every`` seconds (a job log sees work going on)."""
 
     COLUMNS = (
@@ -641,7 +641,7 @@ def parser() -> argparse.ArgumentParser:
 
     sh = sub.add_parser(
         "show",
-        help="the seed's pictures: augmentations, whitening filters, "
+        help="the original code's pictures: augmentations, whitening filters, "
         "batch-norm parameters, training curves (needs matplotlib)",
     )
     what = sh.add_subparsers(dest="what", metavar="PICTURE", required=True)

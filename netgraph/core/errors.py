@@ -9,7 +9,8 @@ exception escaping netgraph is a bug in netgraph.
 from __future__ import annotations
 
 import difflib
-from typing import Iterable, Optional
+import os
+from typing import Iterable, Optional, Union
 
 
 class RecipeError(ValueError):
@@ -19,7 +20,7 @@ class RecipeError(ValueError):
         self,
         message: str,
         *,
-        file: Optional[str] = None,
+        file: Union[str, os.PathLike, None] = None,
         line: Optional[int] = None,
         node: Optional[str] = None,
         hint: Optional[str] = None,

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 # Per-channel statistics of the CIFAR-10 training set in 0-255 units (R, G, B);
-# the seed normalises with these.
+# the original code normalises with these.
 CIFAR10_MEAN = (125.31, 122.95, 113.87)
 CIFAR10_STD = (62.99, 62.09, 66.70)
 

@@ -28,7 +28,7 @@ def synthetic(
     Each class has a template: a colour (each channel 112..144) plus a smooth pattern (a
     random 4 x 4 grid of +-16 upsampled bilinearly, so crops and flips keep most of it);
     each image is its class's template plus uniform noise of +-112, which hides the
-    template from the eye. Balanced classes. A two-conv network with the seed's
+    template from the eye. Balanced classes. A two-conv network with the original code's
     augmentation reaches about 90% test accuracy after one epoch of 5,000 images and 97%
     after three (chance: 10%): enough to see training work, not a benchmark."""
     channels, height, width = shape

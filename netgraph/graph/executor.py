@@ -96,7 +96,7 @@ def _class_name(name) -> str:
 
 def half_precision(module: nn.Module, dtype: torch.dtype = torch.float16) -> nn.Module:
     """Cast the module to ``dtype`` but keep batch norm's parameters and statistics in
-    float32, as the seed does: small running variances underflow in float16."""
+    float32, as the original code does: small running variances underflow in float16."""
     module.to(dtype)
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):

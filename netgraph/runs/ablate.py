@@ -1,4 +1,4 @@
-"""Ablation: train each recipe N times and tabulate them, as the seed's table does.
+"""Ablation: train each recipe N times and tabulate them, as the original code's table does.
 
 Every finished run is appended at once to ``runs.jsonl`` in the output folder,
 so an interrupted ablation resumes where it stopped: a (recipe, seed,

@@ -147,7 +147,7 @@ def load_data(config: DataConfig, data_dir: Optional[str] = None, seed: int = 0)
 
 def normalisation(dataset: datasets.Dataset, config: Optional[DataConfig] = None):
     """data.mean and data.std if the recipe gives them, else CIFAR-10's published statistics
-    (the seed's) for cifar10, else the training set's own."""
+    (the original code's) for cifar10, else the training set's own."""
     if config is not None and (config.mean or config.std):
         channels = dataset.image_shape[0]
         for key, values in (("mean", config.mean), ("std", config.std)):

@@ -1,7 +1,7 @@
 """Running a recipe: data -> graph and passes -> module -> engine.
 
 ``run_recipe`` is what ``netgraph train`` does once per seed. Timing follows
-the seed's rule: reading files from disk is not counted; moving the data to
+the original code's rule: reading files from disk is not counted; moving the data to
 the device, preprocessing it, the passes (the whitening stem's eigen-
 decomposition included), training, all are; evaluation is not.
 """

@@ -1,4 +1,4 @@
-"""The seed's pictures of a recipe and its training runs: ``netgraph show``.
+"""The original code's pictures of a recipe and its training runs: ``netgraph show``.
 
 - ``augment``: training images and independent draws of the recipe's augmentation
 - ``whitening``: the leading eigen-patches of the patch covariance the whitening stem uses
@@ -274,7 +274,7 @@ def show_whitening(
     recipe: Recipe, output, *, data_dir: Optional[str] = None, count: int = 12, dataset=None
 ) -> Picture:
     """The leading ``count`` eigen-patches, each as +v and -v side by side and labelled
-    with sqrt(eigenvalue) as in the seed, over the whole spectrum as bars."""
+    with sqrt(eigenvalue) as in the original code, over the whole spectrum as bars."""
     path = _output(output)
     plan = _plan(recipe, data_dir, dataset)
     recipe, data = plan.recipe, whitening_data(plan)

@@ -1,11 +1,11 @@
-"""Batch-group augmentation on the data's own device: the seed's method, vectorised.
+"""Batch-group augmentation on the data's own device: the original code's method, vectorised.
 
 Per epoch and per augmentation, the data set is shuffled and split into k equal
 contiguous groups (sizes differ by at most one), and every image in a group gets
 the group's choice: a crop offset, flip or not, a cutout place. k is the number of
 possible choices (81 crops of 32 from 40, 2 flips, 625 cutouts of 8 x 8), but an
 augmentation with more than `max_groups` (200) choices uses 200 of them, drawn
-at random for the epoch. The seed introduced groups so a GPU runs a handful of
+at random for the epoch. The original code introduced groups so a GPU runs a handful of
 kernels per epoch instead of a few per image; close to an independent choice per
 image, but with equal group sizes.
 
@@ -35,7 +35,7 @@ from netgraph.core.schema import Param, as_param, check_params
 
 Shape = Tuple[int, int, int]  # (channels, height, width) of one image
 
-# At most this many choices per augmentation per epoch (data.max_groups): the seed's 200.
+# At most this many choices per augmentation per epoch (data.max_groups): the original code's 200.
 MAX_GROUPS = 200
 
 

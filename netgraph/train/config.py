@@ -39,7 +39,7 @@ TRAIN_PARAMS = {
     "weight_decay": Param(float, _default("weight_decay"), nonnegative=True),
     "loss": Param(str, _default("loss"), choices=("sum", "mean")),
     "label_smoothing": Param(float, _default("label_smoothing"), nonnegative=True),
-    # auto: float16 (the seed's half-precision model, batch norm in float32) on a GPU,
+    # auto: float16 (the original code's half-precision model, batch norm in float32) on a GPU,
     # float32 on a CPU, whose half-precision convolutions are slow.
     "precision": Param(str, _default("precision"), choices=("auto",) + PRECISIONS),
     "ema": Param(dict, None, optional=True),  # the short form of average: {ema: {...}}
@@ -77,7 +77,7 @@ DATA_PARAMS = {
     # keep the padded training set as uint8 on the device and normalise each batch: 240 MB
     # instead of 480 MB (float16) or 960 MB (float32) for 50,000 images, for small GPUs
     "keep_uint8": Param(bool, False),
-    # where the padded training set lives: device (the seed's: on the GPU), host (uint8 in
+    # where the padded training set lives: device (the original code's: on the GPU), host (uint8 in
     # pinned host memory, each batch gathered there and copied over), auto (host when the
     # padded set would take more than run.HOST_SHARE of the free GPU memory)
     "placement": Param(str, "device", choices=("device", "host", "auto")),
@@ -448,7 +448,7 @@ def data_config(recipe: Recipe, image_shape: Optional[Sequence[int]] = None) -> 
             f"data.pad {d['pad']} does not fit images of {height} x {width} pixels",
             ("data", "pad"),
             hint=f"reflect padding adds at most {min(height, width) - 1} "
-            "pixels a side; the seed uses 4 on 32 x 32",
+            "pixels a side; the original code uses 4 on 32 x 32",
         )
     augmentations = []
     seen = (channels, height + 2 * d["pad"], width + 2 * d["pad"])  # what the first one sees

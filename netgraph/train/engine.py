@@ -1,11 +1,11 @@
 """The training engine: a compiled module, data on the device, a plain config.
 
-Read top to bottom: the config, the seed's optimizer, the moving average, the
+Read top to bottom: the config, the original code's optimizer, the moving average, the
 loss, data preparation, evaluation, and the loop (test-time views: netgraph.train.views).
 Nothing here knows about recipes or graphs (``netgraph.runs.run`` wires those in).
 
-Units follow the seed (ladder.md): learning rates and weight decay are given
-for a loss averaged over the batch; with ``loss: sum`` (the seed's choice, a
+Units follow the original code (docs/ladder.md gives its hyperparameters): learning rates and weight decay are given
+for a loss averaged over the batch; with ``loss: sum`` (the original code's choice, a
 built-in loss scaling for float16) the loss is summed and the learning rate
 divided by the batch size, the weight decay multiplied by it, which is the
 same update.
@@ -59,7 +59,7 @@ class TrainConfig:
     optimizer_params: Dict = field(default_factory=dict)
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    loss: str = "sum"  # "sum" (the seed) or "mean"
+    loss: str = "sum"  # "sum" (the original code) or "mean"
     label_smoothing: float = 0.0
     # float32, float16 (model in half, batch norm in float32), bfloat16 (autocast); auto:
     # float16 on a GPU, float32 on a CPU, whose half-precision convolutions are slow
@@ -771,7 +771,7 @@ def train(
     resume: Optional[Dict] = None,
     ranks: Optional[Ranks] = None,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` and evaluate it; times follow the seed's rule
+    """Train ``model`` on ``data`` and evaluate it; times follow the original code's rule
     (training counted, evaluation not, CUDA synchronised around the timer).
 
     ``checkpoint(state)`` is called with the whole training state (TrainState.to_dict) after

@@ -2,7 +2,7 @@
 
 ``train.tta`` takes two forms (README "train"):
 
-- a list, the seed's: ``[flip]`` is the image and each listed view, equally weighted
+- a list, the original code's: ``[flip]`` is the image and each listed view, equally weighted
   (logits summed, divided by 1 + the number of views);
 - a mapping ``{views: [{view: V, weight: W}, ...]}``: each view's logits times its
   weight, the weights positive and normalised to sum 1; ``identity`` is the image as it is.
@@ -134,7 +134,7 @@ def parse_tta(value: Any) -> List[Tuple[str, View, float]]:
     """train.tta -> [(label, view, weight)], the image itself first in the list form.
 
     The list form's weights are 1 each (predict divides by their sum, 1 + len(list), as the
-    seed's code did); the mapping form's are normalised to sum 1. A RecipeError (unknown
+    original code did); the mapping form's are normalised to sum 1. A RecipeError (unknown
     view with a did-you-mean, a bad weight or parameter) for the caller to locate."""
     if value is None:
         return [("image", _identity, 1.0)]
@@ -187,7 +187,7 @@ def predict(model: nn.Module, x: torch.Tensor, tta: Any = ()) -> torch.Tensor:
     views = tta if _parsed(tta) else parse_tta(tta)
     logits, total = None, 0.0
     for _, view, weight in views:
-        # weight 1 (the list form) multiplies exactly: the seed's sum / (1 + len(tta)) bit for bit
+        # weight 1 (the list form) multiplies exactly: the original code's sum / (1 + len(tta)) bit for bit
         out = model(view(x)).float() * weight
         logits = out if logits is None else logits + out
         total += weight

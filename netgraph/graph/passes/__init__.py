@@ -1,4 +1,4 @@
-"""Graph rewrite passes: the seed's network changes as transforms on the graph.
+"""Graph rewrite passes: the original code's network changes as transforms on the graph.
 
 A pass is a named function ``fn(g, context, **params) -> matches`` that edits
 ``g``, its own copy of the graph, and returns how many places it changed. The

@@ -1,6 +1,6 @@
-"""Frozen batch-norm scales, the seed's step 6.
+"""Frozen batch-norm scales, the bag of tricks' step 6.
 
-Fix every BN weight at `value` (1) and, as the seed does, compensate elsewhere:
+Fix every BN weight at `value` (1) and, as the original code does, compensate elsewhere:
 CELU alpha x4 (0.075 -> 0.3), output multiplier 0.125 -> 0.0625, and the BN
 biases get learning rate x64 and weight decay /64. The multipliers are recorded
 on each norm node as ``optim`` for the training engine.

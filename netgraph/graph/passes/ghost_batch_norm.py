@@ -1,4 +1,4 @@
-"""Batch norm on sub-batches ("ghost" batch norm), the seed's step 5.
+"""Batch norm on sub-batches ("ghost" batch norm), the bag of tricks' step 5.
 
 Batch norm works best on about 32 images; at batch 512, 16 splits give that
 (94.2% at 20 epochs, and 18 epochs with a 1.5x learning rate). Give either

@@ -1,6 +1,6 @@
 """conv -> (norm, activation ...) -> max_pool becomes conv -> max_pool -> norm -> act.
 
-Changes the function: batch norm then sees the pooled map. The seed's step 2b
+Changes the function: batch norm then sees the pooled map. The bag of tricks' step 2b
 (67 s -> 64 s; 94.0% at 24 epochs, so it trains one more epoch).
 """
 

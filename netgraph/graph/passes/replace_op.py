@@ -1,4 +1,4 @@
-"""Substitute one op for another, e.g. relu -> celu(alpha=0.075) (the seed's step 4)."""
+"""Substitute one op for another, e.g. relu -> celu(alpha=0.075) (the bag of tricks' step 4)."""
 
 from netgraph.core.errors import RecipeError
 from netgraph.core.schema import Param

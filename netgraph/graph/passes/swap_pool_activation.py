@@ -2,7 +2,7 @@
 
 Max-pooling commutes with a non-decreasing element-wise function f:
 max(f(x), f(y)) = f(max(x, y)). Pooling first runs the activation on a map
-four times smaller (pool size 2), the seed's step 2a (70 s -> 67 s).
+four times smaller (pool size 2), the bag of tricks' step 2a (70 s -> 67 s).
 """
 
 from netgraph.core.errors import RecipeError

@@ -1,11 +1,11 @@
-"""Input patch whitening, the seed's step 7.
+"""Input patch whitening, the bag of tricks' step 7.
 
 The first conv becomes a fixed k x k conv whose filters are the PCA whitening
 of k x k patches of the (normalised) training images, followed by a learnable
 1x1 conv to the old width. Filter i is eigenvector v_i of the patch covariance
 divided by sqrt(lambda_i + eps), so on the data its output channels have
 covariance diag(lambda / (lambda + eps)): the identity wherever lambda >> eps.
-As in the seed, patches are not mean-centred (the images are normalised).
+As in the original code, patches are not mean-centred (the images are normalised).
 Seed: k = 3, eps = 0.01, 10,000 images, 27 output channels.
 """
 
