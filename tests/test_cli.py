@@ -178,11 +178,14 @@ def test_render_diff_draws_removed_nodes(tmp_path):
 
 
 def test_passes_lists_every_pass(capsys):
+    """`netgraph passes` is `netgraph list passes`: each pass, exact or not, its parameters."""
     from netgraph.graph.passes import PASSES
 
     assert main(["passes"]) == 0
     out = capsys.readouterr().out
+    assert main(["list", "passes"]) == 0 and capsys.readouterr().out == out
     for name in PASSES:
-        assert f"\n{name} " in out
-    assert "parameters: splits: null, split_size: null, where: '*'" in out
-    assert "swap_pool_activation   Move each max-pool before the activation" in out
+        assert f"\n  {name} " in out
+    assert "(changes the function) [splits: null, split_size: null, where: '*']" in out
+    assert "  swap_pool_activation   Move each max-pool before the activation" in out
+    assert "strict: true" in out

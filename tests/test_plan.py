@@ -64,27 +64,19 @@ def test_one_train_command_builds_each_config_once(tmp_path, monkeypatch, runs):
 
 def test_the_counting_sees_a_second_build(tmp_path, monkeypatch):
     """The count above can fail: a command that prepares twice is counted twice."""
-    import netgraph.cli as cli
+    import netgraph.cli.summary as summary
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "small.yaml").write_text(SMALL)
-    original = cli.cmd_summary
+    original = summary.run
 
     def twice(args):
         original(args)
         prepare(load_recipe("small.yaml"), device="cpu")
 
-    parser = cli.parser
-    monkeypatch.setattr(cli, "parser", lambda: _with(parser(), "summary", twice))
+    monkeypatch.setattr(summary, "run", twice)
     counts = calls(["summary", "small.yaml"])
     assert counts["train_config"] == 2 and counts["prepare"] == 1
-
-
-def _with(p, command, run):
-    for action in p._actions:
-        if getattr(action, "choices", None) and command in action.choices:
-            action.choices[command].set_defaults(run=run)
-    return p
 
 
 def test_a_plan_trains_every_seed_as_a_recipe_does(tmp_path):

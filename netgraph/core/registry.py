@@ -89,6 +89,8 @@ def listing(plural: str = "") -> str:
     lines = []
     for kind in kinds:
         lines.append(f"{kind.plural} ({len(kind)}; register with {kind.register}):")
+        if getattr(kind, "note", ""):
+            lines.append(f"  ({kind.note})")
         for name, entry in kind.items():
             params = ", ".join(
                 key
@@ -96,5 +98,6 @@ def listing(plural: str = "") -> str:
                 else f"{key}: {yaml.safe_dump(default, default_flow_style=True).splitlines()[0]}"
                 for key, default in parameters(entry)
             )
-            lines.append(f"  {name:22} {summary(entry)}" + (f" [{params}]" if params else ""))
+            note = f" ({entry.note})" if getattr(entry, "note", "") else ""
+            lines.append(f"  {name:22} {summary(entry)}{note}" + (f" [{params}]" if params else ""))
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from netgraph.graph.executor import compile_graph, parameter_options
 from netgraph.graph.passes import PassContext, apply_transforms
 from netgraph.graph.summary import summarize
 from netgraph.recipe.load import Recipe, load_recipe
-from netgraph.train import distributed, engine, param_groups
+from netgraph.train import distributed, param_groups
 from netgraph.train.augment import check_augmentations
 from netgraph.train.config import TRAIN_PARAMS, DataConfig, TrainConfig, data_config, train_config
 from netgraph.train.distributed import Ranks
@@ -92,7 +92,6 @@ def prepare(
     summary = preflight(recipe, graph, dataset, dconfig, device, config)
     try:
         distributed.rank_batch(config.batch_size, ranks)
-        engine.check_fits(len(dataset.train_labels), config.batch_size)
     except RecipeError as err:
         raise err.located(*recipe.where(("train", "batch_size"))) from None
     return Plan(recipe, config, dconfig, dataset, graph, device, summary, ranks, data_dir)

@@ -39,6 +39,7 @@ from netgraph.train.distributed import Ranks
 from netgraph.train.engine import (
     DeviceData,
     EpochLog,
+    check_fits,
     input_dtype,
     synchronize,
     to_device,
@@ -102,6 +103,10 @@ def run_recipe(
         else prepare(recipe, data_dir=data_dir, device=device, dataset=dataset, ranks=ranks)
     )
     config = dataclasses.replace(plan.seeded(seed), eval_every_epoch=eval_every_epoch)
+    try:  # before any work, with the recipe's line
+        check_fits(len(plan.dataset.train_labels), config.batch_size)
+    except RecipeError as err:
+        raise err.located(*plan.recipe.where(("train", "batch_size"))) from None
     torch.manual_seed(config.seed)
     if plan.device.type == "cuda":
         torch.backends.cudnn.benchmark = (

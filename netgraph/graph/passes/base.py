@@ -26,11 +26,17 @@ class PassSpec:
     doc: str = ""
 
     @property
+    def note(self) -> str:
+        """What ``netgraph list passes`` says of the pass besides its doc."""
+        return "exact" if self.exact else "changes the function"
+
+    @property
     def summary(self) -> str:
         return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
 
 
 PASSES = Registry("pass", "passes", "netgraph.register_pass")
+PASSES.note = "every pass also takes strict: true, which turns 'found nothing to change' into an error"
 
 
 def register_pass(name: str, *, params: Optional[Dict[str, Any]] = None, exact: bool, replace: bool = False):

@@ -1,0 +1,87 @@
+"""What every command shares: the recipe arguments, plugins, the command as typed."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from netgraph.core.errors import RecipeError
+from netgraph.recipe.load import load_recipe
+
+
+def recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set train.epochs=12 or "
+        "--set network.layer1.conv_bn.c=96 (values are YAML); repeatable",
+    )
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="Python module or .py file to import first, e.g. one that registers "
+        "your own ops with netgraph.register_op; repeatable",
+    )
+
+
+DATA_DIR_SHAPE_HELP = (
+    "read the data set (as for train) to take input.shape from its images when the recipe sets none"
+)
+
+
+def import_plugin(name: str) -> None:
+    """Import a Python file or module that registers ops (recipes never load code themselves)."""
+    try:
+        if name.endswith(".py") or os.sep in name:
+            path = Path(name)
+            if not path.is_file():
+                raise RecipeError(f"plugin file '{name}' not found", file="--import")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(name)
+    except RecipeError:
+        raise
+    except Exception as e:  # the plugin's own bug: say where, briefly
+        raise RecipeError(
+            f"importing plugin '{name}' failed: {type(e).__name__}: {e}", file="--import"
+        ) from None
+
+
+def import_plugins(args) -> None:
+    """Every --import of the command, in order."""
+    for plugin in getattr(args, "imports", ()):
+        import_plugin(plugin)
+
+
+def graph_of(args, stage=None):
+    """The recipe's graph after its transforms (the first ``stage`` of them if given)."""
+    for plugin in args.imports:
+        import_plugin(plugin)
+    recipe = load_recipe(args.recipe, args.set)
+    from netgraph.runs.plan import network
+
+    return network(recipe, data_dir=getattr(args, "data_dir", None), stage=stage)
+
+
+def command_line(drop_resume: bool = False) -> str:
+    """This command as typed, quoted for a shell (without its --resume [DIR] if asked)."""
+
+    argv = sys.argv[1:]
+    if drop_resume and "--resume" in argv:
+        i = argv.index("--resume")
+        argv = argv[:i] + argv[i + 1 + (i + 1 < len(argv) and not argv[i + 1].startswith("-")) :]
+    return " ".join(["netgraph"] + [shlex.quote(a) for a in argv])
