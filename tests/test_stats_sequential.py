@@ -4,12 +4,16 @@ its false-positive rate at most alpha, where Welch's test repeated at the same l
 and that under a real 0.3-point difference it stops sooner than a fixed-size test of the same
 power."""
 
+import contextlib
+import io
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 import sequential_sim  # tools/, on the path through conftest
+from conftest import ROOT
 
 from netgraph import stats
 
@@ -220,3 +224,11 @@ def test_the_tool_writes_its_figures(tmp_path):
     assert 0 <= row["false_positive_rate"] <= 1 and 2 <= row["mean_runs_at_stop"] <= 12
     assert row["welch_repeated_false_positive_rate"] > row["false_positive_rate"]
     assert row["one_recipe"]["fixed_n_for_precision_at_true_sd"] == 18  # t(0.975, 17) 0.2 / sqrt(18) < 0.1
+
+
+def test_the_docs_example_prints_what_it_says():
+    (code,) = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "sequential.md").read_text(), re.S)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "docs/sequential.md", "exec"), {})
+    assert printed.getvalue().splitlines() == re.findall(r"^# (\d .*)$", code, re.M)
