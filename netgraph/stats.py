@@ -112,7 +112,7 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> Optional[Dict[str, f
 # Sequential tests. The comparison of two recipes is made on the differences d_i = b_i - a_i
 # of their i-th runs: for independent normal runs these are independent N(delta, sa^2 + sb^2)
 # whatever the two variances (the Behrens-Fisher problem that has no exact invariant test
-# disappears), and a shared seed that makes a_i and b_i alike only narrows them. The test of
+# disappears) and whatever correlation a shared seed gives a_i and b_i. The test of
 # "mean 0" on d, for unknown variance, is the mixture likelihood ratio of the t statistic
 # (Lai 1976, "On confidence sequences"; the normal-mixture mSPRT of Johari et al. 2017, with
 # the variance integrated out rather than plugged in): over the standardised effect
@@ -126,7 +126,9 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> Optional[Dict[str, f
 # Because the mixture is over a scale-invariant model with the right-Haar prior on sd, B_n is
 # a nonnegative martingale of mean 1 under "mean 0" (Perez-Ortiz, Lardy, de Heide and Grunwald
 # 2024, "E-statistics, group invariance and anytime valid testing"), so by Ville's inequality
-# P(B_n >= 1/alpha for some n) <= alpha: a test that may be looked at after every run.
+# P(B_n >= 1/alpha for some n) <= alpha: a test that may be looked at after every run. The
+# bound is over the whole sequence at once, so it holds whatever rule chose the stop, one that
+# reads the runs' spread (a precision target) or the clock included.
 
 
 def mixture_bayes_factor(t, n, prior_scale: float = 1.0):
