@@ -15,7 +15,7 @@ import pytest
 import sequential_sim  # tools/, on the path through conftest
 from conftest import ROOT
 
-from netgraph import stats
+from netgraph.runs import stats
 
 scipy_stats = pytest.importorskip("scipy.stats")
 from scipy import integrate, optimize  # noqa: E402  (after the skip: scipy is a test extra)

@@ -73,7 +73,10 @@ def test_recipe_sections_become_configs():
             r"r.yaml:1: augmentation 'cutout': parameter 'size' must be positive",
         ),
         ("data: {augment: [rotate]}", r"unknown augmentation 'rotate'"),
-        ("data: {dataset: imagenet}", r"r.yaml:1: unknown data set 'imagenet' in data.dataset \(known data sets: arrays, cifar10"),
+        (
+            "data: {dataset: imagenet}",
+            r"r.yaml:1: unknown data set 'imagenet' in data.dataset \(known data sets: arrays, cifar10",
+        ),
     ],
 )
 def test_bad_train_and_data_sections(tmp_path, extra, message):

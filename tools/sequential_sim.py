@@ -1,4 +1,4 @@
-"""What the sequential comparison (netgraph.stats.sequential_compare) buys and costs, simulated.
+"""What the sequential comparison (netgraph.runs.stats.sequential_compare) buys and costs, simulated.
 
     python tools/sequential_sim.py [--comparisons 4000] [--sd 0.15 0.2] [--effect 0.3] [--round 2]
         [--max-runs 30] [--alpha 0.05] [--precision 0.1] [--seed 0]
@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from netgraph import stats  # noqa: E402
+from netgraph.runs import stats  # noqa: E402
 
 
 def looks(round_size: int, max_runs: int) -> np.ndarray:
