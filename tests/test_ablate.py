@@ -148,6 +148,7 @@ def test_ablate_reports_recipe_mistakes_before_training(two_recipes, tmp_path, c
     assert not (tmp_path / "a" / "runs.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_ablate_spreads_runs_over_worker_processes(two_recipes, tmp_path, capsys):
     """4 runs over 2 CPU worker processes: each collected once, the same results as in one process."""
     out = tmp_path / "parallel"

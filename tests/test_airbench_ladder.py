@@ -182,6 +182,7 @@ def subset():
     return load_data(data_config(recipe), str(SUBSET))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SUBSET.exists(), reason="the shared CIFAR-10 subset is not beside the repo")
 @pytest.mark.parametrize("step", STEPS[:-1])  # 08 with train.compile=none is 07
 def test_every_step_trains_on_a_cpu(subset, step):

@@ -8,6 +8,7 @@ import math
 import sys
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import RECIPES, ROOT
@@ -86,6 +87,7 @@ def assert_same_state(model, ref, tol=1e-6):
             torch.testing.assert_close(ours[k], theirs[k], rtol=0, atol=tol, msg=k)
 
 
+@pytest.mark.slow
 def test_airbench94_steps_as_published():
     """Every step of a whole (short) run: 1 step an epoch, 9.9 epochs = 10 steps, so the
     warm-up knot (step 2), the whitening bias's last step (3), lookahead (steps 5 and 10) and
@@ -138,6 +140,7 @@ def test_airbench94_steps_as_published():
     assert run.step_count == total
 
 
+@pytest.mark.slow
 def test_airbench94_muon_steps_as_published():
     """Every step of a short run: 1 step an epoch, 8 epochs = 8 steps; the whitening bias's
     own decay ends at step ceil(3 x 1) = 3, after which it is frozen; Muon on every filter."""

@@ -83,6 +83,7 @@ def test_the_reference_follows_the_bag_of_tricks_network():
     assert bench.check_same_function(module.train(), reference.train(), torch.randn(64, 3, 32, 32)) > 1e-3
 
 
+@pytest.mark.slow
 def test_bench_record_on_a_small_run(tmp_path, capsys):
     out = tmp_path / "b.json"
     assert (

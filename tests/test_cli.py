@@ -18,6 +18,7 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "netgraph", *args], capture_output=True, text=True, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_summary_json_matches_the_hand_written_model():
     from reference_resnet9 import ResNet9, count_macs
 
@@ -97,6 +98,7 @@ def test_a_typo_in_train_is_reported_by_every_command_before_any_work(tmp_path, 
     assert not (tmp_path / "never.svg").exists()
 
 
+@pytest.mark.slow
 def test_user_op_from_a_plugin_file(tmp_path):
     plugin = tmp_path / "my_ops.py"
     plugin.write_text(

@@ -108,6 +108,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_two_ranks_equal_one_process_with_ghost_or_plain_batch_norm(tmp_path, one_thread):
     """Per-rank batch norm on 2 ranks = ghost batch norm of 2 splits on one process;
     train.sync_batch_norm on 2 ranks = plain batch norm on one process."""
@@ -137,6 +138,7 @@ def test_two_ranks_equal_one_process_with_ghost_or_plain_batch_norm(tmp_path, on
     )
 
 
+@pytest.mark.slow
 def test_torchrun_style_launch_writes_files_from_rank_0_only(tmp_path, capsys):
     """`netgraph train` in two processes with torchrun's environment variables: logs, the result
     and the saved model come from rank 0 alone (each rank runs in its own folder here). The
@@ -242,6 +244,7 @@ def test_sync_batch_norm_refuses_ghost_batch_norm(tmp_path):
     assert "drop one of the two" in str(err.value)
 
 
+@pytest.mark.slow
 def test_two_nodes_by_torchrun_rendezvous(tmp_path):
     """README's multi-node command on one machine: two torchrun launchers, one process each,
     meet through the c10d rendezvous and train together; one of them is rank 0 and writes."""

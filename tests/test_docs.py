@@ -64,6 +64,7 @@ def test_yaml_examples_on_resnet9_load(doc, text, tmp_path):
 RUN_TOOLS = ("python tools/write_digits.py",)
 
 
+@pytest.mark.slow
 def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
     """Every `netgraph ...` line of the docs, run in a copy of the recipes with the shared
     data beside it. Training lines run 10 steps (tests/test_train.py trains tiny.yaml);

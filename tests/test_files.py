@@ -277,6 +277,7 @@ def alive(pid):
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers stop with their parent on Linux")
 def test_ablation_workers_stop_with_their_parent(saved, tmp_path):
     _, folder = saved

@@ -158,6 +158,7 @@ def _train(tmp_path, *extra):
     )
 
 
+@pytest.mark.slow
 def test_piped_train_prints_a_header_and_progress_within_each_epoch(tmp_path):
     done = _train(tmp_path, "--progress-every", "0", "--set", "train.batch_size=64")
     assert done.returncode == 0, done.stderr
@@ -177,6 +178,7 @@ def test_piped_train_prints_a_header_and_progress_within_each_epoch(tmp_path):
     assert f"test accuracy {last_row[5]}%" in final and len(last_row) == 8  # with a test-loss column
 
 
+@pytest.mark.slow
 def test_without_ema_the_header_says_the_weights_are_tested_and_quiet_prints_a_line_a_run(tmp_path):
     done = _train(tmp_path, "--set", "train.ema=null")
     assert "test: the weights as trained" in done.stdout.splitlines()
@@ -187,6 +189,7 @@ def test_without_ema_the_header_says_the_weights_are_tested_and_quiet_prints_a_l
     assert all("test accuracy" in line for line in lines[1:3]) and not done.stderr.strip()
 
 
+@pytest.mark.slow
 def test_the_log_records_the_schedule_and_show_curves_draws_it_per_step(tmp_path):
     import json
 
@@ -210,6 +213,7 @@ def _snapshot(root):
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_runs_of_one_recipe_never_touch_each_others_files(tmp_path):
     import os
     import signal

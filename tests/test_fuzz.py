@@ -19,6 +19,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -468,6 +469,7 @@ def broken_recipe(draw):
     return sections
 
 
+@pytest.mark.slow
 @settings(max_examples=400, **SETTINGS)
 @given(broken_recipe())
 def test_broken_recipes_build_or_fail_with_a_recipe_error(sections):

@@ -6,8 +6,10 @@ import sys
 import time
 
 import gpu_round
+import pytest
 
 
+@pytest.mark.slow
 def test_dry_run_runs_every_stage_and_brings_back_at_most_8_files(tmp_path):
     out = tmp_path / "out"
     started = time.monotonic()

@@ -232,6 +232,7 @@ def test_scikit_learn_digits_as_a_png_tree_train_with_the_example_recipe(tmp_pat
     assert json.loads(out.read_text())["test_acc"] > 0.2  # chance: 0.1; 97% after 10 epochs
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SUBSET.is_dir(), reason=f"the shared CIFAR-10 subset is not at {SUBSET}")
 def test_the_shared_cifar_subset_as_png_folders_is_the_binary_layout(tmp_path):
     """The real subset written as train/CLASS and test/CLASS PNGs holds the binary files'

@@ -53,6 +53,7 @@ def calls(argv) -> dict:
     return counts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runs", [1, 3])
 def test_one_train_command_builds_each_config_once(tmp_path, monkeypatch, runs):
     monkeypatch.chdir(tmp_path)
@@ -79,6 +80,7 @@ def test_the_counting_sees_a_second_build(tmp_path, monkeypatch):
     assert counts["train_config"] == 2 and counts["prepare"] == 1
 
 
+@pytest.mark.slow
 def test_a_plan_trains_every_seed_as_a_recipe_does(tmp_path):
     """run_recipe(plan, seed) equals run_recipe(recipe, seed): the Plan holds what each run
     would have prepared, and a seed's run leaves the Plan as it was for the next."""

@@ -186,6 +186,7 @@ def test_cuda_asked_for_without_cuda_is_a_clear_error(recipe_file, capsys, monke
         assert resolve_device(None).type == "cpu"
 
 
+@pytest.mark.slow
 def test_sigterm_to_netgraph_train_then_resume_gives_the_uninterrupted_result(recipe_file, tmp_path, capsys):
     """The command line end to end: a real SIGTERM from outside in the middle of an epoch."""
     slow = tmp_path / "slow.yaml"  # 6 epochs of 32 steps of a wider net: time to be interrupted

@@ -151,6 +151,7 @@ def looked_after_every_round(a, b, round_size, max_runs):
     return decisions
 
 
+@pytest.mark.slow
 def test_false_positives_at_most_alpha_over_repeated_looks_where_welch_repeated_exceeds_it():
     comparisons, round_size, max_runs = 2400, 2, 20  # 10 looks each, 24,000 comparisons looked at
     rng = np.random.default_rng(30)
@@ -171,6 +172,7 @@ def test_false_positives_at_most_alpha_over_repeated_looks_where_welch_repeated_
     assert (sequential_sim.welch_repeated(a[:300], b[:300], ALPHA, round_size, max_runs) == welch[:300]).all()
 
 
+@pytest.mark.slow
 def test_one_recipes_interval_holds_at_every_look_at_once():
     series, runs = 2000, 60
     x = np.random.default_rng(32).normal(94, 0.15, (series, runs))
@@ -200,6 +202,7 @@ def test_fixed_test_power_against_scipy(n):
     )
 
 
+@pytest.mark.slow
 def test_stops_sooner_than_a_fixed_test_of_the_same_power():
     comparisons, round_size, max_runs, sd = 2000, 2, 30, 0.2
     rng = np.random.default_rng(31)
@@ -215,6 +218,7 @@ def test_stops_sooner_than_a_fixed_test_of_the_same_power():
     assert runs.mean() < fixed_n - 3, (runs.mean(), fixed_n)  # about 12.8 against 18
 
 
+@pytest.mark.slow
 def test_the_tool_writes_its_figures(tmp_path):
     out = tmp_path / "sim.json"
     sequential_sim.main(["--comparisons", "300", "--sd", "0.2", "--max-runs", "12", "--json-out", str(out)])

@@ -166,6 +166,7 @@ def test_eval_refuses_files_that_are_not_models(tmp_path, capsys):
     assert "cannot read the model file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SUBSET.exists(), reason="the shared CIFAR-10 subset is not beside the repo")
 def test_tiny_learns_real_cifar10_images(tmp_path):
     """recipes/tiny.yaml on the 4,068 real training images, tested on 1,017 held-out ones."""
