@@ -271,3 +271,56 @@ def test_the_quick_start_has_a_cpu_only_install_line_and_says_what_test_acc_is()
     assert all(line.startswith("#") for line in first.splitlines() if "whl/cpu" in line)  # a comment
     assert "moving average of the weights" in quick and "`test acc %`" in quick
 
+
+# --- README is a door, the docs one web of links ---------------------------------------------
+
+
+def test_readme_stays_under_250_lines():
+    """README says what netgraph is, the quick start, a tour and links; the manual is docs/."""
+    lines = len(README.splitlines())
+    assert lines < 250, f"README.md has {lines} lines: move a section into docs/"
+
+
+def _anchor(heading):
+    """GitHub's anchor of a heading: lower case, punctuation but - and _ dropped, spaces -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(text):
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # a '# comment' in code is no heading
+    return {_anchor(h) for h in re.findall(r"^#+ (.+)$", prose, re.M)}
+
+
+def _links(text):
+    """The target of every markdown link and image in ``text``, outside code."""
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    return re.findall(r"\]\(([^)\s]+)\)", re.sub(r"`[^`\n]*`", "", prose))
+
+
+@pytest.mark.parametrize("doc", sorted(DOCS))
+def test_every_relative_link_points_to_a_file_and_heading_that_exist(doc):
+    broken = []
+    for target in _links(DOCS[doc]):
+        if re.match(r"[a-z]+:", target):  # https:, mailto:: not ours to check
+            continue
+        path, _, anchor = target.partition("#")
+        file = (ROOT / doc).parent / path if path else ROOT / doc
+        if not file.exists():
+            broken.append(f"{target} (no file {file.relative_to(ROOT) if ROOT in file.parents else file})")
+        elif anchor and file.suffix == ".md" and anchor not in _anchors(file.read_text()):
+            broken.append(f"{target} (no heading '{anchor}' in {file.name})")
+    assert not broken, f"{doc}: broken links: " + "; ".join(broken)
+
+
+def test_the_link_checker_sees_links_and_headings():
+    assert _links("a [b](c.md#d) `[x](y.md)` ![p](q.png)\n```\n[r](s.md)\n```\n") == ["c.md#d", "q.png"]
+    assert _anchors("# What takes `--set`\n## airbench's ablation ladder\n") == {
+        "what-takes---set",
+        "airbenchs-ablation-ladder",
+    }
+
+
+def test_readme_links_every_doc():
+    linked = {target.partition("#")[0] for target in _links(README)}
+    missing = [doc for doc in DOCS if doc.startswith("docs/") and doc not in linked]
+    assert not missing, f"README.md links none of {missing}"
