@@ -1,5 +1,5 @@
 """tools/bench.py: the compiled network costs no more than the hand-written one, and the
-benchmark's record holds what README's Performance section reports."""
+benchmark's record holds what docs/performance.md reports."""
 
 import collections
 import json
@@ -15,7 +15,7 @@ from netgraph import load_recipe
 
 
 def test_compiled_resnet9_forward_backward_within_10_percent_of_hand_written():
-    """Median of alternating rounds on the CPU (on an H100: 1.000, README Performance)."""
+    """Median of alternating rounds on the CPU (on an H100: 1.000, docs/performance.md)."""
     torch.manual_seed(0)
     result = bench.bench_step(
         load_recipe(RECIPES / "resnet9.yaml"), torch.device("cpu"), batch=8, steps=2, reps=5, overrides=[]

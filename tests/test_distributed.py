@@ -246,7 +246,7 @@ def test_sync_batch_norm_refuses_ghost_batch_norm(tmp_path):
 
 @pytest.mark.slow
 def test_two_nodes_by_torchrun_rendezvous(tmp_path):
-    """README's multi-node command on one machine: two torchrun launchers, one process each,
+    """docs/several-gpus.md's multi-node command on one machine: two torchrun launchers, one process each,
     meet through the c10d rendezvous and train together; one of them is rank 0 and writes."""
     (tmp_path / "r.yaml").write_text(textwrap.dedent(RECIPE))
     endpoint = f"127.0.0.1:{free_port()}"

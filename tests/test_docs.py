@@ -1,4 +1,5 @@
-"""README.md stays true: its commands and code run as written."""
+"""The docs stay true: README.md and every docs/*.md, their commands and code run as written,
+their options are ones the parsers take, their tables name every recipe key, their links resolve."""
 
 import re
 import shlex
@@ -11,7 +12,12 @@ from conftest import ROOT
 from netgraph import build_graph, recipe_from_dict
 
 README = (ROOT / "README.md").read_text()
-DOCS = {"README.md": README, "docs/passes.md": (ROOT / "docs" / "passes.md").read_text()}
+# every doc by its path in the repository: README first, then docs/*.md (the order the
+# command lines run in: a line that reads a file runs after the line that writes it)
+DOCS = {
+    path.relative_to(ROOT).as_posix(): path.read_text()
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+}
 
 
 def blocks(language, text=README):
@@ -60,7 +66,7 @@ def test_yaml_examples_on_resnet9_load(doc, text, tmp_path):
     assert main(["summary", str(tmp_path / "recipes" / "example.yaml")]) == 0
 
 
-# README lines of these tools are run too (seconds, no GPU), before the lines that use their output.
+# Doc lines of these tools are run too (seconds, no GPU), before the lines that use their output.
 RUN_TOOLS = ("python tools/write_digits.py",)
 
 
@@ -120,20 +126,22 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
         assert main(args) == 0, (line, capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("section", ["train", "data"])
-def test_every_recipe_option_is_in_the_readme_table(section):
-    """README's `train:` and `data:` tables name every key the recipe check accepts."""
+@pytest.mark.parametrize("section, doc", [("train", "docs/training.md"), ("data", "docs/data.md")])
+def test_every_recipe_option_is_in_the_docs_table(section, doc):
+    """The `train:` table (docs/training.md) and the `data:` table (docs/data.md) name every key
+    the recipe check accepts."""
     from netgraph.train.config import DATA_PARAMS, TRAIN_PARAMS
 
-    start = README.index(f"### The `{section}:` section")
-    table = README[start : README.index("\n\n", README.index("\n|", start) + 1)]
+    text = DOCS[doc]
+    start = text.index(f"## The `{section}:` section")
+    table = text[start : text.index("\n\n", text.index("\n|", start) + 1)]
     documented = {
         key.strip("` ") for row in re.findall(r"^\| ([^|]+) \|", table, re.M) for key in row.split(",")
     }
     assert set({"train": TRAIN_PARAMS, "data": DATA_PARAMS}[section]) <= documented
 
 
-# --- what README says each command takes, checked against the real parsers (issue 21) -------
+# --- what the docs say each command takes, checked against the real parsers (issue 21) ------
 
 PLACEHOLDERS = {
     "RECIPE": "r.yaml",
@@ -146,12 +154,13 @@ PLACEHOLDERS = {
     "MODULE": "m.py",
     "NAME": "n",
     "E": "1",
+    "COMMAND": "train",
 }
 
 
 def _parse(words):
     """Parse a `netgraph ...` command with the real parser, running nothing: SystemExit on a
-    word its command does not take (an option README names that the command refuses)."""
+    word its command does not take (an option a doc names that the command refuses)."""
     from netgraph.cli import parser
 
     words = [PLACEHOLDERS.get(w, w) for w in words if w not in ("...", "[--json]")]
@@ -168,36 +177,40 @@ def _parse(words):
     return parser().parse_args(words)
 
 
-def _readme_commands():
-    """Every `netgraph ...` in README's command blocks (torchrun's included) and inline code."""
+def _doc_commands():
+    """(doc, words) of every `netgraph ...` in the docs' command blocks (torchrun's included)
+    and inline code."""
     lines = [
-        line
-        for _, b in all_blocks("bash")
+        (doc, line)
+        for doc, b in all_blocks("bash")
         for part in b.replace("\\\n", " ").splitlines()
         for line in part.split(" && ")
     ]
     found = []
-    for line in lines:
+    for doc, line in lines:
         command = line.partition("#")[0].strip()
         if command.startswith("netgraph "):
-            found.append(shlex.split(command)[1:])
+            found.append((doc, shlex.split(command)[1:]))
         elif command.startswith("torchrun ") and "-m netgraph" in command:
             words = shlex.split(command.split("-m netgraph", 1)[1])
-            found.append(words[1:] if words[:1] == ["--"] else words)
-    for span in re.findall(r"`netgraph ([^`]+)`", README):
-        if "-" in span:  # a span naming options claims the command takes them
-            found.append(shlex.split(span))
+            found.append((doc, words[1:] if words[:1] == ["--"] else words))
+    for doc, text in DOCS.items():
+        for span in re.findall(r"`netgraph ([^`]+)`", text):
+            if "-" in span:  # a span naming options claims the command takes them
+                found.append((doc, shlex.split(span)))
     return found
 
 
-def test_every_netgraph_command_in_readme_parses_with_its_options():
-    commands = _readme_commands()
+def test_every_netgraph_command_in_the_docs_parses_with_its_options():
+    commands = _doc_commands()
     assert len(commands) >= 25
-    for words in commands:
+    assert {doc for doc, _ in commands} >= {"README.md", "docs/training.md", "docs/commands.md"}
+    for doc, words in commands:
         try:
             _parse(words)
-        except SystemExit:
-            pytest.fail(f"README's `netgraph {' '.join(words)}` is refused by its parser")
+        except SystemExit as e:  # 0: --help or --version, which every command takes
+            if e.code != 0:
+                pytest.fail(f"{doc}'s `netgraph {' '.join(words)}` is refused by its parser")
 
 
 def _options(*command):
@@ -209,10 +222,11 @@ def _options(*command):
     return {o for a in p._actions for o in a.option_strings}
 
 
-def test_readme_names_exactly_the_commands_that_take_set():
-    start = README.index("`--set KEY.PATH=VALUE` (repeatable")
-    said_take = README[:start].rsplit("\n\n", 1)[1]
-    said_refuse = README[start : README.index("take none:", start)].split(";", 1)[1]
+def test_commands_doc_names_exactly_the_commands_that_take_set():
+    text = DOCS["docs/commands.md"]
+    start = text.index("`--set KEY.PATH=VALUE` (repeatable")
+    said_take = text[:start].rsplit("\n\n", 1)[1]
+    said_refuse = text[start : text.index("take none", start)].split(";", 1)[1]
     for command in (
         "summary",
         "render",
@@ -230,7 +244,10 @@ def test_readme_names_exactly_the_commands_that_take_set():
 
 
 def test_every_option_in_the_training_section_is_one_train_takes():
-    section = README[README.index("## Training") : README.index("### The `data:` section")]
+    """docs/training.md's part on the command, before the `train:` section: every option it
+    names is one `train` takes, and it names at least these."""
+    text = DOCS["docs/training.md"]
+    section = text[: text.index("## The `train:` section")]
     named = set(re.findall(r"`(--[a-z][a-z-]*)", section))
     assert {
         "--runs",
@@ -248,8 +265,63 @@ def test_every_option_in_the_training_section_is_one_train_takes():
 
 
 def test_the_quick_start_has_a_cpu_only_install_line_and_says_what_test_acc_is():
-    quick = README[README.index("## Quick start") : README.index("## Recipes")]
+    start = README.index("## Quick start")
+    quick = README[start : README.index("\n## ", start + 1)]
     first = blocks("bash", quick)[0]
     assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in first
     assert all(line.startswith("#") for line in first.splitlines() if "whl/cpu" in line)  # a comment
     assert "moving average of the weights" in quick and "`test acc %`" in quick
+
+
+# --- README is a door, the docs one web of links ---------------------------------------------
+
+
+def test_readme_stays_under_250_lines():
+    """README says what netgraph is, the quick start, a tour and links; the manual is docs/."""
+    lines = len(README.splitlines())
+    assert lines < 250, f"README.md has {lines} lines: move a section into docs/"
+
+
+def _anchor(heading):
+    """GitHub's anchor of a heading: lower case, punctuation but - and _ dropped, spaces -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(text):
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # a '# comment' in code is no heading
+    return {_anchor(h) for h in re.findall(r"^#+ (.+)$", prose, re.M)}
+
+
+def _links(text):
+    """The target of every markdown link and image in ``text``, outside code."""
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    return re.findall(r"\]\(([^)\s]+)\)", re.sub(r"`[^`\n]*`", "", prose))
+
+
+@pytest.mark.parametrize("doc", sorted(DOCS))
+def test_every_relative_link_points_to_a_file_and_heading_that_exist(doc):
+    broken = []
+    for target in _links(DOCS[doc]):
+        if re.match(r"[a-z]+:", target):  # https:, mailto:: not ours to check
+            continue
+        path, _, anchor = target.partition("#")
+        file = (ROOT / doc).parent / path if path else ROOT / doc
+        if not file.exists():
+            broken.append(f"{target} (no file {file.relative_to(ROOT) if ROOT in file.parents else file})")
+        elif anchor and file.suffix == ".md" and anchor not in _anchors(file.read_text()):
+            broken.append(f"{target} (no heading '{anchor}' in {file.name})")
+    assert not broken, f"{doc}: broken links: " + "; ".join(broken)
+
+
+def test_the_link_checker_sees_links_and_headings():
+    assert _links("a [b](c.md#d) `[x](y.md)` ![p](q.png)\n```\n[r](s.md)\n```\n") == ["c.md#d", "q.png"]
+    assert _anchors("# What takes `--set`\n## airbench's ablation ladder\n") == {
+        "what-takes---set",
+        "airbenchs-ablation-ladder",
+    }
+
+
+def test_readme_links_every_doc():
+    linked = {target.partition("#")[0] for target in _links(README)}
+    missing = [doc for doc in DOCS if doc.startswith("docs/") and doc not in linked]
+    assert not missing, f"README.md links none of {missing}"

@@ -118,7 +118,7 @@ def test_no_option_of_train_is_taken_by_torchrun_but_log_which_has_log_file():
     torchrun = get_args_parser()
     for option in options:
         argv = ["--nproc-per-node", "1", "-m", "netgraph", "train", "r.yaml", option, "1"]
-        if option == "--log":  # an abbreviation of torchrun's --log-dir: README says --log-file
+        if option == "--log":  # an abbreviation of torchrun's --log-dir: docs/several-gpus.md says --log-file
             with pytest.raises(SystemExit):
                 torchrun.parse_args(argv)
             continue

@@ -1,4 +1,4 @@
-"""One registry type for every pluggable kind; README's own parts, loaded with --import."""
+"""One registry type for every pluggable kind; docs/training.md's own parts, loaded with --import."""
 
 import re
 import sys
@@ -115,17 +115,18 @@ def test_list_in_a_fresh_process_shows_every_kind():
     assert sorted(kinds) == sorted(REGISTRIES), out
 
 
-def readme_parts() -> str:
-    readme = (ROOT / "README.md").read_text()
-    return next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if b.startswith("# my_parts.py"))
+def docs_parts() -> str:
+    """my_parts.py as docs/training.md writes it ("Your own optimizer, augmentation or test-time view")."""
+    text = (ROOT / "docs" / "training.md").read_text()
+    return next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith("# my_parts.py"))
 
 
-def test_the_readme_parts_load_with_import_and_train(tmp_path, registries, capsys):
-    """README's my_parts.py, as written there: listed with --import, named in a recipe, its
+def test_the_docs_parts_load_with_import_and_train(tmp_path, registries, capsys):
+    """docs/training.md's my_parts.py, as written there: listed with --import, named in a recipe, its
     augmentation adds the group's offset to each image (against the offsets computed here),
     its view is averaged into the predictions (against the three forwards done here)."""
     plugin = tmp_path / "my_parts.py"
-    plugin.write_text(readme_parts())
+    plugin.write_text(docs_parts())
     assert main(["list", "views", "--import", str(plugin)]) == 0
     assert "flip_vertical          The image upside down." in capsys.readouterr().out
     path = tmp_path / "r.yaml"

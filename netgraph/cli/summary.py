@@ -47,4 +47,4 @@ def run(args) -> None:
     if args.groups:
         from netgraph.runs.plan import group_lines
 
-        print("\nparameter groups:\n" + "\n".join("  " + line for line in group_lines(recipe, graph)))
+        print("\nparameter groups:\n" + "\n".join("  " + line for line in group_lines(recipe, graph=graph)))
