@@ -34,6 +34,10 @@ _LAZY = {
     "register_optimizer": "train.optimizers",
     "register_schedule": "train.schedule",
     "register_averaging": "train.averaging",
+    "register_source": "data.sources",
+    "Plan": "runs.plan",
+    "prepare": "runs.plan",
+    "run_recipe": "runs.run",
 }
 
 __all__ = [
@@ -59,6 +63,10 @@ __all__ = [
     "register_optimizer",
     "register_schedule",
     "register_averaging",
+    "register_source",
+    "Plan",
+    "prepare",
+    "run_recipe",
     "__version__",
 ]
 

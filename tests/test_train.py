@@ -75,7 +75,7 @@ def test_recipe_sections_become_configs():
         ("data: {augment: [rotate]}", r"unknown augmentation 'rotate'"),
         (
             "data: {dataset: imagenet}",
-            r"r.yaml:1: unknown data set 'imagenet' in data.dataset \(known data sets: arrays, cifar10",
+            r"r.yaml:1: unknown data source 'imagenet' in data.dataset \(known sources: arrays, cifar10",
         ),
     ],
 )

@@ -28,7 +28,7 @@ class Source:
     doc: str = ""
 
 
-SOURCES = Registry("data set", "data sets", "netgraph.register_source")
+SOURCES = Registry("data source", "sources", "netgraph.register_source")
 
 
 def register_source(
