@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import ROOT, SAMPLE
 
 README = (ROOT / "README.md").read_text()
 QUICK_START = README[README.index("## Quick start") : README.index("## Recipes")]
@@ -110,10 +110,12 @@ def test_readme_first_command_runs_in_a_bare_clone():
 
 
 def test_readme_quotes_the_quick_starts_measured_figure():
-    """The figure is the bench record's, and the record measured README's command."""
+    """The figure is the bench record's, the record measured README's command, and the sample's
+    README names the same."""
     record = json.loads(RECORD.read_text())
     quoted = f"{100 * record['test_acc']:.1f}% ± {100 * record['test_acc_std']:.1f}%"
     assert quoted in QUICK_START and RECORD.relative_to(ROOT).as_posix() in QUICK_START
     measured = shlex.split(record["command"])
     assert measured[: len(quick_start_command())] == quick_start_command()
     assert len(record["seeds"]) == 5 and record["train_images"] == 2000 and record["test_images"] == 500
+    assert f"`{shlex.join(quick_start_command())}`" in (SAMPLE / "README.md").read_text()  # the same command

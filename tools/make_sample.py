@@ -120,7 +120,8 @@ def readme(names: List[str], counts: Dict[str, List[int]]) -> str:
     return f"""# samples/cifar10: {train:,} + {PER_FILE} real CIFAR-10 images, pixel-exact
 
 The data that README's quick start, the tests and the docs train on, so a clone needs
-nothing beside it: `netgraph train recipes/tiny.yaml --data-dir samples/cifar10 --device cpu`.
+nothing beside it:
+`netgraph train recipes/tiny.yaml --data-dir samples/cifar10 --device cpu --set train.batch_size=64`.
 `{FOLDER}/` has the layout of the official `cifar-10-binary.tar.gz` (each record: 1
 label byte, then 3,072 pixel bytes as R, G, B planes of 32 x 32), but each file holds only
 the first {PER_FILE} records of an official file, unchanged and in their order:
