@@ -8,6 +8,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
+# the pixel-exact CIFAR-10 sample the repository carries (2,000 + 500 images, samples/cifar10/README.md):
+# the tests on real images read it, so a bare clone runs them
+SAMPLE = ROOT / "samples" / "cifar10"
 sys.path.insert(0, str(ROOT / "tools"))  # reference_resnet9, bench
 
 

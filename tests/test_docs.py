@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, SAMPLE
 
 from netgraph import build_graph, recipe_from_dict
 
@@ -72,10 +72,12 @@ RUN_TOOLS = ("python tools/write_digits.py",)
 
 @pytest.mark.slow
 def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
-    """Every `netgraph ...` line of the docs, run in a copy of the recipes with the shared
-    data beside it. Training lines run 10 steps (tests/test_train.py trains tiny.yaml);
-    lines marked '# on a GPU' and ablations (minutes to hours; tests/test_ablate.py runs
-    small ones) are parsed and every recipe they name is loaded with their overrides."""
+    """Every `netgraph ...` line of the docs, run in a copy of the recipes with the sample
+    (samples/cifar10) and, where it exists, the shared data beside it; without ../shared (a
+    bare clone) the lines naming the shared subset run on the sample instead. Training lines
+    run 10 steps (tests/test_quick_start.py trains the quick start in full); lines marked
+    '# on a GPU' and ablations (minutes to hours; tests/test_ablate.py runs small ones) are
+    parsed and every recipe they name is loaded with their overrides."""
     import glob
 
     from netgraph import load_recipe
@@ -84,6 +86,7 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
     shared = ROOT.parent / "shared"
     repo = tmp_path / "repo"
     shutil.copytree(ROOT / "recipes", repo / "recipes")
+    (repo / "samples").symlink_to(SAMPLE.parent)
     if shared.exists():
         (tmp_path / "shared").symlink_to(shared)
     monkeypatch.chdir(repo)
@@ -113,13 +116,13 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
             assert done.value.code == 0, line
             continue
         command, _, comment = line.partition("#")
+        if not shared.exists():  # the sample stands in for the shared subset
+            command = command.replace("../shared/data/cifar10-subset", str(SAMPLE))
         args = [expanded for a in shlex.split(command)[1:] for expanded in (sorted(glob.glob(a)) or [a])]
         if "on a GPU" in comment or args[0] == "ablate" or "--resume" in args:
             parsed = parser().parse_args(args)
             for recipe in getattr(parsed, "recipes", None) or [parsed.recipe]:
                 load_recipe(recipe, parsed.set)
-            continue
-        if "../shared" in command and not shared.exists():
             continue
         if args[0] == "train":  # 10 steps at a constant rate (the schedules need 3 epochs)
             args += ["--set", "train.steps=10", "--set", "train.lr=0.1", "--quiet"]

@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 import yaml
-from conftest import RECIPES, ROOT
+from conftest import RECIPES, SAMPLE
 from PIL import Image
 
 from netgraph import RecipeError
@@ -181,8 +181,6 @@ def test_train_on_a_folder_names_the_classes(tmp_path, capsys, monkeypatch):
 
 # --- real images no one here wrote ------------------------------------------------------
 
-SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
-
 
 def test_scikit_learn_digits_as_a_png_tree_train_with_the_example_recipe(tmp_path, capsys, monkeypatch):
     """The 1,797 8 x 8 digits scikit-learn ships, written here as DIGIT/NNNN.png, read back
@@ -233,9 +231,8 @@ def test_scikit_learn_digits_as_a_png_tree_train_with_the_example_recipe(tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SUBSET.is_dir(), reason=f"the shared CIFAR-10 subset is not at {SUBSET}")
-def test_the_shared_cifar_subset_as_png_folders_is_the_binary_layout(tmp_path):
-    """The real subset written as train/CLASS and test/CLASS PNGs holds the binary files'
+def test_the_cifar_sample_as_png_folders_is_the_binary_layout(tmp_path):
+    """The real sample (samples/cifar10) written as train/CLASS and test/CLASS PNGs holds the binary files'
     pixels, and trains to the same accuracy with the same seed (on the same image order)."""
     import torch
 
@@ -244,7 +241,7 @@ def test_the_shared_cifar_subset_as_png_folders_is_the_binary_layout(tmp_path):
     from netgraph.data.dataset import CIFAR10_MEAN, CIFAR10_STD
     from netgraph.runs.run import run_recipe
 
-    binary = load_cifar("cifar10", data_dir=SUBSET)
+    binary = load_cifar("cifar10", data_dir=SAMPLE)
     for split, images, labels in (
         ("train", binary.train_images, binary.train_labels),
         ("test", binary.test_images, binary.test_labels),

@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 import reference_train
 import torch
-from conftest import ROOT
-
-SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset" / "cifar-10-batches-bin"
+from conftest import ROOT, SAMPLE
 
 
 def test_group_choices_give_each_contiguous_group_of_a_shuffle_one_choice():
@@ -33,13 +31,14 @@ def test_ghost_statistics_are_collated_on_the_switch_to_evaluation_only():
     assert bn(x).flatten().tolist() == pytest.approx([0.0, 0.0], abs=1e-6)  # split 0's mean (0, 0)
 
 
-@pytest.mark.skipif(not SUBSET.exists(), reason="the shared CIFAR-10 subset is not beside the repo")
 def test_a_small_run_trains_and_reports(tmp_path):
     folder = tmp_path / "cifar-10-batches-bin"
     folder.mkdir()
-    records = np.fromfile(SUBSET / "data_batch_1.bin", np.uint8).reshape(-1, 3073)
-    records[:512].tofile(folder / "data_batch_1.bin")
-    records[512:768].tofile(folder / "test_batch.bin")
+    batches = SAMPLE / "cifar-10-batches-bin"
+    records = np.fromfile(batches / "data_batch_1.bin", np.uint8).reshape(-1, 3073)  # 500 records
+    more = np.fromfile(batches / "data_batch_2.bin", np.uint8).reshape(-1, 3073)
+    np.concatenate([records, more[:12]]).tofile(folder / "data_batch_1.bin")  # 512: 8 batches of 64
+    more[12:268].tofile(folder / "test_batch.bin")
     log = tmp_path / "runs.jsonl"
     args = [
         "--data-dir",

@@ -40,7 +40,16 @@ def registries():
 def test_every_kind_is_one_registry_type():
     assert {kind: type(r) for kind, r in REGISTRIES.items()} == {
         kind: Registry
-        for kind in ("ops", "passes", "augmentations", "views", "optimizers", "schedules", "averaging", "sources")
+        for kind in (
+            "ops",
+            "passes",
+            "augmentations",
+            "views",
+            "optimizers",
+            "schedules",
+            "averaging",
+            "sources",
+        )
     }
     assert REGISTRIES["ops"] is OPS and REGISTRIES["passes"] is PASSES
     assert REGISTRIES["augmentations"] is AUGMENTATIONS and REGISTRIES["views"] is TTA_VIEWS

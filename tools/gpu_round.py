@@ -35,6 +35,7 @@ from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+SAMPLE = ROOT / "samples" / "cifar10"  # the real sample the repository carries: a dry run needs no ../shared
 CARRIED = ROOT / "data"  # ignored by git; `--prepare` fills it and the device call carries it
 JPEG_LABEL = "CIFAR-10 (JPEG copy)"
 MAX_FILES = 8  # what one device call brings back from $OUT
@@ -159,18 +160,43 @@ class Round:
 # --- the stages, in order of value ---------------------------------------------------------------
 
 
+# A dry run's decode, on the sample: netgraph reads it in the layout to_batches.py writes, and 64
+# of its images go through Pillow's JPEG codec as to_batches.decode opens them (quality 75, the
+# copy's); where the JPEG copy is beside the repository, 64 of its own images are decoded too.
+DRY_DECODE = """
+import io, sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+from netgraph.data.cifar import read_cifar
+
+def decode(blobs):
+    return np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")).transpose(2, 0, 1) for b in blobs])
+
+images = read_cifar("cifar10", sys.argv[1]).test_images[:64].numpy()
+blobs = []
+for image in images:
+    buffer = io.BytesIO()
+    Image.fromarray(image.transpose(1, 2, 0)).save(buffer, "JPEG", quality=75)
+    blobs.append(buffer.getvalue())
+error = np.abs(decode(blobs).astype(float) - images).mean()
+assert error < 10, error  # a JPEG at quality 75 is within a few levels of the pixels
+print("sample: decoded", images.shape, f"mean error {error:.1f} levels")
+if len(sys.argv) > 2:  # the copy's own converter, as the real round runs it
+    sys.path.insert(0, str(Path(sys.argv[2]).parent))
+    import to_batches
+    z = np.load(sys.argv[2])
+    print("JPEG copy: decoded", to_batches.decode(z["test_jpeg"], z["test_offsets"][:65]).shape)
+"""
+
+
 def stage_decode(r: Round) -> Dict:
     """The JPEG copy decoded into the official binary layout (skipped when already there)."""
     script = CARRIED / "cifar10-jpeg" / "to_batches.py"
-    if r.dry_run:  # decode a few images only, to check Pillow and the archive
-        script = SHARED / "cifar10-jpeg" / "to_batches.py"
-        code = (
-            "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import to_batches as t; "
-            "z = np.load(sys.argv[2]); x = t.decode(z['test_jpeg'], z['test_offsets'][:65]); "
-            "print('decoded', x.shape)"
-        )
+    if r.dry_run:  # a few images only, to check the reader and Pillow (and the archive, if here)
+        archive = SHARED / "cifar10-jpeg" / "cifar10_jpeg.npz"
         return r.run(
-            [sys.executable, "-c", code, str(script.parent), str(script.parent / "cifar10_jpeg.npz")]
+            [sys.executable, "-c", DRY_DECODE, str(SAMPLE), *([str(archive)] if archive.is_file() else [])]
         )
     if (Path(r.data_dir) / "cifar-10-batches-bin" / "test_batch.bin").exists():
         return {"status": "already decoded"}
