@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, SAMPLE
 
 README = (ROOT / "README.md").read_text()
@@ -89,6 +90,7 @@ def run_in(clone: Path, words, env) -> str:
     return out
 
 
+@pytest.mark.slow
 def test_readme_first_command_runs_in_a_bare_clone():
     words = quick_start_command()
     with tempfile.TemporaryDirectory(prefix="netgraph-bare-") as tmp:
