@@ -1,5 +1,6 @@
 """One registry type for every pluggable kind; README's own parts, loaded with --import."""
 
+import dataclasses
 import re
 import sys
 import textwrap
@@ -11,6 +12,7 @@ from conftest import ROOT
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
 from netgraph.core.registry import REGISTRIES, Registry
+from netgraph.core.schema import REQUIRED, Param, named
 from netgraph.graph.ops import OPS
 from netgraph.graph.passes import PASSES
 from netgraph.train.augment import AUGMENTATIONS, BatchGroupLoader
@@ -46,6 +48,75 @@ def test_every_kind_is_one_registry_type():
     assert REGISTRIES["augmentations"] is AUGMENTATIONS and REGISTRIES["views"] is TTA_VIEWS
     assert list(AUGMENTATIONS) == ["crop", "flip", "cutout", "translate", "alternating_flip"]
     assert list(TTA_VIEWS) == ["flip", "translate", "identity"]
+
+
+@pytest.fixture
+def toys():
+    """A registry of toy parts with an own field, made for one test and removed after it."""
+    from netgraph.core.registry import Part
+
+    @dataclasses.dataclass(frozen=True)
+    class Toy(Part):
+        colour: str = "red"
+
+    toys = Registry("toy", "toys", "tests.register_toy", Toy)
+    yield toys
+    del REGISTRIES["toys"]
+
+
+def test_one_generic_registration_makes_a_small_record(toys):
+    @toys.decorator("ball", params={"size": int, "bounce": 0.5}, colour="blue")
+    def ball(size, bounce):
+        """A ball.
+
+        It bounces."""
+        return size * bounce
+
+    assert ball(2, 0.5) == 1.0  # the decorator returns the function unchanged
+    part = toys["ball"]
+    assert (part.name, part.function, part.colour, part.summary) == ("ball", ball, "blue", "A ball.")
+    assert part.doc == "A ball.\n\n        It bounces."  # the docstring, stripped
+    assert part.params["size"].default is REQUIRED and part.params["bounce"].default == 0.5
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a record is frozen
+        part.colour = "green"
+    cube = toys.register("cube", None, doc="A cube.")  # no function, no docstring: doc given
+    assert (cube.function, cube.colour, cube.params, cube.summary) == (None, "red", {}, "A cube.")
+    with pytest.raises(ValueError, match="toy 'cube' is already registered; pass replace=True"):
+        toys.register("cube", None)
+    assert toys.register("cube", None, replace=True, colour="green").colour == "green"
+    with pytest.raises(TypeError):  # a field the kind does not have
+        toys.register("cone", None, weight=3)
+
+
+def test_one_parser_reads_name_or_name_with_parameters():
+    assert named("flip", "data.augment", "augmentation") == ("flip", {})
+    assert named({"crop": None}, "data.augment", "augmentation") == ("crop", {})
+    assert named({"sgd": {"nesterov": True}}, "train.optimizer", "optimizer") == ("sgd", {"nesterov": True})
+    assert named({"cutout": 8}, "data.augment", "augmentation", value=True) == ("cutout", 8)
+    with pytest.raises(
+        RecipeError, match=r"transforms item 2: the parameters of pass 'x' are a mapping, got 3"
+    ):
+        named({"x": 3}, "transforms item 2", "pass")
+    for entry in (3, ["flip"], {"a": {}, "b": {}}, {3: {}}):
+        with pytest.raises(RecipeError, match=r"^train.optimizer must be an optimizer name or \{name: "):
+            named(entry, "train.optimizer", "optimizer")
+
+
+def test_parse_looks_up_checks_and_names_the_part(toys):
+    toys.register("ball", lambda size: size, params={"size": Param(int, 1, positive=True)})
+    toys.register("cube", lambda: 0)
+    assert toys.parse("ball", "toys.x") == (toys["ball"], {"size": 1})
+    assert toys.parse({"ball": {"size": 3}}, "toys.x")[1] == {"size": 3}
+    for entry, message in (
+        ("bal", r"unknown toy 'bal' in toys.x \(did you mean 'ball'\?\)"),
+        ({"ball": {"size": 0}}, r"toy 'ball': parameter 'size' must be positive"),
+        ({"ball": {"mass": 1}}, r"unknown parameter 'mass' for toy 'ball'"),
+        ({"ball": 3}, r"the parameters of toy 'ball' are a mapping, got 3 \(e.g. \{ball: \{size: ...\}\}\)"),
+        ({"cube": 3}, r"toy 'cube' takes no value, got 3 \(write it as cube\)"),
+        ([1], r"toys.x must be a toy name or \{name: \{parameters\}\}, got \[1\] \(known toys: ball, cube\)"),
+    ):
+        with pytest.raises(RecipeError, match=message):
+            toys.parse(entry, "toys.x")
 
 
 def test_registering_twice_needs_replace(registries):
