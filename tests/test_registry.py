@@ -235,7 +235,7 @@ def test_the_readme_parts_load_with_import_and_train(tmp_path, registries, capsy
     # its optimizer: w -= lr sign(v), v = 0.9 v + grad, against the signs computed here
     assert config.param_groups[0]["optimizer"]["name"] == "sign_sgd"
     w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
-    sign_sgd = OPTIMIZERS["sign_sgd"].build(
+    sign_sgd = OPTIMIZERS["sign_sgd"].function(
         [{"params": [w], "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}]
     )
     for grad, moved in (([1.0, -1.0, 0.5], [-0.1, 0.1, -0.1]), ([-3.0, 0.5, -0.1], [0.1, 0.1, -0.1])):

@@ -162,7 +162,7 @@ def schedule_spec(value: Any, what: str) -> Dict[str, Any]:
             hint="e.g. lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}",
         )
     params = check_params(f"schedule shape '{shape}' in {what}", spec.params, raw)
-    knots, values = spec.build(END[unit], **params)
+    knots, values = spec.function(END[unit], **params)
     knots, values = checked_lists(knots, values)
     if not any(isinstance(k, str) for k in knots):  # expressions are checked once the run's length is known
         PiecewiseLinear(knots, values)
