@@ -11,13 +11,13 @@ from conftest import ROOT
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
-from netgraph.core.registry import REGISTRIES, Registry
+from netgraph.core.registry import REGISTRIES, Part, Registry
 from netgraph.core.schema import REQUIRED, Param, named
 from netgraph.graph.ops import OPS
 from netgraph.graph.passes import PASSES
 from netgraph.train.augment import AUGMENTATIONS, BatchGroupLoader
 from netgraph.train.config import data_config, train_config
-from netgraph.train.optimizers import OPTIMIZERS
+from netgraph.train.optimizers import OPTIMIZERS, OptimizerSpec
 from netgraph.train.views import TTA_VIEWS, predict
 
 
@@ -40,10 +40,13 @@ def registries():
 
 
 def test_every_kind_is_one_registry_type():
-    assert {kind: type(r) for kind, r in REGISTRIES.items()} == {
-        kind: Registry
-        for kind in ("ops", "passes", "augmentations", "views", "optimizers", "schedules", "averaging")
-    }
+    kinds = "ops passes augmentations views optimizers schedules averaging".split() + ["data sets"]
+    assert set(REGISTRIES) == set(kinds) and all(type(r) is Registry for r in REGISTRIES.values())
+    # and one record type: a Part, extended by a kind only with its own fields
+    assert all(isinstance(part, Part) for r in REGISTRIES.values() for part in r.values())
+    assert {f.name for f in dataclasses.fields(OptimizerSpec)} - {
+        f.name for f in dataclasses.fields(Part)
+    } == {"linear"}
     assert REGISTRIES["ops"] is OPS and REGISTRIES["passes"] is PASSES
     assert REGISTRIES["augmentations"] is AUGMENTATIONS and REGISTRIES["views"] is TTA_VIEWS
     assert list(AUGMENTATIONS) == ["crop", "flip", "cutout", "translate", "alternating_flip"]
@@ -53,7 +56,6 @@ def test_every_kind_is_one_registry_type():
 @pytest.fixture
 def toys():
     """A registry of toy parts with an own field, made for one test and removed after it."""
-    from netgraph.core.registry import Part
 
     @dataclasses.dataclass(frozen=True)
     class Toy(Part):
@@ -182,7 +184,7 @@ def test_list_in_a_fresh_process_shows_every_kind():
     out = subprocess.run(
         [sys.executable, "-m", "netgraph", "list"], capture_output=True, text=True, cwd=ROOT, check=True
     ).stdout
-    kinds = re.findall(r"^(\w+) \(\d+; register with", out, re.M)
+    kinds = re.findall(r"^(\w[\w ]*) \(\d+; register with", out, re.M)
     assert sorted(kinds) == sorted(REGISTRIES), out
 
 

@@ -143,15 +143,9 @@ class Registry(dict):
             raise
 
 
-def summary(entry: Any) -> str:
-    """The first line of an entry's doc."""
-    doc = (getattr(entry, "doc", "") or "").strip()
-    return doc.splitlines()[0] if doc else ""
-
-
-def parameters(entry: Any) -> Iterator[Tuple[str, Any]]:
-    """(name, default) of an entry's parameters; REQUIRED for a required one."""
-    for name, param in (getattr(entry, "params", None) or {}).items():
+def parameters(part: Part) -> Iterator[Tuple[str, Any]]:
+    """(name, default) of a part's parameters; REQUIRED for a required one."""
+    for name, param in part.params.items():
         yield name, param.default
 
 
@@ -175,12 +169,12 @@ def listing(plural: str = "") -> str:
     lines = []
     for kind in kinds:
         lines.append(f"{kind.plural} ({len(kind)}; register with {kind.registered_by}):")
-        for name, entry in kind.items():
+        for name, part in kind.items():
             params = ", ".join(
                 key
                 if default is REQUIRED
                 else f"{key}: {yaml.safe_dump(default, default_flow_style=True).splitlines()[0]}"
-                for key, default in parameters(entry)
+                for key, default in parameters(part)
             )
-            lines.append(f"  {name:22} {summary(entry)}" + (f" [{params}]" if params else ""))
+            lines.append(f"  {name:22} {part.summary}" + (f" [{params}]" if params else ""))
     return "\n".join(lines)
