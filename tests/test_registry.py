@@ -113,8 +113,11 @@ def test_parse_looks_up_checks_and_names_the_part(toys):
         ("bal", r"unknown toy 'bal' in toys.x \(did you mean 'ball'\?\)"),
         ({"ball": {"size": 0}}, r"toy 'ball': parameter 'size' must be positive"),
         ({"ball": {"mass": 1}}, r"unknown parameter 'mass' for toy 'ball'"),
-        ({"ball": 3}, r"the parameters of toy 'ball' are a mapping, got 3 \(e.g. \{ball: \{size: ...\}\}\)"),
-        ({"cube": 3}, r"toy 'cube' takes no value, got 3 \(write it as cube\)"),
+        (
+            {"ball": 3},
+            r"toys.x: the parameters of toy 'ball' are a mapping, got 3 \(e.g. \{ball: \{size: ...\}\}\)",
+        ),
+        ({"cube": 3}, r"toys.x: toy 'cube' takes no value, got 3 \(write it as cube\)"),
         ([1], r"toys.x must be a toy name or \{name: \{parameters\}\}, got \[1\] \(known toys: ball, cube\)"),
     ):
         with pytest.raises(RecipeError, match=message):
@@ -136,13 +139,16 @@ def test_registering_twice_needs_replace(registries):
     [
         (
             "data:\n  augment:\n    - crop\n    - flp\n",
-            r"r.yaml:4: unknown augmentation 'flp' \(did you mean 'flip'\?\)",
+            r"r.yaml:4: unknown augmentation 'flp' in data.augment \(did you mean 'flip'\?\)",
         ),
         (
             "data:\n  augment: [crop, {cutuot: 8}]\n",
-            r"r.yaml:2: unknown augmentation 'cutuot' \(did you mean 'cutout'\?\)",
+            r"r.yaml:2: unknown augmentation 'cutuot' in data.augment \(did you mean 'cutout'\?\)",
         ),
-        ("data:\n  augment: [{flip: 3}]\n", r"r.yaml:2: augmentation 'flip' takes no value, got 3"),
+        (
+            "data:\n  augment: [{flip: 3}]\n",
+            r"r.yaml:2: data.augment: augmentation 'flip' takes no value, got 3",
+        ),
         (
             "data:\n  augment: [{crop: {size: 28, offset: 1}}]\n",
             r"r.yaml:2: unknown parameter 'offset' for augmentation 'crop'",

@@ -134,8 +134,11 @@ class Registry(dict):
         part = self.lookup(name, f"in {what}")
         owner = f"{self.kind} '{name}'"
         try:
-            if not isinstance(raw, dict):
-                raw = part.given(raw, owner)
+            raw = raw if isinstance(raw, dict) else part.given(raw, owner)
+        except RecipeError as err:
+            err.message = f"{what}: {err.message}"  # as named() says it for a kind without values
+            raise
+        try:
             return part, check_params(owner, part.params, raw)
         except RecipeError as err:
             if owner not in err.message:  # a bad value: say whose parameter it is

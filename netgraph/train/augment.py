@@ -31,7 +31,7 @@ import torch
 
 from netgraph.core.errors import RecipeError
 from netgraph.core.registry import Part, Registry
-from netgraph.core.schema import Param, check_params
+from netgraph.core.schema import Param
 
 Shape = Tuple[int, int, int]  # (channels, height, width) of one image
 
@@ -303,22 +303,8 @@ def _alternating_flip(image_size: int) -> AlternatingFlip:
 def build_augmentation(entry: Any, image_size: int):
     """A recipe's data.augment item made: 'flip', {cutout: 8}, {crop: {size: 28}}; a
     RecipeError for an unknown name or a bad parameter."""
-    name, value = next(iter(entry.items())) if isinstance(entry, dict) and len(entry) == 1 else (entry, None)
-    spec = AUGMENTATIONS.lookup(name)
-    if value is None or isinstance(value, dict):
-        raw = dict(value or {})
-    elif spec.main is not None:
-        raw = {spec.main: value}
-    else:
-        raise RecipeError(f"augmentation '{name}' takes no value, got {value!r}", hint=f"write it as {name}")
-    owner = f"augmentation '{name}'"
-    try:
-        params = check_params(owner, spec.params, raw)
-    except RecipeError as err:
-        if owner not in err.message:  # a bad value: say whose parameter it is
-            err.message = f"{owner}: {err.message}"
-        raise
-    return spec.function(image_size, **params)
+    part, params = AUGMENTATIONS.parse(entry, "data.augment")
+    return part.function(image_size, **params)
 
 
 def check_augmentations(augmentations: Sequence[Augmentation], shape: Shape) -> Shape:

@@ -22,7 +22,7 @@ from torch import nn
 
 from netgraph.core.errors import RecipeError
 from netgraph.core.registry import Registry
-from netgraph.core.schema import Param, check_params
+from netgraph.core.schema import Param
 
 # A view is a plain Part: ``function(images, **params) -> images`` of the same shape.
 TTA_VIEWS = Registry("test-time view", "views", "netgraph.register_view")
@@ -84,21 +84,9 @@ TTA_EXAMPLE = "[flip], or {views: [{view: identity, weight: 0.5}, {view: flip, w
 
 def _step(entry: Any) -> Tuple[str, View]:
     """One view of a composition: 'flip' or {translate: {dy: 1, dx: 1}} -> (label, function)."""
-    name, raw = (
-        next(iter(entry.items()))
-        if isinstance(entry, dict) and len(entry) == 1 and isinstance(next(iter(entry.values())), dict)
-        else (entry, {})
-    )
-    spec = TTA_VIEWS.lookup(name, "in train.tta")
-    owner = f"test-time view '{name}'"
-    try:
-        params = check_params(owner, spec.params, dict(raw))
-    except RecipeError as err:
-        if owner not in err.message:
-            err.message = f"{owner}: {err.message}"
-        raise
-    label = name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
-    return label, (lambda x: spec.function(x, **params))
+    part, params = TTA_VIEWS.parse(entry, "train.tta")
+    label = part.name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
+    return label, (lambda x: part.function(x, **params))
 
 
 def _view(entry: Any) -> Tuple[str, View]:
