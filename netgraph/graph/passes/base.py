@@ -138,6 +138,7 @@ def apply_pass(
             err.message = f"pass '{name}' (transforms item {index}): {err.message}"
         raise err.located(file=file, line=line) from None
     new = copy.deepcopy(g)
+    assert spec.function is not None  # a pass is its function (only an emitted op has none)
     try:
         matches = spec.function(new, context or PassContext(), **params)
         infer_shapes(new)
