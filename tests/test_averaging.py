@@ -51,7 +51,7 @@ def test_lookahead_state_round_trips():
 
 def test_ema_is_registered_with_its_defaults():
     model = nn.Linear(2, 2)
-    ema = AVERAGING["ema"].build(model)
+    ema = AVERAGING["ema"].function(model)
     assert (ema.rho, ema.every) == (0.99**5, 5) and ema.evaluated is not model
     with torch.no_grad():
         model.weight.fill_(1.0)
@@ -65,4 +65,4 @@ def test_ema_is_registered_with_its_defaults():
 
 def test_an_ema_counted_per_epoch_needs_the_epoch_length():
     with pytest.raises(ValueError, match="needs steps_per_epoch"):
-        AVERAGING["ema"].build(nn.Linear(2, 2), counter="epoch")
+        AVERAGING["ema"].function(nn.Linear(2, 2), counter="epoch")

@@ -231,7 +231,7 @@ def test_later_errors_about_a_set_value_name_the_set(write):
     )
     # a mapping a --set created, and a key deleted then set again: the file has no say
     assert error(train_config, "train.param_groups=[]", "train.ema=null", "train.ema.every=0").startswith(
-        "--set train.ema=null, --set train.ema.every=0: parameter 'every' must be"
+        "--set train.ema=null, --set train.ema.every=0: averaging 'ema': parameter 'every' must be"
     )
     bare = write("bare.yaml", NET)
     with pytest.raises(RecipeError, match=r"^--set train.ema.bogus=2: unknown parameter 'bogus'"):

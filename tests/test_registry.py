@@ -1,5 +1,6 @@
 """One registry type for every pluggable kind; docs/training.md's own parts, loaded with --import."""
 
+import dataclasses
 import re
 import sys
 import textwrap
@@ -10,12 +11,13 @@ from conftest import ROOT
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
-from netgraph.core.registry import REGISTRIES, Registry
+from netgraph.core.registry import REGISTRIES, Part, Registry
+from netgraph.core.schema import REQUIRED, Param, named
 from netgraph.graph.ops import OPS
 from netgraph.graph.passes import PASSES
 from netgraph.train.augment import AUGMENTATIONS, BatchGroupLoader
 from netgraph.train.config import data_config, train_config
-from netgraph.train.optimizers import OPTIMIZERS
+from netgraph.train.optimizers import OPTIMIZERS, OptimizerSpec
 from netgraph.train.views import TTA_VIEWS, predict
 
 
@@ -38,23 +40,88 @@ def registries():
 
 
 def test_every_kind_is_one_registry_type():
-    assert {kind: type(r) for kind, r in REGISTRIES.items()} == {
-        kind: Registry
-        for kind in (
-            "ops",
-            "passes",
-            "augmentations",
-            "views",
-            "optimizers",
-            "schedules",
-            "averaging",
-            "sources",
-        )
-    }
+    kinds = "ops passes augmentations views optimizers schedules averaging".split() + ["sources"]
+    assert set(REGISTRIES) == set(kinds) and all(type(r) is Registry for r in REGISTRIES.values())
+    # and one record type: a Part, extended by a kind only with its own fields
+    assert all(isinstance(part, Part) for r in REGISTRIES.values() for part in r.values())
+    assert {f.name for f in dataclasses.fields(OptimizerSpec)} - {
+        f.name for f in dataclasses.fields(Part)
+    } == {"linear"}
     assert REGISTRIES["ops"] is OPS and REGISTRIES["passes"] is PASSES
     assert REGISTRIES["augmentations"] is AUGMENTATIONS and REGISTRIES["views"] is TTA_VIEWS
     assert list(AUGMENTATIONS) == ["crop", "flip", "cutout", "translate", "alternating_flip"]
     assert list(TTA_VIEWS) == ["flip", "translate", "identity"]
+
+
+@pytest.fixture
+def toys():
+    """A registry of toy parts with an own field, made for one test and removed after it."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Toy(Part):
+        colour: str = "red"
+
+    toys = Registry("toy", "toys", "tests.register_toy", Toy)
+    yield toys
+    del REGISTRIES["toys"]
+
+
+def test_one_generic_registration_makes_a_small_record(toys):
+    @toys.decorator("ball", params={"size": int, "bounce": 0.5}, colour="blue")
+    def ball(size, bounce):
+        """A ball.
+
+        It bounces."""
+        return size * bounce
+
+    assert ball(2, 0.5) == 1.0  # the decorator returns the function unchanged
+    part = toys["ball"]
+    assert (part.name, part.function, part.colour, part.summary) == ("ball", ball, "blue", "A ball.")
+    assert part.doc == "A ball.\n\n        It bounces."  # the docstring, stripped
+    assert part.params["size"].default is REQUIRED and part.params["bounce"].default == 0.5
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a record is frozen
+        part.colour = "green"
+    cube = toys.register("cube", None, doc="A cube.")  # no function, no docstring: doc given
+    assert (cube.function, cube.colour, cube.params, cube.summary) == (None, "red", {}, "A cube.")
+    with pytest.raises(ValueError, match="toy 'cube' is already registered; pass replace=True"):
+        toys.register("cube", None)
+    assert toys.register("cube", None, replace=True, colour="green").colour == "green"
+    with pytest.raises(TypeError):  # a field the kind does not have
+        toys.register("cone", None, weight=3)
+
+
+def test_one_parser_reads_name_or_name_with_parameters():
+    assert named("flip", "data.augment", "augmentation") == ("flip", {})
+    assert named({"crop": None}, "data.augment", "augmentation") == ("crop", {})
+    assert named({"sgd": {"nesterov": True}}, "train.optimizer", "optimizer") == ("sgd", {"nesterov": True})
+    assert named({"cutout": 8}, "data.augment", "augmentation", value=True) == ("cutout", 8)
+    with pytest.raises(
+        RecipeError, match=r"transforms item 2: the parameters of pass 'x' are a mapping, got 3"
+    ):
+        named({"x": 3}, "transforms item 2", "pass")
+    for entry in (3, ["flip"], {"a": {}, "b": {}}, {3: {}}):
+        with pytest.raises(RecipeError, match=r"^train.optimizer must be an optimizer name or \{name: "):
+            named(entry, "train.optimizer", "optimizer")
+
+
+def test_parse_looks_up_checks_and_names_the_part(toys):
+    toys.register("ball", lambda size: size, params={"size": Param(int, 1, positive=True)})
+    toys.register("cube", lambda: 0)
+    assert toys.parse("ball", "toys.x") == (toys["ball"], {"size": 1})
+    assert toys.parse({"ball": {"size": 3}}, "toys.x")[1] == {"size": 3}
+    for entry, message in (
+        ("bal", r"unknown toy 'bal' in toys.x \(did you mean 'ball'\?\)"),
+        ({"ball": {"size": 0}}, r"toy 'ball': parameter 'size' must be positive"),
+        ({"ball": {"mass": 1}}, r"unknown parameter 'mass' for toy 'ball'"),
+        (
+            {"ball": 3},
+            r"toys.x: the parameters of toy 'ball' are a mapping, got 3 \(e.g. \{ball: \{size: ...\}\}\)",
+        ),
+        ({"cube": 3}, r"toys.x: toy 'cube' takes no value, got 3 \(write it as cube\)"),
+        ([1], r"toys.x must be a toy name or \{name: \{parameters\}\}, got \[1\] \(known toys: ball, cube\)"),
+    ):
+        with pytest.raises(RecipeError, match=message):
+            toys.parse(entry, "toys.x")
 
 
 def test_registering_twice_needs_replace(registries):
@@ -72,13 +139,16 @@ def test_registering_twice_needs_replace(registries):
     [
         (
             "data:\n  augment:\n    - crop\n    - flp\n",
-            r"r.yaml:4: unknown augmentation 'flp' \(did you mean 'flip'\?\)",
+            r"r.yaml:4: unknown augmentation 'flp' in data.augment \(did you mean 'flip'\?\)",
         ),
         (
             "data:\n  augment: [crop, {cutuot: 8}]\n",
-            r"r.yaml:2: unknown augmentation 'cutuot' \(did you mean 'cutout'\?\)",
+            r"r.yaml:2: unknown augmentation 'cutuot' in data.augment \(did you mean 'cutout'\?\)",
         ),
-        ("data:\n  augment: [{flip: 3}]\n", r"r.yaml:2: augmentation 'flip' takes no value, got 3"),
+        (
+            "data:\n  augment: [{flip: 3}]\n",
+            r"r.yaml:2: data.augment: augmentation 'flip' takes no value, got 3",
+        ),
         (
             "data:\n  augment: [{crop: {size: 28, offset: 1}}]\n",
             r"r.yaml:2: unknown parameter 'offset' for augmentation 'crop'",
@@ -120,7 +190,7 @@ def test_list_in_a_fresh_process_shows_every_kind():
     out = subprocess.run(
         [sys.executable, "-m", "netgraph", "list"], capture_output=True, text=True, cwd=ROOT, check=True
     ).stdout
-    kinds = re.findall(r"^(\w+) \(\d+; register with", out, re.M)
+    kinds = re.findall(r"^(\w[\w ]*) \(\d+; register with", out, re.M)
     assert sorted(kinds) == sorted(REGISTRIES), out
 
 
@@ -174,7 +244,7 @@ def test_the_docs_parts_load_with_import_and_train(tmp_path, registries, capsys)
     # its optimizer: w -= lr sign(v), v = 0.9 v + grad, against the signs computed here
     assert config.param_groups[0]["optimizer"]["name"] == "sign_sgd"
     w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
-    sign_sgd = OPTIMIZERS["sign_sgd"].build(
+    sign_sgd = OPTIMIZERS["sign_sgd"].function(
         [{"params": [w], "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}]
     )
     for grad, moved in (([1.0, -1.0, 0.5], [-0.1, 0.1, -0.1]), ([-3.0, 0.5, -0.1], [0.1, 0.1, -0.1])):

@@ -119,8 +119,8 @@ RECIPES = {
         NET + "train: {tta: [{flip: 1}]}\n",
         5,
         None,
-        "unknown test-time view {'flip': 1}",
-        "views: flip",
+        "train.tta: test-time view 'flip' takes no value, got 1",
+        "write it as flip",
     ),
     "type: a schedule value that is text": (
         NET + "train:\n  lr: {knots: [0, 5], values: [0, high]}\n",

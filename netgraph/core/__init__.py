@@ -1,4 +1,4 @@
-"""The lowest stage: the one error type, the parameter schema and the one registry type.
+"""The lowest stage: the one error type, the parameter schema, the one part record and registry type.
 
 Every other stage imports these; they import nothing of netgraph.
 """

@@ -1,14 +1,16 @@
 """The parameter schema every registered part shares: ``Param`` (type, default, bounds, doc),
-``check_params`` (a recipe's values against it, with the line and a did-you-mean) and
-``as_param`` (the short forms ``int`` and ``3``). Ops, passes, optimizers, schedule shapes,
-averaging, augmentations and test-time views all declare their parameters with it."""
+``check_params`` (a recipe's values against it, with the line and a did-you-mean),
+``as_param`` (the short forms ``int`` and ``3``) and ``named`` (the one reader of a part
+as a recipe names it: NAME or {NAME: params}). Ops, passes, optimizers, schedule shapes,
+averaging, augmentations, test-time views and data sources all declare their parameters
+with it."""
 
 from __future__ import annotations
 
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from netgraph.core.errors import RecipeError, did_you_mean
 
@@ -167,3 +169,30 @@ def as_param(spec) -> Param:
     if isinstance(spec, type):
         return Param(spec)
     return Param(type(spec), spec)
+
+
+def named(
+    entry: Any, what: str, kind: str, *, value: bool = False, hint: Optional[str] = None
+) -> Tuple[str, Any]:
+    """A part as a recipe names it -- ``NAME`` or ``{NAME: {key: value}}`` -- as (NAME, its
+    parameters as written, ``{}`` for none: a bare NAME, ``{NAME: }``). ``value=True``
+    passes on a single value too (``{cutout: 8}``, for the part to read). A RecipeError names
+    ``what`` (``transforms item 2``, ``train.optimizer``) and ``kind`` (pass, optimizer)."""
+    if isinstance(entry, str):
+        return entry, {}
+    if isinstance(entry, dict) and len(entry) == 1 and isinstance(next(iter(entry)), str):
+        ((name, params),) = entry.items()
+        if params is None or isinstance(params, dict):
+            return name, dict(params or {})
+        if value:
+            return name, params
+        raise RecipeError(
+            f"{what}: the parameters of {kind} '{name}' are a mapping, got {params!r}",
+            hint=hint or f"e.g. {{{name}: {{key: value}}}}",
+        )
+    article = "an" if kind[:1] in "aeiou" else "a"
+    raise RecipeError(
+        f"{what} must be {article} {kind} name or {{name: {{parameters}}}}, got {entry!r}",
+        hint=hint
+        or f"e.g. {kind.replace(' ', '_')}_name, or {{{kind.replace(' ', '_')}_name: {{key: value}}}}",
+    )

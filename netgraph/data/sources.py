@@ -3,32 +3,27 @@ folder, arrays), so a new source is one file (or a plugin loaded with ``--import
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
 
 from netgraph.core.errors import RecipeError
-from netgraph.core.registry import Registry
-from netgraph.core.schema import Param, as_param
+from netgraph.core.registry import Part, Registry
 from netgraph.data.dataset import Dataset
 
 
 @dataclass(frozen=True)
-class Source:
-    """A data source: ``read(data_dir, **options) -> Dataset`` (uint8 tensors on the CPU).
-    ``shape`` is the image shape (C, H, W) when it is known before reading (CIFAR's
+class Source(Part):
+    """A data source: ``function(data_dir, **options) -> Dataset`` (uint8 tensors on the CPU)
+    reads it. ``shape`` is the image shape (C, H, W) when it is known before reading (CIFAR's
     3 x 32 x 32), so the data: section is checked before minutes of loading; ``path``:
     it reads the user's own files and needs --data-dir (``path`` says what they are);
     ``params``: the keys of its own data: mapping (data.synthetic's sizes)."""
 
-    name: str
-    read: Callable[..., Dataset]
     shape: Optional[Tuple[int, int, int]] = None
     path: Optional[str] = None
-    params: Dict[str, Param] = field(default_factory=dict)
-    doc: str = ""
 
 
-SOURCES = Registry("data source", "sources", "netgraph.register_source")
+SOURCES = Registry("data source", "sources", "netgraph.register_source", Source)
 
 
 def register_source(
@@ -42,13 +37,7 @@ def register_source(
     """Register a data source: decorate ``read(data_dir, **options) -> Dataset``. The options
     are data:'s (download, sizes, seed, size, channels, test_fraction, split_seed): a reader
     takes those it needs and ``**_`` for the rest."""
-
-    def decorate(read: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        specs = {k: as_param(v) for k, v in (params or {}).items()}
-        SOURCES.add(name, Source(name, read, shape, path, specs, read.__doc__ or ""), replace=replace)
-        return read
-
-    return decorate
+    return SOURCES.decorator(name, params=params, replace=replace, shape=shape, path=path)
 
 
 def load(name: str, data_dir=None, **options) -> Dataset:
@@ -59,4 +48,4 @@ def load(name: str, data_dir=None, **options) -> Dataset:
             f"data set '{name}' reads your own files, but no path was given",
             hint=f"pass --data-dir PATH (or set data.dir), PATH being {source.path}",
         )
-    return source.read(data_dir, **options)
+    return source.function(data_dir, **options)

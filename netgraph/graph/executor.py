@@ -46,7 +46,7 @@ def compile_graph(
             raise node_error(g, node, RecipeError(f"cannot compile: {data['pending']}"))
         spec = ops.get_op(data["op"])
         args = [values[i] for i in inputs(g, node)]
-        if spec.module is not None:
+        if spec.function is not None:  # a module; else a plain call
             target = node.replace("/", ".")
             module = spec.build(in_shapes(g, node), data["params"])
             _load_tensors(module, data.get("tensors") or {})

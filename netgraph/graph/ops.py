@@ -12,7 +12,7 @@ Register your own op with :func:`register_op`; see README.md, "Your own op".
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
@@ -20,27 +20,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from netgraph.core.errors import RecipeError
-from netgraph.core.registry import Registry
+from netgraph.core.registry import Part, Registry
 from netgraph.core.schema import FLOAT32_MAX, MAX_INT, REQUIRED, Param, as_param, check_params  # noqa: F401 (ops.Param etc. for plugins)
 
 Shape = Tuple[int, ...]
 
 
-@dataclass
-class OpSpec:
-    """Everything netgraph knows about one op."""
+def _same_shape(in_shapes, **_):
+    return tuple(in_shapes[0])
 
-    name: str
-    params: Dict[str, Param]
-    inputs: Union[int, str]  # 0, 1, or "many" (two or more)
-    shape: Callable[..., Shape]  # shape(in_shapes, **params)
-    module: Optional[Callable[..., nn.Module]] = None  # module(in_shapes, **params)
+
+@dataclass(frozen=True)
+class OpSpec(Part):
+    """Everything netgraph knows about one op: a Part whose ``function`` builds its module,
+    ``function(in_shapes, **params)`` (None for an op emitted as a plain call), with the op's
+    own rules beside it."""
+
+    inputs: Union[int, str] = 1  # 0, 1, or "many" (two or more)
+    shape: Callable[..., Shape] = _same_shape  # shape(in_shapes, **params)
     emit: Optional[Callable] = None  # emit(fx_graph, inputs, name, **params) -> fx.Node
     macs: Optional[Callable[..., int]] = None  # macs(in_shapes, out_shape, **params)
     kind: str = ""  # what passes match on: "conv", "norm", "activation", "pool", ...
     monotonic: bool = False  # non-decreasing element-wise function: commutes with max-pool
-    doc: str = ""
     builtin: bool = False
+    # (input shapes, parameters) -> (trainable, frozen): a network repeats its layers (8,192
+    # equal convs: 3.4 s of summary uncached); an op registered again is a new record
+    _counts: Dict[tuple, Tuple[int, int]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def validate(self, raw: Dict[str, Any]) -> Dict[str, Any]:
         """The full parameter dict (defaults filled in), or a RecipeError."""
@@ -58,34 +63,29 @@ class OpSpec:
             )
 
     def build(self, in_shapes: List[Shape], params: Dict[str, Any]) -> Optional[nn.Module]:
-        return None if self.module is None else self.module(in_shapes, **params)
+        return None if self.function is None else self.function(in_shapes, **params)
 
     def count_params(self, in_shapes: List[Shape], params: Dict[str, Any]) -> Tuple[int, int]:
         """(trainable, frozen) parameters, counted on a module built on the meta device,
         so even a huge layer costs no memory."""
-        if self.module is None:
+        if self.function is None:
             return 0, 0
-        # a network repeats its layers (8,192 equal convs: 3.4 s of summary uncached)
         key = (tuple(map(tuple, in_shapes)), repr(sorted(params.items())))
-        if key not in _PARAM_COUNTS.setdefault(self.name, {}):
+        if key not in self._counts:
             with torch.device("meta"):
                 m = self.build(in_shapes, params)
             counts = [0, 0]
             for p in m.parameters():
                 counts[not p.requires_grad] += p.numel()
-            _PARAM_COUNTS[self.name][key] = (counts[0], counts[1])
-        return _PARAM_COUNTS[self.name][key]
+            self._counts[key] = (counts[0], counts[1])
+        return self._counts[key]
 
     def count_macs(self, in_shapes: List[Shape], out_shape: Shape, params: Dict[str, Any]) -> int:
         if self.macs is not None:
             return int(self.macs(in_shapes, out_shape, **params))
-        if self.module is None:
+        if self.function is None:
             return 0
         return _macs_by_flop_counter(self, in_shapes, params)
-
-
-# op name -> {(input shapes, parameters): (trainable, frozen)}; cleared when an op is registered
-_PARAM_COUNTS: Dict[str, Dict[tuple, Tuple[int, int]]] = {}
 
 
 def _macs_by_flop_counter(spec: OpSpec, in_shapes, params) -> int:
@@ -101,7 +101,7 @@ def _macs_by_flop_counter(spec: OpSpec, in_shapes, params) -> int:
     return counter.get_total_flops() // 2
 
 
-OPS = Registry("op", "ops", "netgraph.register_op")
+OPS = Registry("op", "ops", "netgraph.register_op", OpSpec)
 
 
 def get_op(name: str) -> OpSpec:
@@ -138,19 +138,17 @@ def register_op(
     """
 
     def decorator(builder):
-        _add(
-            OpSpec(
-                name=name,
-                params={k: as_param(v) for k, v in (params or {}).items()},
-                inputs=inputs,
-                shape=_meta_shape(name, builder, shape),
-                module=builder,
-                macs=macs,
-                kind=kind,
-                monotonic=monotonic,
-                doc=(builder.__doc__ or "").strip(),
-            ),
+        shape_of = _meta_shape(name, builder, shape)
+        OPS.register(
+            name,
+            builder,
+            params=params,
             replace=replace,
+            inputs=inputs,
+            shape=shape_of,
+            macs=macs,
+            kind=kind,
+            monotonic=monotonic,
         )
         return builder
 
@@ -198,46 +196,15 @@ def _meta_shape(name: str, builder: Callable, declared: Optional[Callable]) -> C
     return shape
 
 
-def _add(spec: OpSpec, replace: bool = False) -> None:
-    OPS.add(spec.name, spec, replace=replace)
-    _PARAM_COUNTS.pop(spec.name, None)  # a name registered again may build other modules
-
-
 def _builtin(
-    name,
-    *,
-    params=None,
-    inputs=1,
-    shape=None,
-    module=None,
-    emit=None,
-    macs=None,
-    kind="",
-    monotonic=False,
-    doc="",
-):
-    _add(
-        OpSpec(
-            name=name,
-            params={k: as_param(v) for k, v in (params or {}).items()},
-            inputs=inputs,
-            shape=shape or _same_shape,
-            module=module,
-            emit=emit,
-            macs=macs,
-            kind=kind,
-            monotonic=monotonic,
-            doc=doc,
-            builtin=True,
-        )
-    )
+    name: str, *, module: Optional[Callable] = None, shape: Optional[Callable] = None, **own
+) -> None:
+    """A built-in op: ``module`` builds it (None: ``emit`` writes it as a plain call); ``own``
+    are the rest of OpSpec's fields and ``params``/``doc``, as for ``register_op``."""
+    OPS.register(name, module, shape=shape or _same_shape, builtin=True, **own)
 
 
 # --- shape helpers -----------------------------------------------------------
-
-
-def _same_shape(in_shapes, **_):
-    return tuple(in_shapes[0])
 
 
 def _need_map(shape, op) -> Tuple[int, int, int]:

@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import yaml
 
 from netgraph.core.errors import RecipeError, did_you_mean
+from netgraph.core.schema import named
 
 KeyPath = Tuple[Union[str, int], ...]
 Location = Tuple[Optional[str], Optional[int]]
@@ -662,18 +663,15 @@ def check_sections(recipe: Recipe) -> None:
 
 def transform_entry(entry: Any, recipe: Recipe, index: int) -> Tuple[str, Dict[str, Any]]:
     """One `transforms:` item as (pass name, parameters): `name` or `{name: {params}}`."""
-    if isinstance(entry, str):
-        return entry, {}
-    if isinstance(entry, dict) and len(entry) == 1:
-        ((name, params),) = entry.items()
-        params = {} if params is None else params
-        if isinstance(name, str) and isinstance(params, dict):
-            return name, params
-    raise recipe.error(
-        f"transforms item {index + 1} must be a pass name or {{pass_name: {{parameters}}}}, got {entry!r}",
-        ("transforms", index),
-        hint="netgraph passes lists the passes and their parameters",
-    )
+    try:
+        return named(
+            entry,
+            f"transforms item {index + 1}",
+            "pass",
+            hint="netgraph passes lists the passes and their parameters",
+        )
+    except RecipeError as err:
+        raise err.located(*recipe.where(("transforms", index))) from None
 
 
 # --- entry points ------------------------------------------------------------

@@ -30,8 +30,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequ
 import torch
 
 from netgraph.core.errors import RecipeError
-from netgraph.core.registry import Registry
-from netgraph.core.schema import Param, as_param, check_params
+from netgraph.core.registry import Part, Registry
+from netgraph.core.schema import Param
 
 Shape = Tuple[int, int, int]  # (channels, height, width) of one image
 
@@ -240,19 +240,23 @@ class AlternatingFlip(Flip):
 # --- the registry ---------------------------------------------------------------
 
 
-@dataclass
-class AugmentationSpec:
-    """A registered augmentation: ``build(image_size, **params)`` makes it (an object with
+@dataclass(frozen=True)
+class AugmentationSpec(Part):
+    """A registered augmentation: ``function(image_size, **params)`` makes it (an object with
     Augmentation's four methods); ``main`` is the parameter ``{name: value}`` sets."""
 
-    name: str
-    build: Callable[..., Augmentation]
-    params: Dict[str, Param]
     main: Optional[str] = None
-    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.main is not None and self.main not in self.params:
+            raise ValueError(f"augmentation '{self.name}': main parameter '{self.main}' is not in its params")
+
+    def given(self, value: Any, owner: str) -> Dict[str, Any]:
+        """``{cutout: 8}``: the value of the main parameter."""
+        return {self.main: value} if self.main is not None else super().given(value, owner)
 
 
-AUGMENTATIONS = Registry("augmentation", "augmentations", "netgraph.register_augmentation")
+AUGMENTATIONS = Registry("augmentation", "augmentations", "netgraph.register_augmentation", AugmentationSpec)
 
 
 def register_augmentation(
@@ -263,19 +267,7 @@ def register_augmentation(
     ``apply``). ``params`` is declared as for ops; ``main`` names the parameter a recipe sets
     with ``{name: value}`` (``{cutout: 8}``), the others are set with ``{name: {key: value}}``.
     The loader draws one choice per batch group from ``num_choices`` (README "Augmentation")."""
-
-    def decorator(build):
-        declared = {k: as_param(v) for k, v in (params or {}).items()}
-        if main is not None and main not in declared:
-            raise ValueError(f"augmentation '{name}': main parameter '{main}' is not in its params")
-        AUGMENTATIONS.add(
-            name,
-            AugmentationSpec(name, build, declared, main, (build.__doc__ or "").strip()),
-            replace=replace,
-        )
-        return build
-
-    return decorator
+    return AUGMENTATIONS.decorator(name, params=params, replace=replace, main=main)
 
 
 @register_augmentation("crop", params={"size": Param(int, None, positive=True, optional=True)}, main="size")
@@ -311,22 +303,8 @@ def _alternating_flip(image_size: int) -> AlternatingFlip:
 def build_augmentation(entry: Any, image_size: int):
     """A recipe's data.augment item made: 'flip', {cutout: 8}, {crop: {size: 28}}; a
     RecipeError for an unknown name or a bad parameter."""
-    name, value = next(iter(entry.items())) if isinstance(entry, dict) and len(entry) == 1 else (entry, None)
-    spec = AUGMENTATIONS.lookup(name)
-    if value is None or isinstance(value, dict):
-        raw = dict(value or {})
-    elif spec.main is not None:
-        raw = {spec.main: value}
-    else:
-        raise RecipeError(f"augmentation '{name}' takes no value, got {value!r}", hint=f"write it as {name}")
-    owner = f"augmentation '{name}'"
-    try:
-        params = check_params(owner, spec.params, raw)
-    except RecipeError as err:
-        if owner not in err.message:  # a bad value: say whose parameter it is
-            err.message = f"{owner}: {err.message}"
-        raise
-    return spec.build(image_size, **params)
+    part, params = AUGMENTATIONS.parse(entry, "data.augment")
+    return part.function(image_size, **params)
 
 
 def check_augmentations(augmentations: Sequence[Augmentation], shape: Shape) -> Shape:

@@ -17,26 +17,15 @@ steps an epoch.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
 
 from netgraph.core.registry import Registry
-from netgraph.core.schema import Param, as_param
+from netgraph.core.schema import Param
 
-
-@dataclass
-class AveragingSpec:
-    """A registered averaging kind: ``build(model, **params)`` makes it."""
-
-    name: str
-    build: Callable[..., Any]
-    params: Dict[str, Param]
-    doc: str = ""
-
-
+# An averaging kind is a plain Part: ``function(model, **params)`` makes it.
 AVERAGING = Registry("averaging", "averaging", "netgraph.register_averaging")
 
 
@@ -45,15 +34,7 @@ def register_averaging(name: str, *, params: Optional[Dict[str, Any]] = None, re
     with ``after_step(step, total_steps)``, ``evaluated``, ``state_dict()`` and
     ``load_state_dict(state)`` (see the module docstring). A recipe names it with
     ``train.average: {name: {key: value}}``."""
-
-    def decorator(build):
-        declared = {k: as_param(v) for k, v in (params or {}).items()}
-        AVERAGING.add(
-            name, AveragingSpec(name, build, declared, (build.__doc__ or "").strip()), replace=replace
-        )
-        return build
-
-    return decorator
+    return AVERAGING.decorator(name, params=params, replace=replace)
 
 
 def _float_entries(model: nn.Module) -> List[torch.Tensor]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from netgraph.core.errors import RecipeError, did_you_mean
+from netgraph.core.registry import Registry
 from netgraph.core.schema import Param, check_params
 from netgraph.data import SOURCES
 from netgraph.recipe.load import Recipe
@@ -162,32 +163,18 @@ def schedule_spec(value: Any, what: str) -> Dict[str, Any]:
             hint="e.g. lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}",
         )
     params = check_params(f"schedule shape '{shape}' in {what}", spec.params, raw)
-    knots, values = spec.build(END[unit], **params)
+    knots, values = spec.function(END[unit], **params)
     knots, values = checked_lists(knots, values)
     if not any(isinstance(k, str) for k in knots):  # expressions are checked once the run's length is known
         PiecewiseLinear(knots, values)
     return {"knots": knots, "values": values, "unit": unit}
 
 
-def named_part(value: Any, registry, what: str) -> Dict[str, Any]:
-    """An optimizer or averaging as written: NAME or {NAME: {key: value}}, as {name, params}
-    checked against the registered part's parameters."""
-    if isinstance(value, dict) and len(value) == 1:
-        ((name, params),) = value.items()
-    elif isinstance(value, str):
-        name, params = value, {}
-    else:
-        raise RecipeError(
-            f"{what} is a name or {{name: {{key: value}}}}, got {value!r}",
-            hint=f"e.g. {what}: {next(iter(registry))}",
-        )
-    spec = registry.lookup(name, f"in {what}")
-    if not isinstance(params, dict):
-        raise RecipeError(
-            f"{what}: the parameters of '{name}' are a mapping, got {params!r}",
-            hint=f"e.g. {{{name}: {{{next(iter(spec.params), 'key')}: ...}}}}",
-        )
-    return {"name": name, "params": check_params(f"{registry.kind} '{name}'", spec.params, params)}
+def named_part(value: Any, registry: Registry, what: str) -> Dict[str, Any]:
+    """An optimizer or averaging as written at ``what``: NAME or {NAME: {key: value}}, as
+    {name, params} checked against the registered part's parameters."""
+    part, params = registry.parse(value, what)
+    return {"name": part.name, "params": params}
 
 
 GROUP_PARAMS = {

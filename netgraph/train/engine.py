@@ -453,7 +453,7 @@ def build_optimizers(
     for spec, params, torch_groups, indices in chosen.values():
         if "foreach" in spec.params and params.get("foreach") is None:
             params = {**params, "foreach": config.foreach}
-        optimizer = spec.build(torch_groups, **params)
+        optimizer = spec.function(torch_groups, **params)
         optimizers.append(optimizer)
         for index, n in enumerate(indices):
             group, schedule, lr_scale, batch_lr, until = settings[n]
@@ -466,7 +466,7 @@ def build_averaging(spec: Optional[Dict], model: nn.Module, steps_per_epoch: int
     ``steps_per_epoch`` gets the run's."""
     if not spec:
         return None
-    build = AVERAGING[spec["name"]].build
+    build = AVERAGING[spec["name"]].function
     extra = (
         {"steps_per_epoch": steps_per_epoch}
         if "steps_per_epoch" in inspect.signature(build).parameters

@@ -21,28 +21,24 @@ gradient's scale, so neither is rescaled for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
-from netgraph.core.registry import Registry
-from netgraph.core.schema import Param, as_param
+from netgraph.core.registry import Part, Registry
+from netgraph.core.schema import Param
 
 
-@dataclass
-class OptimizerSpec:
-    """A registered optimizer: ``build(groups, **params)`` returns a torch.optim.Optimizer
+@dataclass(frozen=True)
+class OptimizerSpec(Part):
+    """A registered optimizer: ``function(groups, **params)`` returns a torch.optim.Optimizer
     over ``groups`` (torch parameter-group dicts, each with ``params``, ``lr``, ``momentum``
     and ``weight_decay``; the engine sets ``lr`` before every step)."""
 
-    name: str
-    build: Callable[..., torch.optim.Optimizer]
-    params: Dict[str, Param]
     linear: bool = True  # the update scales with the gradient (see the module docstring)
-    doc: str = ""
 
 
-OPTIMIZERS = Registry("optimizer", "optimizers", "netgraph.register_optimizer")
+OPTIMIZERS = Registry("optimizer", "optimizers", "netgraph.register_optimizer", OptimizerSpec)
 
 
 def register_optimizer(
@@ -53,15 +49,7 @@ def register_optimizer(
     ``weight_decay`` set; ``params`` are declared as for ops and set in a recipe with
     ``optimizer: {name: {key: value}}``. A parameter called ``foreach`` defaults to
     ``train.foreach``. ``linear``: see the module docstring."""
-
-    def decorator(build):
-        declared = {k: as_param(v) for k, v in (params or {}).items()}
-        OPTIMIZERS.add(
-            name, OptimizerSpec(name, build, declared, linear, (build.__doc__ or "").strip()), replace=replace
-        )
-        return build
-
-    return decorator
+    return OPTIMIZERS.decorator(name, params=params, replace=replace, linear=linear)
 
 
 # --- the bag of tricks' Nesterov form ----------------------------------------------

@@ -20,11 +20,11 @@ import math
 import operator
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from netgraph.core.errors import RecipeError
 from netgraph.core.registry import Registry
-from netgraph.core.schema import Param, as_param
+from netgraph.core.schema import Param
 
 UNITS = ("epochs", "steps", "fraction")
 
@@ -220,17 +220,8 @@ class StepSchedule:
 # --- shapes -------------------------------------------------------------------------------
 
 
-@dataclass
-class ShapeSpec:
-    """A registered schedule shape: ``build(**params) -> (knots, values)`` in the schedule's
-    unit; the knot ``end`` stands for the end of training in that unit."""
-
-    name: str
-    build: Callable[..., Tuple[list, list]]
-    params: Dict[str, Param]
-    doc: str = ""
-
-
+# A shape is a plain Part: ``function(end, **params) -> (knots, values)`` in the schedule's
+# unit, the knot ``end`` standing for the end of training in that unit.
 SCHEDULE_SHAPES = Registry("schedule shape", "schedules", "netgraph.register_schedule")
 END = {"epochs": "epochs", "steps": "steps", "fraction": 1}  # the end of training, as a knot
 
@@ -239,15 +230,7 @@ def register_schedule(name: str, *, params: Optional[Dict[str, object]] = None, 
     """Register a schedule shape; decorate ``build(end, **params) -> (knots, values)``, where
     ``end`` is the knot that stands for the end of training in the schedule's unit (``epochs``,
     ``steps`` or 1). A recipe writes ``lr: {shape: NAME, unit: ..., key: value, ...}``."""
-
-    def decorator(build):
-        declared = {k: as_param(v) for k, v in (params or {}).items()}
-        SCHEDULE_SHAPES.add(
-            name, ShapeSpec(name, build, declared, (build.__doc__ or "").strip()), replace=replace
-        )
-        return build
-
-    return decorator
+    return SCHEDULE_SHAPES.decorator(name, params=params, replace=replace)
 
 
 @register_schedule("piecewise_linear", params={"knots": object, "values": object})  # checked by config

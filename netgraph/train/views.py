@@ -14,7 +14,6 @@ mirrored). ``tta: airbench`` is airbench94's six views (AIRBENCH below).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -23,19 +22,9 @@ from torch import nn
 
 from netgraph.core.errors import RecipeError
 from netgraph.core.registry import Registry
-from netgraph.core.schema import Param, as_param, check_params
+from netgraph.core.schema import Param
 
-
-@dataclass
-class ViewSpec:
-    """A registered test-time view: ``function(images, **params) -> images`` of the same shape."""
-
-    name: str
-    function: Callable[..., torch.Tensor]
-    doc: str = ""
-    params: Dict[str, Param] = field(default_factory=dict)
-
-
+# A view is a plain Part: ``function(images, **params) -> images`` of the same shape.
 TTA_VIEWS = Registry("test-time view", "views", "netgraph.register_view")
 
 
@@ -43,13 +32,7 @@ def register_view(name: str, replace: bool = False, *, params: Optional[Dict[str
     """Register a test-time view; decorate ``function(images, **params) -> images`` (a batch
     N x C x H x W to one of the same shape). ``params`` is declared as for ops; a recipe sets
     them with ``{name: {key: value}}``. ``train.tta: [name]`` averages its logits with the image's."""
-
-    def decorator(function):
-        declared = {k: as_param(v) for k, v in (params or {}).items()}
-        TTA_VIEWS.add(name, ViewSpec(name, function, (function.__doc__ or "").strip(), declared), replace)
-        return function
-
-    return decorator
+    return TTA_VIEWS.decorator(name, params=params, replace=replace)
 
 
 @register_view("flip")
@@ -101,21 +84,9 @@ TTA_EXAMPLE = "[flip], or {views: [{view: identity, weight: 0.5}, {view: flip, w
 
 def _step(entry: Any) -> Tuple[str, View]:
     """One view of a composition: 'flip' or {translate: {dy: 1, dx: 1}} -> (label, function)."""
-    name, raw = (
-        next(iter(entry.items()))
-        if isinstance(entry, dict) and len(entry) == 1 and isinstance(next(iter(entry.values())), dict)
-        else (entry, {})
-    )
-    spec = TTA_VIEWS.lookup(name, "in train.tta")
-    owner = f"test-time view '{name}'"
-    try:
-        params = check_params(owner, spec.params, dict(raw))
-    except RecipeError as err:
-        if owner not in err.message:
-            err.message = f"{owner}: {err.message}"
-        raise
-    label = name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
-    return label, (lambda x: spec.function(x, **params))
+    part, params = TTA_VIEWS.parse(entry, "train.tta")
+    label = part.name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
+    return label, (lambda x: part.function(x, **params))
 
 
 def _view(entry: Any) -> Tuple[str, View]:

@@ -11,31 +11,25 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import networkx as nx
 
 from netgraph.core.errors import RecipeError
-from netgraph.core.registry import Registry
-from netgraph.core.schema import Param, as_param, check_params
+from netgraph.core.registry import Part, Registry
+from netgraph.core.schema import check_params
 from netgraph.graph.build import infer_shapes, inputs
 from netgraph.recipe.load import Recipe, transform_entry
 
 
-@dataclass
-class PassSpec:
-    name: str
-    function: Callable[..., int]
-    params: Dict[str, Param]
-    exact: bool
-    doc: str = ""
+@dataclass(frozen=True)
+class PassSpec(Part):
+    """A registered pass: ``function(g, context, **params) -> number of matches``."""
+
+    exact: bool = False  # the pass keeps the network's function unchanged
 
     @property
     def note(self) -> str:
         """What ``netgraph list passes`` says of the pass besides its doc."""
         return "exact" if self.exact else "changes the function"
 
-    @property
-    def summary(self) -> str:
-        return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
 
-
-PASSES = Registry("pass", "passes", "netgraph.register_pass")
+PASSES = Registry("pass", "passes", "netgraph.register_pass", PassSpec)
 PASSES.note = "every pass also takes strict: true, which turns 'found nothing to change' into an error"
 
 
@@ -47,22 +41,7 @@ def register_pass(name: str, *, params: Optional[Dict[str, Any]] = None, exact: 
     (a type for a required parameter, a default for an optional one).
     ``exact`` says whether the pass keeps the network's function unchanged.
     """
-
-    def decorator(function):
-        PASSES.add(
-            name,
-            PassSpec(
-                name,
-                function,
-                {k: as_param(v) for k, v in (params or {}).items()},
-                exact,
-                function.__doc__ or "",
-            ),
-            replace=replace,
-        )
-        return function
-
-    return decorator
+    return PASSES.decorator(name, params=params, replace=replace, exact=exact)
 
 
 def get_pass(name: str) -> PassSpec:
@@ -165,6 +144,7 @@ def apply_pass(
             err.message = f"pass '{name}' (transforms item {index}): {err.message}"
         raise err.located(file=file, line=line) from None
     new = copy.deepcopy(g)
+    assert spec.function is not None  # a pass is its function (only an emitted op has none)
     try:
         matches = spec.function(new, context or PassContext(), **params)
         infer_shapes(new)
