@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from .errors import RecipeError, did_you_mean
+from .errors import RecipeError, did_you_mean, shown
 
 KeyPath = Tuple[Union[str, int], ...]
 Location = Tuple[Optional[str], Optional[int]]
@@ -343,7 +343,7 @@ def deep_merge(
             where = (positions or {}).get(path + (key + "+",), (file, None))
             if not isinstance(value, list):
                 raise RecipeError(
-                    f"'{key}+:' appends to a list and needs a list, got {value!r}",
+                    f"'{key}+:' appends to a list and needs a list, got {shown(value)}",
                     file=where[0],
                     line=where[1],
                 )
@@ -462,7 +462,7 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
     line = positions.get(("base",), (file, None))[1]
     if not isinstance(base_ref, str) or not base_ref.strip():
         raise RecipeError(
-            f"base: must be a file path, got {base_ref!r}",
+            f"base: must be a file path, got {shown(base_ref)}",
             file=file,
             line=line,
             hint="e.g. base: resnet9.yaml, relative to this file",
@@ -471,7 +471,9 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
         parent = (path.parent / base_ref).resolve()
         found = parent.is_file()
     except (OSError, ValueError) as e:  # a NUL byte, a name too long, a loop of symlinks
-        raise RecipeError(f"base: {base_ref!r} is not a usable path ({e})", file=file, line=line) from None
+        raise RecipeError(
+            f"base: {shown(base_ref)} is not a usable path ({e})", file=file, line=line
+        ) from None
     if parent in stack + (path,):
         chain = " -> ".join(display_path(p) for p in stack + (path, parent))
         raise RecipeError(
@@ -534,7 +536,7 @@ def apply_override(sections: Dict[str, Any], assignment: str) -> List[Tuple[KeyP
         node[index] = value
         return changes + [(keypath + (index,), True)]
     if not isinstance(node, dict):
-        raise RecipeError(f"'{'.'.join(parts[:-1])}' is {node!r}, not a mapping", file=where)
+        raise RecipeError(f"'{'.'.join(parts[:-1])}' is {shown(node)}, not a mapping", file=where)
     keypath += (last,)
     if append:
         previous = node.get(last) or []
@@ -576,7 +578,7 @@ def _step(node, part, parts, where):
         index = _index(node, part, parts, where)
         return node[index], index, False
     if not isinstance(node, dict):
-        raise RecipeError(f"'{'.'.join(parts[:-1])}' is {node!r}, not a mapping", file=where)
+        raise RecipeError(f"'{'.'.join(parts[:-1])}' is {shown(node)}, not a mapping", file=where)
     if part not in node and parts[0] in NAMED_BY_THE_USER and len(parts) > 1:
         add = f"to add one, set it whole: --set {'.'.join(parts)}={{...}}"
         raise RecipeError(
@@ -617,7 +619,7 @@ def check_sections(recipe: Recipe) -> None:
             )
     for key in ("name", "description"):
         if key in s and not isinstance(s[key], str):
-            raise recipe.error(f"'{key}:' must be text, got {s[key]!r}", (key,), hint="put it in quotes")
+            raise recipe.error(f"'{key}:' must be text, got {shown(s[key])}", (key,), hint="put it in quotes")
     for name, body in (s.get("blocks") or {}).items():
         if not isinstance(body, dict) or not [k for k in body if k != "$defaults"]:
             raise recipe.error(
@@ -640,13 +642,13 @@ def check_sections(recipe: Recipe) -> None:
             and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
         ):
             raise recipe.error(
-                f"input shape must be a list of positive integers, got {shape!r}",
+                f"input shape must be a list of positive integers, got {shown(shape)}",
                 ("input", "shape"),
                 hint="e.g. shape: [3, 32, 32] (channels, height, width)",
             )
     if "output" in s and not isinstance(s["output"], str):
         raise recipe.error(
-            f"output: must be a node path, got {s['output']!r}", ("output",), hint="e.g. output: head/fc"
+            f"output: must be a node path, got {shown(s['output'])}", ("output",), hint="e.g. output: head/fc"
         )
     transforms = s.get("transforms")
     if transforms is not None:
@@ -670,7 +672,7 @@ def transform_entry(entry: Any, recipe: Recipe, index: int) -> Tuple[str, Dict[s
         if isinstance(name, str) and isinstance(params, dict):
             return name, params
     raise recipe.error(
-        f"transforms item {index + 1} must be a pass name or {{pass_name: {{parameters}}}}, got {entry!r}",
+        f"transforms item {index + 1} must be a pass name or {{pass_name: {{parameters}}}}, got {shown(entry)}",
         ("transforms", index),
         hint="netgraph passes lists the passes and their parameters",
     )

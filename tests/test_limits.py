@@ -130,3 +130,87 @@ def test_an_append_key_without_a_list_names_where_it_was_written(make):
     with pytest.raises(RecipeError, match="appends to a list and needs a list") as err:
         make()
     assert err.value.file in ("r.yaml", "--set network={a+: 3}")
+
+
+# --- the Python API: what a notebook or a worker passes, not what YAML can spell ------------
+
+HUGE = 10**5000  # YAML refuses more than 4,300 digits when reading; a dict holds any int
+POOLED = {
+    "conv": {"op": "conv2d", "out": 8},
+    "pool": {"op": "global_avg_pool"},
+    "flat": {"op": "flatten"},
+    "fc": {"op": "linear", "out": 10},
+}
+
+
+def _train(key):
+    from netgraph.config import train_config
+
+    return lambda: train_config(recipe_from_dict({"network": POOLED, "train": {key: HUGE}}, file="r.py"))
+
+
+def _data(key):
+    from netgraph.config import data_config
+
+    return lambda: data_config(recipe_from_dict({"network": POOLED, "data": {key: HUGE}}, file="r.py"))
+
+
+def _conv(key):
+    network = {**POOLED, "conv": {"op": "conv2d", "out": 8, key: HUGE}}
+    return lambda: build_graph(recipe_from_dict({"network": network}, file="r.py"))
+
+
+API_HUGE = {
+    **{f"train.{k}": _train(k) for k in ("epochs", "batch_size", "lr", "seed", "steps", "weight_decay")},
+    **{f"data.{k}": _data(k) for k in ("pad", "dataset", "synthetic")},
+    **{f"conv.{k}": _conv(k) for k in ("out", "kernel", "stride", "padding", "groups")},
+    "input.shape": lambda: build_graph(
+        recipe_from_dict({"network": POOLED, "input": {"shape": [3, HUGE, 32]}}, file="r.py")
+    ),
+    "name": lambda: recipe_from_dict({"network": POOLED, "name": HUGE}, file="r.py"),
+}
+
+
+@pytest.mark.parametrize("case", list(API_HUGE))
+def test_a_huge_integer_through_the_python_api_is_refused_in_a_short_line(case):
+    """A 5,001-digit int from Python: the refusal says its size, not its digits (formatting
+    it raised Python's ValueError for more than 4,300 digits inside the refusal itself)."""
+    with pytest.raises(RecipeError) as err:
+        API_HUGE[case]()
+    message = str(err.value)
+    assert "5,001-digit integer" in message and len(message) < 200, message
+    assert err.value.file == "r.py", message
+
+
+LONG = "x" * 5000
+API_LONG = {
+    "an op name": {"network": {"a": {"op": LONG}}},
+    "a node name": {"network": {LONG: {"op": "conv2d", "out": -1}}},
+    "a parameter name": {"network": {"a": {"op": "relu", LONG: 1}}},
+    "a parameter value": {"network": {"a": {"op": "conv2d", "out": LONG}}},
+    "a section": {"network": POOLED, LONG: 1},
+    "an in: path": {"network": {"a": {"op": "relu", "in": LONG}}},
+    "a block name": {"network": {"a": {"block": LONG}}},
+    "a list of 3,000 numbers": {"network": POOLED, "input": {"shape": list(range(-1, 3000))}},
+    "an optimizer": {"network": POOLED, "train": {"optimizer": LONG}},
+}
+
+
+@pytest.mark.parametrize("case", list(API_LONG))
+def test_a_long_name_or_value_is_quoted_cut(case):
+    """No refusal quotes a value of more than a line's worth in full (a 5,000-character name
+    made errors of 5,000 to 10,000 characters)."""
+    from netgraph.config import train_config
+
+    with pytest.raises(RecipeError) as err:
+        recipe = recipe_from_dict(API_LONG[case], file="r.py")
+        train_config(recipe)
+        build_graph(recipe)
+    message = str(err.value)
+    assert len(message) < 600 and "\n" not in message, message
+    assert "..." in message, message
+
+
+def test_a_long_set_is_named_by_its_start_and_end(write):
+    message = refusal(write("r.yaml", NET), ["x" * 5000 + "=1"])
+    assert len(message) < 600 and message.startswith("--set xxx") and "=1: unknown section" in message

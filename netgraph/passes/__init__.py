@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import networkx as nx
 
-from ..errors import RecipeError
+from ..errors import RecipeError, shown
 from ..graph import infer_shapes, inputs
 from ..ops import Param, _as_param, check_params
 from ..recipe import Recipe, transform_entry
@@ -169,7 +169,7 @@ def apply_pass(
     try:
         spec = get_pass(name)
         if not isinstance(strict, bool):
-            raise RecipeError(f"parameter 'strict' must be true or false, got {strict!r}")
+            raise RecipeError(f"parameter 'strict' must be true or false, got {shown(strict)}")
         params = check_params(f"pass '{name}'", spec.params, params)
     except RecipeError as err:
         if f"pass '{name}'" not in err.message:  # a bad value: say whose parameter it is

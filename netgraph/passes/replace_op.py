@@ -1,7 +1,7 @@
 """Substitute one op for another, e.g. relu -> celu(alpha=0.075) (the seed's step 4)."""
 
 from .. import ops
-from ..errors import RecipeError
+from ..errors import RecipeError, shown
 from ..ops import Param
 from . import register_pass
 from .edit import selected
@@ -15,7 +15,7 @@ def replace_op(g, context, **params) -> int:
     if isinstance(new, str):
         new = {"op": new}
     if "op" not in new:
-        raise RecipeError(f"'to' must name an op, e.g. {{op: celu, alpha: 0.075}}, got {new!r}")
+        raise RecipeError(f"'to' must name an op, e.g. {{op: celu, alpha: 0.075}}, got {shown(new)}")
     new_params = {k: v for k, v in new.items() if k != "op"}
     ops.get_op(new["op"]).validate(new_params)
     matches = 0
