@@ -67,10 +67,13 @@ def import_plugin(name: str) -> None:
 
 
 def cmd_summary(args) -> None:
-    from .summary import format_summary, summarize
+    from .config import train_config
+    from .summary import format_summary, memory_warnings, summarize
 
     graph, reports, recipe = _graph(args)
-    s = summarize(graph)
+    s = summarize(graph, train_config(recipe).batch_size)
+    for warning in memory_warnings(graph, s):  # what compile_graph and train would refuse
+        warnings.warn(warning, stacklevel=1)
     if args.json:
         s["transforms"] = [
             {

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import statistics
 import time
 import warnings
@@ -31,7 +30,7 @@ from .executor import compile_graph, parameter_options
 from .graph import build_graph
 from .passes import PassContext, apply_transforms
 from .recipe import Recipe
-from .summary import summarize
+from .summary import activation_memory_error, device_memory, parameter_memory_error, summarize
 from .train_state import TrainState
 
 
@@ -175,7 +174,8 @@ def preflight(
             node=output,
             hint=f"end the network with a linear layer of out: {dataset.num_classes}",
         )
-    counts = summarize(graph)
+    # the arithmetic is summary's (netgraph.summary), shared with compile_graph and `summary`
+    counts = summarize(graph, train_config(recipe, device.type).batch_size)
     from .augment import check_augmentations
 
     c, h, w = dataset.image_shape
@@ -206,41 +206,12 @@ def preflight(
                 hint=f"crop to the images' size, {{crop: {h}}}, or make the network "
                 f"size-independent (a global pool before the head)",
             )
-    params = counts["params"] + counts["frozen_params"]
-    need, have = PARAMETER_COPIES * 4 * params, _memory_bytes(device)
-    batch = train_config(recipe, device.type).batch_size
-    widest = max(counts["nodes"], key=lambda n: math.prod(n["shape"]))
-    activation = 4 * batch * math.prod(widest["shape"])  # one float32 output of the widest node
-    if have and activation > have:
-        path = widest["path"]
-        raise recipe.error(
-            f"it outputs {' x '.join(map(str, widest['shape']))} values an image: "
-            f"a batch of {batch} needs {activation / 2**30:.1f} GiB for that output alone, "
-            f"more than the {have / 2**30:.1f} GiB of {device_name(device)}",
-            ("network",) + tuple(path.split("/")),
-            node=path,
-            hint="check the widths (out:, c:): a YAML 1.1 value such as 190:20:30 is "
-            "read as the base-60 number 685,230; or use a smaller train.batch_size",
-        )
-    if have and need > have:
-        raise recipe.error(
-            f"the network's {params:,} parameters need at least {need / 2**30:.1f} GiB "
-            f"to train (weights, gradients, optimizer state, average), more than the "
-            f"{have / 2**30:.1f} GiB of {device_name(device)}",
-            ("network",),
-            hint="check the widths (out:, c:): a YAML 1.1 value such as 190:20:30 "
-            "is read as the base-60 number 685,230",
-        )
-
-
-def _memory_bytes(device: torch.device) -> Optional[int]:
-    """The device's memory in bytes: the GPU's, or the machine's physical memory."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    have, where = device_memory(device), device_name(device)
+    refusal = activation_memory_error(graph, counts, have, where) or parameter_memory_error(
+        graph, have, where, copies=PARAMETER_COPIES
+    )
+    if refusal:
+        raise refusal
 
 
 @dataclass
