@@ -47,7 +47,7 @@ class RecipeError(ValueError):
     def __str__(self) -> str:
         where = ""
         if self.file:
-            where = _cut_middle(self.file) + (f":{self.line}" if self.line else "") + ": "
+            where = shown_path(self.file) + (f":{self.line}" if self.line else "") + ": "
         node = f"node '{self.node}': " if self.node else ""
         hint = f" ({self.hint})" if self.hint else ""
         # One line, always: a name or value quoted from a recipe may hold a line break.
@@ -73,8 +73,9 @@ def _cut(name: str) -> str:
     return f"'{name[:SHOWN_CHARS]}'... ({len(name):,} characters)"
 
 
-def _cut_middle(text: str) -> str:
-    """A file (or --set) as an error's place: its start and its end, where the name is."""
+def shown_path(text: str) -> str:
+    """A path (or a --set) as a message names it: whole up to three lines' worth, else its
+    start and its end, where the file's name is."""
     if len(text) <= 3 * SHOWN_CHARS:
         return text
     return f"{text[:SHOWN_CHARS]}...({len(text):,} characters)...{text[-SHOWN_CHARS:]}"

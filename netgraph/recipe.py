@@ -10,6 +10,7 @@ later stage can point the user at the line to fix.
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from .errors import RecipeError, did_you_mean, shown
+from .errors import RecipeError, did_you_mean, shown, shown_path
 
 KeyPath = Tuple[Union[str, int], ...]
 Location = Tuple[Optional[str], Optional[int]]
@@ -444,7 +445,18 @@ def read_recipe_text(path: Path, file: str) -> str:
         )
         raise RecipeError("recipe file not found", file=file, hint=near) from None
     except (OSError, ValueError) as e:  # a folder, no permission, a link loop, not UTF-8, a NUL
-        raise RecipeError(f"cannot read recipe file: {e}", file=file) from None
+        raise RecipeError(f"cannot read recipe file: {unusable(e)}", file=file) from None
+
+
+def unusable(error: Exception) -> str:
+    """Why a path cannot be read, in words, without the path (the error names it already: a
+    name of 5,000 characters was printed twice)."""
+    if isinstance(error, RuntimeError) or getattr(error, "errno", None) == errno.ELOOP:
+        # pathlib's resolve() raises RuntimeError("Symlink loop from ...") before Python 3.13
+        return "a loop of symbolic links"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror[:1].lower() + error.strerror[1:]
+    return str(error)
 
 
 def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Dict[KeyPath, Location]]:
@@ -470,9 +482,9 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
     try:
         parent = (path.parent / base_ref).resolve()
         found = parent.is_file()
-    except (OSError, ValueError) as e:  # a NUL byte, a name too long, a loop of symlinks
+    except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a name too long, a symlink loop
         raise RecipeError(
-            f"base: {shown(base_ref)} is not a usable path ({e})", file=file, line=line
+            f"base: {shown(base_ref)} is not a usable path: {unusable(e)}", file=file, line=line
         ) from None
     if parent in stack + (path,):
         chain = " -> ".join(display_path(p) for p in stack + (path, parent))
@@ -484,7 +496,7 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
         )
     if not found:
         raise RecipeError(
-            f"base recipe '{base_ref}' not found (looked for {parent})",
+            f"base recipe {shown(base_ref)} not found (looked for {shown_path(str(parent))})",
             file=file,
             line=line,
             hint="base: is relative to the file that names it",
@@ -686,8 +698,8 @@ def load_recipe(path: Union[str, Path], overrides: Iterable[str] = ()) -> Recipe
     path = Path(path)
     try:
         resolved = path.resolve()
-    except (OSError, ValueError) as e:  # a NUL byte, a link loop
-        raise RecipeError(f"cannot read recipe file: {e}", file=str(path)) from None
+    except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a symlink loop
+        raise RecipeError(f"cannot read recipe file: {unusable(e)}", file=str(path)) from None
     sections, positions = _load_chain(resolved, ())
     return _finish(Recipe(display_path(path), sections, positions), overrides)
 
