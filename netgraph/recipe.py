@@ -45,9 +45,12 @@ MAX_VALUES = 100_000
 # Python refuses to turn text of more than 4,300 digits into an int (sys.int_info's default
 # str_digits_check_threshold): refused with the line rather than a ValueError.
 MAX_DIGITS = 4300
-# resnet9.yaml is 2 KB and a network of 48,000 nodes (inside MAX_VALUES) 1 MB: a bigger file
-# is not a recipe, and is not read whole to find that out.
-MAX_FILE_BYTES = 16 * 2**20
+# A recipe, its base: files together, is at most this many bytes, refused before any is parsed.
+# The largest here, airbench94_muon.yaml with its base, is 8.8 KB (resnet9.yaml 1.3 KB), and
+# YAML is read in Python at about 20 us a value: a 1.5 MB file of 60,000 nodes took 8.7 s and
+# 470 MB to refuse, the densest 32 KiB (a list of 16,000 numbers) takes 0.6 s of CPU on a
+# loaded 2-core machine, inside the 1 s a refusal or acceptance may cost beyond start-up.
+MAX_FILE_BYTES = 32 * 2**10
 
 
 @dataclass
@@ -150,6 +153,12 @@ SafeLoader.add_implicit_resolver(
 def load_yaml_value(text: str, where: str = "<value>") -> Any:
     """One YAML value (a --set value, say), read and size-checked like a recipe file is;
     errors name ``where`` (a --set has one line: none is given)."""
+    if len(text) > MAX_FILE_BYTES:  # a --set from Python: no command line limits it
+        raise RecipeError(
+            f"a value of {len(text):,} characters: too large for a recipe, which is at most "
+            f"{MAX_FILE_BYTES:,} bytes (refused before it is read)",
+            file=where,
+        )
     try:
         return parse_yaml(text, where)[0]
     except RecipeError as e:
@@ -425,18 +434,13 @@ def display_path(path: Union[str, Path]) -> str:
         return str(path)
 
 
-def read_recipe_text(path: Path, file: str) -> str:
-    """The text of a recipe file; every way reading it fails is a RecipeError."""
+def read_recipe_text(path: Path, file: str, budget: int = MAX_FILE_BYTES) -> str:
+    """The text of a recipe file of at most ``budget`` bytes (what its base: chain has left of
+    MAX_FILE_BYTES), refused unread when larger; every way reading it fails is a RecipeError."""
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > MAX_FILE_BYTES:
-                raise RecipeError(
-                    f"the file holds {size:,} bytes: too large for a recipe",
-                    file=file,
-                    hint=f"recipes are text of at most {MAX_FILE_BYTES:,} bytes",
-                )
-            return f.read(MAX_FILE_BYTES + 1).decode("utf-8")
+            size = os.fstat(f.fileno()).st_size  # 0 for a pipe: read, and counted, below
+            data = f.read(budget + 1) if size <= budget else b""
     except FileNotFoundError:
         near = (
             did_you_mean(path.name, [p.name for p in path.parent.glob("*.yaml")])
@@ -444,8 +448,30 @@ def read_recipe_text(path: Path, file: str) -> str:
             else None
         )
         raise RecipeError("recipe file not found", file=file, hint=near) from None
-    except (OSError, ValueError) as e:  # a folder, no permission, a link loop, not UTF-8, a NUL
+    except OSError as e:  # a folder, no permission, a link loop
         raise RecipeError(f"cannot read recipe file: {unusable(e)}", file=file) from None
+    if size > budget or len(data) > budget:
+        raise _too_large(max(size, len(data)), budget, file)
+    try:
+        return data.decode("utf-8")
+    except ValueError as e:
+        raise RecipeError(f"cannot read recipe file: {e}", file=file) from None
+
+
+def _too_large(size: int, budget: int, file: str) -> RecipeError:
+    used = MAX_FILE_BYTES - budget  # by the recipes that name this file as their base:
+    size = f"{'more than ' if size == budget + 1 else ''}{size:,} bytes"
+    return RecipeError(
+        (
+            f"the file holds {size}, and the recipes built on it {used:,}: together "
+            if used
+            else f"the file holds {size}: "
+        )
+        + f"too large for a recipe, which is at most {MAX_FILE_BYTES:,} bytes with its base: files "
+        "(refused before it is read)",
+        file=file,
+        hint="a recipe is a few KB: write a part that repeats once, as a block",
+    )
 
 
 def unusable(error: Exception) -> str:
@@ -459,9 +485,12 @@ def unusable(error: Exception) -> str:
     return str(error)
 
 
-def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Dict[KeyPath, Location]]:
+def _load_chain(
+    path: Path, stack: Tuple[Path, ...], budget: int = MAX_FILE_BYTES
+) -> Tuple[Dict[str, Any], Dict[KeyPath, Location]]:
     file = display_path(path)
-    data, positions = parse_yaml(read_recipe_text(path, file), file)
+    text = read_recipe_text(path, file, budget)
+    data, positions = parse_yaml(text, file)
     if not isinstance(data, dict):
         raise RecipeError(
             f"a recipe is a mapping of sections ({', '.join(SECTIONS)}), got {type(data).__name__}",
@@ -501,7 +530,7 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
             line=line,
             hint="base: is relative to the file that names it",
         )
-    base_data, base_positions = _load_chain(parent, stack + (path,))
+    base_data, base_positions = _load_chain(parent, stack + (path,), budget - len(text.encode()))
     base_data.pop("name", None)  # a name names one recipe; a child is named by its own file
     merged = deep_merge(base_data, data, file, positions)
     return merged, {**base_positions, **_rebase_positions(positions, base_data)}
