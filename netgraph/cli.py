@@ -152,9 +152,12 @@ def cmd_train(args) -> None:
         if main
         else run_folder.RunFiles(None, Path(os.devnull), Path(os.devnull), None)
     )
-    if main:  # refused at once while another netgraph writes either; released when main() ends
-        files.lock(paths.checkpoint, "the checkpoint"), files.lock(paths.log, "the log")
     try:
+        if main:  # refused at once while another netgraph writes either; released when main() ends
+            files.lock(paths.checkpoint, "the checkpoint"), files.lock(paths.log, "the log")
+        for path, what in ((args.save, "model file"), (args.json_out, "result")):
+            if main and isinstance(path, str):  # a read-only folder: refused before training
+                files.check_writable(path, what)
         _train_runs(args, recipe, config, dconfig, device, ranks, main, opts, paths)
     except BaseException:  # SystemExit (an interrupt, exit 130/143) keeps its checkpoint
         if main and not args.resume and run_folder.discard_if_unused(paths.folder):
@@ -220,8 +223,8 @@ def _train_runs(args, recipe, config, dconfig, device, ranks, main, opts, paths)
                 print(f"saved {runs.save(model, run, path)}")
     if not main:
         return
-    run_folder.mark_finished(paths.folder)
     result = runs.finish(_command_line(), [paths.result, args.json_out])
+    run_folder.mark_finished(paths.folder)  # once the result is written: else --resume goes on
     if len(runs.finished) > 1:
         print("\n" + _runs_line(result))
     print(f"epoch log: {paths.log}")
@@ -773,7 +776,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.run(args)
     except RecipeError as err:
         print(f"netgraph: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code  # 2, or 1 for a file that could not be written (WriteFailed)
     except KeyboardInterrupt:
         print("netgraph: interrupted", file=sys.stderr)
         return 130

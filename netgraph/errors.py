@@ -24,6 +24,8 @@ SHOWN_DEPTH = 3
 class RecipeError(ValueError):
     """A mistake in a recipe, with its location and a hint for the fix."""
 
+    exit_code = 2  # the command line's status for it
+
     def __init__(
         self,
         message: str,
@@ -61,6 +63,15 @@ class RecipeError(ValueError):
         self.node = self.node or node
         self.args = (str(self),)
         return self
+
+
+class WriteFailed(RecipeError):
+    """A file netgraph writes (a checkpoint, a model, a log, a run folder, an ablation's
+    records) could not be written: a full or read-only disk, not a mistake in the recipe.
+    ``file`` is the file, the message the system's reason, ``hint`` what is kept and what to
+    do. The command line exits with status 1 for it."""
+
+    exit_code = 1
 
 
 # A name quoted in a message ('{name}', the convention of every refusal) longer than a

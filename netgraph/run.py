@@ -515,19 +515,20 @@ MODEL_FORMAT = "netgraph-model-1"
 CHECKPOINT_FORMAT = "netgraph-checkpoint-1"
 
 
-def save_atomically(payload: Dict, path) -> None:
+def save_atomically(payload: Dict, path, what: str = "file", kept: files.Kept = None) -> None:
     """torch.save to a new temporary file beside ``path`` (unique, O_EXCL, never through a
     symlink), then rename it into place: a crash while writing leaves the previous file
-    whole. See netgraph.files."""
-    files.save_atomically(payload, path)
+    whole, a full disk ends in one WriteFailed. See netgraph.files."""
+    files.save_atomically(payload, path, what, kept)
 
 
 def _with_checksum(payload: Dict) -> Dict:
     return {**payload, "checksum": files.checksum(payload)}
 
 
-def save_model(path, model: torch.nn.Module, recipe: Recipe, run: RunResult) -> None:
-    """The trained weights with the merged recipe and the run's result, written atomically."""
+def save_model(path, model: torch.nn.Module, recipe: Recipe, run: RunResult, kept: files.Kept = None) -> None:
+    """The trained weights with the merged recipe and the run's result, written atomically
+    (``kept``: what a failed write leaves, for its message)."""
     save_atomically(
         _with_checksum(
             {
@@ -540,6 +541,8 @@ def save_model(path, model: torch.nn.Module, recipe: Recipe, run: RunResult) -> 
             }
         ),
         path,
+        "model file",
+        kept,
     )
 
 
@@ -566,9 +569,29 @@ def checkpoint_writer(
                     }
                 ),
                 path,
+                "checkpoint",
+                lambda: kept_checkpoint(path),
             )
 
     return write
+
+
+def kept_checkpoint(path) -> str:
+    """What a failed write leaves to go on from, in words, the checkpoint read back (and its
+    checksum checked) to say so: 'the checkpoint of seed 0 after epoch 1 is intact: ...'."""
+    try:
+        payload = _load(path, "checkpoint", CHECKPOINT_FORMAT, "netgraph train")
+        _check_keys(payload, _CHECKPOINT_KEYS, path, "checkpoint", "netgraph train")
+        _check_keys(payload["state"], _STATE_KEYS, path, "checkpoint", "netgraph train", "state.")
+    except RecipeError:
+        return "no checkpoint was written yet: free space (or point --checkpoint elsewhere) and run the command again"
+    from .engine import resume_point
+
+    state = payload["state"]
+    return (
+        f"the checkpoint of seed {payload['seed']} {resume_point(state['epoch'], state['skip'])} is "
+        f"intact: free space and run the same command with --resume"
+    )
 
 
 # What a checkpoint and a saved model hold (key: the types it may have); checked on load,
@@ -818,27 +841,29 @@ class SeedRuns:
         path = Path(path)
         if self.runs > 1:
             path = path.with_name(f"{path.stem}-seed{run.seed}{path.suffix}")
-        save_model(path, model, self.recipe, run)
+        save_model(path, model, self.recipe, run, self._kept_checkpoint)
         return path
+
+    def _kept_checkpoint(self) -> str:
+        return kept_checkpoint(self.checkpoint_path)
 
     def finish(self, command: str, outputs=()) -> Dict[str, Any]:
         """Every run done: the checkpoint removed (nothing is left to resume), and the combined
         result with the command, torch version and date, written to each of ``outputs``."""
         import datetime
 
-        if self.checkpoint_path.exists():
-            self.checkpoint_path.unlink()
         result = {
             "command": command,
             "torch": torch.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **combined_result(self.finished),
         }
-        for out in outputs:
+        for out in outputs:  # before the checkpoint goes: a full disk here can be resumed
             if out is not None:
-                out = Path(out)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(result, indent=2) + "\n")
+                text = json.dumps(result, indent=2) + "\n"
+                files.write_text_atomically(out, text, "result", self._kept_checkpoint)
+        if self.checkpoint_path.exists():
+            self.checkpoint_path.unlink()
         return result
 
     def _line(self, seed: int, entry) -> str:
@@ -847,9 +872,8 @@ class SeedRuns:
     def _write(self, line: str) -> None:
         """The log is (re)written when the first epoch has something to add: the kept lines, then
         one line an epoch."""
-        if not self._log_started:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self.log_path.write_text("".join(kept + "\n" for kept in self._kept))
+        if not self._log_started:  # atomically: a full disk must not empty the log of a resumed run
+            kept = "".join(kept + "\n" for kept in self._kept)
+            files.write_text_atomically(self.log_path, kept, "epoch log", self._kept_checkpoint)
             self._log_started = True
-        with open(self.log_path, "a") as log:
-            log.write(line + "\n")
+        files.append_line(self.log_path, line, "epoch log", self._kept_checkpoint)

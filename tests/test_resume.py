@@ -18,6 +18,7 @@ from test_train import SMALL
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
 from netgraph.engine import NonFiniteLoss, TrainingInterrupted
+from netgraph.errors import WriteFailed
 from netgraph.run import CHECKPOINT_FORMAT, checkpoint_writer, load_checkpoint, run_recipe, save_atomically
 
 # test_train.py's small recipe for 4 epochs of 8 steps; the moving average, batch-norm
@@ -134,7 +135,7 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypat
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteFailed, match="c.ckpt: cannot write the file: disk full"):  # one line
         save_atomically({"format": "x", "value": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["value"] == 1
