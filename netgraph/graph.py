@@ -227,7 +227,9 @@ class _Expander:
                 site,
                 node,
                 hint=did_you_mean(name, blocks)
-                or ("blocks defined: " + ", ".join(blocks) if blocks else "define it under blocks:"),
+                or (
+                    "blocks defined: " + ", ".join(map(str, blocks)) if blocks else "define it under blocks:"
+                ),
                 block=block,
             )
         if name in stack:
@@ -249,7 +251,7 @@ class _Expander:
                     site,
                     node,
                     hint=did_you_mean(arg, declared)
-                    or f"its parameters: {', '.join(sorted(declared)) or 'none'}",
+                    or f"its parameters: {', '.join(sorted(map(str, declared))) or 'none'}",
                     block=block,
                 )
         values = {**defaults, **args}

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from .errors import RecipeError, did_you_mean, shown, shown_path
+from .errors import RecipeError, did_you_mean, digit_count, shown, shown_path
 
 KeyPath = Tuple[Union[str, int], ...]
 Location = Tuple[Optional[str], Optional[int]]
@@ -264,9 +264,27 @@ def _check_size(
                 hint="does a value contain itself?",
             )
         if isinstance(value, dict):
+            for key in value:
+                _check_int(key, path, file, positions, "a key")  # no YAML file can spell it
             stack.extend((v, path + (k,)) for k, v in value.items())
         elif isinstance(value, list):
             stack.extend((v, path + (i,)) for i, v in enumerate(value))
+        else:
+            _check_int(value, path, file, positions)
+
+
+def _check_int(value: Any, path: KeyPath, file: Optional[str], positions, what: str = "an integer") -> None:
+    """An int from Python of more digits than a recipe file may hold (MAX_DIGITS) is refused
+    as the file's is: Python cannot even print it in a message, or name a node after it."""
+    if isinstance(value, int) and value.bit_length() > 14_000 and digit_count(value) > MAX_DIGITS:
+        where, line = _where(positions or {}, path, file)
+        at = ".".join(map(str, path))  # the keys above it are checked first
+        raise RecipeError(
+            f"{what} of {digit_count(value):,} digits" + (f" (in {shown(at)})" if at else ""),
+            file=where,
+            line=line,
+            hint=f"numbers in a recipe have at most {MAX_DIGITS:,} digits",
+        )
 
 
 def _line(mark, text: str) -> Optional[int]:

@@ -180,13 +180,23 @@ API_HUGE = {
 
 @pytest.mark.parametrize("case", list(API_HUGE))
 def test_a_huge_integer_through_the_python_api_is_refused_in_a_short_line(case):
-    """A 5,001-digit int from Python: the refusal says its size, not its digits (formatting
-    it raised Python's ValueError for more than 4,300 digits inside the refusal itself)."""
+    """A 5,001-digit int from Python is refused as a recipe file's is (formatting it raised
+    Python's ValueError for more than 4,300 digits inside the refusal itself)."""
     with pytest.raises(RecipeError) as err:
         API_HUGE[case]()
     message = str(err.value)
-    assert "5,001-digit integer" in message and len(message) < 200, message
+    assert "an integer of 5,001 digits" in message and len(message) < 200, message
     assert err.value.file == "r.py", message
+
+
+def test_an_integer_python_can_print_is_quoted_by_its_size():
+    """4,001 digits print (the limit is 4,300), but not in a line: the formatter says its size."""
+    network = {**POOLED, "conv": {"op": "conv2d", "out": 10**4000}}
+    with pytest.raises(RecipeError) as err:
+        build_graph(recipe_from_dict({"network": network}, file="r.py"))
+    assert str(err.value) == (
+        "r.py: node 'conv': parameter 'out' is too large: a 4,001-digit integer (use a value below 2,147,483,647)"
+    )
 
 
 LONG = "x" * 5000
@@ -307,3 +317,21 @@ def test_the_costliest_recipe_under_the_limit_is_read_within_a_second(tmp_path, 
     done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, env=env)
     seconds, memory, said = json.loads(done.stdout)
     assert seconds < 1.5 and memory < 100 * 2**20, (seconds, memory, said)
+
+
+@pytest.mark.parametrize(
+    "blocks, says",
+    [
+        ("{2.5: {a: {op: relu}}}", "unknown block 'b' (blocks defined: 2.5)"),
+        (
+            "{b: {$defaults: {1: 2, q: 3}, a: {op: relu}}}",
+            "block 'b' has no parameter 'z' (its parameters: 1, q)",
+        ),
+    ],
+    ids=["a block named by a number", "a block default named by a number"],
+)
+def test_names_that_are_numbers_are_listed_in_hints(write, blocks, says):
+    """Found by the Python API's property test: a hint joined names that were not text and
+    raised TypeError (a YAML file can write them too)."""
+    path = write("r.yaml", f"blocks: {blocks}\nnetwork:\n  x: {{block: b, z: 1}}\n")
+    assert says in refusal(path)
