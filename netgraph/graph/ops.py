@@ -63,17 +63,27 @@ class OpSpec:
     def count_params(self, in_shapes: List[Shape], params: Dict[str, Any]) -> Tuple[int, int]:
         """(trainable, frozen) parameters, counted on a module built on the meta device,
         so even a huge layer costs no memory."""
+        return self._counts(in_shapes, params)[:2]
+
+    def count_bytes(self, in_shapes: List[Shape], params: Dict[str, Any]) -> int:
+        """Bytes of the module's parameters and buffers (batch norm's running statistics), as
+        compile_graph would allocate them: counted on the meta device, like count_params."""
+        return self._counts(in_shapes, params)[2]
+
+    def _counts(self, in_shapes: List[Shape], params: Dict[str, Any]) -> Tuple[int, int, int]:
         if self.module is None:
-            return 0, 0
+            return 0, 0, 0
         # a network repeats its layers (8,192 equal convs: 3.4 s of summary uncached)
         key = (tuple(map(tuple, in_shapes)), repr(sorted(params.items())))
         if key not in _PARAM_COUNTS.setdefault(self.name, {}):
             with torch.device("meta"):
                 m = self.build(in_shapes, params)
-            counts = [0, 0]
+            counts = [0, 0, 0]
             for p in m.parameters():
                 counts[not p.requires_grad] += p.numel()
-            _PARAM_COUNTS[self.name][key] = (counts[0], counts[1])
+            for t in [*m.parameters(), *m.buffers()]:
+                counts[2] += t.numel() * t.element_size()
+            _PARAM_COUNTS[self.name][key] = tuple(counts)
         return _PARAM_COUNTS[self.name][key]
 
     def count_macs(self, in_shapes: List[Shape], out_shape: Shape, params: Dict[str, Any]) -> int:
@@ -84,8 +94,9 @@ class OpSpec:
         return _macs_by_flop_counter(self, in_shapes, params)
 
 
-# op name -> {(input shapes, parameters): (trainable, frozen)}; cleared when an op is registered
-_PARAM_COUNTS: Dict[str, Dict[tuple, Tuple[int, int]]] = {}
+# op name -> {(input shapes, parameters): (trainable, frozen, bytes)}; cleared when an op is
+# registered
+_PARAM_COUNTS: Dict[str, Dict[tuple, Tuple[int, int, int]]] = {}
 
 
 def _macs_by_flop_counter(spec: OpSpec, in_shapes, params) -> int:

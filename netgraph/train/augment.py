@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequ
 
 import torch
 
-from netgraph.core.errors import RecipeError
+from netgraph.core.errors import RecipeError, shown
 from netgraph.core.registry import Registry
 from netgraph.core.schema import Param, as_param, check_params
 
@@ -318,7 +318,9 @@ def build_augmentation(entry: Any, image_size: int):
     elif spec.main is not None:
         raw = {spec.main: value}
     else:
-        raise RecipeError(f"augmentation '{name}' takes no value, got {value!r}", hint=f"write it as {name}")
+        raise RecipeError(
+            f"augmentation '{name}' takes no value, got {shown(value)}", hint=f"write it as {name}"
+        )
     owner = f"augmentation '{name}'"
     try:
         params = check_params(owner, spec.params, raw)
