@@ -234,6 +234,25 @@ def test_a_run_folder_that_cannot_be_made_is_one_line(recipe, tmp_path, monkeypa
     )
 
 
+def test_a_lock_that_cannot_be_written_leaves_no_run_folder(recipe, tmp_path, monkeypatch, capsys):
+    """The session locks its files as it starts (runs.session.TrainSession.__enter__): a lock
+    file the disk refuses ends in one line and the new, empty run folder is removed."""
+    monkeypatch.chdir(tmp_path)
+    real = files._lock
+
+    def full(path, lock_path, what):
+        if Path(path).name == "log.jsonl":  # the checkpoint's lock is taken, the log's is not
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(lock_path))
+        return real(path, lock_path, what)
+
+    monkeypatch.setattr(files, "_lock", full)
+    assert main(["train", str(recipe), "--device", "cpu", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write the lock file of the log: {FULL}" in err and "Traceback" not in err
+    removed = Path(err.split("removed the new run folder ")[1].split()[0])
+    assert removed.parent == Path("runs/r") and not removed.exists() and files.held() == []
+
+
 def test_a_full_disk_in_an_ablation_keeps_every_run_recorded(recipe, tmp_path, monkeypatch):
     out = tmp_path / "ablation"
     trained = []
