@@ -110,3 +110,78 @@ def test_sizes_that_cannot_be_allocated(tmp_path, capsys):
     out = capsys.readouterr()
     assert "it outputs 685230 x 32 x 32 values an image" in out.err and "Traceback" not in out.err
     assert not (tmp_path / "l.jsonl").exists()
+
+
+# --- the same check where modules are made (issue 31): compile_graph and summary -------------
+
+WIDE = {
+    "conv": {"op": "conv2d", "out": 2**31 - 1},
+    "pool": {"op": "global_avg_pool"},
+    "flat": {"op": "flatten"},
+    "fc": {"op": "linear", "out": 10},
+}
+
+
+def test_compile_graph_refuses_a_network_beyond_the_machine_before_allocating():
+    """A conv of 2**31 - 1 channels: 224 GiB of weights. compile_graph asked torch for them and
+    died in DefaultCPUAllocator (a size that fits only in swap took the machine down)."""
+    import time
+
+    from netgraph import build_graph, compile_graph, recipe_from_dict
+
+    graph = build_graph(recipe_from_dict({"network": WIDE}, file="r.py"))
+    start = time.perf_counter()
+    with pytest.raises(RecipeError, match=r"need at least 304\.0 GiB to build, more than the") as err:
+        compile_graph(graph)
+    assert time.perf_counter() - start < 5  # counted on the meta device, nothing allocated
+    assert err.value.node == "conv" and err.value.file == "r.py"
+    assert "224.0 GiB for this node" in str(err.value)
+
+
+def test_compile_graph_refuses_what_does_not_fit_in_the_machine_s_memory(monkeypatch):
+    """The limit is the machine's memory: with 64 MiB of it, a network of 100 MiB is refused."""
+    import os
+
+    from netgraph import build_graph, compile_graph, recipe_from_dict
+
+    sysconf = os.sysconf
+    monkeypatch.setattr(
+        os, "sysconf", lambda name: 16384 if name == "SC_PHYS_PAGES" else sysconf(name)
+    )  # 16,384 pages of 4 KiB: 64 MiB
+    network = {**POOLED_DICT, "fc": {"op": "linear", "out": 25 * 2**20 // 4}}  # 4 x 26M floats
+    graph = build_graph(recipe_from_dict({"network": network}, file="r.py"))
+    with pytest.raises(RecipeError, match="GiB to build, more than the 0.1 GiB of this machine's memory"):
+        compile_graph(graph)
+
+
+POOLED_DICT = {
+    "conv": {"op": "conv2d", "out": 4},
+    "pool": {"op": "global_avg_pool"},
+    "flat": {"op": "flatten"},
+}
+
+
+def test_summary_says_what_the_network_needs_and_that_it_does_not_fit(tmp_path, capsys):
+    """`summary` printed 81.6 billion parameters without a word: it now gives the memory and
+    warns of what compile_graph and train would refuse."""
+    import warnings
+
+    path = recipe_file(tmp_path, POOLED.replace("out: 4", "out: 2147483647"))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert main(["summary", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "memory: 304.0 GiB of parameters and buffers; the largest output, 'conv' (2147483647x32x32)" in out
+    said = [str(w.message) for w in said]
+    assert len(said) == 2, said
+    assert "r.yaml:2: node 'conv': the network's 81,604,378,596 parameters need at least 304.0 GiB" in said[0]
+    assert said[0].endswith("compile_graph refuses it") and "for that output alone" in said[1]
+    # a network that fits is summarised without a word of warning
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert main(["summary", str(recipe_file(tmp_path, POOLED, name="small.yaml"))]) == 0
+    assert said == []
+    assert (
+        "memory: 0.6 KiB of parameters and buffers; the largest output, 'conv' (4x32x32), 0.5 MiB for a "
+        "batch of 32 in float32" in capsys.readouterr().out
+    )

@@ -17,6 +17,7 @@ from test_train import SMALL
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
+from netgraph.core.errors import WriteFailed
 from netgraph.runs.checkpoints import CHECKPOINT_FORMAT, checkpoint_writer, load_checkpoint, save_atomically
 from netgraph.runs.run import run_recipe
 from netgraph.train.engine import NonFiniteLoss, TrainingInterrupted
@@ -135,7 +136,7 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypat
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteFailed, match="c.ckpt: cannot write the file: disk full"):  # one line
         save_atomically({"format": "x", "value": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["value"] == 1

@@ -564,6 +564,34 @@ def test_missing_or_unusable_parent(write, base, says):
     check(failure(path), path, 2, says)
 
 
+@pytest.mark.parametrize("loop", ["itself", "each other"])
+def test_a_base_chain_through_a_symlink_loop_is_one_line(write, tmp_path, loop):
+    """fz_loop.yaml -> fz_loop.yaml (or a.yaml -> b.yaml -> a.yaml): pathlib's RuntimeError
+    ('Symlink loop from ...') ended `summary` in a 33-line traceback."""
+    if loop == "itself":
+        os.symlink("fz_loop.yaml", tmp_path / "fz_loop.yaml")
+    else:
+        os.symlink("b.yaml", tmp_path / "fz_loop.yaml")
+        os.symlink("fz_loop.yaml", tmp_path / "b.yaml")
+    child = write("child.yaml", "# a child\nbase: fz_loop.yaml\n" + NET)
+    check(failure(child), child, 2, "base: 'fz_loop.yaml' is not a usable path: a loop of symbolic links")
+    # the looping file named on the command line
+    with pytest.raises(RecipeError) as err:
+        load_recipe(tmp_path / "fz_loop.yaml")
+    assert str(err.value) == f"{tmp_path / 'fz_loop.yaml'}: cannot read recipe file: a loop of symbolic links"
+
+
+@pytest.mark.parametrize("name", ["x" * 5000, "a/" * 1500 + "x.yaml"], ids=["one name", "many folders"])
+def test_a_base_name_of_thousands_of_characters_is_quoted_once_and_cut(write, name):
+    """A base: of 5,000 characters was refused in a 'line' of 10,122 (the name twice in full)."""
+    path = write("child.yaml", f"base: {name}\n" + NET)
+    err = failure(path)
+    message = str(err)
+    assert len(message) < 600 and name[:200] not in message, message
+    assert f"({len(name):,} characters)" in message, message
+    assert err.file == str(path) and err.line == 1
+
+
 def test_a_child_deleting_the_network(write):
     write("parent.yaml", NET)
     child = write("child.yaml", "base: parent.yaml\nnetwork: null\n")

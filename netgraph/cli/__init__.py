@@ -51,7 +51,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.run(args)
     except RecipeError as err:
         print(f"netgraph: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code  # 2, or 1 for a file that could not be written (WriteFailed)
     except KeyboardInterrupt:
         print("netgraph: interrupted", file=sys.stderr)
         return 130

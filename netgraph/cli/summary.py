@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 from netgraph.cli.common import DATA_DIR_SHAPE_HELP, graph_of, recipe_args
 
@@ -21,10 +22,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> None:
-    from netgraph.graph.summary import format_summary, summarize
+    from netgraph.graph.summary import format_summary, memory_warnings, summarize
+    from netgraph.train.config import train_config
 
     graph, reports, recipe = graph_of(args)
-    s = summarize(graph)
+    s = summarize(graph, train_config(recipe).batch_size)
+    for warning in memory_warnings(graph, s):  # what compile_graph and train would refuse
+        warnings.warn(warning, stacklevel=1)
     if args.json:
         s["transforms"] = [
             {

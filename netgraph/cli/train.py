@@ -125,6 +125,8 @@ def run(args) -> None:
     main = ranks is None or ranks.main  # only rank 0 prints
     if main and not args.quiet:
         print(f"recipe: {args.recipe}" + "".join(f" --set {a}" for a in args.set), flush=True)
+    if main:  # a read-only folder for --save or --json-out: refused before the data is loaded
+        options.check_outputs()
     plan = prepare(recipe, data_dir=args.data_dir, device=device, ranks=ranks)
     session = TrainSession(plan, options)
     try:

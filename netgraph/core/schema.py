@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from netgraph.core.errors import RecipeError, did_you_mean
+from netgraph.core.errors import RecipeError, did_you_mean, shown
 
 
 class _Required:
@@ -48,14 +48,14 @@ class Param:
             hint = "write it without quotes" if _looks_numeric(value) else f"e.g. {name}: {_example(self)}"
             raise RecipeError(
                 f"parameter '{name}' must be {_type_name(self.type)}, "
-                f"got {value!r} ({_type_name(type(value))})",
+                f"got {shown(value)} ({_type_name(type(value))})",
                 hint=hint,
             )
         values = value if isinstance(value, list) else [value]
         for v in values:
             if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT:
                 raise RecipeError(
-                    f"parameter '{name}' is too large: {v}", hint=f"use a value below {MAX_INT:,}"
+                    f"parameter '{name}' is too large: {shown(v)}", hint=f"use a value below {MAX_INT:,}"
                 )
             if isinstance(v, float) and not math.isfinite(v):
                 raise RecipeError(
@@ -73,15 +73,15 @@ class Param:
         for v in values:
             if self.positive and v <= 0:
                 raise RecipeError(
-                    f"parameter '{name}' must be positive, got {value!r}", hint="use a value above 0"
+                    f"parameter '{name}' must be positive, got {shown(value)}", hint="use a value above 0"
                 )
             if self.nonnegative and v < 0:
                 raise RecipeError(
-                    f"parameter '{name}' must not be negative, got {value!r}", hint="use 0 or more"
+                    f"parameter '{name}' must not be negative, got {shown(value)}", hint="use 0 or more"
                 )
         if self.choices is not None and value not in self.choices:
             raise RecipeError(
-                f"parameter '{name}' must be one of {', '.join(map(repr, self.choices))}, got {value!r}"
+                f"parameter '{name}' must be one of {', '.join(map(repr, self.choices))}, got {shown(value)}"
             )
         return value
 
@@ -187,12 +187,12 @@ def named(
         if value:
             return name, params
         raise RecipeError(
-            f"{what}: the parameters of {kind} '{name}' are a mapping, got {params!r}",
+            f"{what}: the parameters of {kind} '{name}' are a mapping, got {shown(params)}",
             hint=hint or f"e.g. {{{name}: {{key: value}}}}",
         )
     article = "an" if kind[:1] in "aeiou" else "a"
     raise RecipeError(
-        f"{what} must be {article} {kind} name or {{name: {{parameters}}}}, got {entry!r}",
+        f"{what} must be {article} {kind} name or {{name: {{parameters}}}}, got {shown(entry)}",
         hint=hint
         or f"e.g. {kind.replace(' ', '_')}_name, or {{{kind.replace(' ', '_')}_name: {{key: value}}}}",
     )

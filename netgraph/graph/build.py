@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import networkx as nx
 from torch import fx, nn
 
-from netgraph.core.errors import RecipeError, did_you_mean
+from netgraph.core.errors import RecipeError, did_you_mean, shown
 from netgraph.graph import ops
 from netgraph.recipe.load import MAX_DEPTH, MAX_VALUES, KeyPath, Recipe
 
@@ -150,7 +150,7 @@ class _Expander:
             if not isinstance(value, dict):
                 raise self.error(
                     f"expected a node ({{op: ...}}), a block use ({{block: ...}}) or a "
-                    f"dict of nodes, got {value!r}",
+                    f"dict of nodes, got {shown(value)}",
                     item_site,
                     node,
                     block=item_block,
@@ -199,13 +199,13 @@ class _Expander:
     def _leaf(self, path, value, site, block) -> _Leaf:
         op = value["op"]
         if not isinstance(op, str):
-            raise self.error(f"op must be an op name, got {op!r}", site, path_str(path), block=block)
+            raise self.error(f"op must be an op name, got {shown(op)}", site, path_str(path), block=block)
         refs = value.get("in")
         if refs is not None:
             refs = [refs] if isinstance(refs, str) else refs
             if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
                 raise self.error(
-                    f"in: must be a node path or a list of paths, got {value['in']!r}",
+                    f"in: must be a node path or a list of paths, got {shown(value['in'])}",
                     site,
                     path_str(path),
                     block=block,
@@ -220,14 +220,16 @@ class _Expander:
         name = value["block"]
         blocks = self.recipe.blocks
         if not isinstance(name, str):
-            raise self.error(f"block: must be a block name, got {name!r}", site, node, block=block)
+            raise self.error(f"block: must be a block name, got {shown(name)}", site, node, block=block)
         if name not in blocks:
             raise self.error(
                 f"unknown block '{name}'",
                 site,
                 node,
                 hint=did_you_mean(name, blocks)
-                or ("blocks defined: " + ", ".join(blocks) if blocks else "define it under blocks:"),
+                or (
+                    "blocks defined: " + ", ".join(map(str, blocks)) if blocks else "define it under blocks:"
+                ),
                 block=block,
             )
         if name in stack:
@@ -249,7 +251,7 @@ class _Expander:
                     site,
                     node,
                     hint=did_you_mean(arg, declared)
-                    or f"its parameters: {', '.join(sorted(declared)) or 'none'}",
+                    or f"its parameters: {', '.join(sorted(map(str, declared))) or 'none'}",
                     block=block,
                 )
         values = {**defaults, **args}
@@ -336,7 +338,7 @@ class _Wiring:
         if group.ref is not None:
             if not isinstance(group.ref, str):
                 raise self.ex.error(
-                    f"a dict's in: must be one node path, got {group.ref!r}",
+                    f"a dict's in: must be one node path, got {shown(group.ref)}",
                     group.site,
                     path_str(group.path),
                     block=group.block,

@@ -19,6 +19,7 @@ from torch import fx, nn
 from netgraph.core.errors import RecipeError
 from netgraph.graph import ops
 from netgraph.graph.build import INPUT, in_shapes, inputs, needed_nodes, node_error, topological_order
+from netgraph.graph.summary import device_memory, parameter_memory_error
 
 
 def compile_graph(
@@ -28,8 +29,14 @@ def compile_graph(
 
     Only the nodes the output depends on are compiled. A node a pass left pending
     (whitening filters without training images) is an error unless
-    ``allow_pending``, for when saved weights are about to be loaded into it.
+    ``allow_pending``, for when saved weights are about to be loaded into it. A network whose
+    parameters and buffers do not fit in this machine's memory is refused before any is made.
     """
+    # counted on the meta device first: a conv of 2**31 - 1 channels asked the allocator for
+    # 2.4 TB (a size that only fits in swap takes the machine down instead)
+    refusal = parameter_memory_error(g, device_memory(), "this machine's memory")
+    if refusal:
+        raise refusal
     output = g.graph["output"]
     needed = needed_nodes(g)
     root = nn.Module()

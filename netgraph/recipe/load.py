@@ -10,6 +10,7 @@ later stage can point the user at the line to fix.
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from netgraph.core.errors import RecipeError, did_you_mean
+from netgraph.core.errors import RecipeError, did_you_mean, digit_count, shown, shown_path
 from netgraph.core.schema import named
 
 KeyPath = Tuple[Union[str, int], ...]
@@ -45,9 +46,12 @@ MAX_VALUES = 100_000
 # Python refuses to turn text of more than 4,300 digits into an int (sys.int_info's default
 # str_digits_check_threshold): refused with the line rather than a ValueError.
 MAX_DIGITS = 4300
-# resnet9.yaml is 2 KB and a network of 48,000 nodes (inside MAX_VALUES) 1 MB: a bigger file
-# is not a recipe, and is not read whole to find that out.
-MAX_FILE_BYTES = 16 * 2**20
+# A recipe, its base: files together, is at most this many bytes, refused before any is parsed.
+# The largest here, airbench94_muon.yaml with its base, is 8.8 KB (resnet9.yaml 1.3 KB), and
+# YAML is read in Python at about 20 us a value: a 1.5 MB file of 60,000 nodes took 8.7 s and
+# 470 MB to refuse, the densest 32 KiB (a list of 16,000 numbers) takes 0.6 s of CPU on a
+# loaded 2-core machine, inside the 1 s a refusal or acceptance may cost beyond start-up.
+MAX_FILE_BYTES = 32 * 2**10
 
 
 @dataclass
@@ -150,6 +154,12 @@ SafeLoader.add_implicit_resolver(
 def load_yaml_value(text: str, where: str = "<value>") -> Any:
     """One YAML value (a --set value, say), read and size-checked like a recipe file is;
     errors name ``where`` (a --set has one line: none is given)."""
+    if len(text) > MAX_FILE_BYTES:  # a --set from Python: no command line limits it
+        raise RecipeError(
+            f"a value of {len(text):,} characters: too large for a recipe, which is at most "
+            f"{MAX_FILE_BYTES:,} bytes (refused before it is read)",
+            file=where,
+        )
     try:
         return parse_yaml(text, where)[0]
     except RecipeError as e:
@@ -255,9 +265,27 @@ def _check_size(
                 hint="does a value contain itself?",
             )
         if isinstance(value, dict):
+            for key in value:
+                _check_int(key, path, file, positions, "a key")  # no YAML file can spell it
             stack.extend((v, path + (k,)) for k, v in value.items())
         elif isinstance(value, list):
             stack.extend((v, path + (i,)) for i, v in enumerate(value))
+        else:
+            _check_int(value, path, file, positions)
+
+
+def _check_int(value: Any, path: KeyPath, file: Optional[str], positions, what: str = "an integer") -> None:
+    """An int from Python of more digits than a recipe file may hold (MAX_DIGITS) is refused
+    as the file's is: Python cannot even print it in a message, or name a node after it."""
+    if isinstance(value, int) and value.bit_length() > 14_000 and digit_count(value) > MAX_DIGITS:
+        where, line = _where(positions or {}, path, file)
+        at = ".".join(map(str, path))  # the keys above it are checked first
+        raise RecipeError(
+            f"{what} of {digit_count(value):,} digits" + (f" (in {shown(at)})" if at else ""),
+            file=where,
+            line=line,
+            hint=f"numbers in a recipe have at most {MAX_DIGITS:,} digits",
+        )
 
 
 def _line(mark, text: str) -> Optional[int]:
@@ -344,7 +372,7 @@ def deep_merge(
             where = (positions or {}).get(path + (key + "+",), (file, None))
             if not isinstance(value, list):
                 raise RecipeError(
-                    f"'{key}+:' appends to a list and needs a list, got {value!r}",
+                    f"'{key}+:' appends to a list and needs a list, got {shown(value)}",
                     file=where[0],
                     line=where[1],
                 )
@@ -425,18 +453,13 @@ def display_path(path: Union[str, Path]) -> str:
         return str(path)
 
 
-def read_recipe_text(path: Path, file: str) -> str:
-    """The text of a recipe file; every way reading it fails is a RecipeError."""
+def read_recipe_text(path: Path, file: str, budget: int = MAX_FILE_BYTES) -> str:
+    """The text of a recipe file of at most ``budget`` bytes (what its base: chain has left of
+    MAX_FILE_BYTES), refused unread when larger; every way reading it fails is a RecipeError."""
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > MAX_FILE_BYTES:
-                raise RecipeError(
-                    f"the file holds {size:,} bytes: too large for a recipe",
-                    file=file,
-                    hint=f"recipes are text of at most {MAX_FILE_BYTES:,} bytes",
-                )
-            return f.read(MAX_FILE_BYTES + 1).decode("utf-8")
+            size = os.fstat(f.fileno()).st_size  # 0 for a pipe: read, and counted, below
+            data = f.read(budget + 1) if size <= budget else b""
     except FileNotFoundError:
         near = (
             did_you_mean(path.name, [p.name for p in path.parent.glob("*.yaml")])
@@ -444,13 +467,49 @@ def read_recipe_text(path: Path, file: str) -> str:
             else None
         )
         raise RecipeError("recipe file not found", file=file, hint=near) from None
-    except (OSError, ValueError) as e:  # a folder, no permission, a link loop, not UTF-8, a NUL
+    except OSError as e:  # a folder, no permission, a link loop
+        raise RecipeError(f"cannot read recipe file: {unusable(e)}", file=file) from None
+    if size > budget or len(data) > budget:
+        raise _too_large(max(size, len(data)), budget, file)
+    try:
+        return data.decode("utf-8")
+    except ValueError as e:
         raise RecipeError(f"cannot read recipe file: {e}", file=file) from None
 
 
-def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Dict[KeyPath, Location]]:
+def _too_large(size: int, budget: int, file: str) -> RecipeError:
+    used = MAX_FILE_BYTES - budget  # by the recipes that name this file as their base:
+    size = f"{'more than ' if size == budget + 1 else ''}{size:,} bytes"
+    return RecipeError(
+        (
+            f"the file holds {size}, and the recipes built on it {used:,}: together "
+            if used
+            else f"the file holds {size}: "
+        )
+        + f"too large for a recipe, which is at most {MAX_FILE_BYTES:,} bytes with its base: files "
+        "(refused before it is read)",
+        file=file,
+        hint="a recipe is a few KB: write a part that repeats once, as a block",
+    )
+
+
+def unusable(error: Exception) -> str:
+    """Why a path cannot be read, in words, without the path (the error names it already: a
+    name of 5,000 characters was printed twice)."""
+    if isinstance(error, RuntimeError) or getattr(error, "errno", None) == errno.ELOOP:
+        # pathlib's resolve() raises RuntimeError("Symlink loop from ...") before Python 3.13
+        return "a loop of symbolic links"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror[:1].lower() + error.strerror[1:]
+    return str(error)
+
+
+def _load_chain(
+    path: Path, stack: Tuple[Path, ...], budget: int = MAX_FILE_BYTES
+) -> Tuple[Dict[str, Any], Dict[KeyPath, Location]]:
     file = display_path(path)
-    data, positions = parse_yaml(read_recipe_text(path, file), file)
+    text = read_recipe_text(path, file, budget)
+    data, positions = parse_yaml(text, file)
     if not isinstance(data, dict):
         raise RecipeError(
             f"a recipe is a mapping of sections ({', '.join(SECTIONS)}), got {type(data).__name__}",
@@ -463,7 +522,7 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
     line = positions.get(("base",), (file, None))[1]
     if not isinstance(base_ref, str) or not base_ref.strip():
         raise RecipeError(
-            f"base: must be a file path, got {base_ref!r}",
+            f"base: must be a file path, got {shown(base_ref)}",
             file=file,
             line=line,
             hint="e.g. base: resnet9.yaml, relative to this file",
@@ -471,8 +530,10 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
     try:
         parent = (path.parent / base_ref).resolve()
         found = parent.is_file()
-    except (OSError, ValueError) as e:  # a NUL byte, a name too long, a loop of symlinks
-        raise RecipeError(f"base: {base_ref!r} is not a usable path ({e})", file=file, line=line) from None
+    except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a name too long, a symlink loop
+        raise RecipeError(
+            f"base: {shown(base_ref)} is not a usable path: {unusable(e)}", file=file, line=line
+        ) from None
     if parent in stack + (path,):
         chain = " -> ".join(display_path(p) for p in stack + (path, parent))
         raise RecipeError(
@@ -483,12 +544,12 @@ def _load_chain(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Di
         )
     if not found:
         raise RecipeError(
-            f"base recipe '{base_ref}' not found (looked for {parent})",
+            f"base recipe {shown(base_ref)} not found (looked for {shown_path(str(parent))})",
             file=file,
             line=line,
             hint="base: is relative to the file that names it",
         )
-    base_data, base_positions = _load_chain(parent, stack + (path,))
+    base_data, base_positions = _load_chain(parent, stack + (path,), budget - len(text.encode()))
     base_data.pop("name", None)  # a name names one recipe; a child is named by its own file
     merged = deep_merge(base_data, data, file, positions)
     return merged, {**base_positions, **_rebase_positions(positions, base_data)}
@@ -535,7 +596,7 @@ def apply_override(sections: Dict[str, Any], assignment: str) -> List[Tuple[KeyP
         node[index] = value
         return changes + [(keypath + (index,), True)]
     if not isinstance(node, dict):
-        raise RecipeError(f"'{'.'.join(parts[:-1])}' is {node!r}, not a mapping", file=where)
+        raise RecipeError(f"'{'.'.join(parts[:-1])}' is {shown(node)}, not a mapping", file=where)
     keypath += (last,)
     if append:
         previous = node.get(last) or []
@@ -577,7 +638,7 @@ def _step(node, part, parts, where):
         index = _index(node, part, parts, where)
         return node[index], index, False
     if not isinstance(node, dict):
-        raise RecipeError(f"'{'.'.join(parts[:-1])}' is {node!r}, not a mapping", file=where)
+        raise RecipeError(f"'{'.'.join(parts[:-1])}' is {shown(node)}, not a mapping", file=where)
     if part not in node and parts[0] in NAMED_BY_THE_USER and len(parts) > 1:
         add = f"to add one, set it whole: --set {'.'.join(parts)}={{...}}"
         raise RecipeError(
@@ -618,7 +679,7 @@ def check_sections(recipe: Recipe) -> None:
             )
     for key in ("name", "description"):
         if key in s and not isinstance(s[key], str):
-            raise recipe.error(f"'{key}:' must be text, got {s[key]!r}", (key,), hint="put it in quotes")
+            raise recipe.error(f"'{key}:' must be text, got {shown(s[key])}", (key,), hint="put it in quotes")
     for name, body in (s.get("blocks") or {}).items():
         if not isinstance(body, dict) or not [k for k in body if k != "$defaults"]:
             raise recipe.error(
@@ -641,13 +702,13 @@ def check_sections(recipe: Recipe) -> None:
             and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
         ):
             raise recipe.error(
-                f"input shape must be a list of positive integers, got {shape!r}",
+                f"input shape must be a list of positive integers, got {shown(shape)}",
                 ("input", "shape"),
                 hint="e.g. shape: [3, 32, 32] (channels, height, width)",
             )
     if "output" in s and not isinstance(s["output"], str):
         raise recipe.error(
-            f"output: must be a node path, got {s['output']!r}", ("output",), hint="e.g. output: head/fc"
+            f"output: must be a node path, got {shown(s['output'])}", ("output",), hint="e.g. output: head/fc"
         )
     transforms = s.get("transforms")
     if transforms is not None:
@@ -682,8 +743,8 @@ def load_recipe(path: Union[str, Path], overrides: Iterable[str] = ()) -> Recipe
     path = Path(path)
     try:
         resolved = path.resolve()
-    except (OSError, ValueError) as e:  # a NUL byte, a link loop
-        raise RecipeError(f"cannot read recipe file: {e}", file=str(path)) from None
+    except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a symlink loop
+        raise RecipeError(f"cannot read recipe file: {unusable(e)}", file=str(path)) from None
     sections, positions = _load_chain(resolved, ())
     return _finish(Recipe(display_path(path), sections, positions), overrides)
 

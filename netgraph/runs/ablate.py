@@ -66,7 +66,8 @@ def ablate(
     if runs < 1:
         raise RecipeError(f"--runs must be at least 1, got {runs}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with files.writing(out, "ablation folder"):  # a full or read-only disk
+        out.mkdir(parents=True, exist_ok=True)
     held = files.lock(out, "the ablation folder")  # a second ablation here would train every run again
     try:
         return _ablate(recipes, runs, out, overrides, first_seed, device, data_dir, resume, workers, on_run)
@@ -81,12 +82,11 @@ def _ablate(
     if not resume and log.exists():
         log.unlink()
     records = read_records(log)
-    if log.exists():
-        # Rewrite without any line a crash cut short, so the next append starts a fresh line.
-        tmp, handle = files.temporary_beside(log)
-        with handle:
-            handle.write("".join(json.dumps(r) + "\n" for r in records).encode())
-        tmp.replace(log)
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    if log.exists() and log.read_text(errors="replace") != text:
+        # Rewrite without any line a crash cut short, so the next append starts a fresh line (only
+        # then: on a nearly full disk the copy may not fit where the next line does).
+        files.write_text_atomically(log, text, "ablation's runs.jsonl", "runs.jsonl is unchanged")
     done = {_key(r["recipe"], r["seed"], r.get("overrides", [])): r for r in records}
     loaded = [(path, load_recipe(path, overrides)) for path in recipes]  # every mistake up front
     device = resolve_device(device)
@@ -98,8 +98,11 @@ def _ablate(
     ]
 
     def finished(path: str, seed: int, record: Dict) -> None:
-        with open(log, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        kept = (
+            f"the {len(done)} runs recorded before are kept in it: free space and run the same "
+            f"command, which trains only the runs not recorded"
+        )
+        files.append_line(log, json.dumps(record), "ablation's runs.jsonl", kept)
         done[_key(path, seed, overrides)] = record
         if on_run:
             on_run(path, seed, record)
@@ -115,8 +118,12 @@ def _ablate(
         [done[_key(str(p), s, overrides)] for s in range(first_seed, first_seed + runs)] for p in recipes
     ]
     rows = table_rows(recipes, chosen)
-    (out / "table.md").write_text(markdown(rows) + "\n")
-    (out / "table.csv").write_text(csv_text(rows))
+    kept = (
+        "every run is recorded in runs.jsonl: free space and run the same command to write "
+        "the table (nothing trains again)"
+    )
+    files.write_text_atomically(out / "table.md", markdown(rows) + "\n", "table", kept)
+    files.write_text_atomically(out / "table.csv", csv_text(rows), "table", kept)
     return rows
 
 
@@ -208,9 +215,13 @@ def _in_processes(todo, overrides: tuple, device, data_dir, workers: int, finish
         futures = {
             pool.submit(_worker_run, path, overrides, seed, data_dir): (path, seed) for path, seed in todo
         }
-        for future in as_completed(futures):
-            path, seed = futures[future]
-            finished(path, seed, future.result())
+        try:
+            for future in as_completed(futures):
+                path, seed = futures[future]
+                finished(path, seed, future.result())
+        except BaseException:  # a run that failed, a full disk: the runs not started never start
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def table_rows(recipes: Sequence[str], results: Sequence[Sequence[Dict]]) -> List[Dict]:

@@ -26,20 +26,21 @@ MODEL_FORMAT = "netgraph-model-1"
 CHECKPOINT_FORMAT = "netgraph-checkpoint-1"
 
 
-def save_atomically(payload: Dict, path) -> None:
+def save_atomically(payload: Dict, path, what: str = "file", kept: files.Kept = None) -> None:
     """torch.save to a new temporary file beside ``path`` (unique, O_EXCL, never through a
     symlink), then rename it into place: a crash while writing leaves the previous file
-    whole. See netgraph.runs.files."""
-    files.save_atomically(payload, path)
+    whole, a full disk ends in one WriteFailed (``kept``: what it leaves, for its message).
+    See netgraph.runs.files."""
+    files.save_atomically(payload, path, what, kept)
 
 
 def _with_checksum(payload: Dict) -> Dict:
     return {**payload, "checksum": files.checksum(payload)}
 
 
-def save_model(path, model: torch.nn.Module, recipe: Recipe, run) -> None:
+def save_model(path, model: torch.nn.Module, recipe: Recipe, run, kept: files.Kept = None) -> None:
     """The trained weights with the merged recipe and the run's result (a runs.run.RunResult),
-    written atomically."""
+    written atomically (``kept``: what a failed write leaves, for its message)."""
     save_atomically(
         _with_checksum(
             {
@@ -52,6 +53,8 @@ def save_model(path, model: torch.nn.Module, recipe: Recipe, run) -> None:
             }
         ),
         path,
+        "model file",
+        kept,
     )
 
 
@@ -78,9 +81,29 @@ def checkpoint_writer(
                     }
                 ),
                 path,
+                "checkpoint",
+                lambda: kept_checkpoint(path),
             )
 
     return write
+
+
+def kept_checkpoint(path) -> str:
+    """What a failed write leaves to go on from, in words, the checkpoint read back (and its
+    checksum checked) to say so: 'the checkpoint of seed 0 after epoch 1 is intact: ...'."""
+    try:
+        payload = _load(path, "checkpoint", CHECKPOINT_FORMAT, "netgraph train")
+        _check_keys(payload, _CHECKPOINT_KEYS, path, "checkpoint", "netgraph train")
+        _check_keys(payload["state"], _STATE_KEYS, path, "checkpoint", "netgraph train", "state.")
+    except RecipeError:
+        return "no checkpoint was written yet: free space (or point --checkpoint elsewhere) and run the command again"
+    from netgraph.train.engine import resume_point
+
+    state = payload["state"]
+    return (
+        f"the checkpoint of seed {payload['seed']} {resume_point(state['epoch'], state['skip'])} is "
+        f"intact: free space and run the same command with --resume"
+    )
 
 
 # What a checkpoint and a saved model hold (key: the types it may have); checked on load,

@@ -46,17 +46,23 @@ def new_folder(recipe_file: str, name: Optional[str] = None, root: Path = ROOT) 
     """runs/RECIPE/DATE-TIME[-NAME]/, created empty; -2, -3 ... if two start in one second."""
     if name is not None and (not name or "/" in name or name.startswith(".")):
         raise RecipeError(f"--name '{name}' is not a folder name", hint="e.g. --name wide")
+    from .files import writing
+
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S") + (f"-{name}" if name else "")
     parent = Path(root) / Path(recipe_file).stem
-    parent.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 1000):
-        folder = parent / (stamp if n == 1 else f"{stamp}-{n}")
-        try:
-            folder.mkdir()  # atomic: a second run in the same second takes the next number
-            return folder
-        except FileExistsError:
-            continue
+    with writing(parent, "run folder", NOTHING_TRAINED):  # a full or read-only disk
+        parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            folder = parent / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                folder.mkdir()  # atomic: a second run in the same second takes the next number
+                return folder
+            except FileExistsError:
+                continue
     raise RecipeError(f"cannot make a new run folder in {parent}")
+
+
+NOTHING_TRAINED = "nothing was trained: free space on its disk, or train elsewhere (--log, --checkpoint)"
 
 
 def files_in(folder: Path) -> RunFiles:
@@ -89,20 +95,28 @@ def discard_if_unused(folder: Optional[Path]) -> bool:
 def write_manifest(folder: Path, opts: dict, command: str, recipe_sections: dict) -> None:
     import yaml
 
-    (folder / "recipe.yaml").write_text(
-        f"# {command}\n" + yaml.safe_dump(recipe_sections, sort_keys=False, allow_unicode=True)
-    )
-    (folder / MANIFEST).write_text(
-        json.dumps({**opts, "command": command, "finished": False}, indent=2) + "\n"
-    )
+    from .files import write_text_atomically
+
+    recipe = f"# {command}\n" + yaml.safe_dump(recipe_sections, sort_keys=False, allow_unicode=True)
+    write_text_atomically(folder / "recipe.yaml", recipe, "run folder's recipe", NOTHING_TRAINED)
+    manifest = json.dumps({**opts, "command": command, "finished": False}, indent=2) + "\n"
+    write_text_atomically(folder / MANIFEST, manifest, "run folder's manifest", NOTHING_TRAINED)
 
 
 def mark_finished(folder: Optional[Path]) -> None:
+    """run.json says the run finished (after its result is written and its checkpoint gone)."""
     if folder is None:
         return
+    from .files import write_text_atomically
+
     path = folder / MANIFEST
     manifest = json.loads(path.read_text())
-    path.write_text(json.dumps({**manifest, "finished": True}, indent=2) + "\n")
+    write_text_atomically(
+        path,
+        json.dumps({**manifest, "finished": True}, indent=2) + "\n",
+        "run folder's manifest",
+        "the run finished and its result is written; only run.json still says unfinished",
+    )
 
 
 def _manifest(folder: Path) -> Optional[dict]:

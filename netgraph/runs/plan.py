@@ -10,7 +10,6 @@ recipe.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from netgraph.data import dataset as images
 from netgraph.graph.build import build_graph
 from netgraph.graph.executor import compile_graph, parameter_options
 from netgraph.graph.passes import PassContext, apply_transforms
-from netgraph.graph.summary import summarize
+from netgraph.graph.summary import activation_memory_error, device_memory, parameter_memory_error, summarize
 from netgraph.recipe.load import Recipe, load_recipe
 from netgraph.train import distributed, param_groups
 from netgraph.train.augment import check_augmentations
@@ -248,10 +247,10 @@ def preflight(
     outputs than the data has classes; training batches (after data.augment) the network cannot
     take; parameters that do not fit in the device's memory. Returns the graph's summary."""
     _check_outputs(recipe, graph, dataset)
-    counts = summarize(graph)
-    _check_training_batches(recipe, counts, dataset, dconfig)
     batch = (config or train_config(recipe, device.type)).batch_size
-    _check_memory(recipe, counts, device, batch)
+    counts = summarize(graph, batch)
+    _check_training_batches(recipe, counts, dataset, dconfig)
+    _check_memory(graph, counts, device)
     return counts
 
 
@@ -304,42 +303,16 @@ def _check_training_batches(recipe: Recipe, counts, dataset: datasets.Dataset, d
             )
 
 
-def _check_memory(recipe: Recipe, counts, device: torch.device, batch: int) -> None:
-    """The widest output of a batch, and the parameters' copies training keeps, fit the device."""
-    params = counts["params"] + counts["frozen_params"]
-    need, have = PARAMETER_COPIES * 4 * params, _memory_bytes(device)
-    widest = max(counts["nodes"], key=lambda n: math.prod(n["shape"]))
-    activation = 4 * batch * math.prod(widest["shape"])  # one float32 output of the widest node
-    if have and activation > have:
-        path = widest["path"]
-        raise recipe.error(
-            f"it outputs {' x '.join(map(str, widest['shape']))} values an image: "
-            f"a batch of {batch} needs {activation / 2**30:.1f} GiB for that output alone, "
-            f"more than the {have / 2**30:.1f} GiB of {device_name(device)}",
-            ("network",) + tuple(path.split("/")),
-            node=path,
-            hint="check the widths (out:, c:): a YAML 1.1 value such as 190:20:30 is "
-            "read as the base-60 number 685,230; or use a smaller train.batch_size",
-        )
-    if have and need > have:
-        raise recipe.error(
-            f"the network's {params:,} parameters need at least {need / 2**30:.1f} GiB "
-            f"to train (weights, gradients, optimizer state, average), more than the "
-            f"{have / 2**30:.1f} GiB of {device_name(device)}",
-            ("network",),
-            hint="check the widths (out:, c:): a YAML 1.1 value such as 190:20:30 "
-            "is read as the base-60 number 685,230",
-        )
-
-
-def _memory_bytes(device: torch.device) -> Optional[int]:
-    """The device's memory in bytes: the GPU's, or the machine's physical memory."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+def _check_memory(graph, counts, device: torch.device) -> None:
+    """The largest output of a batch, and the parameters' copies training keeps, fit the
+    device: the arithmetic is the graph stage's (netgraph.graph.summary), shared with
+    compile_graph and `netgraph summary`."""
+    have, where = device_memory(device), device_name(device)
+    refusal = activation_memory_error(graph, counts, have, where) or parameter_memory_error(
+        graph, have, where, copies=PARAMETER_COPIES
+    )
+    if refusal:
+        raise refusal
 
 
 def group_lines(recipe: Recipe, config: Optional[TrainConfig] = None, graph=None) -> List[str]:

@@ -23,7 +23,8 @@ from netgraph.core.errors import RecipeError
 from netgraph.graph.executor import compile_graph, parameter_options
 from netgraph.graph.passes import PassContext, apply_transforms
 from netgraph.recipe.load import Recipe
-from netgraph.runs.checkpoints import checkpoint_writer, load_checkpoint, save_model
+from netgraph.runs import files
+from netgraph.runs.checkpoints import checkpoint_writer, kept_checkpoint, load_checkpoint, save_model
 from netgraph.runs.log import read_records
 from netgraph.runs.plan import (
     Plan,
@@ -377,27 +378,29 @@ class SeedRuns:
         path = Path(path)
         if self.runs > 1:
             path = path.with_name(f"{path.stem}-seed{run.seed}{path.suffix}")
-        save_model(path, model, self.recipe, run)
+        save_model(path, model, self.recipe, run, self._kept_checkpoint)
         return path
+
+    def _kept_checkpoint(self) -> str:
+        return kept_checkpoint(self.checkpoint_path)
 
     def finish(self, command: str, outputs=()) -> Dict[str, Any]:
         """Every run done: the checkpoint removed (nothing is left to resume), and the combined
         result with the command, torch version and date, written to each of ``outputs``."""
         import datetime
 
-        if self.checkpoint_path.exists():
-            self.checkpoint_path.unlink()
         result = {
             "command": command,
             "torch": torch.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **combined_result(self.finished),
         }
-        for out in outputs:
+        for out in outputs:  # before the checkpoint goes: a full disk here can be resumed
             if out is not None:
-                out = Path(out)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(result, indent=2) + "\n")
+                text = json.dumps(result, indent=2) + "\n"
+                files.write_text_atomically(out, text, "result", self._kept_checkpoint)
+        if self.checkpoint_path.exists():
+            self.checkpoint_path.unlink()
         return result
 
     def _line(self, seed: int, entry) -> str:
@@ -408,9 +411,8 @@ class SeedRuns:
     def _write(self, line: str) -> None:
         """The log is (re)written when the first epoch has something to add: the kept lines, then
         one line an epoch."""
-        if not self._log_started:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self.log_path.write_text("".join(kept + "\n" for kept in self._kept))
+        if not self._log_started:  # atomically: a full disk must not empty the log of a resumed run
+            kept = "".join(kept + "\n" for kept in self._kept)
+            files.write_text_atomically(self.log_path, kept, "epoch log", self._kept_checkpoint)
             self._log_started = True
-        with open(self.log_path, "a") as log:
-            log.write(line + "\n")
+        files.append_line(self.log_path, line, "epoch log", self._kept_checkpoint)

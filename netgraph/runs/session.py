@@ -5,6 +5,7 @@ trained into removed again, the log, checkpoint, models and results written as i
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -45,6 +46,14 @@ class TrainOptions:
                 hint="give a file: --save model.pt",
             )
 
+    def check_outputs(self) -> None:
+        """Refuse a --save or --json-out file that could not be written at the end (a read-only
+        or full disk) now, before the data is loaded and minutes are trained: its folder is
+        made and a temporary file created there and removed. The main process's only."""
+        for path, what in ((self.save, "model file"), (self.json_out, "result")):
+            if isinstance(path, str):
+                files.check_writable(path, what)
+
 
 class TrainSession:
     """``with TrainSession(plan, options) as session:`` chooses and locks the run's files (a new
@@ -66,11 +75,12 @@ class TrainSession:
             if self.main
             else run_folder.RunFiles(None, Path(os.devnull), Path(os.devnull), None)
         )
-        if self.main:  # a second netgraph writing either is refused at once
-            self._locks = [
-                files.lock(self.paths.checkpoint, "the checkpoint"),
-                files.lock(self.paths.log, "the log"),
-            ]
+        if self.main:
+            try:
+                self._claim()
+            except BaseException:  # a lock that could not be written (a full disk) leaves no folder
+                self.__exit__(*sys.exc_info())
+                raise
         if self.paths.folder and not o.resume:
             run_folder.write_manifest(self.paths.folder, self.opts, o.command, self.plan.recipe.sections)
         seeds = [o.seed + i for i in range(o.runs)]
@@ -78,6 +88,11 @@ class TrainSession:
             self.plan, seeds, self.paths.log, self.paths.checkpoint, o.checkpoint_every, self.main
         )
         return self
+
+    def _claim(self) -> None:
+        """Lock the checkpoint and the log: a second netgraph writing either is refused at once."""
+        self._locks.append(files.lock(self.paths.checkpoint, "the checkpoint"))
+        self._locks.append(files.lock(self.paths.log, "the log"))
 
     def __exit__(self, kind, error, traceback) -> None:
         # an interrupt (SystemExit 130/143) or a failure: a new folder keeps nothing but its manifest
@@ -97,5 +112,6 @@ class TrainSession:
     def finish(self) -> Dict[str, Any]:
         """Every seed done: the folder marked finished, the checkpoint removed, the combined
         result written to result.json and --json-out."""
-        run_folder.mark_finished(self.paths.folder)
-        return self.runs.finish(self.options.command, [self.paths.result, self.options.json_out])
+        result = self.runs.finish(self.options.command, [self.paths.result, self.options.json_out])
+        run_folder.mark_finished(self.paths.folder)  # once the result is written: else --resume goes on
+        return result

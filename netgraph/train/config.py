@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from netgraph.core.errors import RecipeError, did_you_mean
+from netgraph.core.errors import RecipeError, did_you_mean, shown
 from netgraph.core.registry import Registry
 from netgraph.core.schema import Param, check_params
 from netgraph.data import SOURCES
@@ -114,7 +114,7 @@ def _check(recipe: Recipe, section: str, specs: Dict[str, Param]) -> Dict[str, A
             continue
         if not isinstance(value, list) and not (value is None and key in ("mean", "std")):
             raise recipe.error(
-                f"{section}.{key} must be a list, got {value!r}",
+                f"{section}.{key} must be a list, got {shown(value)}",
                 (section, key),
                 hint=f"e.g. {key}: {LIST_EXAMPLES[key]}",
             )
@@ -130,7 +130,7 @@ def _learning_rate(recipe: Recipe, lr: Any) -> Dict[str, Any]:
         return {"knots": [0], "values": [lr]}
     if not isinstance(lr, dict):
         raise recipe.error(
-            f"train.lr must be a number or a schedule, got {lr!r}",
+            f"train.lr must be a number or a schedule, got {shown(lr)}",
             ("train", "lr"),
             hint="e.g. lr: 0.4, or lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}",
         )
@@ -144,14 +144,14 @@ def schedule_spec(value: Any, what: str) -> Dict[str, Any]:
         return {"knots": [0], "values": [float(value)], "unit": "epochs"}
     if not isinstance(value, dict):
         raise RecipeError(
-            f"{what} must be a number or a schedule, got {value!r}",
+            f"{what} must be a number or a schedule, got {shown(value)}",
             hint="e.g. lr: 0.4, or lr: {knots: [0, 5, epochs], values: [0, 0.4, 0]}",
         )
     raw = dict(value)
     unit = raw.pop("unit", "epochs")
     if unit not in UNITS:
         raise RecipeError(
-            f"{what}.unit must be one of {', '.join(UNITS)}, got {unit!r}",
+            f"{what}.unit must be one of {', '.join(UNITS)}, got {shown(unit)}",
             hint="epochs (the default), steps, or fraction (0 to 1 of training)",
         )
     shape = raw.pop("shape", "piecewise_linear")
@@ -195,7 +195,7 @@ def param_group_item(item: Any) -> Dict[str, Any]:
     """One train.param_groups item checked: selectors (params, kind) and settings."""
     if not isinstance(item, dict):
         raise RecipeError(
-            f"each train.param_groups item is a mapping, got {item!r}",
+            f"each train.param_groups item is a mapping, got {shown(item)}",
             hint="e.g. {params: '*.bn.bias', lr_scale: 64}",
         )
     out = check_params("a train.param_groups item", GROUP_PARAMS, dict(item))
@@ -210,7 +210,7 @@ def param_group_item(item: Any) -> Dict[str, Any]:
     for kind in kinds:
         if kind not in param_groups.KINDS:
             raise RecipeError(
-                f"unknown parameter kind {kind!r} in train.param_groups",
+                f"unknown parameter kind {shown(kind)} in train.param_groups",
                 hint=did_you_mean(kind, param_groups.KINDS) or "kinds: " + ", ".join(param_groups.KINDS),
             )
     out = {k: v for k, v in out.items() if v is not None}
@@ -235,7 +235,7 @@ def _until(value: Any) -> Dict[str, float]:
     ):
         raise RecipeError(
             f"until is {{epochs: N}}, {{steps: N}} or {{fraction: F}} with N > 0 "
-            f"(steps whole), got {value!r}",
+            f"(steps whole), got {shown(value)}",
             hint="e.g. until: {epochs: 3}: trained in the first 3 epochs, then frozen",
         )
     return dict(value)
@@ -500,7 +500,7 @@ def _stats(recipe: Recipe, d: Dict[str, Any], key: str) -> Optional[List[float]]
     ):
         raise recipe.error(
             f"data.{key} must be a list of {'positive ' if key == 'std' else ''}"
-            f"numbers (0-255 units), one per channel, got {values!r}",
+            f"numbers (0-255 units), one per channel, got {shown(values)}",
             ("data", key),
             hint=f"e.g. {key}: {LIST_EXAMPLES[key]}",
         )

@@ -22,7 +22,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from netgraph.core.errors import RecipeError
+from netgraph.core.errors import RecipeError, shown
 from netgraph.core.registry import Registry
 from netgraph.core.schema import Param
 
@@ -47,7 +47,7 @@ def _is_finite(x) -> bool:
 
 def _need_list(points, what: str):
     if not isinstance(points, (list, tuple)):
-        raise RecipeError(f"a schedule's {what} are a list, got {points!r}", hint=_EXAMPLE)
+        raise RecipeError(f"a schedule's {what} are a list, got {shown(points)}", hint=_EXAMPLE)
     return points
 
 
@@ -57,7 +57,7 @@ def checked_lists(knots, values) -> Tuple[list, List[float]]:
     known (``PiecewiseLinear.in_epochs``)."""
     for v in _need_list(values, "values"):
         if not _is_finite(v):
-            raise RecipeError(f"a schedule value must be a finite number, got {v!r}", hint=_EXAMPLE)
+            raise RecipeError(f"a schedule value must be a finite number, got {shown(v)}", hint=_EXAMPLE)
     return list(_need_list(knots, "knots")), [float(v) for v in values]
 
 
@@ -72,10 +72,10 @@ def knot_value(
     and ``floor(...)``, ``ceil(...)`` round (airbench94 warms up for floor(0.23 * steps))."""
     if isinstance(knot, (int, float)) and not isinstance(knot, bool):
         if not _is_finite(knot):
-            raise RecipeError(f"a schedule knot must be a finite number, got {knot!r}", hint=_EXAMPLE)
+            raise RecipeError(f"a schedule knot must be a finite number, got {shown(knot)}", hint=_EXAMPLE)
         return float(knot)
     if not isinstance(knot, str):
-        raise RecipeError(f"a schedule knot must be a number or an expression in epochs, got {knot!r}")
+        raise RecipeError(f"a schedule knot must be a number or an expression in epochs, got {shown(knot)}")
     try:  # RecursionError, MemoryError: nested past the parser's limits; ValueError: a NUL byte
         tree = ast.parse(knot, mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -145,7 +145,7 @@ class PiecewiseLinear:
             for point in _need_list(points, what + "s"):
                 if not _is_finite(point):
                     raise RecipeError(
-                        f"a schedule {what} must be a finite number, got {point!r}", hint=_EXAMPLE
+                        f"a schedule {what} must be a finite number, got {shown(point)}", hint=_EXAMPLE
                     )
         if len(knots) != len(values) or not knots:
             raise RecipeError(

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netgraph.core.errors import RecipeError
+from netgraph.core.errors import RecipeError, shown
 from netgraph.core.registry import Registry
 from netgraph.core.schema import Param
 
@@ -121,21 +121,21 @@ def parse_tta(value: Any) -> List[Tuple[str, View, float]]:
     ):
         raise RecipeError(
             f"train.tta must be a list of views, a mapping {{views: [...]}} or a "
-            f"preset ({', '.join(PRESETS)}), got {value!r}",
+            f"preset ({', '.join(PRESETS)}), got {shown(value)}",
             hint=f"e.g. tta: {TTA_EXAMPLE}",
         )
     views = []
     for item in value["views"]:
         if not isinstance(item, dict) or set(item) != {"view", "weight"}:
             raise RecipeError(
-                f"each train.tta.views item is {{view: V, weight: W}}, got {item!r}",
+                f"each train.tta.views item is {{view: V, weight: W}}, got {shown(item)}",
                 hint="e.g. {view: flip, weight: 0.5}, or {view: [{translate: {dy: 1, "
                 "dx: 1}}, flip], weight: 0.125}",
             )
         weight = item["weight"]
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
             raise RecipeError(
-                f"a test-time view's weight must be a positive number, got {weight!r}",
+                f"a test-time view's weight must be a positive number, got {shown(weight)}",
                 hint="weights are relative: they are normalised to sum 1",
             )
         views.append((*_view(item["view"]), float(weight)))

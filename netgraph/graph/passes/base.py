@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import networkx as nx
 
-from netgraph.core.errors import RecipeError
+from netgraph.core.errors import RecipeError, shown
 from netgraph.core.registry import Part, Registry
 from netgraph.core.schema import check_params
 from netgraph.graph.build import infer_shapes, inputs
@@ -137,7 +137,7 @@ def apply_pass(
     try:
         spec = get_pass(name)
         if not isinstance(strict, bool):
-            raise RecipeError(f"parameter 'strict' must be true or false, got {strict!r}")
+            raise RecipeError(f"parameter 'strict' must be true or false, got {shown(strict)}")
         params = check_params(f"pass '{name}'", spec.params, params)
     except RecipeError as err:
         if f"pass '{name}'" not in err.message:  # a bad value: say whose parameter it is

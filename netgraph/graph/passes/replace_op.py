@@ -1,6 +1,6 @@
 """Substitute one op for another, e.g. relu -> celu(alpha=0.075) (the bag of tricks' step 4)."""
 
-from netgraph.core.errors import RecipeError
+from netgraph.core.errors import RecipeError, shown
 from netgraph.core.schema import Param
 from netgraph.graph import ops
 from netgraph.graph.passes.base import register_pass
@@ -15,7 +15,7 @@ def replace_op(g, context, **params) -> int:
     if isinstance(new, str):
         new = {"op": new}
     if "op" not in new:
-        raise RecipeError(f"'to' must name an op, e.g. {{op: celu, alpha: 0.075}}, got {new!r}")
+        raise RecipeError(f"'to' must name an op, e.g. {{op: celu, alpha: 0.075}}, got {shown(new)}")
     new_params = {k: v for k, v in new.items() if k != "op"}
     ops.get_op(new["op"]).validate(new_params)
     matches = 0
