@@ -117,61 +117,82 @@ class _Expander:
             item_block = None if block is None else (block[0], block[1] + (name,))
             node = path_str(path)
             self._count(value, path, item_site, item_block)
-            if not isinstance(name, str) or not _NAME.fullmatch(name):
-                raise self.error(
-                    f"'{name}' is not a valid node name: use letters, digits and _, starting with a letter",
-                    item_site,
-                    node,
-                    block=item_block,
-                )
-            if name in RESERVED_NAMES:
-                raise self.error(
-                    f"'{name}' is reserved and cannot name a node",
-                    item_site,
-                    node,
-                    hint="input is the graph (or enclosing dict's) input; in, op and block are node keys",
-                    block=item_block,
-                )
-            if keyword.iskeyword(name) or name == "self" or name in MODULE_ATTRIBUTES:
-                what = (
-                    "a Python keyword"
-                    if keyword.iskeyword(name)
-                    else "the generated forward's own argument"
-                    if name == "self"
-                    else "an attribute every torch module has"
-                )
-                raise self.error(
-                    f"'{name}' cannot name a node: it is {what}",
-                    item_site,
-                    node,
-                    hint=f"rename it, e.g. '{name.strip('_')}_node'",
-                    block=item_block,
-                )
-            if not isinstance(value, dict):
-                raise self.error(
-                    f"expected a node ({{op: ...}}), a block use ({{block: ...}}) or a "
-                    f"dict of nodes, got {shown(value)}",
-                    item_site,
-                    node,
-                    block=item_block,
-                )
-            if "op" in value and "block" in value:
-                raise self.error(
-                    "a node has either op: or block:, not both", item_site, node, block=item_block
-                )
+            self._check_name(name, item_site, node, item_block)
+            self._check_item(value, item_site, node, item_block)
             if "op" in value:
                 group.items.append(self._leaf(path, value, item_site, item_block))
             elif "block" in value:
                 group.items.append(self._block(path, value, item_site, item_block, stack))
             else:
-                child = _Group(path=path, site=item_site, block=item_block, ref=value.get("in"))
-                if not [k for k in value if k != "in"]:
-                    raise self.error(
-                        "empty dict: a group needs at least one node", item_site, node, block=item_block
-                    )
-                self.groups[path] = child
-                group.items.append(child)
-                self._fill(child, value, item_site, item_block, stack, plain_group=True)
+                self._add_group(group, path, value, item_site, item_block, stack)
+
+    def _check_name(self, name, item_site: KeyPath, node: str, item_block) -> None:
+        """A node's name becomes a Python identifier and a module attribute."""
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise self.error(
+                f"'{name}' is not a valid node name: use letters, digits and _, starting with a letter",
+                item_site,
+                node,
+                block=item_block,
+            )
+        if name in RESERVED_NAMES:
+            raise self.error(
+                f"'{name}' is reserved and cannot name a node",
+                item_site,
+                node,
+                hint="input is the graph (or enclosing dict's) input; in, op and block are node keys",
+                block=item_block,
+            )
+        if keyword.iskeyword(name) or name == "self" or name in MODULE_ATTRIBUTES:
+            what = (
+                "a Python keyword"
+                if keyword.iskeyword(name)
+                else "the generated forward's own argument"
+                if name == "self"
+                else "an attribute every torch module has"
+            )
+            raise self.error(
+                f"'{name}' cannot name a node: it is {what}",
+                item_site,
+                node,
+                hint=f"rename it, e.g. '{name.strip('_')}_node'",
+                block=item_block,
+            )
+
+    def _check_item(self, value, item_site: KeyPath, node: str, item_block) -> None:
+        """An item is a dict: a node (op:), a block use (block:) or a group of nodes."""
+        if not isinstance(value, dict):
+            raise self.error(
+                f"expected a node ({{op: ...}}), a block use ({{block: ...}}) or a "
+                f"dict of nodes, got {shown(value)}",
+                item_site,
+                node,
+                block=item_block,
+            )
+        if "op" in value and "block" in value:
+            raise self.error("a node has either op: or block:, not both", item_site, node, block=item_block)
+
+    def _add_group(
+        self,
+        group: _Group,
+        path: Path,
+        value: Dict[str, Any],
+        item_site: KeyPath,
+        item_block: Optional[Tuple[str, KeyPath]],
+        stack: Tuple[str, ...],
+    ) -> None:
+        """A plain dict of nodes: a child group, filled in place."""
+        child = _Group(path=path, site=item_site, block=item_block, ref=value.get("in"))
+        if not [k for k in value if k != "in"]:
+            raise self.error(
+                "empty dict: a group needs at least one node",
+                item_site,
+                node=path_str(path),
+                block=item_block,
+            )
+        self.groups[path] = child
+        group.items.append(child)
+        self._fill(child, value, item_site, item_block, stack, plain_group=True)
 
     def _count(self, value, path, site, block) -> None:
         """Bound the expansion: blocks that use blocks twice double at each level (26 lines

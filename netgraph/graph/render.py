@@ -12,7 +12,7 @@ import hashlib
 import html
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import networkx as nx
 
@@ -251,9 +251,21 @@ def _mark_note(marks: List[Tuple[str, int]]) -> str:
 
 
 def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str], reports=None):
-    import pydot
-
     marks, removed = change_marks(reports or [])
+    dot = _new_dot(direction)
+    holder = _cluster_holder(dot)
+    used_ops = _add_nodes(g, holder, marks)
+    _add_removed(dot, holder, g, removed, marks)
+    _add_edges(dot, g)
+    title = title if title is not None else g.graph.get("name") or ""
+    # LR: the title and every op on one line, no taller than a line; TB: 4 ops a row under it
+    dot.set("label", _legend(title, used_ops, reports, columns=0 if direction == "LR" else 4))
+    return dot
+
+
+def _new_dot(direction: str):
+    """An empty drawing with the house style for nodes and edges."""
+    import pydot
 
     # The title and the legend are the graph's label, above the drawing: a legend node beside
     # the first rank made that rank as tall (or, in LR, as wide) as itself, a blank band.
@@ -278,6 +290,14 @@ def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str], reports=None):
         margin="0.12,0.04",
     )
     dot.set_edge_defaults(arrowsize="0.6", penwidth="0.9", color="#444444")
+    return dot
+
+
+def _cluster_holder(dot) -> Callable[[Tuple[str, ...]], Any]:
+    """A function from a dict's path to the cluster drawing it, made (with its parents) on
+    first use; the root path () is the drawing itself."""
+    import pydot
+
     clusters: Dict[Tuple[str, ...], Any] = {(): dot}
 
     def holder(parts: Tuple[str, ...]):
@@ -297,6 +317,13 @@ def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str], reports=None):
             clusters[parts] = cluster
         return clusters[parts]
 
+    return holder
+
+
+def _add_nodes(g: nx.DiGraph, holder, marks: Dict[str, List[Tuple[str, int]]]) -> List[str]:
+    """Draws every node in its cluster; returns the ops used, in order of first use."""
+    import pydot
+
     needed = needed_nodes(g)
     used_ops: List[str] = []
     for node, data in g.nodes(data=True):
@@ -305,7 +332,7 @@ def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str], reports=None):
             if o not in used_ops:
                 used_ops.append(o)
         parts = tuple(node.split("/"))
-        attrs = {"fillcolor": op_colour(op)}
+        attrs: Dict[str, Any] = {"fillcolor": op_colour(op)}
         if op == INPUT:
             label = _label("input", "image", data["shape"])
             attrs.update(shape="ellipse", style="filled")
@@ -321,6 +348,13 @@ def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str], reports=None):
             label = label[:-1] + "<br/>" + _mark_note(marks[node]) + ">"
             attrs.update(color=CHANGE_COLOURS[marks[node][0][0]], penwidth="2.5")
         holder(parts[:-1]).add_node(pydot.Node(_node_id(node), label=label, **attrs))
+    return used_ops
+
+
+def _add_removed(dot, holder, g: nx.DiGraph, removed, marks) -> None:
+    """Draws the nodes the passes removed, dashed where they were, with dashed edges in."""
+    import pydot
+
     for node, data in removed.items():
         if node in g:
             continue
@@ -344,20 +378,22 @@ def _to_dot(g: nx.DiGraph, direction: str, title: Optional[str], reports=None):
                         _node_id(source), _node_id(node), style="dashed", color=CHANGE_COLOURS["removed"]
                     )
                 )
+
+
+def _add_edges(dot, g: nx.DiGraph) -> None:
+    """The graph's edges (concat's numbered by slot) and the output node."""
+    import pydot
+
     for node in g:
         sources = inputs(g, node)
         for slot, source in enumerate(sources):
-            attrs = {"headlabel": str(slot)} if g.nodes[node]["op"] == "concat" else {}
+            attrs: Dict[str, Any] = {"headlabel": str(slot)} if g.nodes[node]["op"] == "concat" else {}
             dot.add_edge(pydot.Edge(_node_id(source), _node_id(node), **attrs))
     output = g.graph["output"]
     dot.add_node(
         pydot.Node("output", label="output", shape="ellipse", style="filled", fillcolor=OP_COLOURS["input"])
     )
     dot.add_edge(pydot.Edge(_node_id(output), "output"))
-    title = title if title is not None else g.graph.get("name") or ""
-    # LR: the title and every op on one line, no taller than a line; TB: 4 ops a row under it
-    dot.set("label", _legend(title, used_ops, reports, columns=0 if direction == "LR" else 4))
-    return dot
 
 
 def _legend(title: str, used_ops: List[str], reports=None, columns: int = 4) -> str:

@@ -688,38 +688,48 @@ def check_sections(recipe: Recipe) -> None:
                 hint="e.g. conv_bn: {conv: {op: conv2d, out: $c}, act: {op: relu}}",
             )
     if "input" in s:
-        unknown = [k for k in s["input"] if k != "shape"]
-        if unknown:
-            raise recipe.error(
-                f"unknown key '{unknown[0]}' in input:",
-                ("input", unknown[0]),
-                hint="input: takes only shape: [channels, height, width]",
-            )
-        shape = s["input"].get("shape")
-        if not (
-            isinstance(shape, list)
-            and shape
-            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
-        ):
-            raise recipe.error(
-                f"input shape must be a list of positive integers, got {shown(shape)}",
-                ("input", "shape"),
-                hint="e.g. shape: [3, 32, 32] (channels, height, width)",
-            )
+        _check_input(recipe, s["input"])
     if "output" in s and not isinstance(s["output"], str):
         raise recipe.error(
             f"output: must be a node path, got {shown(s['output'])}", ("output",), hint="e.g. output: head/fc"
         )
     transforms = s.get("transforms")
     if transforms is not None:
-        if not isinstance(transforms, list):
-            raise recipe.error(
-                "transforms: must be a list of passes",
-                ("transforms",),
-                hint="e.g. transforms: [swap_pool_activation, {ghost_batch_norm: {splits: 16}}]",
-            )
-        for i, entry in enumerate(transforms):
-            transform_entry(entry, recipe, i)
+        _check_transforms(recipe, transforms)
+
+
+def _check_input(recipe: Recipe, section: Dict[str, Any]) -> None:
+    """`input:` takes only `shape:`, a list of positive integers."""
+    unknown = [k for k in section if k != "shape"]
+    if unknown:
+        raise recipe.error(
+            f"unknown key '{unknown[0]}' in input:",
+            ("input", unknown[0]),
+            hint="input: takes only shape: [channels, height, width]",
+        )
+    shape = section.get("shape")
+    if not (
+        isinstance(shape, list)
+        and shape
+        and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+    ):
+        raise recipe.error(
+            f"input shape must be a list of positive integers, got {shown(shape)}",
+            ("input", "shape"),
+            hint="e.g. shape: [3, 32, 32] (channels, height, width)",
+        )
+
+
+def _check_transforms(recipe: Recipe, transforms: Any) -> None:
+    """`transforms:` is a list of pass names or {pass_name: {parameters}}."""
+    if not isinstance(transforms, list):
+        raise recipe.error(
+            "transforms: must be a list of passes",
+            ("transforms",),
+            hint="e.g. transforms: [swap_pool_activation, {ghost_batch_norm: {splits: 16}}]",
+        )
+    for i, entry in enumerate(transforms):
+        transform_entry(entry, recipe, i)
 
 
 def transform_entry(entry: Any, recipe: Recipe, index: int) -> Tuple[str, Dict[str, Any]]:

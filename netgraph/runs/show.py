@@ -292,11 +292,27 @@ def show_whitening(
     rows = math.ceil(count / per_row)
     figure = _figure(10, 0.9 + 1.05 * rows + 2.8)
     top, bottom = figure.subfigures(2, 1, height_ratios=[0.9 + 1.05 * rows, 2.8])
-    axes = top.subplots(rows, per_row, squeeze=False)
+    _draw_eigen_patches(top.subplots(rows, per_row, squeeze=False), patches, roots, count, kernel)
+    from netgraph.runs.plan import run_name
+
+    top.suptitle(
+        f"{run_name(recipe)}: leading eigenvectors of the covariance of "
+        f"{kernel}x{kernel} patches of {data['images_text']} (normalised)\n"
+        f"each shown with both signs, mid grey = 0; in brackets sqrt(eigenvalue), the "
+        f"standard deviation along it in normalised pixel units",
+        fontsize=10,
+    )
+    _draw_spectrum(bottom.subplots(), roots, count, data["eps"])
+    return _save(figure, path, data)
+
+
+def _draw_eigen_patches(axes, patches: torch.Tensor, roots: torch.Tensor, count: int, kernel: int) -> None:
+    """The first ``count`` patches on a grid of axes, +v | gap | -v, the rest blank."""
+    per_row = len(axes[0])
     # One scale for every patch (they all have unit length), mid grey = 0.
     scale = 0.5 / patches[:count].abs().max().item()
     gap = torch.ones(patches.shape[1], kernel, 1, dtype=patches.dtype)
-    for i in range(rows * per_row):
+    for i in range(len(axes) * per_row):
         ax = axes[i // per_row][i % per_row]
         ax.set_xticks([])
         ax.set_yticks([])
@@ -308,19 +324,14 @@ def show_whitening(
         _imshow(ax, pair)
         ax.set_title(f"#{i + 1}  ({roots[i].item():.2f})", fontsize=9)
         ax.set_xlabel("+v   |   -v", fontsize=8)
-    from netgraph.runs.plan import run_name
 
-    top.suptitle(
-        f"{run_name(recipe)}: leading eigenvectors of the covariance of "
-        f"{kernel}x{kernel} patches of {data['images_text']} (normalised)\n"
-        f"each shown with both signs, mid grey = 0; in brackets sqrt(eigenvalue), the "
-        f"standard deviation along it in normalised pixel units",
-        fontsize=10,
-    )
-    ax = bottom.subplots()
+
+def _draw_spectrum(ax, roots: torch.Tensor, count: int, eps: float) -> None:
+    """Every sqrt(eigenvalue) as a bar (the drawn ones blue) over the sqrt(eps) floor."""
+    d = len(roots)
     shown = ["tab:blue" if i < count else "tab:gray" for i in range(d)]
     ax.bar(range(1, d + 1), roots.numpy(), color=shown)
-    floor = math.sqrt(data["eps"])
+    floor = math.sqrt(eps)
     ax.axhline(
         floor,
         color="tab:red",
@@ -333,7 +344,6 @@ def show_whitening(
     ax.set_xlabel(f"eigen-direction, largest first (all {d}; blue: drawn above)")
     ax.set_ylabel("sqrt(eigenvalue)\n(normalised pixel units)")
     ax.legend(loc="upper right", fontsize=8)
-    return _save(figure, path, data)
 
 
 # --- training logs -----------------------------------------------------------------------
@@ -534,40 +544,11 @@ def show_curves(logs: Sequence, output, *, by_file: bool = False) -> Picture:
     lr_label = "learning rate\n(each step)"
     for i, s in enumerate(series):
         colour = colours[i % len(colours)]
-        n = len(s["seeds"])
-        label = f"{s['label']}: " + (f"mean ± std over {n} seeds" if n > 1 else f"seed {s['seeds'][0]}")
-        tested = s["runs"][0]["epochs"][0].get("tested") if s["runs"][0]["epochs"] else None
-        if tested:  # the moving average's test accuracy sits at chance for a few epochs
-            label += f"\n  test: {tested}"
+        label = _series_label(s)
         for ax, metric, scale in ((loss_ax, "loss", 1), (acc_ax, "acc", 100)):
             for split, style in (("train", "-"), ("test", "--")):
-                m = s[f"{split}_{metric}"]
-                points = [
-                    (x, mu * scale, sd * scale)
-                    for x, mu, sd in zip(s["epoch"], m["mean"], m["std"])
-                    if not math.isnan(mu)
-                ]
-                if not points:
-                    continue
-                xs, mus, sds = zip(*points)
-                ax.plot(
-                    xs,
-                    mus,
-                    style,
-                    color=colour,
-                    marker="o",
-                    markersize=3,
-                    label=label if (split, metric) == ("train", "loss") else None,
-                )
-                if n > 1:  # the test band lighter, so the two stay apart where they overlap
-                    ax.fill_between(
-                        xs,
-                        [a - b for a, b in zip(mus, sds)],
-                        [a + b for a, b in zip(mus, sds)],
-                        color=colour,
-                        alpha=0.25 if split == "train" else 0.12,
-                        linewidth=0,
-                    )
+                first = (split, metric) == ("train", "loss")
+                _plot_metric(ax, s, f"{split}_{metric}", scale, style, colour, label if first else None)
         per_step = _lr_per_step(s["runs"][0]["epochs"])
         if per_step:  # the rate of every step, warm-up from 0 included
             lr_ax.plot(*per_step, color=colour, linewidth=1.2)
@@ -589,6 +570,40 @@ def show_curves(logs: Sequence, output, *, by_file: bool = False) -> Picture:
     names = ", ".join(s["label"] for s in series)
     figure.suptitle(f"Training curves: {names}\n{_data_title(runs)}", fontsize=10)
     return _save(figure, path, {"series": series})
+
+
+def _series_label(s: Dict) -> str:
+    """A series' legend entry: its name, its seeds and, if logged, what its test measures."""
+    n = len(s["seeds"])
+    label = f"{s['label']}: " + (f"mean ± std over {n} seeds" if n > 1 else f"seed {s['seeds'][0]}")
+    tested = s["runs"][0]["epochs"][0].get("tested") if s["runs"][0]["epochs"] else None
+    if tested:  # the moving average's test accuracy sits at chance for a few epochs
+        label += f"\n  test: {tested}"
+    return label
+
+
+def _plot_metric(ax, s: Dict, key: str, scale: float, style: str, colour: str, label: Optional[str]) -> None:
+    """One metric of a series (``train_loss``, ...) against epochs, with its band over seeds;
+    the test band lighter, so the two stay apart where they overlap."""
+    m = s[key]
+    points = [
+        (x, mu * scale, sd * scale)
+        for x, mu, sd in zip(s["epoch"], m["mean"], m["std"])
+        if not math.isnan(mu)
+    ]
+    if not points:
+        return
+    xs, mus, sds = zip(*points)
+    ax.plot(xs, mus, style, color=colour, marker="o", markersize=3, label=label)
+    if len(s["seeds"]) > 1:
+        ax.fill_between(
+            xs,
+            [a - b for a, b in zip(mus, sds)],
+            [a + b for a, b in zip(mus, sds)],
+            color=colour,
+            alpha=0.25 if key.startswith("train") else 0.12,
+            linewidth=0,
+        )
 
 
 # --- ablation ----------------------------------------------------------------------------

@@ -290,27 +290,7 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
     optimizer = _located(
         recipe, ("train", "optimizer"), named_part, t["optimizer"], OPTIMIZERS, "train.optimizer"
     )
-    if t["ema"] and t["average"]:
-        raise recipe.error(
-            "train.ema and train.average both average the weights; give one",
-            ("train", "ema"),
-            hint="train.ema: {momentum: 0.99} is train.average: {ema: {momentum: 0.99}}",
-        )
-    average = None
-    if t["ema"] or t["average"]:
-        key = "ema" if t["ema"] else "average"
-        average = _located(
-            recipe,
-            ("train", key),
-            named_part,
-            {"ema": t["ema"]} if t["ema"] else t["average"],
-            AVERAGING,
-            "train.average",
-        )
-        if average["name"] == "ema" and not average["params"]["momentum"] < 1:
-            raise recipe.error(
-                f"train.{key}.momentum must be below 1, got {average['params']['momentum']}", ("train", key)
-            )
+    average = _average(recipe, t)
     tta = t["tta"] or []
     _located(recipe, ("train", "tta"), views.parse_tta, tta)
     groups = [
@@ -343,6 +323,32 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
         foreach=t["foreach"],
         sync_batch_norm=t["sync_batch_norm"],
     )
+
+
+def _average(recipe: Recipe, t: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """train.average, or train.ema read as train.average: {ema: ...}; None: no averaging."""
+    if t["ema"] and t["average"]:
+        raise recipe.error(
+            "train.ema and train.average both average the weights; give one",
+            ("train", "ema"),
+            hint="train.ema: {momentum: 0.99} is train.average: {ema: {momentum: 0.99}}",
+        )
+    if not (t["ema"] or t["average"]):
+        return None
+    key = "ema" if t["ema"] else "average"
+    average = _located(
+        recipe,
+        ("train", key),
+        named_part,
+        {"ema": t["ema"]} if t["ema"] else t["average"],
+        AVERAGING,
+        "train.average",
+    )
+    if average["name"] == "ema" and not average["params"]["momentum"] < 1:
+        raise recipe.error(
+            f"train.{key}.momentum must be below 1, got {average['params']['momentum']}", ("train", key)
+        )
+    return average
 
 
 def _located(recipe: Recipe, where: tuple, check, *args):
@@ -428,6 +434,38 @@ def data_config(recipe: Recipe, image_shape: Optional[Sequence[int]] = None) -> 
     shape = tuple(image_shape) if image_shape is not None else source.shape
     if shape is None and size is not None:
         shape = (d["channels"] or 3, *size)
+    augmentations = _augmentations(recipe, d, shape)
+    try:
+        synthetic = check_params(
+            "data.synthetic", SOURCES["synthetic"].params, d["synthetic"], prefix="synthetic."
+        )
+    except RecipeError as err:
+        raise err.located(*recipe.where(("data", "synthetic", err.key))) from None
+    checked = shape is not None
+    return DataConfig(
+        d["dataset"],
+        d["dir"],
+        d["download"],
+        d["pad"],
+        augmentations,
+        d["max_groups"],
+        synthetic,
+        d["keep_uint8"],
+        d["label"],
+        size,
+        d["channels"],
+        d["test_fraction"],
+        d["split_seed"],
+        stats["mean"],
+        stats["std"],
+        d["placement"],
+        tuple(shape) if checked else None,
+    )
+
+
+def _augmentations(recipe: Recipe, d: Dict[str, Any], shape: Optional[Tuple[int, ...]]) -> List[Any]:
+    """data.augment built in order, each checked against the shape the one before it gives
+    (the padded image first); ``shape`` None: not known yet, nothing is checked."""
     checked = shape is not None
     channels, height, width = shape if checked else (3, 32, 32)  # a stand-in, not checked
     if checked and d["pad"] >= min(height, width):
@@ -448,31 +486,7 @@ def data_config(recipe: Recipe, image_shape: Optional[Sequence[int]] = None) -> 
             raise err.located(*recipe.where(("data", "augment", i))) from None
         seen = augmentation.output_shape(seen)
         augmentations.append(augmentation)
-    try:
-        synthetic = check_params(
-            "data.synthetic", SOURCES["synthetic"].params, d["synthetic"], prefix="synthetic."
-        )
-    except RecipeError as err:
-        raise err.located(*recipe.where(("data", "synthetic", err.key))) from None
-    return DataConfig(
-        d["dataset"],
-        d["dir"],
-        d["download"],
-        d["pad"],
-        augmentations,
-        d["max_groups"],
-        synthetic,
-        d["keep_uint8"],
-        d["label"],
-        size,
-        d["channels"],
-        d["test_fraction"],
-        d["split_seed"],
-        stats["mean"],
-        stats["std"],
-        d["placement"],
-        tuple(shape) if checked else None,
-    )
+    return augmentations
 
 
 def _size(recipe: Recipe, size) -> Optional[List[int]]:

@@ -577,15 +577,7 @@ class Training:
         self.model, self.data, self.config, self.ranks = model, data, config, ranks
         self.device = device = data.train_labels.device  # images stay on the host with placement: host
         torch.manual_seed(config.seed)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        self.synced = bool(ranks and ranks.world > 1 and config.sync_batch_norm)
-        if self.synced:
-            distributed.synchronise_batch_norm(model)
-        if config.precision == "float16":
-            half_precision(model, torch.float16)
-        if config.channels_last:
-            model.to(memory_format=torch.channels_last)
+        self._prepare_model()
         self.loader = BatchGroupLoader(
             data.train_padded,
             data.train_labels,
@@ -597,42 +589,17 @@ class Training:
             device=device,
             host=data.host,
         )
-        self.steps_per_epoch = len(self.loader)
-        if self.steps_per_epoch == 0:
-            check_fits(len(data.train_labels), config.batch_size)
-        self.total_steps = total_steps(config, self.steps_per_epoch)
-        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        self.schedule = StepSchedule.build(
-            config.lr_knots, config.lr_values, config.lr_unit, self.steps_per_epoch, self.total_steps
-        )
+        self._count_steps()
         self.optimizers, self.groups = build_optimizers(
             model, config, options, self.steps_per_epoch, self.total_steps
         )
         self.average = build_averaging(config.averaging(), model, self.steps_per_epoch)
-        self.stats = ParamStats(model, config.log_params) if config.log_params else None
-        if self.stats and not self.stats.layers:
-            warnings.warn(
-                "train.log_params: the model has no batch-norm layers, nothing to record", stacklevel=3
-            )
-            self.stats = None
+        self.stats = self._param_stats()
         self.summed = config.loss == "sum"
         # DistributedDataParallel averages gradients over ranks; a summed loss wants their sum.
         self.loss_scale = float(ranks.world) if ranks and self.summed else 1.0
-        # With one rank there is nothing to all-reduce: DistributedDataParallel alone cost 10-12% of
-        # the epoch on an H100 (bench/results/bag_of_tricks_{eager,compile}_h100.json), so it is left out.
-        net = distributed.wrap(model, device) if ranks and ranks.world > 1 else model
-        self.forward, self.compile_time = self._compiled(net) if config.compile != "none" else (net, 0.0)
-        self.evaluated = self.average.evaluated if self.average else model
-        # the compiled forward when it is the model evaluated; a moving-average copy runs eagerly
-        self.evaluator = (
-            self.forward if config.compile != "none" and self.evaluated is model else self.evaluated
-        )
-        # around each step, not in it: the averaging, then the parameter statistics
-        self.after_step: List[Callable[[int], None]] = []
-        if self.average:
-            self.after_step.append(lambda k: self.average.after_step(k, self.total_steps))
-        if self.stats:
-            self.after_step.append(lambda k: self.stats.record(k) if k % self.stats.every == 0 else None)
+        self._build_forward()
+        self.after_step = self._after_step_hooks()
         self.result = TrainResult(
             math.nan,
             math.nan,
@@ -645,6 +612,65 @@ class Training:
         self.step_count = 0
         self.losses = torch.zeros(self.steps_per_epoch, device=device)  # per step, read once an epoch
         self.correct = torch.zeros((), device=device)
+
+    def _prepare_model(self) -> None:
+        """The model in the run's batch norm, precision and memory format."""
+        model, config, device = self.model, self.config, self.device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        ranks = self.ranks
+        self.synced = bool(ranks and ranks.world > 1 and config.sync_batch_norm)
+        if self.synced:
+            distributed.synchronise_batch_norm(model)
+        if config.precision == "float16":
+            half_precision(model, torch.float16)
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
+
+    def _count_steps(self) -> None:
+        """Steps an epoch (from the loader), steps and epochs in all, and train.lr per step."""
+        config = self.config
+        self.steps_per_epoch = len(self.loader)
+        if self.steps_per_epoch == 0:
+            check_fits(len(self.data.train_labels), config.batch_size)
+        self.total_steps = total_steps(config, self.steps_per_epoch)
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.schedule = StepSchedule.build(
+            config.lr_knots, config.lr_values, config.lr_unit, self.steps_per_epoch, self.total_steps
+        )
+
+    def _param_stats(self) -> Optional[ParamStats]:
+        """train.log_params' recorder, None without it or without batch-norm layers to record."""
+        stats = ParamStats(self.model, self.config.log_params) if self.config.log_params else None
+        if stats and not stats.layers:
+            warnings.warn(
+                "train.log_params: the model has no batch-norm layers, nothing to record", stacklevel=4
+            )
+            return None
+        return stats
+
+    def _build_forward(self) -> None:
+        """The forward that trains (data-parallel, compiled) and the model and forward that evaluate."""
+        model, config, ranks = self.model, self.config, self.ranks
+        # With one rank there is nothing to all-reduce: DistributedDataParallel alone cost 10-12% of
+        # the epoch on an H100 (bench/results/bag_of_tricks_{eager,compile}_h100.json), so it is left out.
+        net = distributed.wrap(model, self.device) if ranks and ranks.world > 1 else model
+        self.forward, self.compile_time = self._compiled(net) if config.compile != "none" else (net, 0.0)
+        self.evaluated = self.average.evaluated if self.average else model
+        # the compiled forward when it is the model evaluated; a moving-average copy runs eagerly
+        self.evaluator = (
+            self.forward if config.compile != "none" and self.evaluated is model else self.evaluated
+        )
+
+    def _after_step_hooks(self) -> List[Callable[[int], None]]:
+        """Around each step, not in it: the averaging, then the parameter statistics."""
+        hooks: List[Callable[[int], None]] = []
+        average, stats = self.average, self.stats
+        if average:
+            hooks.append(lambda k: average.after_step(k, self.total_steps))
+        if stats:
+            hooks.append(lambda k: stats.record(k) if k % stats.every == 0 else None)
+        return hooks
 
     def _compiled(self, net: nn.Module) -> tuple:
         """(the compiled forward, seconds compiling), warmed up on the shapes the run will use."""

@@ -83,39 +83,8 @@ def knot_value(
             f"schedule knot '{knot}' is not arithmetic on epochs", hint="e.g. epochs/5 or epochs - 2"
         ) from None
 
-    def value(node) -> float:
-        if (
-            isinstance(node, ast.Constant)
-            and isinstance(node.value, (int, float))
-            and not isinstance(node.value, bool)
-        ):
-            return float(node.value)
-        if isinstance(node, ast.Name) and node.id == "epochs":
-            return float(epochs)
-        if isinstance(node, ast.Name) and node.id == "steps" and steps is not None:
-            return float(steps)
-        if isinstance(node, ast.Name) and node.id == "epoch_steps" and epoch_steps is not None:
-            return float(epoch_steps)
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in _ROUNDING
-            and len(node.args) == 1
-            and not node.keywords
-        ):
-            return float(_ROUNDING[node.func.id](value(node.args[0])))
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-            return _OPERATORS[type(node.op)](value(node.left), value(node.right))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -value(node.operand)
-        raise RecipeError(
-            f"schedule knot '{knot}' may use only numbers, epochs"
-            + (", steps, epoch_steps" if steps is not None else "")
-            + ", + - * /, floor(), ceil() and parentheses"
-        )
-
     try:
-        result = value(tree)
+        result = _evaluate(tree, knot, epochs, steps, epoch_steps)
     except (ZeroDivisionError, OverflowError, RecursionError):
         result = math.nan
     if not math.isfinite(result):
@@ -124,6 +93,42 @@ def knot_value(
             hint="check for a division by zero",
         )
     return result
+
+
+def _evaluate(node, knot: str, epochs: float, steps: Optional[float], epoch_steps: Optional[float]) -> float:
+    """The value of one node of a knot's parsed expression; anything but numbers, the known
+    names, + - * /, unary minus and floor()/ceil() is refused."""
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, float))
+        and not isinstance(node.value, bool)
+    ):
+        return float(node.value)
+    if isinstance(node, ast.Name) and node.id == "epochs":
+        return float(epochs)
+    if isinstance(node, ast.Name) and node.id == "steps" and steps is not None:
+        return float(steps)
+    if isinstance(node, ast.Name) and node.id == "epoch_steps" and epoch_steps is not None:
+        return float(epoch_steps)
+    # one frame per level of the expression, as before: a deep one fails at the same depth
+    names = (knot, epochs, steps, epoch_steps)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _ROUNDING
+        and len(node.args) == 1
+        and not node.keywords
+    ):
+        return float(_ROUNDING[node.func.id](_evaluate(node.args[0], *names)))
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        return _OPERATORS[type(node.op)](_evaluate(node.left, *names), _evaluate(node.right, *names))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_evaluate(node.operand, *names)
+    raise RecipeError(
+        f"schedule knot '{knot}' may use only numbers, epochs"
+        + (", steps, epoch_steps" if steps is not None else "")
+        + ", + - * /, floor(), ceil() and parentheses"
+    )
 
 
 def _decreases(points: Sequence[float]) -> bool:
