@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from netgraph.core.errors import RecipeError
+from netgraph.data.dataset import Dataset
 from netgraph.recipe.load import load_recipe
 from netgraph.runs import files, stats
 from netgraph.runs.log import data_label, read_records
@@ -128,7 +129,7 @@ def _ablate(
 
 
 # per process: each data set is read once, each recipe prepared once
-_DATASETS: Dict[tuple, object] = {}
+_DATASETS: Dict[tuple, Dataset] = {}
 _PLANS: Dict[tuple, Plan] = {}
 
 

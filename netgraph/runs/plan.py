@@ -76,7 +76,7 @@ def prepare(
     data:; ``data_cache`` keeps data sets read for other plans), the graph, and every refusal
     training would otherwise reach minutes later."""
     if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe, overrides)
+        recipe = load_recipe(os.fspath(recipe), overrides)
     device = device if isinstance(device, torch.device) else resolve_device(device)
     config = train_config(recipe, device.type)  # a typo in train: before minutes of loading data
     dconfig = data_config(recipe)

@@ -107,7 +107,8 @@ class TrainSession:
         save = self.options.save
         if not (save and self.main):
             return None
-        return self.runs.save(model, run, self.paths.folder / "model.pt" if save is True else save)
+        folder = self.paths.folder  # a bare --save has a run folder: check() refuses it beside --log
+        return self.runs.save(model, run, folder / "model.pt" if save is True and folder else save)
 
     def finish(self) -> Dict[str, Any]:
         """Every seed done: the folder marked finished, the checkpoint removed, the combined
