@@ -687,12 +687,16 @@ def _sweep_heat(figure, ax, rows, paths) -> Dict:
     ys = list(dict.fromkeys(r["setting"][paths[0]] for r in rows))
     xs = list(dict.fromkeys(r["setting"][paths[1]] for r in rows))
     means = np.full((len(ys), len(xs)), np.nan)
+    cells = []
     for r in rows:
         i, j = ys.index(r["setting"][paths[0]]), xs.index(r["setting"][paths[1]])
         means[i, j] = r["acc"]["mean"]
-        label = f"{r['acc']['mean']:.2f}" + ("*" if r["best"] else "")
-        ax.text(j, i, label, ha="center", va="center", fontsize=8, weight="bold" if r["best"] else None)
+        cells.append((i, j, f"{r['acc']['mean']:.2f}" + ("*" if r["best"] else ""), r["best"]))
     image = ax.imshow(means, cmap="viridis", aspect="auto", origin="lower")
+    for i, j, label, best in cells:  # dark text on the light cells, light on the dark
+        color = "black" if image.norm(means[i, j]) > 0.6 else "white"
+        weight = "bold" if best else None
+        ax.text(j, i, label, ha="center", va="center", fontsize=8, color=color, weight=weight)
     figure.colorbar(image, ax=ax, label="test accuracy (%)")
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     ax.set_yticks(range(len(ys)), [str(v) for v in ys])
