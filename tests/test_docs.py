@@ -74,8 +74,8 @@ RUN_TOOLS = ("python tools/write_digits.py",)
 def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
     """Every `netgraph ...` line of the docs, run in a copy of the recipes with the shared
     data beside it. Training lines run 10 steps (tests/test_train.py trains tiny.yaml);
-    lines marked '# on a GPU' and ablations (minutes to hours; tests/test_ablate.py runs
-    small ones) are parsed and every recipe they name is loaded with their overrides."""
+    lines marked '# on a GPU', ablations and sweeps (minutes to hours; tests/test_ablate.py and
+    tests/test_sweep.py run small ones) are parsed and every recipe they name is loaded with their overrides."""
     import glob
 
     from netgraph import load_recipe
@@ -114,7 +114,7 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
             continue
         command, _, comment = line.partition("#")
         args = [expanded for a in shlex.split(command)[1:] for expanded in (sorted(glob.glob(a)) or [a])]
-        if "on a GPU" in comment or args[0] == "ablate" or "--resume" in args:
+        if "on a GPU" in comment or args[0] in ("ablate", "sweep") or "--resume" in args:
             parsed = parser().parse_args(args)
             for recipe in getattr(parsed, "recipes", None) or [parsed.recipe]:
                 load_recipe(recipe, parsed.set)
@@ -232,6 +232,7 @@ def test_commands_doc_names_exactly_the_commands_that_take_set():
         "render",
         "train",
         "ablate",
+        "sweep",
         "show augment",
         "show whitening",
         "passes",
