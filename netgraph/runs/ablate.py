@@ -208,6 +208,9 @@ class Runner:
         n, stopped = [0] * len(arms), {}
         while len(stopped) < len(arms):
             active = [i for i in range(len(arms)) if i not in stopped]
+            if all(n[i] >= rounds.max_runs for i in active):  # a judge that never stops them
+                stopped.update({i: "max runs reached" for i in active})
+                break
             for i in active:
                 n[i] = min(n[i] + rounds.per_round, rounds.max_runs)
             self.train([(arms[i], seed) for i in active for seed in self.seeds(n[i])])
