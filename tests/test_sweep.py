@@ -173,7 +173,8 @@ def test_sweep_auto_stops_when_the_best_is_told_from_the_runner_up(tiny, tmp_pat
     rows = sweep(tiny, grid, Rounds(max_runs=40), device="cpu", out_dir=tmp_path / "s")
     assert [r["best"] for r in rows] == [False, False, True]
     assert {r["stopped"] for r in rows} == {"difference"} and rows[2]["runs"] < 40
-    assert rows[2]["change"] == pytest.approx(0.4, abs=0.15)
+    assert rows[2]["change"] == pytest.approx(0.4, abs=0.15) and rows[2]["significant"]
+    assert "| **best**, significant |" in (tmp_path / "s" / "table.md").read_text()
     assert "| p (sequential) | stopped |" in (tmp_path / "s" / "table.md").read_text()
 
 

@@ -202,6 +202,12 @@ def sweep_rows(grids, combos, results, decisions=None) -> List[Dict]:
             best["change"] = best["acc"]["mean"] - second["acc"]["mean"]
         else:
             best["change"], best["p"] = decisions[0].difference, decisions[0].p
+        # fixed runs: Welch's p below 0.05; --runs auto: the sequential test said 'difference'
+        best["significant"] = (
+            best["p"] is not None and best["p"] < 0.05
+            if decisions is None
+            else decisions[0].reason == "difference"
+        )
     return rows
 
 
@@ -218,14 +224,15 @@ def markdown(rows: List[Dict]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         cells = [_value_text(v) for v in r["setting"].values()] + acc_cells(r)
-        cells += ["**best**" if r["best"] else "", fmt(r["change"], "+.2f", ""), fmt(r["p"], ".3f", "")]
+        mark = "**best**" + (", significant" if r.get("significant") else "") if r["best"] else ""
+        cells += [mark, fmt(r["change"], "+.2f", ""), fmt(r["p"], ".3f", "")]
         cells += [r["stopped"]] if auto else []
         lines.append("| " + " | ".join(cells) + " |")
     runs = "runs as the runs column says" if auto else f"mean of {rows[0]['runs']} runs"
     how = "the sequential test (docs/sequential.md)" if auto else "Welch's t-test"
     lines.append(
         f"\n{footer(rows[0])}; accuracy in %, {runs}; the best row's difference from the "
-        f"runner-up and its p by {how}."
+        f"runner-up and its p by {how}; significant: p below {'alpha' if auto else '0.05'}."
     )
     return "\n".join(lines)
 
@@ -235,13 +242,19 @@ def csv_text(rows: List[Dict]) -> str:
     writer = csv.writer(buffer)
     paths = list(rows[0]["setting"]) if rows else []
     head = ["runs", "acc_mean", "acc_std", "acc_ci_low", "acc_ci_high", "train_time_s_mean", "best"]
-    writer.writerow([*paths, *head, "vs_runner_up", "p", "stopped"])
+    writer.writerow([*paths, *head, "significant", "vs_runner_up", "p", "stopped"])
     for r in rows:
         a = r["acc"]
         writer.writerow(
             [_value_text(v) for v in r["setting"].values()]
             + [r["runs"], a["mean"], a["std"], a["ci_low"], a["ci_high"], r["train_time_s"]["mean"]]
-            + [int(r["best"]), _blank(r["change"]), _blank(r["p"]), r.get("stopped") or ""]
+            + [
+                int(r["best"]),
+                int(r.get("significant", False)),
+                _blank(r["change"]),
+                _blank(r["p"]),
+                r.get("stopped") or "",
+            ]
         )
     return buffer.getvalue()
 
