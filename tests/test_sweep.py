@@ -234,3 +234,11 @@ def test_sweep_heat_map_and_too_many_paths(tmp_path):
         r["setting"]["train.epochs"] = 1
     with pytest.raises(RecipeError, match="one or two swept paths, not 3"):
         show_sweep(rows, tmp_path / "three.png")
+
+
+def test_sweep_command_runs_auto(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ablate_module, "_one_run", fake_run(lambda p, o: 94 + 2 * float(o[-1].split("=")[1])))
+    args = ["sweep", tiny, "--grid", "train.label_smoothing=0,0.5", "--runs", "auto", "--max-runs", "10"]
+    assert main([*args, "--precision", "0.5", "--device", "cpu", "--out", str(tmp_path / "s")]) == 0
+    printed = capsys.readouterr().out
+    assert "| stopped |" in printed and "| **best**, significant |" in printed
