@@ -76,7 +76,8 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
     (samples/cifar10) and, where it exists, the shared data beside it; without ../shared (a
     bare clone) the lines naming the shared subset run on the sample instead. Training lines
     run 10 steps (tests/test_quick_start.py trains the quick start in full); lines marked
-    '# on a GPU' and ablations (minutes to hours; tests/test_ablate.py runs small ones) are
+    '# on a GPU', ablations and sweeps (minutes to hours; tests/test_ablate.py and
+    tests/test_sweep.py run small ones) are
     parsed and every recipe they name is loaded with their overrides."""
     import glob
 
@@ -119,7 +120,7 @@ def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
         if not shared.exists():  # the sample stands in for the shared subset
             command = command.replace("../shared/data/cifar10-subset", str(SAMPLE))
         args = [expanded for a in shlex.split(command)[1:] for expanded in (sorted(glob.glob(a)) or [a])]
-        if "on a GPU" in comment or args[0] == "ablate" or "--resume" in args:
+        if "on a GPU" in comment or args[0] in ("ablate", "sweep") or "--resume" in args:
             parsed = parser().parse_args(args)
             for recipe in getattr(parsed, "recipes", None) or [parsed.recipe]:
                 load_recipe(recipe, parsed.set)
@@ -235,6 +236,7 @@ def test_commands_doc_names_exactly_the_commands_that_take_set():
         "render",
         "train",
         "ablate",
+        "sweep",
         "show augment",
         "show whitening",
         "passes",

@@ -1,6 +1,6 @@
 """The command line: argument parsing and printing over the Python API, nothing more.
 
-One module per command (summary, render, train, ablate, eval, list and passes, show), each with
+One module per command (summary, render, train, ablate, sweep, eval, list and passes, show), each with
 ``add_parser(sub)`` and ``run(args)``. Only what parsing needs is imported here: each command
 imports the torch side itself, after the recipe is read, so --help, --version and a recipe's
 YAML errors take no torch import (2 s).
@@ -14,11 +14,11 @@ import sys
 import warnings
 from typing import List, Optional
 
-from netgraph.cli import ablate, evaluate, listing, render, show, summary, train
+from netgraph.cli import ablate, evaluate, listing, render, show, summary, sweep, train
 from netgraph.core import __version__
 from netgraph.core.errors import RecipeError
 
-COMMANDS = (summary, render, train, ablate, evaluate, listing, show)  # in --help's order
+COMMANDS = (summary, render, train, ablate, sweep, evaluate, listing, show)  # in --help's order
 
 
 def parser() -> argparse.ArgumentParser:

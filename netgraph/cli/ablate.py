@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netgraph.cli.common import import_plugin
+from netgraph.cli.common import import_plugin, runs_args, runs_value
 
 
 def add_parser(sub) -> None:
@@ -12,8 +12,7 @@ def add_parser(sub) -> None:
         "statistics (mean, spread, confidence, Welch's t-test)",
     )
     a.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe files, in table order")
-    a.add_argument("--runs", type=int, default=5, help="runs per recipe (seeds SEED..SEED+N-1)")
-    a.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    runs_args(a, "recipe")
     a.add_argument(
         "--set",
         action="append",
@@ -65,7 +64,7 @@ def run(args) -> None:
 
     rows = ablate(
         args.recipes,
-        args.runs,
+        runs_value(args),
         overrides=args.set,
         first_seed=args.seed,
         device=args.device,

@@ -87,3 +87,42 @@ def command_line(drop_resume: bool = False) -> str:
         i = argv.index("--resume")
         argv = argv[:i] + argv[i + 1 + (i + 1 < len(argv) and not argv[i + 1].startswith("-")) :]
     return " ".join(["netgraph"] + [shlex.quote(a) for a in argv])
+
+
+def _runs(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of runs or 'auto', got {text!r}") from None
+
+
+def runs_args(p: argparse.ArgumentParser, what: str) -> None:
+    """--runs N or auto, and the sequential test's --max-runs, --precision and --alpha."""
+    p.add_argument(
+        "--runs",
+        type=_runs,
+        default=5,
+        metavar="N|auto",
+        help=f"runs per {what} (seeds SEED..SEED+N-1; default 5), or auto: seeds added 2 at a "
+        "time until the sequential test decides (docs/sequential.md)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--max-runs", type=int, metavar="N", help=f"--runs auto: at most N runs per {what}")
+    p.add_argument(
+        "--precision",
+        type=float,
+        metavar="P",
+        help="--runs auto: also stop once the difference's interval is within +-P points",
+    )
+    p.add_argument(
+        "--alpha", type=float, default=0.05, help="--runs auto: the test's false-positive rate (0.05)"
+    )
+
+
+def runs_value(args):
+    """The API's ``runs``: an int, or Rounds for --runs auto (its mistakes before any training)."""
+    from netgraph.runs.ablate import runs_setting
+
+    return runs_setting(args.runs, args.max_runs, args.alpha, args.precision)

@@ -15,8 +15,9 @@ import datetime
 import io
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -41,13 +42,53 @@ COLUMNS = (
 )
 
 
+Arm = Tuple[str, Tuple[str, ...]]  # a recipe file and the overrides it is trained with
+
+
 def _key(recipe: str, seed: int, overrides: Sequence[str]) -> tuple:
     return recipe, seed, tuple(overrides)
 
 
+@dataclass
+class Rounds:
+    """``--runs auto``: seeds added ``per_round`` at a time to every arm still undecided, up
+    to ``max_runs``, each comparison stopped by ``stats.sequential_compare`` at ``alpha``
+    (and ``precision`` points, when given)."""
+
+    max_runs: int
+    alpha: float = 0.05
+    precision: Optional[float] = None
+    per_round: int = 2
+
+    def __post_init__(self):
+        if self.max_runs < 2:
+            raise RecipeError(f"--max-runs must be at least 2, got {self.max_runs}")
+        if not 0 < self.alpha < 1:
+            raise RecipeError(f"--alpha must be between 0 and 1, got {self.alpha}")
+        if self.precision is not None and self.precision <= 0:
+            raise RecipeError(f"--precision must be above 0 points, got {self.precision}")
+
+    def compare(self, a: Sequence[float], b: Sequence[float]) -> stats.Decision:
+        return stats.sequential_compare(a, b, self.alpha, self.precision, self.max_runs)
+
+
+def runs_setting(runs, max_runs=None, alpha=0.05, precision=None):
+    """A fixed number of runs (an int >= 1), or Rounds for ``runs == 'auto'``."""
+    if runs == "auto":
+        if max_runs is None:
+            raise RecipeError("--runs auto needs --max-runs N, the most runs an arm may take")
+        return Rounds(max_runs, alpha, precision)
+    if max_runs is not None or precision is not None:
+        raise RecipeError("--max-runs and --precision go with --runs auto")
+    runs = int(runs)
+    if runs < 1:
+        raise RecipeError(f"--runs must be at least 1, got {runs}")
+    return runs
+
+
 def ablate(
     recipes: Sequence[str],
-    runs: int,
+    runs,
     *,
     overrides: Sequence[str] = (),
     first_seed: int = 0,
@@ -61,71 +102,133 @@ def ablate(
     """Train every recipe ``runs`` times (seeds first_seed..), skipping runs already in
     ``out_dir/runs.jsonl`` unless ``resume`` is off; write the table; return its rows.
 
+    ``runs`` may be a Rounds (``--runs auto``): seeds are then added in rounds until each
+    recipe's comparison with the first one is decided, and each row says why it stopped.
+
     With ``workers`` > 1 the runs go to that many processes, each on its own GPU (cuda:0,
     cuda:1, ...) when training on CUDA, else sharing the CPU cores; 0 means one per GPU.
     Results land in the same runs.jsonl as they finish, and the table is the same."""
-    if runs < 1:
-        raise RecipeError(f"--runs must be at least 1, got {runs}")
-    out = Path(out_dir)
-    with files.writing(out, "ablation folder"):  # a full or read-only disk
-        out.mkdir(parents=True, exist_ok=True)
-    held = files.lock(out, "the ablation folder")  # a second ablation here would train every run again
-    try:
-        return _ablate(recipes, runs, out, overrides, first_seed, device, data_dir, resume, workers, on_run)
-    finally:
-        files.unlock(held)
+    runs = runs if isinstance(runs, Rounds) else runs_setting(runs)
+    for path in recipes:
+        load_recipe(path, overrides)  # every mistake up front
+    arms = [(str(path), tuple(overrides)) for path in recipes]
+    with Runner(out_dir, first_seed, device, data_dir, resume, workers, on_run) as runner:
+        if isinstance(runs, Rounds):
+            results, decisions = runner.in_rounds(arms, runs, _against_first)
+        else:
+            results, decisions = runner.fixed(arms, runs), None
+        rows = table_rows(recipes, results, decisions)
+        runner.write(markdown(rows), csv_text(rows))
+    return rows
 
 
-def _ablate(
-    recipes, runs, out: Path, overrides, first_seed, device, data_dir, resume, workers, on_run
-) -> List[Dict]:
-    log = out / "runs.jsonl"
-    if not resume and log.exists():
-        log.unlink()
-    records = read_records(log)
-    text = "".join(json.dumps(r) + "\n" for r in records)
-    if log.exists() and log.read_text(errors="replace") != text:
-        # Rewrite without any line a crash cut short, so the next append starts a fresh line (only
-        # then: on a nearly full disk the copy may not fit where the next line does).
-        files.write_text_atomically(log, text, "ablation's runs.jsonl", "runs.jsonl is unchanged")
-    done = {_key(r["recipe"], r["seed"], r.get("overrides", [])): r for r in records}
-    loaded = [(path, load_recipe(path, overrides)) for path in recipes]  # every mistake up front
-    device = resolve_device(device)
-    todo = [
-        (str(path), seed)
-        for path, _ in loaded
-        for seed in range(first_seed, first_seed + runs)
-        if _key(str(path), seed, overrides) not in done
-    ]
+def _against_first(values: List[List[float]], rounds: Rounds) -> Dict[int, object]:
+    """Ablation: every recipe compared with the first; the first stops with the last of them
+    (a recipe alone: when its own mean is known to ``precision``, or at ``max_runs``)."""
+    if len(values) == 1:
+        alone = stats.sequential_mean(values[0], rounds.alpha, rounds.precision, rounds.max_runs)
+        return {0: alone} if alone.decided else {}
+    stopped = {}
+    for i in range(1, len(values)):
+        decision = rounds.compare(values[0], values[i])
+        if decision.decided:
+            stopped[i] = decision
+    if len(stopped) == len(values) - 1:
+        stopped[0] = "reference"
+    return stopped
 
-    def finished(path: str, seed: int, record: Dict) -> None:
+
+class Runner:
+    """The runs of one folder: trains the (arm, seed) pairs not yet in its runs.jsonl, one
+    process or several, and records each the moment it finishes; locked while open."""
+
+    def __init__(self, out_dir, first_seed, device, data_dir, resume, workers, on_run):
+        self.out = Path(out_dir)
+        self.first_seed, self.data_dir, self.resume, self.on_run = first_seed, data_dir, resume, on_run
+        self.device = resolve_device(device)
+        if workers == 0:
+            workers = max(1, torch.cuda.device_count()) if self.device.type == "cuda" else 1
+        self.workers = workers
+
+    def __enter__(self) -> Runner:
+        with files.writing(self.out, "ablation folder"):  # a full or read-only disk
+            self.out.mkdir(parents=True, exist_ok=True)
+        # a second ablation here would train every run again
+        self.held = files.lock(self.out, "the ablation folder")
+        try:
+            self.done = self._read()
+        except BaseException:
+            files.unlock(self.held)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        files.unlock(self.held)
+
+    def _read(self) -> Dict[tuple, Dict]:
+        self.log = self.out / "runs.jsonl"
+        if not self.resume and self.log.exists():
+            self.log.unlink()
+        records = read_records(self.log)
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        if self.log.exists() and self.log.read_text(errors="replace") != text:
+            # Rewrite without any line a crash cut short, so the next append starts a fresh line (only
+            # then: on a nearly full disk the copy may not fit where the next line does).
+            files.write_text_atomically(self.log, text, "ablation's runs.jsonl", "runs.jsonl is unchanged")
+        return {_key(r["recipe"], r["seed"], r.get("overrides", [])): r for r in records}
+
+    def seeds(self, n: int) -> range:
+        return range(self.first_seed, self.first_seed + n)
+
+    def train(self, wanted: Sequence[Tuple[Arm, int]]) -> None:
+        """Train each (arm, seed) not recorded yet."""
+        todo = [(path, o, seed) for (path, o), seed in wanted if _key(path, seed, o) not in self.done]
+        if self.workers == 1 or len(todo) <= 1:
+            for path, o, seed in todo:
+                self._finished(path, o, seed, _one_run(path, o, seed, str(self.device), self.data_dir))
+        else:
+            _in_processes(todo, self.device, self.data_dir, self.workers, self._finished)
+
+    def _finished(self, path: str, overrides: tuple, seed: int, record: Dict) -> None:
         kept = (
-            f"the {len(done)} runs recorded before are kept in it: free space and run the same "
+            f"the {len(self.done)} runs recorded before are kept in it: free space and run the same "
             f"command, which trains only the runs not recorded"
         )
-        files.append_line(log, json.dumps(record), "ablation's runs.jsonl", kept)
-        done[_key(path, seed, overrides)] = record
-        if on_run:
-            on_run(path, seed, record)
+        files.append_line(self.log, json.dumps(record), "ablation's runs.jsonl", kept)
+        self.done[_key(path, seed, overrides)] = record
+        if self.on_run:
+            self.on_run(path, seed, record)
 
-    if workers == 0:
-        workers = max(1, torch.cuda.device_count()) if device.type == "cuda" else 1
-    if workers == 1 or len(todo) <= 1:
-        for path, seed in todo:
-            finished(path, seed, _one_run(path, tuple(overrides), seed, str(device), data_dir))
-    else:
-        _in_processes(todo, tuple(overrides), device, data_dir, workers, finished)
-    chosen = [
-        [done[_key(str(p), s, overrides)] for s in range(first_seed, first_seed + runs)] for p in recipes
-    ]
-    rows = table_rows(recipes, chosen)
-    kept = (
-        "every run is recorded in runs.jsonl: free space and run the same command to write "
-        "the table (nothing trains again)"
-    )
-    files.write_text_atomically(out / "table.md", markdown(rows) + "\n", "table", kept)
-    files.write_text_atomically(out / "table.csv", csv_text(rows), "table", kept)
-    return rows
+    def records(self, arm: Arm, n: int) -> List[Dict]:
+        return [self.done[_key(arm[0], s, arm[1])] for s in self.seeds(n)]
+
+    def fixed(self, arms: Sequence[Arm], runs: int) -> List[List[Dict]]:
+        self.train([(arm, seed) for arm in arms for seed in self.seeds(runs)])
+        return [self.records(arm, runs) for arm in arms]
+
+    def in_rounds(self, arms: Sequence[Arm], rounds: Rounds, judge):
+        """Seeds added a round at a time to every arm not yet stopped (so arms stay paired by
+        seed), until ``judge(values, rounds)`` -> {arm index: Decision} has stopped them all."""
+        n, stopped = [0] * len(arms), {}
+        while len(stopped) < len(arms):
+            active = [i for i in range(len(arms)) if i not in stopped]
+            if all(n[i] >= rounds.max_runs for i in active):  # a judge that never stops them
+                stopped.update({i: "max runs reached" for i in active})
+                break
+            for i in active:
+                n[i] = min(n[i] + rounds.per_round, rounds.max_runs)
+            self.train([(arms[i], seed) for i in active for seed in self.seeds(n[i])])
+            values = [[100 * r["test_acc"] for r in self.records(arm, k)] for arm, k in zip(arms, n)]
+            stopped = {**judge(values, rounds), **stopped}  # a stopped arm keeps its reason
+        return [self.records(arm, k) for arm, k in zip(arms, n)], [stopped[i] for i in range(len(arms))]
+
+    def write(self, table: str, csv: str) -> None:
+        kept = (
+            "every run is recorded in runs.jsonl: free space and run the same command to write "
+            "the table (nothing trains again)"
+        )
+        files.write_text_atomically(self.out / "table.md", table + "\n", "table", kept)
+        files.write_text_atomically(self.out / "table.csv", csv, "table", kept)
 
 
 # per process: each data set is read once, each recipe prepared once
@@ -186,7 +289,7 @@ def _worker_run(path: str, overrides: tuple, seed: int, data_dir: Optional[str])
     return _one_run(path, overrides, seed, _WORKER_DEVICE, data_dir)
 
 
-def _in_processes(todo, overrides: tuple, device, data_dir, workers: int, finished) -> None:
+def _in_processes(todo, device, data_dir, workers: int, finished) -> None:
     """The runs spread over ``workers`` processes (spawned: CUDA cannot be forked), one
     device each on CUDA; each finished run is recorded at once."""
     import multiprocessing
@@ -214,74 +317,111 @@ def _in_processes(todo, overrides: tuple, device, data_dir, workers: int, finish
         workers, mp_context=context, initializer=_worker_setup, initargs=(devices, threads, os.getpid())
     ) as pool:
         futures = {
-            pool.submit(_worker_run, path, overrides, seed, data_dir): (path, seed) for path, seed in todo
+            pool.submit(_worker_run, path, overrides, seed, data_dir): (path, overrides, seed)
+            for path, overrides, seed in todo
         }
         try:
             for future in as_completed(futures):
-                path, seed = futures[future]
-                finished(path, seed, future.result())
+                finished(*futures[future], future.result())
         except BaseException:  # a run that failed, a full disk: the runs not started never start
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
-def table_rows(recipes: Sequence[str], results: Sequence[Sequence[Dict]]) -> List[Dict]:
-    """One row per recipe: accuracy statistics, time, and the test against the row before."""
+def run_stats(runs: Sequence[Dict]) -> Dict:
+    """What a table row says of its runs: accuracy (%) and time statistics, and where they ran."""
+    acc = [100 * r["test_acc"] for r in runs]
+    return {
+        "epochs": runs[0]["epochs"],
+        "runs": len(runs),
+        "acc": stats.summary(acc),
+        "train_time_s": stats.summary([r["train_time_s"] for r in runs]),
+        "device": runs[0].get("device"),
+        "dataset": runs[0].get("dataset"),
+        "train_images": runs[0].get("train_images"),
+        "values": acc,
+    }
+
+
+def stopped_text(decision) -> Optional[str]:
+    """A --runs auto row's 'stopped' cell: why, and after how many runs (None: fixed runs)."""
+    if decision is None:
+        return None
+    if isinstance(decision, str):
+        return decision
+    return decision.reason
+
+
+def table_rows(
+    recipes: Sequence[str], results: Sequence[Sequence[Dict]], decisions: Optional[Sequence] = None
+) -> List[Dict]:
+    """One row per recipe: accuracy statistics, time, and the test against the row before
+    (Welch's), or with ``decisions`` (--runs auto) the sequential test against the first row."""
     rows, previous = [], None
-    for path, runs in zip(recipes, results):
-        acc = [100 * r["test_acc"] for r in runs]
-        row = {
-            "step": Path(path).stem,
-            "recipe": str(path),
-            "epochs": runs[0]["epochs"],
-            "runs": len(runs),
-            "acc": stats.summary(acc),
-            "train_time_s": stats.summary([r["train_time_s"] for r in runs]),
-            "device": runs[0].get("device"),
-            "dataset": runs[0].get("dataset"),
-            "train_images": runs[0].get("train_images"),
-            "change": None,
-            "p": None,
-        }
-        if previous is not None:
+    for i, (path, runs) in enumerate(zip(recipes, results)):
+        row = {"step": Path(path).stem, "recipe": str(path), **run_stats(runs), "change": None, "p": None}
+        decision = decisions[i] if decisions else None
+        row["stopped"] = stopped_text(decision)
+        if isinstance(decision, stats.Decision):
+            row["change"], row["p"] = decision.difference, decision.p
+        elif previous is not None and decisions is None:
             row["change"] = row["acc"]["mean"] - previous["acc"]["mean"]
-            test = stats.welch_t_test(previous["values"], acc)
+            test = stats.welch_t_test(previous["values"], row["values"])
             row["p"] = test["p"] if test else None
-        row["values"] = acc
         rows.append(row)
         previous = row
     return rows
 
 
-def _cells(row: Dict) -> List[str]:
+def fmt(value, spec: str, missing: str = "-") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    return format(value, spec)
+
+
+def acc_cells(row: Dict) -> List[str]:
+    """runs, mean, std and 95% interval of a row's accuracy, and its mean training time."""
     a = row["acc"]
-    missing = "-"
-    fmt = lambda v, spec: (
-        missing if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
-    )
     return [
-        row["step"],
-        str(row["epochs"]),
         str(row["runs"]),
         fmt(a["mean"], ".2f"),
         fmt(a["std"], ".2f"),
-        missing if math.isnan(a["ci_low"]) else f"{a['ci_low']:.2f} to {a['ci_high']:.2f}",
+        "-" if math.isnan(a["ci_low"]) else f"{a['ci_low']:.2f} to {a['ci_high']:.2f}",
         fmt(row["train_time_s"]["mean"], ".1f"),
-        fmt(row["change"], "+.2f"),
-        fmt(row["p"], ".3f"),
     ]
 
 
+def _cells(row: Dict) -> List[str]:
+    cells = [
+        row["step"],
+        str(row["epochs"]),
+        *acc_cells(row),
+        fmt(row["change"], "+.2f"),
+        fmt(row["p"], ".3f"),
+    ]
+    return cells + ([row["stopped"]] if row.get("stopped") else [])
+
+
 def markdown(rows: List[Dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    auto = any(r.get("stopped") for r in rows)
+    columns = list(COLUMNS)
+    if auto:
+        columns[-2:] = ["change vs first", "p (sequential)", "stopped"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     if rows:
-        lines.append(
-            f"\n{data_label(rows[0]['dataset'], rows[0]['train_images'] or 0)}; "
-            f"{rows[0]['device']}; accuracy in %, mean of {rows[0]['runs']} runs; "
-            f"p: Welch's t-test against the row above."
+        runs = "runs as the runs column says" if auto else f"mean of {rows[0]['runs']} runs"
+        test = (
+            "p: the anytime-valid p of the sequential test against the first row (docs/sequential.md)"
+            if auto
+            else "p: Welch's t-test against the row above"
         )
+        lines.append(f"\n{footer(rows[0])}; accuracy in %, {runs}; {test}.")
     return "\n".join(lines)
+
+
+def footer(row: Dict) -> str:
+    return f"{data_label(row['dataset'], row['train_images'] or 0)}; {row['device']}"
 
 
 def csv_text(rows: List[Dict]) -> str:
@@ -301,6 +441,7 @@ def csv_text(rows: List[Dict]) -> str:
             "train_time_s_std",
             "change",
             "p_welch",
+            "stopped",
         ]
     )
     for r in rows:
@@ -318,6 +459,7 @@ def csv_text(rows: List[Dict]) -> str:
                 r["train_time_s"]["std"],
                 "" if r["change"] is None else r["change"],
                 "" if r["p"] is None else r["p"],
+                r.get("stopped") or "",
             ]
         )
     return buffer.getvalue()

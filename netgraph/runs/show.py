@@ -636,3 +636,85 @@ def show_ablation(rows: Sequence[Dict], output) -> Picture:
     )
     ax.grid(alpha=0.3)
     return _save(figure, output, {"points": points})
+
+
+def check_sweep_picture(paths: Sequence[str], output) -> Path:
+    """The --plot file of a sweep over ``paths``, checked before anything trains."""
+    if not 1 <= len(paths) <= 2:
+        raise RecipeError(
+            f"a sweep's picture shows one or two swept paths, not {len(paths)}",
+            file="--plot",
+            hint="sweep fewer paths, or leave out --plot and read table.csv",
+        )
+    return _output(output)
+
+
+def _axis(values: Sequence) -> tuple:
+    """Positions for values on an axis: the numbers themselves, or 0, 1, ... for other values."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return (list(values) if numeric else list(range(len(values)))), numeric
+
+
+def show_sweep(rows: Sequence[Dict], output) -> Picture:
+    """A sweep's picture (``netgraph.runs.sweep`` rows): for one swept path, test accuracy
+    against its value with the 95% interval as a band; for two, a heat map of the means."""
+    paths = list(rows[0]["setting"])
+    output = check_sweep_picture(paths, output)
+    figure = _figure(6, 4.2)
+    ax = figure.subplots()
+    if len(paths) == 1:
+        data = _sweep_line(ax, rows, paths[0])
+    else:
+        data = _sweep_heat(figure, ax, rows, paths)
+    first = rows[0]
+    n = sorted({r["runs"] for r in rows})
+    runs = f"{n[0]}" if len(n) == 1 else f"{n[0]} to {n[-1]}"
+    ax.set_title(
+        f"{data_label(first.get('dataset', '?'), first.get('train_images') or 0)}; "
+        f"{first.get('device')}\nmean test accuracy of {runs} runs, the best starred",
+        fontsize=9,
+    )
+    return _save(figure, output, data)
+
+
+def _sweep_line(ax, rows, path) -> Dict:
+    values = [r["setting"][path] for r in rows]
+    x, numeric = _axis(values)
+    mean = [r["acc"]["mean"] for r in rows]
+    low = [m if math.isnan(r["acc"]["ci_low"]) else r["acc"]["ci_low"] for m, r in zip(mean, rows)]
+    high = [m if math.isnan(r["acc"]["ci_high"]) else r["acc"]["ci_high"] for m, r in zip(mean, rows)]
+    ax.fill_between(x, low, high, color="#2166ac", alpha=0.2, label="95% interval")
+    ax.plot(x, mean, "o-", color="#2166ac", label="mean")
+    best = next(i for i, r in enumerate(rows) if r["best"])
+    ax.plot([x[best]], [mean[best]], "*", color="#b2182b", markersize=14, label="best")
+    if not numeric:
+        ax.set_xticks(x, [str(v) for v in values])
+    ax.set_xlabel(path)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return {"x": values, "mean": mean, "low": low, "high": high}
+
+
+def _sweep_heat(figure, ax, rows, paths) -> Dict:
+    import numpy as np
+
+    ys = list(dict.fromkeys(r["setting"][paths[0]] for r in rows))
+    xs = list(dict.fromkeys(r["setting"][paths[1]] for r in rows))
+    means = np.full((len(ys), len(xs)), np.nan)
+    cells = []
+    for r in rows:
+        i, j = ys.index(r["setting"][paths[0]]), xs.index(r["setting"][paths[1]])
+        means[i, j] = r["acc"]["mean"]
+        cells.append((i, j, f"{r['acc']['mean']:.2f}" + ("*" if r["best"] else ""), r["best"]))
+    image = ax.imshow(means, cmap="viridis", aspect="auto", origin="lower")
+    for i, j, label, best in cells:  # dark text on the light cells, light on the dark
+        color = "black" if image.norm(means[i, j]) > 0.6 else "white"
+        weight = "bold" if best else None
+        ax.text(j, i, label, ha="center", va="center", fontsize=8, color=color, weight=weight)
+    figure.colorbar(image, ax=ax, label="test accuracy (%)")
+    ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [str(v) for v in ys])
+    ax.set_xlabel(paths[1])
+    ax.set_ylabel(paths[0])
+    return {"x": xs, "y": ys, "mean": means.tolist()}
