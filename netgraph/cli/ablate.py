@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netgraph.cli.common import import_plugin, runs_args, runs_value
+from netgraph.cli.common import import_plugin, runner_args, runs_args, runs_value
 
 
 def add_parser(sub) -> None:
@@ -28,23 +28,7 @@ def add_parser(sub) -> None:
         metavar="MODULE",
         help="Python module or .py file to import first (your own ops or passes)",
     )
-    a.add_argument("--data-dir", help="folder with the data set in an official layout")
-    a.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    a.add_argument(
-        "--out",
-        default="runs/ablation",
-        help="folder for runs.jsonl, table.md and table.csv (default runs/ablation); "
-        "runs already in its runs.jsonl are not trained again",
-    )
-    a.add_argument("--fresh", action="store_true", help="forget the runs already in --out")
-    a.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        metavar="N",
-        help="train N runs at a time in N processes, one GPU each on CUDA "
-        "(0: one per visible GPU; default 1)",
-    )
+    runner_args(a, "runs/ablation")
     a.add_argument("--plot", help="also draw accuracy against training time (png, svg or pdf)")
     a.set_defaults(run=run)
 

@@ -126,3 +126,24 @@ def runs_value(args):
     from netgraph.runs.ablate import runs_setting
 
     return runs_setting(args.runs, args.max_runs, args.alpha, args.precision)
+
+
+def runner_args(p: argparse.ArgumentParser, out: str) -> None:
+    """Where many runs train and land (ablate, sweep): data, device, the folder, workers."""
+    p.add_argument("--data-dir", help="folder with the data set in an official layout")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument(
+        "--out",
+        default=out,
+        help=f"folder for runs.jsonl, table.md and table.csv (default {out}); "
+        "runs already in its runs.jsonl are not trained again",
+    )
+    p.add_argument("--fresh", action="store_true", help="forget the runs already in --out")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N runs at a time in N processes, one GPU each on CUDA "
+        "(0: one per visible GPU; default 1)",
+    )

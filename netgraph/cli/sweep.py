@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netgraph.cli.common import import_plugins, recipe_args, runs_args, runs_value
+from netgraph.cli.common import import_plugins, recipe_args, runner_args, runs_args, runs_value
 
 
 def add_parser(sub) -> None:
@@ -22,23 +22,7 @@ def add_parser(sub) -> None:
         "PATH=range(start,stop[,step]) for numbers, stop excluded; repeatable: the cartesian product",
     )
     runs_args(s, "combination")
-    s.add_argument("--data-dir", help="folder with the data set in an official layout")
-    s.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    s.add_argument(
-        "--out",
-        default="runs/sweep",
-        help="folder for runs.jsonl, table.md and table.csv (default runs/sweep); "
-        "runs already in its runs.jsonl are not trained again",
-    )
-    s.add_argument("--fresh", action="store_true", help="forget the runs already in --out")
-    s.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        metavar="N",
-        help="train N runs at a time in N processes, one GPU each on CUDA "
-        "(0: one per visible GPU; default 1)",
-    )
+    runner_args(s, "runs/sweep")
     s.add_argument(
         "--plot",
         help="also draw accuracy against the swept value with its 95%% band (one --grid) "
