@@ -128,7 +128,7 @@ def _against_first(values: List[List[float]], rounds: Rounds) -> Dict[int, objec
     if len(values) == 1:
         alone = stats.sequential_mean(values[0], rounds.alpha, rounds.precision, rounds.max_runs)
         return {0: alone} if alone.decided else {}
-    stopped = {}
+    stopped: Dict[int, object] = {}  # a Decision, or "reference" for the first recipe
     for i in range(1, len(values)):
         decision = rounds.compare(values[0], values[i])
         if decision.decided:
@@ -209,7 +209,7 @@ class Runner:
     def in_rounds(self, arms: Sequence[Arm], rounds: Rounds, judge):
         """Seeds added a round at a time to every arm not yet stopped (so arms stay paired by
         seed), until ``judge(values, rounds)`` -> {arm index: Decision} has stopped them all."""
-        n, stopped = [0] * len(arms), {}
+        n, stopped = [0] * len(arms), {}  # type: List[int], Dict[int, object]
         while len(stopped) < len(arms):
             active = [i for i in range(len(arms)) if i not in stopped]
             if all(n[i] >= rounds.max_runs for i in active):  # a judge that never stops them

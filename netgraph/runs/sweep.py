@@ -82,7 +82,8 @@ def _range(args: str, where: str) -> List[str]:
     start, stop, step = ([0] + numbers if len(numbers) == 1 else numbers) + [1][len(numbers) == 3 :]
     if step == 0:
         raise RecipeError("range()'s step is 0", file=where)
-    out, i = [], 0
+    out: List[float] = []
+    i = 0
     while len(out) <= 10_000:
         x = start + i * step
         if (step > 0 and x >= stop - abs(step) * 1e-9) or (step < 0 and x <= stop + abs(step) * 1e-9):
