@@ -345,12 +345,13 @@ def test_save_without_a_file_goes_into_the_run_folder_and_a_failed_set_up_leaves
     # the log says which model the test columns are of (show curves labels it)
     first = json.loads((folder / "log.jsonl").read_text().splitlines()[0])
     assert first["tested"].startswith("moving average of the weights (train.ema")
-    # set-up fails after the folder is chosen (the data is not of input.shape): none is left
+    # set-up fails (the data is not of input.shape): the run is prepared before a folder is
+    # made, so none is left
     assert (
         main(["train", "small.yaml", "--device", "cpu", "--quiet", "--set", "input.shape=[3, 16, 16]"]) == 2
     )
     err = capsys.readouterr().err
-    assert "nothing was trained: removed the new run folder" in err, err
+    assert "input.shape is [3, 16, 16], but the synthetic images are 3 x 32 x 32" in err, err
     assert list((tmp_path / "runs" / "small").iterdir()) == [folder]
     # --save without a file needs a run folder
     assert main(["train", "small.yaml", "--device", "cpu", "--log", "x.jsonl", "--save"]) == 2

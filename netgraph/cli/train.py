@@ -94,9 +94,7 @@ def _file_args(t) -> None:
 
 
 def run(args) -> None:
-    from netgraph.runs.plan import prepare
-    from netgraph.runs.session import TrainOptions, TrainSession
-    from netgraph.train import distributed
+    from netgraph.runs.options import TrainOptions  # no torch: a typo is refused at once
 
     options = TrainOptions(
         args.recipe,
@@ -117,6 +115,10 @@ def run(args) -> None:
     for plugin in args.imports:
         import_plugin(plugin)
     recipe = load_recipe(args.recipe, args.set)
+    from netgraph.runs.plan import prepare
+    from netgraph.runs.session import TrainSession
+    from netgraph.train import distributed
+
     ranks, device = (
         distributed.from_environment(args.device)
         if distributed.launched_by_torchrun()

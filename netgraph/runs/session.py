@@ -6,53 +6,14 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional
 
-from netgraph.core.errors import RecipeError
 from netgraph.runs import files
 from netgraph.runs import folder as run_folder
+from netgraph.runs.options import TrainOptions
 from netgraph.runs.plan import Plan
 from netgraph.runs.run import SeedRuns
-
-
-@dataclass
-class TrainOptions:
-    """What a train command asks for, as plain values (the CLI's flags of the same names)."""
-
-    recipe: str  # the recipe file, as given
-    sets: list  # its --set options
-    seed: int = 0  # the first seed
-    runs: int = 1  # seeds seed .. seed + runs - 1
-    log: Optional[str] = None  # explicit files instead of a run folder
-    checkpoint: Optional[str] = None
-    resume: Union[bool, str] = False  # True: the latest unfinished folder; a path: that folder
-    overwrite: bool = False
-    name: Optional[str] = None  # a word in the new run folder's name
-    save: Union[bool, str, None] = None  # True: model.pt in the run folder; a path: that file
-    checkpoint_every: int = 1
-    json_out: Optional[str] = None
-    command: str = "netgraph train"  # as typed, recorded in the folder and the result
-
-    def check(self) -> None:
-        """What is refused before anything is read or touched."""
-        if self.runs < 1:
-            raise RecipeError(f"--runs {self.runs}: train at least once", hint="--runs 1 or more")
-        if self.save is True and (self.log or self.checkpoint):
-            raise RecipeError(
-                "--save without a file saves into the run folder, and --log/--checkpoint "
-                "name files instead of one",
-                hint="give a file: --save model.pt",
-            )
-
-    def check_outputs(self) -> None:
-        """Refuse a --save or --json-out file that could not be written at the end (a read-only
-        or full disk) now, before the data is loaded and minutes are trained: its folder is
-        made and a temporary file created there and removed. The main process's only."""
-        for path, what in ((self.save, "model file"), (self.json_out, "result")):
-            if isinstance(path, str):
-                files.check_writable(path, what)
 
 
 class TrainSession:
