@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Iterable, Optional, Union
+from typing import Dict, Iterable, Optional, Union
 
 
 class RecipeError(ValueError):
     """A mistake in a recipe, with its location and a hint for the fix."""
+
+    # set only by schema.check_params (the parameter the mistake is about); declared, not
+    # defaulted, so an error without it still has no such attribute
+    key: str
 
     def __init__(
         self,
@@ -56,7 +60,7 @@ class RecipeError(ValueError):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> Optional[str]:
     """'did you mean ...?' for the closest names, or None when nothing is close."""
-    by_lower = {}
+    by_lower: Dict[str, str] = {}
     for c in choices:
         by_lower.setdefault(str(c).lower(), str(c))
     close = [

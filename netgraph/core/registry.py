@@ -26,6 +26,8 @@ class Registry(dict):
     ``plural`` the kind in ``netgraph list`` ("ops"), ``register`` the Python function
     that adds one (for the hint of an unknown name)."""
 
+    note: str  # optional, set by a kind (PASSES) for netgraph list: declared only, getattr reads it
+
     def __init__(self, kind: str, plural: str, register: str):
         super().__init__()
         self.kind, self.plural, self.register = kind, plural, register
