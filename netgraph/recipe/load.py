@@ -186,7 +186,7 @@ def _positions(
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
         visited.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        seen = {}
+        seen: Dict[Any, int] = {}  # key -> its line
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise RecipeError(
@@ -399,16 +399,18 @@ def _rebase_positions(child: Dict[KeyPath, Location], base_data: Any) -> Dict[Ke
     appended list items are shifted past the parent's items."""
     out = {}
     for raw, loc in child.items():
-        path, node, i = [], base_data, 0
+        path: List[Union[str, int]] = []
+        node, i = base_data, 0
         while i < len(raw):
             part = raw[i]
             append = isinstance(part, str) and part.endswith("+") and len(part) > 1
-            if append:
+            if append and isinstance(part, str):  # isinstance again: mypy does not narrow through the flag
                 part = part[:-1]
             path.append(part)
             node = node.get(part) if isinstance(node, dict) else None
-            if append and i + 1 < len(raw) and isinstance(raw[i + 1], int):
-                path.append(raw[i + 1] + (len(node) if isinstance(node, list) else 0))
+            following = raw[i + 1] if i + 1 < len(raw) else None
+            if append and isinstance(following, int):
+                path.append(following + (len(node) if isinstance(node, list) else 0))
                 node, i = None, i + 1
             i += 1
         out[tuple(path)] = loc
@@ -689,7 +691,7 @@ def transform_entry(entry: Any, recipe: Recipe, index: int) -> Tuple[str, Dict[s
 # --- entry points ------------------------------------------------------------
 
 
-def load_recipe(path: Union[str, Path], overrides: Iterable[str] = ()) -> Recipe:
+def load_recipe(path: Union[str, os.PathLike], overrides: Iterable[str] = ()) -> Recipe:
     """Read a recipe file, follow its base: chain, apply ``--set`` overrides and check it."""
     path = Path(path)
     try:
