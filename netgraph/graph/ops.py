@@ -70,6 +70,7 @@ class OpSpec:
         if key not in _PARAM_COUNTS.setdefault(self.name, {}):
             with torch.device("meta"):
                 m = self.build(in_shapes, params)
+            assert m is not None  # self.module is not None
             counts = [0, 0]
             for p in m.parameters():
                 counts[not p.requires_grad] += p.numel()
@@ -94,6 +95,7 @@ def _macs_by_flop_counter(spec: OpSpec, in_shapes, params) -> int:
 
     with torch.device("meta"):
         m = spec.build(in_shapes, params)
+        assert m is not None  # count_macs calls this only for an op with a module
         xs = [torch.empty((1,) + tuple(s)) for s in in_shapes]
     counter = FlopCounterMode(display=False)
     with counter:
