@@ -480,7 +480,7 @@ def _augmentations(recipe: Recipe, d: Dict[str, Any], shape: Optional[Tuple[int,
     """data.augment built in order, each checked against the shape the one before it gives
     (the padded image first); ``shape`` None: not known yet, nothing is checked."""
     checked = shape is not None
-    channels, height, width = shape if checked else (3, 32, 32)  # a stand-in, not checked
+    channels, height, width = shape if shape is not None else (3, 32, 32)  # a stand-in, not checked
     if checked and d["pad"] >= min(height, width):
         raise recipe.error(
             f"data.pad {d['pad']} does not fit images of {height} x {width} pixels",
