@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from netgraph import data as datasets
 from netgraph.core.errors import RecipeError
 from netgraph.recipe.load import load_recipe
 from netgraph.runs import files, stats
@@ -121,7 +122,7 @@ def _ablate(
 
 
 # per process: each data set is read once, each recipe prepared once
-_DATASETS: Dict[tuple, object] = {}
+_DATASETS: Dict[tuple, datasets.Dataset] = {}
 _PLANS: Dict[tuple, Plan] = {}
 
 
