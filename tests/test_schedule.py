@@ -105,3 +105,21 @@ def test_knots_may_round_and_name_the_steps_of_an_epoch():
 
     with pytest.raises(Exception, match="may use only numbers, epochs, steps, epoch_steps"):
         knot_value("round(steps)", 1, 10, 5)
+
+
+def test_fractional_epochs_shorter_than_the_knots_get_a_set_that_fits(write):
+    """train.epochs 1.5 with knots that need 2: the error's ready --set (it was a TypeError:
+    the search for fitting epochs took range(1.5 + 1, ...))."""
+    from netgraph.core.errors import RecipeError
+    from netgraph.recipe.load import load_recipe
+    from netgraph.train.config import train_config
+
+    path = write(
+        "short.yaml",
+        """\
+        train: {epochs: 1.5, lr: {knots: [0, 2, epochs], values: [0, 0.4, 0]}}
+        network: {fc: {op: linear, out: 2}}
+        """,
+    )
+    with pytest.raises(RecipeError, match=r"needs epochs >= 2.*--set 'train.lr.knots=\[0, 1.5, 1.5\]'"):
+        train_config(load_recipe(path))

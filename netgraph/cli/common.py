@@ -48,8 +48,12 @@ def import_plugin(name: str) -> None:
             if not path.is_file():
                 raise RecipeError(f"plugin file '{name}' not found", file="--import")
             spec = importlib.util.spec_from_file_location(path.stem, path)
-            if spec is None or spec.loader is None:  # not a Python file importlib can load
-                raise RecipeError(f"plugin file '{name}' is not a Python module", file="--import")
+            if spec is None or spec.loader is None:  # no loader for its suffix: not Python
+                raise RecipeError(
+                    f"plugin file '{name}' is not a Python file",
+                    file="--import",
+                    hint="give a .py file or a module",
+                )
             module = importlib.util.module_from_spec(spec)
             sys.modules[path.stem] = module
             spec.loader.exec_module(module)

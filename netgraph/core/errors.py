@@ -12,7 +12,7 @@ import difflib
 import math
 import os
 import re
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 # A value or name a message quotes is cut to about a line's worth: a base: name of 5,000
 # characters made a "one-line" error of 10,122 characters (issue 31), a list of 3,000 numbers
@@ -26,6 +26,10 @@ class RecipeError(ValueError):
     """A mistake in a recipe, with its location and a hint for the fix."""
 
     exit_code = 2  # the command line's status for it
+
+    # set only by schema.check_params (the parameter the mistake is about); declared, not
+    # defaulted, so an error without it still has no such attribute
+    key: str
 
     def __init__(
         self,
@@ -123,7 +127,8 @@ def _shown_items(value, limit: int, depth: int) -> str:
     ends = "{}" if isinstance(value, dict) else "()" if isinstance(value, tuple) else "[]"
     if depth >= SHOWN_DEPTH and value:
         return ends[0] + "..." + ends[1]
-    parts, used = [], 2
+    parts: List[str] = []
+    used = 2
     items = value.items() if isinstance(value, dict) else value
     for item in items:
         if isinstance(value, dict):
@@ -152,7 +157,7 @@ def digit_count(value: int) -> int:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> Optional[str]:
     """'did you mean ...?' for the closest names, or None when nothing is close."""
-    by_lower = {}
+    by_lower: Dict[str, str] = {}
     for c in choices:
         by_lower.setdefault(str(c).lower(), str(c))
     close = [

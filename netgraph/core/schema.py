@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from netgraph.core.errors import RecipeError, did_you_mean, shown
 
@@ -33,7 +33,7 @@ MAX_INT = 2**31 - 1
 class Param:
     """One op parameter: its type, default (or REQUIRED) and allowed values."""
 
-    type: type
+    type: Union[type, Tuple[type, ...]]  # a type, or a tuple of them as isinstance takes
     default: Any = REQUIRED
     positive: bool = False
     nonnegative: bool = False

@@ -412,14 +412,14 @@ def _read_classes(folder: Path, layout: Layout) -> List[str]:
             ) from error
     else:
         content = _load_pickle(path)
-        names = content.get(layout.names_key)
-        if not isinstance(names, list):
+        listed = content.get(layout.names_key)
+        if not isinstance(listed, list):
             raise RecipeError(
                 f"has no list under the key {layout.names_key!r}",
                 file=path,
                 hint="extract the official archive again",
             )
-        names = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names]
+        names = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in listed]
     if len(names) != layout.num_classes:
         raise RecipeError(
             f"lists {len(names)} class names, expected {layout.num_classes}",

@@ -12,7 +12,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,7 @@ class Dataset:
 
     @property
     def image_shape(self) -> Tuple[int, int, int]:
-        return tuple(self.train_images.shape[1:])
+        return cast(Tuple[int, int, int], tuple(self.train_images.shape[1:]))  # N x C x H x W images
 
 
 def default_cache_dir() -> Path:

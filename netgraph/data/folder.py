@@ -37,7 +37,7 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -97,7 +97,8 @@ def _split(classes, test_fraction: float, seed: int):
             hint="e.g. 0.2: a fifth of each class is the test set",
         )
     rng = np.random.default_rng(seed)
-    train, test = ([], []), ([], [])
+    train: Tuple[List[str], List[int]] = ([], [])  # (files, labels)
+    test: Tuple[List[str], List[int]] = ([], [])
     for label, (_, files) in enumerate(classes):
         order = rng.permutation(len(files))
         n_test = round(test_fraction * len(files))
@@ -162,11 +163,11 @@ def _decode(path: str, channels: Optional[int], size: Optional[Tuple[int, int]])
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            image.load()
-            gray = image.mode in GRAY_MODES
-            mode = {1: "L", 3: "RGB"}.get(channels, "L" if gray else "RGB")
-            image = image.convert(mode)
+        with Image.open(path) as opened:
+            opened.load()
+            gray = opened.mode in GRAY_MODES
+            modes: Dict[Optional[int], str] = {1: "L", 3: "RGB"}
+            image = opened.convert(modes.get(channels, "L" if gray else "RGB"))
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), getattr(Image.Resampling, RESIZE_FILTER.upper()))
             array = np.asarray(image, dtype=np.uint8)

@@ -11,6 +11,7 @@ right after its last use, and parameters are named after node paths
 from __future__ import annotations
 
 import re
+from typing import Dict
 
 import networkx as nx
 import torch
@@ -56,10 +57,12 @@ def compile_graph(
         if spec.function is not None:  # a module; else a plain call
             target = node.replace("/", ".")
             module = spec.build(in_shapes(g, node), data["params"])
+            assert module is not None  # spec.module is not None
             _load_tensors(module, data.get("tensors") or {})
             _set_submodule(root, target, module)
             values[node] = graph.call_module(target, tuple(args))
         else:
+            assert spec.emit is not None  # an op has a module or an emit (ops._builtin, register_op)
             values[node] = spec.emit(graph, args, node.replace("/", "_"), **data["params"])
     graph.output(values[output])
     graph.lint()
@@ -78,7 +81,7 @@ def parameter_options(g: nx.DiGraph) -> dict:
 
 def _load_tensors(module: nn.Module, tensors) -> None:
     """Copy values a pass computed (whitening filters, say) into the new module."""
-    own = dict(module.named_parameters())
+    own: Dict[str, torch.Tensor] = dict(module.named_parameters())
     own.update(module.named_buffers())
     with torch.no_grad():
         for name, value in tensors.items():

@@ -86,6 +86,7 @@ class OpSpec(Part):
         if key not in self._counts:
             with torch.device("meta"):
                 m = self.build(in_shapes, params)
+            assert m is not None  # self.function is not None
             counts = [0, 0, 0]
             for p in m.parameters():
                 counts[not p.requires_grad] += p.numel()
@@ -108,6 +109,7 @@ def _macs_by_flop_counter(spec: OpSpec, in_shapes, params) -> int:
 
     with torch.device("meta"):
         m = spec.build(in_shapes, params)
+        assert m is not None  # count_macs calls this only for an op with a module
         xs = [torch.empty((1,) + tuple(s)) for s in in_shapes]
     counter = FlopCounterMode(display=False)
     with counter:

@@ -72,16 +72,17 @@ def parameter_bytes(g: nx.DiGraph) -> Dict[str, Any]:
     """What summarize counts of the compiled nodes' tensors, without the MACs: ``bytes`` of
     their parameters and buffers, ``params`` (trainable and frozen), and the node that holds
     the most bytes (``heaviest``, ``heaviest_bytes``)."""
-    out = {"bytes": 0, "params": 0, "heaviest": None, "heaviest_bytes": -1}
+    total = params = 0
+    heaviest, heaviest_bytes = None, -1
     for node in needed_nodes(g):
         data = g.nodes[node]
         spec, shapes = ops.get_op(data["op"]), in_shapes(g, node)
         size = spec.count_bytes(shapes, data["params"])
-        out["bytes"] += size
-        out["params"] += sum(spec.count_params(shapes, data["params"]))
-        if size > out["heaviest_bytes"]:
-            out.update(heaviest=node, heaviest_bytes=size)
-    return out
+        total += size
+        params += sum(spec.count_params(shapes, data["params"]))
+        if size > heaviest_bytes:
+            heaviest, heaviest_bytes = node, size
+    return {"bytes": total, "params": params, "heaviest": heaviest, "heaviest_bytes": heaviest_bytes}
 
 
 def device_memory(device=None) -> Optional[int]:

@@ -197,7 +197,7 @@ def _positions(
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
         visited.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        seen = {}
+        seen: Dict[Any, int] = {}  # key -> its line
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise RecipeError(
@@ -428,16 +428,18 @@ def _rebase_positions(child: Dict[KeyPath, Location], base_data: Any) -> Dict[Ke
     appended list items are shifted past the parent's items."""
     out = {}
     for raw, loc in child.items():
-        path, node, i = [], base_data, 0
+        path: List[Union[str, int]] = []
+        node, i = base_data, 0
         while i < len(raw):
             part = raw[i]
             append = isinstance(part, str) and part.endswith("+") and len(part) > 1
-            if append:
+            if append and isinstance(part, str):  # isinstance again: mypy does not narrow through the flag
                 part = part[:-1]
             path.append(part)
             node = node.get(part) if isinstance(node, dict) else None
-            if append and i + 1 < len(raw) and isinstance(raw[i + 1], int):
-                path.append(raw[i + 1] + (len(node) if isinstance(node, list) else 0))
+            following = raw[i + 1] if i + 1 < len(raw) else None
+            if append and isinstance(following, int):
+                path.append(following + (len(node) if isinstance(node, list) else 0))
                 node, i = None, i + 1
             i += 1
         out[tuple(path)] = loc
@@ -479,12 +481,12 @@ def read_recipe_text(path: Path, file: str, budget: int = MAX_FILE_BYTES) -> str
 
 def _too_large(size: int, budget: int, file: str) -> RecipeError:
     used = MAX_FILE_BYTES - budget  # by the recipes that name this file as their base:
-    size = f"{'more than ' if size == budget + 1 else ''}{size:,} bytes"
+    held = f"{'more than ' if size == budget + 1 else ''}{size:,} bytes"
     return RecipeError(
         (
-            f"the file holds {size}, and the recipes built on it {used:,}: together "
+            f"the file holds {held}, and the recipes built on it {used:,}: together "
             if used
-            else f"the file holds {size}: "
+            else f"the file holds {held}: "
         )
         + f"too large for a recipe, which is at most {MAX_FILE_BYTES:,} bytes with its base: files "
         "(refused before it is read)",
@@ -748,7 +750,7 @@ def transform_entry(entry: Any, recipe: Recipe, index: int) -> Tuple[str, Dict[s
 # --- entry points ------------------------------------------------------------
 
 
-def load_recipe(path: Union[str, Path], overrides: Iterable[str] = ()) -> Recipe:
+def load_recipe(path: Union[str, os.PathLike], overrides: Iterable[str] = ()) -> Recipe:
     """Read a recipe file, follow its base: chain, apply ``--set`` overrides and check it."""
     path = Path(path)
     try:

@@ -129,9 +129,10 @@ def _manifest(folder: Path) -> Optional[dict]:
 def resumable(folder: Path, opts: dict) -> bool:
     """An unfinished run of these options that left a checkpoint."""
     manifest = _manifest(folder)
+    if not manifest:
+        return False
     return (
-        bool(manifest)
-        and not manifest.get("finished")
+        not manifest.get("finished")
         and (folder / "train.ckpt").is_file()
         and {k: manifest.get(k) for k in opts} == opts
     )

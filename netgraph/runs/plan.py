@@ -155,6 +155,7 @@ def normalisation(dataset: datasets.Dataset, config: Optional[DataConfig] = None
                     f"{dataset.name} images, got {values}",
                     hint="give both data.mean and data.std, or neither to use the training set's own",
                 )
+        assert config.mean is not None and config.std is not None  # the loop refuses None
         return tuple(config.mean), tuple(config.std)
     if dataset.name == "cifar10":
         return images.CIFAR10_MEAN, images.CIFAR10_STD

@@ -68,8 +68,11 @@ class TrainSession:
         save = self.options.save
         if not (save and self.main):
             return None
-        folder = self.paths.folder  # a bare --save has a run folder: check() refuses it beside --log
-        return self.runs.save(model, run, folder / "model.pt" if save is True and folder else save)
+        if save is True:
+            folder = self.paths.folder
+            assert folder is not None  # TrainOptions.check refuses a bare --save with --log/--checkpoint
+            return self.runs.save(model, run, folder / "model.pt")
+        return self.runs.save(model, run, save)
 
     def finish(self) -> Dict[str, Any]:
         """Every seed done: the folder marked finished, the checkpoint removed, the combined

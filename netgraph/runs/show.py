@@ -400,7 +400,8 @@ def params_data(runs: Sequence[Dict], seed: Optional[int] = None) -> Dict:
             file=run["file"],
             hint="train with --set train.log_params=5 to record them every 5 steps",
         )
-    steps, layers = [], {}
+    steps: List[float] = []
+    layers: Dict[str, Dict[str, Any]] = {}  # per layer: each statistic's values, and trainable flags
     for e in run["epochs"]:
         p = e["params"]
         steps += [s / p["steps_per_epoch"] for s in p["steps"]]

@@ -25,7 +25,7 @@ then every image mirrored on every other epoch) do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, cast
 
 import torch
 
@@ -59,6 +59,18 @@ class Augmentation(Protocol):
     # 1-based), used by draw_choices instead of the batch-group draw. And ``gather(images,
     # index, choice)``: the batch images[index] transformed, read straight from the padded
     # data set, which the loader uses when the augmentation comes first (Crop, Translate).
+
+
+class _Gathering(Augmentation, Protocol):
+    """An augmentation with the optional ``gather`` (Crop, Translate)."""
+
+    def gather(self, images: torch.Tensor, index: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """The batch images[index] transformed by choice, read straight from ``images``."""
+
+
+def _image_shape(images: torch.Tensor) -> Shape:
+    """One image's (C, H, W) of a batch or data set of N x C x H x W images."""
+    return cast("Shape", tuple(images.shape[1:]))  # a cast only: the tuple is as it was
 
 
 def _top_left(choice: torch.Tensor, shape: Shape, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +129,7 @@ class Crop(_Square):
     def gather(self, images: torch.Tensor, index: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         """The windows of images[index] at their choices, in one gather straight from the
         (contiguous) data set, without copying whole padded images first (_windows)."""
-        top, left = _top_left(choice, tuple(images.shape[1:]), self.size)
+        top, left = _top_left(choice, _image_shape(images), self.size)
         return _windows(images, index, top, left, self.size, self.size)
 
     def apply(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
@@ -151,7 +163,7 @@ class Cutout(_Square):
 
     def apply(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[2:]
-        top, left = _top_left(choice, tuple(x.shape[1:]), self.size)
+        top, left = _top_left(choice, _image_shape(x), self.size)
         rows = torch.arange(height, device=x.device).view(1, -1)
         cols = torch.arange(width, device=x.device).view(1, -1)
         in_rows = (rows >= top.view(-1, 1)) & (rows < top.view(-1, 1) + self.size)  # B x H
@@ -201,7 +213,7 @@ class Translate:
 
     def gather(self, images: torch.Tensor, index: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         """The windows of images[index], in one gather from the data set as Crop's."""
-        shape = tuple(images.shape[1:])
+        shape = _image_shape(images)
         pad, side = self._pad(shape), 2 * self.pixels + 1
         top = pad - self.pixels + choice // side  # pad + dy
         left = pad - self.pixels + choice % side  # pad + dx
@@ -393,7 +405,7 @@ class BatchGroupLoader:
         self.labels = labels
         self.batch_size = batch_size
         self.augmentations = list(augmentations)
-        self.output_shape = check_augmentations(self.augmentations, tuple(images_padded.shape[1:]))
+        self.output_shape = check_augmentations(self.augmentations, _image_shape(images_padded))
         self.max_groups = max_groups
         self.drop_last = drop_last
         self.shuffle = shuffle
@@ -429,7 +441,7 @@ class BatchGroupLoader:
         choices = draw_choices(
             n,
             self.augmentations,
-            tuple(self.images.shape[1:]),
+            _image_shape(self.images),
             self.generator,
             self.max_groups,
             self.epoch_number,
@@ -461,7 +473,7 @@ class BatchGroupLoader:
             if start is not None:
                 index = host_order[start : start + self.batch_size]
                 x = (
-                    self.augmentations[0].gather(self.images, index, host_choice[index])
+                    cast(_Gathering, self.augmentations[0]).gather(self.images, index, host_choice[index])
                     if host_choice is not None
                     else self.images[index]
                 )
@@ -476,7 +488,9 @@ class BatchGroupLoader:
     def _batch(self, index: torch.Tensor, choices: List[torch.Tensor]) -> torch.Tensor:
         if self.gathers:
             # Select and crop in one gather, never copying the batch's whole padded images.
-            x = self.augmentations[0].gather(self.images, index, choices[0][index])
+            x = cast(_Gathering, self.augmentations[0]).gather(
+                self.images, index, choices[0][index]
+            )  # self.gathers
         else:
             x = self.images[index]
         return self._finish(x, index, choices, self.gathers)

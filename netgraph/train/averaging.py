@@ -85,6 +85,7 @@ class MovingAverage:
         if self.counter == "run":
             due = step % self.every == 0
         else:  # the step's place in its epoch, from 0
+            assert self.steps_per_epoch is not None  # __init__ refuses counter epoch without it
             due = (step - 1) % self.steps_per_epoch % self.every == 0
         if due:
             self.update()

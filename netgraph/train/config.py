@@ -6,6 +6,7 @@ Each key is checked like an op parameter (type, range, unknown keys with a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -241,15 +242,15 @@ def _until(value: Any) -> Dict[str, float]:
     return dict(value)
 
 
-def _fitting_knots(knots, epochs: int) -> Optional[str]:
+def _fitting_knots(knots, epochs: float) -> Optional[str]:
     """A ready --set for knots that fit a run shorter than ``knots`` allow: the knots at the
-    fewest epochs they fit, scaled down to ``epochs`` (so [0, epochs/5, epochs - 2] at 1 epoch
-    is [0, 0.2, 0.333], the shape they have at 3)."""
+    fewest whole epochs above ``epochs`` they fit, scaled down to ``epochs`` (so [0, epochs/5,
+    epochs - 2] at 1 epoch is [0, 0.2, 0.333], the shape they have at 3). ``epochs`` may be
+    fractional (train.epochs: 1.5)."""
     from netgraph.train.schedule import knot_value
 
-    start = next(
-        (n for n in range(epochs + 1, 1001) if all(_knots_fit(knots, m) for m in range(n, n + 3))), None
-    )
+    first = math.floor(epochs) + 1  # epochs + 1 for whole epochs, as before
+    start = next((n for n in range(first, 1001) if all(_knots_fit(knots, m) for m in range(n, n + 3))), None)
     if start is None:
         return None
     points = [round(knot_value(k, start) * epochs / start, 3) for k in knots]
@@ -467,7 +468,7 @@ def _augmentations(recipe: Recipe, d: Dict[str, Any], shape: Optional[Tuple[int,
     """data.augment built in order, each checked against the shape the one before it gives
     (the padded image first); ``shape`` None: not known yet, nothing is checked."""
     checked = shape is not None
-    channels, height, width = shape if checked else (3, 32, 32)  # a stand-in, not checked
+    channels, height, width = shape if shape is not None else (3, 32, 32)  # a stand-in, not checked
     if checked and d["pad"] >= min(height, width):
         raise recipe.error(
             f"data.pad {d['pad']} does not fit images of {height} x {width} pixels",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 import torch.distributed as dist
@@ -53,14 +53,14 @@ def from_environment(device: Optional[str] = None) -> tuple:
     local = int(os.environ.get("LOCAL_RANK", rank))
     if device is None:
         device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda":
-        if device.index is None:
-            device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
+    chosen = torch.device(device)
+    if chosen.type == "cuda":
+        if chosen.index is None:
+            chosen = torch.device("cuda", local)
+        torch.cuda.set_device(chosen)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
-    return Ranks(rank, world, local), device
+        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo", rank=rank, world_size=world)
+    return Ranks(rank, world, local), chosen
 
 
 def rank_batch(batch_size: int, ranks: Optional[Ranks]) -> int:
@@ -143,10 +143,14 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     @torch.no_grad()
     def _update_running_statistics(self, mean, var, n) -> None:
-        m = self.momentum
-        self.running_mean.mul_(1 - m).add_(mean, alpha=m)
+        # netgraph's batch norms always have a momentum (None, torch's cumulative average,
+        # fails here as it did: 1 - None); the buffers exist with track_running_stats
+        m = cast(float, self.momentum)
+        running_mean, running_var = self.running_mean, self.running_var
+        assert running_mean is not None and running_var is not None and self.num_batches_tracked is not None
+        running_mean.mul_(1 - m).add_(mean, alpha=m)
         # the running variance unbiased, as torch's batch norm keeps it
-        self.running_var.mul_(1 - m).add_(var * (n / (n - 1)), alpha=m)
+        running_var.mul_(1 - m).add_(var * (n / (n - 1)), alpha=m)
         self.num_batches_tracked.add_(1)
 
 

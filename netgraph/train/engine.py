@@ -449,7 +449,8 @@ def build_optimizers(
                 until_step(s["until"], steps_per_epoch, total),
             )
         )
-    optimizers, runs = [], [None] * len(settings)
+    optimizers = []
+    runs: List[Optional[GroupRun]] = [None] * len(settings)  # each filled below
     for spec, params, torch_groups, indices in chosen.values():
         if "foreach" in spec.params and params.get("foreach") is None:
             params = {**params, "foreach": config.foreach}
@@ -533,7 +534,7 @@ class _StopSignals:
 
         self.active = active and threading.current_thread() is threading.main_thread()
         self.received: Optional[str] = None
-        self._old = {}
+        self._old: Dict[int, Any] = {}  # signal -> its handler before
 
     def __enter__(self):
         import signal
@@ -625,7 +626,8 @@ class Training:
         if config.precision == "float16":
             half_precision(model, torch.float16)
         if config.channels_last:
-            model.to(memory_format=torch.channels_last)
+            # torch's stubs leave out the memory_format that Module.to takes
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def _count_steps(self) -> None:
         """Steps an epoch (from the loader), steps and epochs in all, and train.lr per step."""
@@ -740,14 +742,16 @@ class Training:
     def state(self, epoch: int, skip: int, elapsed: float = 0.0) -> TrainState:
         """The whole training state, on the CPU: ``epoch`` is the epoch to run next, or in
         progress with ``skip`` of its steps done."""
+        # the generator as this epoch began (mid-epoch) or as the next will begin
+        generator = self.loader.epoch_state if skip else self.loader.generator.get_state()
+        assert generator is not None  # mid-epoch: the loader began the epoch, which set epoch_state
         return TrainState(
             step=self.step_count,
             epoch=epoch,
             skip=skip,
             model=to_cpu(self.model.state_dict()),
             optimizers=[to_cpu(o.state_dict()) for o in self.optimizers],
-            # the generator as this epoch began (mid-epoch) or as the next will begin
-            generator=self.loader.epoch_state if skip else self.loader.generator.get_state(),
+            generator=generator,
             average=to_cpu(self.average.state_dict()) if self.average else None,
             stats={"steps": list(self.stats.steps), "records": to_cpu(self.stats.records)}
             if self.stats
@@ -779,6 +783,7 @@ class Training:
         self.result.train_time_s = state.train_time_s
         self.result.log = [EpochLog(**e) for e in state.log]
         if state.skip:
+            assert state.epoch_losses is not None  # Training.state keeps them whenever skip > 0
             self.losses.copy_(state.epoch_losses)
             self.correct.fill_(state.epoch_correct)
 
@@ -818,18 +823,18 @@ def train(
     model.train()
     with _StopSignals(checkpoint is not None) as signals:
         for epoch in range(first, run.epochs + 1):
-            resuming = saved is not None and skip
+            resuming = saved if skip else None  # skip > 0 only when resuming mid-epoch
             if not resuming:
                 run.losses.zero_()
                 run.correct.zero_()
             epoch_time = run.epoch(
                 epoch,
                 skip,
-                saved.generator if resuming else None,
+                resuming.generator if resuming else None,
                 on_step,
                 signals,
                 checkpoint,
-                saved.epoch_elapsed if resuming else 0.0,
+                resuming.epoch_elapsed if resuming else 0.0,
             )
             skip = 0
             end_epoch(run, epoch, epoch_time, on_epoch, checkpoint)
@@ -838,7 +843,9 @@ def train(
     result = run.result
     if run.device.type == "cuda":
         result.peak_memory_bytes = torch.cuda.max_memory_allocated(run.device)
-    result.test_acc, result.test_loss = result.log[-1].test_acc, result.log[-1].test_loss
+    last = result.log[-1]
+    assert last.test_acc is not None and last.test_loss is not None  # the last epoch is always evaluated
+    result.test_acc, result.test_loss = last.test_acc, last.test_loss
     result.model = run.evaluated
     return result
 

@@ -9,7 +9,7 @@ one clear error rather than a failure deep in the loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -64,7 +64,7 @@ class TrainState:
 
 
 _NONE = type(None)
-_TYPES = {
+_TYPES: Dict[str, Union[type, Tuple[type, ...]]] = {
     "step": int,
     "epoch": int,
     "skip": int,

@@ -18,7 +18,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from netgraph.core.errors import RecipeError, shown
 from netgraph.core.registry import Registry
@@ -151,7 +150,7 @@ def describe_tta(value: Any) -> str:
     return ", ".join(f"{label} x {weight:g}" for label, _, weight in views)
 
 
-def predict(model: nn.Module, x: torch.Tensor, tta: Any = ()) -> torch.Tensor:
+def predict(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tta: Any = ()) -> torch.Tensor:
     """Logits averaged over the test-time views of x: the sum of weight x logits over the
     views, divided by the sum of the weights. ``tta`` is train.tta as written, or what
     parse_tta made of it (evaluate parses once, not once a batch)."""
@@ -162,6 +161,7 @@ def predict(model: nn.Module, x: torch.Tensor, tta: Any = ()) -> torch.Tensor:
         out = model(view(x)).float() * weight
         logits = out if logits is None else logits + out
         total += weight
+    assert logits is not None  # parse_tta gives one view or more
     return logits / total
 
 

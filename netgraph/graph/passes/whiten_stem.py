@@ -9,7 +9,7 @@ As in the original code, patches are not mean-centred (the images are normalised
 Seed: k = 3, eps = 0.01, 10,000 images, 27 output channels.
 """
 
-from typing import Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -92,7 +92,7 @@ def whiten_stem(g, context, kernel, eps, images) -> int:
             hint=f"use a kernel of at most {min(height, width)} (the bag of tricks uses 3)",
         )
     whiten = unique_path(g, first.rsplit("/", 1)[0] + "/whiten" if "/" in first else "whiten")
-    attrs = {}
+    attrs: Dict[str, Any] = {}
     if context.train_images is None:
         attrs["pending"] = (
             "the whitening filters are computed from training images and none were "
