@@ -204,8 +204,7 @@ def test_ema_tta_bfloat16_and_mean_loss_reach_the_run():
         batch_size=64,
         lr_knots=[0, 1, "epochs"],
         lr_values=[0, 0.4, 0],
-        ema_momentum=0.9,
-        ema_every=2,
+        average={"name": "ema", "params": {"momentum": 0.9, "every": 2}},
         tta=["flip"],
         precision="bfloat16",
         loss="mean",
@@ -222,7 +221,12 @@ def test_ema_tta_bfloat16_and_mean_loss_reach_the_run():
     no_views = evaluate(result.model, data.test_images, data.test_labels, dataclasses.replace(config, tta=[]))
     assert no_views[1] != result.test_loss
     float32 = run_small(
-        0, epochs=2, ema_momentum=0.9, ema_every=2, tta=["flip"], loss="mean", label_smoothing=0.2
+        0,
+        epochs=2,
+        average={"name": "ema", "params": {"momentum": 0.9, "every": 2}},
+        tta=["flip"],
+        loss="mean",
+        label_smoothing=0.2,
     )  # the same run (seed, model, data) but for precision
     assert [e.train_loss for e in result.log] != [e.train_loss for e in float32.log]
 
@@ -248,7 +252,11 @@ def test_the_loop_updates_the_moving_average_every_few_steps():
                 expected[name] = rho * expected[name] + (1 - rho) * value
 
     config = TrainConfig(
-        epochs=1, batch_size=64, lr_knots=[0, 1], lr_values=[0.4, 0.4], ema_momentum=0.8, ema_every=3
+        epochs=1,
+        batch_size=64,
+        lr_knots=[0, 1],
+        lr_values=[0.4, 0.4],
+        average={"name": "ema", "params": {"momentum": 0.8, "every": 3}},
     )
     result = train(model, data, config, on_step=average_by_hand)
     for name, value in floats(result.model).items():

@@ -127,7 +127,7 @@ def test_the_structural_facts_of_each_step(steps):
     # 8: moving average every 5 steps at 0.99, counted per epoch as the original loop; the
     # learning rate floored for 2 epochs.
     t8 = train("08_ema")
-    assert (t8.averaging(), t8.epochs) == (
+    assert (t8.average, t8.epochs) == (
         {"name": "ema", "params": {"momentum": 0.99, "every": 5, "counter": "epoch"}},
         13,
     )

@@ -78,5 +78,5 @@ def test_the_fidelity_studys_netgraph_arms_are_valid_and_differ_only_in_the_coun
         if trainer == "netgraph":
             sets = switches[1::2]
             config = train_config(load_recipe(ROOT / "recipes" / "tiny.yaml", sets), "cpu")
-            counters[arm] = config.averaging()["params"].get("counter", "run")
+            counters[arm] = config.average["params"].get("counter", "run")
     assert counters == {"netgraph": "run", "netgraph, moving-average counter per epoch": "epoch"}

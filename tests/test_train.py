@@ -43,7 +43,7 @@ def small(tmp_path):
 def test_recipe_sections_become_configs():
     recipe = load_recipe(RECIPES / "bag_of_tricks.yaml")
     t = train_config(recipe, "cuda")
-    assert (t.epochs, t.batch_size, t.label_smoothing, t.averaging(), t.tta) == (
+    assert (t.epochs, t.batch_size, t.label_smoothing, t.average, t.tta) == (
         10,
         512,
         0.2,

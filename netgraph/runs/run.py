@@ -265,7 +265,7 @@ def log_entry_line(
 def tested_model(config) -> str:
     """Which model the test columns are of, in words (the log records it, the header and
     `show curves` say it)."""
-    average = config.averaging()
+    average = config.average
     if average and average["name"] == "ema":
         return (
             f"moving average of the weights (train.ema: momentum {average['params']['momentum']}, "

@@ -64,8 +64,6 @@ class TrainConfig:
     # float32, float16 (model in half, batch norm in float32), bfloat16 (autocast); auto:
     # float16 on a GPU, float32 on a CPU, whose half-precision convolutions are slow
     precision: str = "auto"
-    ema_momentum: Optional[float] = None  # e.g. 0.99: average the weights (and BN statistics)
-    ema_every: int = 5  # steps between moving-average updates (momentum ** every per update)
     average: Optional[Dict] = None  # {"name": an averaging.AVERAGING kind, "params": {...}}
     # train.tta as written (netgraph.train.views.parse_tta reads it): views besides the image, e.g.
     # ["flip"], or {"views": [{"view": ..., "weight": ...}, ...]}, or "airbench"
@@ -90,14 +88,6 @@ class TrainConfig:
             return PiecewiseLinear.in_epochs(self.lr_knots, self.lr_values, self.epochs)
         total = total_steps(self, steps_per_epoch)
         return PiecewiseLinear.in_epochs(self.lr_knots, self.lr_values, total / steps_per_epoch, total)
-
-    def averaging(self) -> Optional[Dict]:
-        """train.average, or train.ema's short form of it."""
-        if self.average is not None:
-            return self.average
-        if self.ema_momentum:
-            return {"name": "ema", "params": {"momentum": self.ema_momentum, "every": self.ema_every}}
-        return None
 
 
 def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
@@ -594,7 +584,7 @@ class Training:
         self.optimizers, self.groups = build_optimizers(
             model, config, options, self.steps_per_epoch, self.total_steps
         )
-        self.average = build_averaging(config.averaging(), model, self.steps_per_epoch)
+        self.average = build_averaging(config.average, model, self.steps_per_epoch)
         self.stats = self._param_stats()
         self.summed = config.loss == "sum"
         # DistributedDataParallel averages gradients over ranks; a summed loss wants their sum.
