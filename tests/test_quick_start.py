@@ -64,7 +64,8 @@ def bare_environment(folder: Path) -> dict:
 
 
 def _stopped(number, frame):
-    raise SystemExit(128 + number)  # so the finally blocks end the run and remove the clone
+    # as Ctrl-C does: pytest stops, and the finally blocks end the run and remove the clone
+    raise KeyboardInterrupt(f"signal {number}")
 
 
 def run_in(clone: Path, words, env) -> str:
