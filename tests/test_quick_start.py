@@ -64,9 +64,16 @@ def bare_environment(folder: Path) -> dict:
     return env
 
 
+def _stopped(number, frame):
+    # as Ctrl-C does: pytest stops, and the finally blocks end the run and remove the clone
+    raise KeyboardInterrupt(f"signal {number}")
+
+
 def run_in(clone: Path, words, env) -> str:
-    """`words` run in `clone`, in a session of its own, so a timeout ends all it started."""
+    """`words` run in `clone`, in a session of its own, so a timeout ends all it started; a
+    SIGTERM or SIGHUP to pytest meanwhile ends it too (the default would leave it running)."""
     assert words[0] == "netgraph"
+    handlers = {number: signal.signal(number, _stopped) for number in (signal.SIGTERM, signal.SIGHUP)}
     process = subprocess.Popen(
         [sys.executable, "-m", "netgraph", *words[1:]],
         cwd=clone,
@@ -86,6 +93,8 @@ def run_in(clone: Path, words, env) -> str:
         if process.poll() is None:  # interrupted: leave nothing running
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     assert process.returncode == 0, out[-3000:]
     return out
 
