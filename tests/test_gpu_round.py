@@ -36,7 +36,9 @@ def test_dry_run_runs_every_stage_and_brings_back_at_most_8_files(tmp_path):
     assert (stages["ladder"]["runs_before"], stages["ladder"]["runs_after"]) == (1, 2)
     ladder = [json.loads(line) for line in (out / "ladder_runs.jsonl").read_text().splitlines()]
     assert sorted(r["seed"] for r in ladder) == [0, 1]
-    assert seconds < 240, seconds  # about 100 s on an idle 2-core machine
+    # the dry run fits the round's own budget (about 100 s of its 540 on an idle 2-core machine);
+    # a wall-clock bound tighter than the budget failed on a machine shared with other jobs
+    assert seconds < record["budget_s"], seconds
 
 
 def test_a_stage_still_running_at_the_budget_is_stopped(tmp_path):
