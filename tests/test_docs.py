@@ -70,6 +70,22 @@ def test_yaml_examples_on_resnet9_load(doc, text, tmp_path):
 RUN_TOOLS = ("python tools/write_digits.py",)
 
 
+def test_a_command_in_the_docs_needs_nothing_beside_the_repository_unless_it_says_so():
+    """../shared exists only where netgraph is developed: a command that reads it is a GPU run or
+    a larger measurement, and its comment says which; every other command runs on a bare clone."""
+    needs = [
+        (doc, line)
+        for doc, b in all_blocks("bash")
+        for line in b.replace("\\\n", " ").splitlines()
+        if "../shared" in line.partition("#")[0]
+    ]
+    assert needs, "the rule sees no command naming ../shared: the reader is broken"
+    unmarked = [
+        (d, line) for d, line in needs if not re.search(r"on a GPU|on the shared", line.partition("#")[2])
+    ]
+    assert not unmarked, unmarked
+
+
 @pytest.mark.slow
 def test_netgraph_commands_run(tmp_path, monkeypatch, capsys):
     """Every `netgraph ...` line of the docs, run in a copy of the recipes with the sample
