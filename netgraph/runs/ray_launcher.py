@@ -103,8 +103,11 @@ def train(
         data = ray.put(cache)  # once, not once per run
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         attempts = ray.remote(_Attempts).options(num_cpus=0, scheduling_strategy=here).remote()
-        task = ray.remote(_task).options(
-            num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_retries=RETRIES
+        task = ray.remote(_task).options(  # spread over the nodes, not packed onto this one first
+            num_gpus=1 if gpus else 0,
+            num_cpus=0 if gpus else 1,
+            max_retries=RETRIES,
+            scheduling_strategy="SPREAD",
         )
         run_device = "cuda" if gpus else "cpu"
         refs = {
