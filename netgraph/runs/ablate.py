@@ -147,14 +147,16 @@ class Runner:
     process or several, and records each the moment it finishes; locked while open."""
 
     def __init__(self, out_dir, first_seed, device, data_dir, resume, workers, on_run, ray=None, board=False):
+        """``ray``: None (local workers), an empty text (a local Ray cluster) or a cluster's address."""
         self.out = Path(out_dir)
         self.first_seed, self.data_dir, self.resume, self.on_run = first_seed, data_dir, resume, on_run
-        self.ray, self.board = ray, board  # ray: None (local workers), "" (a local Ray) or an address
-        self.requested, self.device = device, resolve_device(device)
-        if ray is not None:  # no Ray installed: refused before anything is read or trained
-            from netgraph.runs.ray_launcher import import_ray
+        self.board = board
+        self.device = resolve_device(device)
+        self.launcher = None
+        if ray is not None:  # no Ray installed: refused here, before anything is read or trained
+            from netgraph.runs.ray_launcher import Launcher  # only here: without --ray, no Ray
 
-            import_ray()
+            self.launcher = Launcher(device, data_dir, ray or None)
         if workers == 0:
             workers = max(1, torch.cuda.device_count()) if self.device.type == "cuda" else 1
         self.workers = workers
@@ -172,7 +174,11 @@ class Runner:
         return self
 
     def __exit__(self, *exc) -> None:
-        files.unlock(self.held)
+        try:
+            if self.launcher:
+                self.launcher.close()
+        finally:
+            files.unlock(self.held)
 
     def _read(self) -> Dict[tuple, Dict]:
         self.log = self.out / "runs.jsonl"
@@ -192,10 +198,8 @@ class Runner:
     def train(self, wanted: Sequence[Tuple[Arm, int]]) -> None:
         """Train each (arm, seed) not recorded yet."""
         todo = [(path, o, seed) for (path, o), seed in wanted if _key(path, seed, o) not in self.done]
-        if self.ray is not None and todo:
-            from netgraph.runs import ray_launcher  # only here: without --ray, Ray is not imported
-
-            ray_launcher.train(todo, self.requested, self.data_dir, self.ray or None, self._finished)
+        if self.launcher and todo:
+            self.launcher.train(todo, self._finished)
         elif self.workers == 1 or len(todo) <= 1:
             for path, o, seed in todo:
                 self._finished(path, o, seed, _one_run(path, o, seed, str(self.device), self.data_dir))

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from netgraph.core.errors import RecipeError
 from netgraph.data.dataset import Dataset
-from netgraph.recipe.load import load_recipe
+from netgraph.recipe.load import Recipe, load_recipe
 from netgraph.runs.plan import prepare
 from netgraph.runs.trial import one_run
 
@@ -72,56 +72,67 @@ def connect(ray, address: Optional[str]) -> bool:
     return True
 
 
-def _data(todo: Todo, data_dir: Optional[str]) -> Tuple[Dict, Dict]:
-    """Each recipe loaded and each data set read once, here: prepare's data cache (the uint8
-    tensors, keyed as prepare keys them) and the recipes by (path, overrides)."""
-    cache: Dict[tuple, Dataset] = {}
-    recipes = {}
-    for path, overrides, _ in todo:
-        if (path, overrides) not in recipes:
-            recipes[path, overrides] = load_recipe(path, list(overrides))
-            prepare(recipes[path, overrides], data_dir=data_dir, device="cpu", data_cache=cache)
-    return cache, recipes
+class Launcher:
+    """The Ray session of one Runner (all rounds of ``--runs auto`` in one): connected, or a local
+    cluster started, on the first ``train``; the recipes loaded and the data sets put in the
+    object store once; ``close`` shuts down what it started."""
 
+    def __init__(self, device: Optional[str], data_dir: Optional[str], address: Optional[str]):
+        self.ray, self.device, self.data_dir, self.address = import_ray(), device, data_dir, address
+        self.started: Optional[bool] = None  # None: not connected yet
+        self.recipes: Dict[tuple, Recipe] = {}
+        self.cache: Dict[
+            tuple, Dataset
+        ] = {}  # prepare's data cache: the uint8 tensors, keyed as it keys them
 
-def train(
-    todo: Todo,
-    device: Optional[str],
-    data_dir: Optional[str],
-    address: Optional[str],
-    finished: Callable[[str, tuple, int, Dict], None],
-) -> None:
-    """Train ``todo`` as Ray tasks on the cluster at ``address`` (a local one if None), calling
-    ``finished(path, overrides, seed, record)`` in this process as each run ends."""
-    ray = import_ray()
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    def _open(self) -> None:
+        ray = self.ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    started = connect(ray, address)
-    try:
-        gpus = ray.cluster_resources().get("GPU", 0) > 0 and device != "cpu"
-        cache, recipes = _data(todo, data_dir)
-        data = ray.put(cache)  # once, not once per run
+        self.started = connect(ray, self.address)
+        gpus = ray.cluster_resources().get("GPU", 0) > 0 and self.device != "cpu"
+        self.run_device = "cuda" if gpus else "cpu"
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        attempts = ray.remote(_Attempts).options(num_cpus=0, scheduling_strategy=here).remote()
-        task = ray.remote(_task).options(  # spread over the nodes, not packed onto this one first
+        self.attempts = ray.remote(_Attempts).options(num_cpus=0, scheduling_strategy=here).remote()
+        self.task = ray.remote(_task).options(  # spread over the nodes, not packed onto this one first
             num_gpus=1 if gpus else 0,
             num_cpus=0 if gpus else 1,
             max_retries=RETRIES,
             scheduling_strategy="SPREAD",
         )
-        run_device = "cuda" if gpus else "cpu"
-        refs = {
-            task.remote(path, o, seed, run_device, data_dir, recipes[path, o], data, attempts): (
-                path,
-                o,
-                seed,
+
+    def _load(self, todo: Todo) -> None:
+        """Each recipe not seen yet loaded, and its data set read, here; the data sets put in
+        Ray's object store again only when a new one was read."""
+        before = len(self.cache)
+        for path, overrides, _ in todo:
+            if (path, overrides) not in self.recipes:
+                self.recipes[path, overrides] = load_recipe(path, list(overrides))
+                prepare(
+                    self.recipes[path, overrides], data_dir=self.data_dir, device="cpu", data_cache=self.cache
+                )
+        if len(self.cache) != before:
+            self.data = self.ray.put(self.cache)  # once, not once per run
+
+    def train(self, todo: Todo, finished: Callable[[str, tuple, int, Dict], None]) -> None:
+        """Train ``todo`` as Ray tasks, calling ``finished(path, overrides, seed, record)`` here
+        as each run ends."""
+        if self.started is None:
+            self._open()
+        self._load(todo)
+        refs = {}
+        for path, o, seed in todo:
+            recipe = self.recipes[path, o]
+            ref = self.task.remote(
+                path, o, seed, self.run_device, self.data_dir, recipe, self.data, self.attempts
             )
-            for path, o, seed in todo
-        }
-        _collect(ray, refs, finished)
-    finally:
-        if started:
-            ray.shutdown()
+            refs[ref] = (path, o, seed)
+        _collect(self.ray, refs, finished)
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+        self.started = None
 
 
 def _collect(ray, refs: Dict, finished) -> None:
