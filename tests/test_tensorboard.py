@@ -47,7 +47,11 @@ def test_event_files_hold_every_scalar_of_the_log(small, tmp_path):
                 (event,) = [e for e in reader.Scalars(tag) if e.step == line["epoch"]]
                 assert event.value == np.float32(line[key]), (tag, line["epoch"])  # stored as float32
                 compared += 1
-        assert compared == 3 * len(board.SCALARS)  # every epoch evaluated: every scalar is there
+            for i, value in enumerate(line["group_lr"]):  # one group here (the recipe sets none)
+                (event,) = [e for e in reader.Scalars(f"lr/group{i}") if e.step == line["epoch"]]
+                assert event.value == np.float32(value)
+                compared += 1
+        assert compared == 3 * (len(board.SCALARS) + 1)  # every epoch evaluated: every scalar is there
         assert set(board.SCALARS.values()) <= set(scalars)
         result = json.loads((folder / "result.json").read_text())["runs"][seed]
         (final,) = reader.Scalars("final/test_accuracy")

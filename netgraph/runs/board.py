@@ -66,6 +66,8 @@ class Board:
         for key, tag in SCALARS.items():
             if isinstance(line.get(key), (int, float)):
                 self.writer.add_scalar(tag, line[key], line["epoch"])
+        for i, value in enumerate(line.get("group_lr") or []):  # each parameter group's own
+            self.writer.add_scalar(f"lr/group{i}", value, line["epoch"])
         self.writer.flush()
 
     def finish(self, sections: Dict[str, Any], settings: Dict[str, Any], result: Dict[str, Any]) -> None:
