@@ -177,3 +177,36 @@ def test_ray_not_installed_is_refused_in_one_line(recipes, tmp_path, monkeypatch
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install -e '.[ray]'" in err
     assert not (out / "runs.jsonl").exists()
+
+
+def test_sweep_takes_ray_too(tmp_path, monkeypatch):
+    """`sweep --ray` goes through the same Runner: here with a stand-in for the Launcher that
+    trains in this process, so no cluster is needed to see the address and the runs reach it."""
+    from netgraph.runs import ray_launcher
+    from netgraph.runs.trial import one_run
+
+    seen = []
+
+    class Local:
+        def __init__(self, device, data_dir, address):
+            seen.append(address)
+
+        def train(self, todo, finished):
+            for path, o, seed in todo:
+                finished(path, o, seed, {**one_run(path, o, seed, "cpu", None), "attempts": 1 + (seed == 1)})
+
+        def close(self):
+            seen.append("closed")
+
+    monkeypatch.setattr(ray_launcher, "Launcher", Local)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(textwrap.dedent(RECIPE).replace("WIDTH", "2").replace("epochs: 2", "epochs: 1"))
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(recipe), "--grid", "train.label_smoothing=0,0.2", "--runs", "2", "--device", "cpu"]
+    assert main([*argv, "--ray", "head:6379", "--out", str(out), "--no-tensorboard"]) == 0
+    assert seen == ["head:6379", "closed"] and len(read_records(out / "runs.jsonl")) == 4
+    assert (
+        "2 of the runs were retried on another node after theirs died (Ray)."
+        in (out / "table.md").read_text()
+    )
+    assert not (out / "tensorboard").exists()

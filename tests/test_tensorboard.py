@@ -3,6 +3,7 @@ scalar of the JSON-lines log with its value; the recipe as text and the HParams 
 there; an ablation's runs have theirs; --no-tensorboard writes none."""
 
 import json
+import sys
 import textwrap
 
 import numpy as np
@@ -81,3 +82,11 @@ def test_ablation_runs_write_their_hparams(small, tmp_path):
     reader = _events(out / "tensorboard" / folders[1])
     assert reader.Scalars("final/test_accuracy")[0].value == np.float32(records[1]["test_acc"])
     assert b"train.epochs" in reader.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+
+
+def test_without_tensorboard_installed_train_writes_none(small, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed: find_spec finds none
+    assert not board.available()
+    assert main(["train", str(small), "--set", "train.epochs=1", "--quiet", "--device", "cpu"]) == 0
+    (folder,) = (tmp_path / "runs" / "small").iterdir()
+    assert (folder / "log.jsonl").exists() and not (folder / "tensorboard").exists()
