@@ -90,3 +90,16 @@ def test_without_tensorboard_installed_train_writes_none(small, tmp_path, monkey
     assert main(["train", str(small), "--set", "train.epochs=1", "--quiet", "--device", "cpu"]) == 0
     (folder,) = (tmp_path / "runs" / "small").iterdir()
     assert (folder / "log.jsonl").exists() and not (folder / "tensorboard").exists()
+
+
+def test_event_files_that_cannot_be_written_are_a_warning_not_a_failure(small, tmp_path, monkeypatch):
+    from torch.utils.tensorboard import SummaryWriter
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", full)
+    with pytest.warns(UserWarning, match="TensorBoard event files in .* not written: .*No space left"):
+        assert main(["train", str(small), "--runs", "2", "--quiet", "--device", "cpu"]) == 0
+    (folder,) = (tmp_path / "runs" / "small").iterdir()
+    assert len(read_records(folder / "log.jsonl")) == 6  # the log, the record, is whole

@@ -9,8 +9,10 @@ installed; without it, or with ``--no-tensorboard``, nothing is written and noth
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -44,13 +46,41 @@ def folder_name(text: str) -> str:
     return re.sub(r"[^\w.=-]+", "_", text).strip("_") or "run"
 
 
+def _best_effort(method):
+    """Event files are a view of the log, not a record: one that cannot be written (a full disk)
+    is a warning, once, and the board then stops writing; the run, its log and its record go on."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        if self.failed:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as err:
+            self.fail(err)
+            return None
+
+    return guarded
+
+
 class Board:
     """One run's event files in ``folder``; ``close`` always (``with Board(folder) as board``)."""
 
     def __init__(self, folder: Path):
+        self.folder, self.failed = folder, False
+        self.writer: Any = None  # a SummaryWriter once open (torch.utils.tensorboard, imported late)
+        self._open()
+
+    def fail(self, err: OSError) -> None:
+        if not self.failed:
+            warnings.warn(f"TensorBoard event files in {self.folder} not written: {err}", stacklevel=3)
+        self.failed = True
+
+    @_best_effort
+    def _open(self) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(folder))
+        self.writer = SummaryWriter(log_dir=str(self.folder))
 
     def __enter__(self) -> Board:
         return self
@@ -59,8 +89,15 @@ class Board:
         self.close()
 
     def close(self) -> None:
-        self.writer.close()
+        """Always, failed or not (its writer has a thread)."""
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError as err:
+                self.fail(err)
 
+    @_best_effort
     def epoch(self, line: Dict[str, Any]) -> None:
         """An epoch's scalars, from its line of the JSON-lines log (the values it records)."""
         for key, tag in SCALARS.items():
@@ -70,6 +107,7 @@ class Board:
             self.writer.add_scalar(f"lr/group{i}", value, line["epoch"])
         self.writer.flush()
 
+    @_best_effort
     def finish(self, sections: Dict[str, Any], settings: Dict[str, Any], result: Dict[str, Any]) -> None:
         """The resolved recipe as text, and the run's settings with its final metrics for the
         HParams plugin. Not SummaryWriter.add_hparams: it writes them into a new sub-folder named
