@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from conftest import ROOT
 
 from netgraph import load_recipe
+from netgraph.runs import board
 from netgraph.runs.run import run_recipe
 
 # One epoch of 8 steps of a global batch of 64 (32 a rank), plain batch norm.
@@ -194,6 +195,9 @@ def test_torchrun_style_launch_writes_files_from_rank_0_only(tmp_path, capsys):
     for p, (_out, err) in zip(processes, outputs):
         assert p.returncode == 0, err
     written = sorted(str(f.relative_to(tmp_path / "rank0")) for f in (tmp_path / "rank0").rglob("*"))
+    events = [w for w in written if "/tensorboard" in w]  # rank 0's alone, when tensorboard is installed
+    assert len(events) == (3 if board.available() else 0)  # tensorboard/, seed0/, the event file
+    written = [w for w in written if w not in events]
     folder = written[4]  # runs/r/DATE-TIME: the run's own folder (netgraph/runs/folder.py)
     assert written == ["model.pt", "result.json", "runs", "runs/r", folder] + [
         f"{folder}/{name}" for name in ("log.jsonl", "recipe.yaml", "result.json", "run.json")

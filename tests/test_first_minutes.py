@@ -41,6 +41,7 @@ from conftest import RECIPES  # noqa: E402
 
 from netgraph.core.errors import RecipeError  # noqa: E402
 from netgraph.recipe.load import load_recipe  # noqa: E402
+from netgraph.runs import board  # noqa: E402
 
 
 def test_epochs_from_a_set_names_the_set_first_and_gives_a_ready_fix():
@@ -269,7 +270,8 @@ def test_runs_of_one_recipe_never_touch_each_others_files(tmp_path):
     assert done.returncode == 0, done.stderr
     after = _snapshot(tmp_path / "runs")
     assert all(after[name] == data for name, data in interrupted.items()), "an earlier file changed"
-    assert len(after) == len(interrupted) + 4  # its own run.json, recipe.yaml, log and result
+    # its own run.json, recipe.yaml, log and result, and its event file where tensorboard is installed
+    assert len(after) == len(interrupted) + 4 + board.available()
     # --resume alone finds the interrupted run of these options, and says which
     done = subprocess.run(command + ["--resume"], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr

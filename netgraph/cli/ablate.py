@@ -57,6 +57,8 @@ def run(args) -> None:
         resume=not args.fresh,
         workers=args.workers,
         on_run=report,
+        ray=args.ray,
+        tensorboard=args.tensorboard,
     )
     print("\n" + markdown(rows))
     print(f"\nwrote {args.out}/table.md, table.csv and runs.jsonl")

@@ -151,3 +151,24 @@ def runner_args(p: argparse.ArgumentParser, out: str) -> None:
         help="train N runs at a time in N processes, one GPU each on CUDA "
         "(0: one per visible GPU; default 1)",
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="train each run as a Ray task on the cluster at ADDRESS (HOST:PORT of `ray start "
+        "--head`), one GPU each where it has GPUs, else one core; without ADDRESS, on a local "
+        "cluster Ray starts (pip install -e '.[ray]'; docs/cluster.md)",
+    )
+    tensorboard_arg(p)
+
+
+def tensorboard_arg(p: argparse.ArgumentParser) -> None:
+    """--no-tensorboard (train, ablate, sweep)."""
+    p.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_false",
+        help="write no TensorBoard event files (written into the run folder's tensorboard/ "
+        "when the tensorboard package is installed)",
+    )

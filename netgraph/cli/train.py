@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from netgraph.cli.common import command_line, import_plugin, recipe_args
+from netgraph.cli.common import command_line, import_plugin, recipe_args, tensorboard_arg
 from netgraph.recipe.load import load_recipe
 
 
@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
     t.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     _output_args(t)
     _file_args(t)
+    tensorboard_arg(t)
     t.set_defaults(run=run)
 
 
@@ -110,6 +111,7 @@ def run(args) -> None:
         args.checkpoint_every,
         args.json_out,
         command_line(),
+        args.tensorboard,
     )
     options.check()  # before anything is read or touched
     for plugin in args.imports:

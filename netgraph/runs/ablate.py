@@ -11,7 +11,6 @@ before it with Welch's t-test p-value.
 from __future__ import annotations
 
 import csv
-import datetime
 import io
 import json
 import math
@@ -22,12 +21,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from netgraph.core.errors import RecipeError
-from netgraph.data.dataset import Dataset
 from netgraph.recipe.load import load_recipe
-from netgraph.runs import files, stats
+from netgraph.runs import board, files, stats
 from netgraph.runs.log import data_label, read_records
-from netgraph.runs.plan import Plan, prepare, resolve_device
-from netgraph.runs.run import run_recipe
+from netgraph.runs.plan import resolve_device
+from netgraph.runs.trial import one_run as _one_run
 
 COLUMNS = (
     "step",
@@ -98,6 +96,8 @@ def ablate(
     resume: bool = True,
     workers: int = 1,
     on_run: Optional[Callable[[str, int, Dict], None]] = None,
+    ray: Optional[str] = None,
+    tensorboard: bool = False,
 ) -> List[Dict]:
     """Train every recipe ``runs`` times (seeds first_seed..), skipping runs already in
     ``out_dir/runs.jsonl`` unless ``resume`` is off; write the table; return its rows.
@@ -107,12 +107,16 @@ def ablate(
 
     With ``workers`` > 1 the runs go to that many processes, each on its own GPU (cuda:0,
     cuda:1, ...) when training on CUDA, else sharing the CPU cores; 0 means one per GPU.
-    Results land in the same runs.jsonl as they finish, and the table is the same."""
+    Results land in the same runs.jsonl as they finish, and the table is the same.
+
+    With ``ray`` (an address, or "" for a local cluster Ray starts) the runs are Ray tasks
+    instead (runs/ray_launcher.py). With ``tensorboard`` each run also writes TensorBoard event
+    files under ``out_dir/tensorboard/`` (runs/board.py)."""
     runs = runs if isinstance(runs, Rounds) else runs_setting(runs)
     for path in recipes:
         load_recipe(path, overrides)  # every mistake up front
     arms = [(str(path), tuple(overrides)) for path in recipes]
-    with Runner(out_dir, first_seed, device, data_dir, resume, workers, on_run) as runner:
+    with Runner(out_dir, first_seed, device, data_dir, resume, workers, on_run, ray, tensorboard) as runner:
         if isinstance(runs, Rounds):
             results, decisions = runner.in_rounds(arms, runs, _against_first)
         else:
@@ -142,10 +146,17 @@ class Runner:
     """The runs of one folder: trains the (arm, seed) pairs not yet in its runs.jsonl, one
     process or several, and records each the moment it finishes; locked while open."""
 
-    def __init__(self, out_dir, first_seed, device, data_dir, resume, workers, on_run):
+    def __init__(self, out_dir, first_seed, device, data_dir, resume, workers, on_run, ray=None, board=False):
+        """``ray``: None (local workers), an empty text (a local Ray cluster) or a cluster's address."""
         self.out = Path(out_dir)
         self.first_seed, self.data_dir, self.resume, self.on_run = first_seed, data_dir, resume, on_run
+        self.board = board
         self.device = resolve_device(device)
+        self.launcher = None
+        if ray is not None:  # no Ray installed: refused here, before anything is read or trained
+            from netgraph.runs.ray_launcher import Launcher  # only here: without --ray, no Ray
+
+            self.launcher = Launcher(device, data_dir, ray or None)
         if workers == 0:
             workers = max(1, torch.cuda.device_count()) if self.device.type == "cuda" else 1
         self.workers = workers
@@ -163,7 +174,11 @@ class Runner:
         return self
 
     def __exit__(self, *exc) -> None:
-        files.unlock(self.held)
+        try:
+            if self.launcher:
+                self.launcher.close()
+        finally:
+            files.unlock(self.held)
 
     def _read(self) -> Dict[tuple, Dict]:
         self.log = self.out / "runs.jsonl"
@@ -183,7 +198,9 @@ class Runner:
     def train(self, wanted: Sequence[Tuple[Arm, int]]) -> None:
         """Train each (arm, seed) not recorded yet."""
         todo = [(path, o, seed) for (path, o), seed in wanted if _key(path, seed, o) not in self.done]
-        if self.workers == 1 or len(todo) <= 1:
+        if self.launcher and todo:
+            self.launcher.train(todo, self._finished)
+        elif self.workers == 1 or len(todo) <= 1:
             for path, o, seed in todo:
                 self._finished(path, o, seed, _one_run(path, o, seed, str(self.device), self.data_dir))
         else:
@@ -196,6 +213,11 @@ class Runner:
         )
         files.append_line(self.log, json.dumps(record), "ablation's runs.jsonl", kept)
         self.done[_key(path, seed, overrides)] = record
+        if self.board and board.available():
+            name = board.folder_name(" ".join([Path(path).stem, *overrides, f"seed{seed}"]))
+            board.record_run(
+                self.out / "tensorboard" / name, load_recipe(path, list(overrides)).sections, record
+            )
         if self.on_run:
             self.on_run(path, seed, record)
 
@@ -229,34 +251,6 @@ class Runner:
         )
         files.write_text_atomically(self.out / "table.md", table + "\n", "table", kept)
         files.write_text_atomically(self.out / "table.csv", csv, "table", kept)
-
-
-# per process: each data set is read once, each recipe prepared once
-_DATASETS: Dict[tuple, Dataset] = {}
-_PLANS: Dict[tuple, Plan] = {}
-
-
-def _plan(path: str, overrides: tuple, device: str, data_dir: Optional[str]) -> Plan:
-    """The recipe's Plan in this process, prepared on first use; recipes that read the same data
-    set share its tensors."""
-    key = (path, overrides, device, data_dir)
-    if key not in _PLANS:
-        recipe = load_recipe(path, list(overrides))
-        _PLANS[key] = prepare(recipe, data_dir=data_dir, device=device, data_cache=_DATASETS)
-    return _PLANS[key]
-
-
-def _one_run(path: str, overrides: tuple, seed: int, device: str, data_dir: Optional[str]) -> Dict:
-    """Train one recipe with one seed; the JSON-lines record of the result."""
-    result, _, _ = run_recipe(_plan(path, overrides, device, data_dir), seed=seed, eval_every_epoch=False)
-    return {
-        "recipe": path,
-        "seed": seed,
-        "overrides": list(overrides),
-        **{k: v for k, v in result.summary().items() if k not in ("recipe", "seed")},
-        "torch": torch.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 _WORKER_DEVICE = "cpu"  # in a worker process: the device _worker_setup took from the queue
@@ -340,7 +334,14 @@ def run_stats(runs: Sequence[Dict]) -> Dict:
         "dataset": runs[0].get("dataset"),
         "train_images": runs[0].get("train_images"),
         "values": acc,
+        "retried": sum(r.get("attempts", 1) > 1 for r in runs),  # Ray: started again after a node died
     }
+
+
+def retried_line(rows: Sequence[Dict]) -> str:
+    """The table's last line when Ray retried runs whose node died ("" when none were)."""
+    retried = sum(r.get("retried", 0) for r in rows)
+    return f"\n{retried} of the runs were retried on another node after theirs died (Ray)." if retried else ""
 
 
 def stopped_text(decision) -> Optional[str]:
@@ -416,7 +417,7 @@ def markdown(rows: List[Dict]) -> str:
             if auto
             else "p: Welch's t-test against the row above"
         )
-        lines.append(f"\n{footer(rows[0])}; accuracy in %, {runs}; {test}.")
+        lines.append(f"\n{footer(rows[0])}; accuracy in %, {runs}; {test}.{retried_line(rows)}")
     return "\n".join(lines)
 
 

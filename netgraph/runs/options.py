@@ -26,6 +26,7 @@ class TrainOptions:
     checkpoint_every: int = 1
     json_out: Optional[str] = None
     command: str = "netgraph train"  # as typed, recorded in the folder and the result
+    tensorboard: bool = True  # event files in the run folder when tensorboard is installed
 
     def check(self) -> None:
         """What is refused before anything is read or touched."""

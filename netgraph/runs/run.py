@@ -24,6 +24,7 @@ from netgraph.graph.executor import compile_graph, parameter_options
 from netgraph.graph.passes import PassContext, apply_transforms
 from netgraph.recipe.load import Recipe
 from netgraph.runs import files
+from netgraph.runs.board import open_board, settings
 from netgraph.runs.checkpoints import checkpoint_writer, kept_checkpoint, load_checkpoint, save_model
 from netgraph.runs.log import read_records
 from netgraph.runs.plan import (
@@ -308,8 +309,10 @@ class SeedRuns:
         checkpoint_path,
         checkpoint_every: int = 1,
         main: bool = True,
+        board: Optional[Path] = None,
     ):
         self.plan, self.recipe, self.seeds = plan, plan.recipe, list(seeds)
+        self.board = board  # TensorBoard: each seed's event files in board/seedN (runs/board.py)
         self.log_path, self.checkpoint_path, self.every = log_path, checkpoint_path, checkpoint_every
         self.main, self.runs = main, len(seeds)
         self.finished: List[Dict[str, Any]] = []
@@ -355,11 +358,16 @@ class SeedRuns:
         """Train the run of ``seed``: (RunResult, trained module). TrainingInterrupted passes
         through with the state checkpointed."""
 
+        board = open_board(self.board / f"seed{seed}" if self.board and self.main else None)
+
         def epoch_done(entry):
             if on_epoch:
                 on_epoch(entry)
             if self.main:  # each epoch's line at once, so an interrupted run keeps its log
-                self._write(self._line(seed, entry))
+                line = self._line(seed, entry)
+                self._write(line)
+                if board:  # the log's own values, as the log has them
+                    board.epoch(json.loads(line))
 
         writer = (
             checkpoint_writer(self.checkpoint_path, self.recipe, seed, self.finished, self.every)
@@ -367,11 +375,23 @@ class SeedRuns:
             else None
         )
         resume, self._resume = (self._resume if seed == self.seeds[0] else None), None
-        run, model, _ = run_recipe(
-            self.plan, seed=seed, on_epoch=epoch_done, on_step=on_step, checkpoint=writer, resume=resume
-        )
+        try:
+            run, model, _ = run_recipe(
+                self.plan, seed=seed, on_epoch=epoch_done, on_step=on_step, checkpoint=writer, resume=resume
+            )
+            if board:
+                board.finish(
+                    self.recipe.sections, settings(self.plan.name, seed, self._sets()), run.summary()
+                )
+        finally:
+            if board:
+                board.close()
         self.finished.append(run.summary())
         return run, model
+
+    def _sets(self) -> List[str]:
+        """The recipe's --set options, as typed."""
+        return [text.removeprefix("--set ") for _, text, _ in self.recipe.overrides]
 
     def save(self, model, run: RunResult, path) -> Path:
         """Save a run's model to ``path`` (FILE-seedN.pt when the command trains several)."""

@@ -45,8 +45,9 @@ class TrainSession:
         if self.paths.folder and not o.resume:
             run_folder.write_manifest(self.paths.folder, self.opts, o.command, self.plan.recipe.sections)
         seeds = [o.seed + i for i in range(o.runs)]
+        board = self.paths.folder / "tensorboard" if self.paths.folder and o.tensorboard else None
         self.runs = SeedRuns(
-            self.plan, seeds, self.paths.log, self.paths.checkpoint, o.checkpoint_every, self.main
+            self.plan, seeds, self.paths.log, self.paths.checkpoint, o.checkpoint_every, self.main, board
         )
         return self
 

@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from netgraph.core.errors import RecipeError
 from netgraph.recipe.load import load_recipe, load_yaml_value
 from netgraph.runs import stats
-from netgraph.runs.ablate import Rounds, Runner, acc_cells, fmt, footer, run_stats, runs_setting
+from netgraph.runs.ablate import Rounds, Runner, acc_cells, fmt, footer, retried_line, run_stats, runs_setting
 from netgraph.runs.plan import network
 
 RANGE = re.compile(r"^range\((.*)\)$")
@@ -150,17 +150,20 @@ def sweep(
     resume: bool = True,
     workers: int = 1,
     on_run: Optional[Callable[[str, int, Dict], None]] = None,
+    ray: Optional[str] = None,
+    tensorboard: bool = False,
 ) -> List[Dict]:
     """Train ``recipe`` over every combination of the ``grids`` (``--grid`` texts), ``runs``
     seeds each (or Rounds: until the best is told from the runner-up), skipping runs already
     in ``out_dir/runs.jsonl`` unless ``resume`` is off; write table.md and table.csv; return
-    the rows, one per combination in grid order, the best one's ``best`` True."""
+    the rows, one per combination in grid order, the best one's ``best`` True. ``workers``,
+    ``ray`` and ``tensorboard`` are ablate's."""
     runs = runs if isinstance(runs, Rounds) else runs_setting(runs)
     parsed = parse_grids(grids)
     check(recipe, parsed, overrides)
     combos = combinations(parsed)
     arms = [(str(recipe), (*overrides, *combo)) for combo in combos]
-    with Runner(out_dir, first_seed, device, data_dir, resume, workers, on_run) as runner:
+    with Runner(out_dir, first_seed, device, data_dir, resume, workers, on_run, ray, tensorboard) as runner:
         if isinstance(runs, Rounds):
             results, decisions = runner.in_rounds(arms, runs, _best_against_runner_up)
         else:
@@ -233,7 +236,7 @@ def markdown(rows: List[Dict]) -> str:
     how = "the sequential test (docs/sequential.md)" if auto else "Welch's t-test"
     lines.append(
         f"\n{footer(rows[0])}; accuracy in %, {runs}; the best row's difference from the "
-        f"runner-up and its p by {how}; significant: p below {'alpha' if auto else '0.05'}."
+        f"runner-up and its p by {how}; significant: p below {'alpha' if auto else '0.05'}.{retried_line(rows)}"
     )
     return "\n".join(lines)
 

@@ -480,6 +480,9 @@ class EpochLog:
     epoch_time: float  # seconds of training in this epoch (evaluation excluded)
     total_time: float  # seconds of training so far, set-up included
     params: Optional[Dict] = None  # batch-norm statistics of this epoch (ParamStats.flush)
+    # each parameter group's learning rate at the epoch's last step, as its optimizer has it
+    # (train.lr's value or the group's own, x lr_scale, x 1/batch for a summed loss), in group order
+    group_lr: Optional[List[float]] = None
 
 
 @dataclass
@@ -875,6 +878,7 @@ def end_epoch(run: Training, epoch: int, epoch_time: float, on_epoch, checkpoint
         epoch_time,
         result.train_time_s,
         run.stats.flush(run.steps_per_epoch) if run.stats else None,
+        [g.optimizer.param_groups[g.index]["lr"] for g in run.groups],
     )
     result.log.append(entry)
     if on_epoch:
