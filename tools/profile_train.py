@@ -61,6 +61,23 @@ def breakdown(path: Path) -> Dict:
     return figures
 
 
+def weights_digest(path: Path) -> str:
+    """sha256 over the saved model's tensors, name and bytes, in order: equal digests are the
+    same weights bit for bit."""
+    import hashlib
+
+    import torch
+
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    state = saved.get("state_dict", saved.get("model", saved)) if isinstance(saved, dict) else saved
+    digest = hashlib.sha256()
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkout", type=Path, default=ROOT, help="the netgraph to profile (a tree of a commit)")
@@ -76,8 +93,12 @@ def main(argv=None) -> int:
         train += [x for s in SETS for x in ("--set", s)]
         load_before = os.getloadavg()
         start = time.perf_counter()
-        plain = subprocess.run([sys.executable, *train], env=env, cwd=tmp, capture_output=True, text=True)
+        saving = ["--save", f"{tmp}/model.pt"]
+        plain = subprocess.run(
+            [sys.executable, *train, *saving], env=env, cwd=tmp, capture_output=True, text=True
+        )
         wall = time.perf_counter() - start
+        digest = weights_digest(Path(tmp, "model.pt"))
         result = json.loads(Path(tmp, "result.json").read_text())
         profiled = [sys.executable, "-m", "cProfile", "-o", f"{tmp}/run.prof", *train]
         subprocess.run(profiled, env=env, cwd=tmp, check=True, capture_output=True)
@@ -95,6 +116,8 @@ def main(argv=None) -> int:
         "plain_run_wall_s": wall,
         "plain_run_result_line": [x for x in plain.stdout.splitlines() if x.startswith("test accuracy")],
         "plain_run_time_s": result.get("time_s"),
+        "plain_run_test_acc": result["test_acc"],
+        "final_weights_sha256": digest,
         "profile": figures,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

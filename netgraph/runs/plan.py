@@ -44,7 +44,7 @@ class Plan:
     dataset: datasets.Dataset  # uint8 tensors on the CPU
     graph: nx.DiGraph  # built and preflighted; the passes run per seed, on the data on the device
     device: torch.device
-    summary: Dict[str, Any]  # summarize(graph): parameters, shapes, multiply-accumulates
+    summary: Dict[str, Any]  # summarize(graph, macs=False): parameters, shapes, memory (no MACs)
     ranks: Optional[Ranks] = None  # torchrun's processes, None for one
     data_dir: Optional[str] = None  # --data-dir, as given
     # time accounting (runs/timing.py): the process's age when prepare began (interpreter,
@@ -259,7 +259,7 @@ def preflight(
     take; parameters that do not fit in the device's memory. Returns the graph's summary."""
     _check_outputs(recipe, graph, dataset)
     batch = (config or train_config(recipe, device.type)).batch_size
-    counts = summarize(graph, batch)
+    counts = summarize(graph, batch, macs=False)  # no check needs them; `netgraph summary` counts them
     _check_training_batches(recipe, counts, dataset, dconfig)
     _check_memory(graph, counts, device)
     return counts

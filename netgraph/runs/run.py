@@ -74,6 +74,7 @@ class RunResult:
     steps: int = 0  # optimizer steps (train.steps, or train.epochs x steps an epoch, rounded up)
     epoch_eval_time_s: float = 0.0  # the per-epoch test columns (train.eval_every), not timed in training
     log_time_s: float = 0.0  # each epoch's log line and checkpoint written
+    engine_setup_time_s: float = 0.0  # the loader, optimizers and averaging built (engine.TrainResult)
     log: List[Dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> Dict[str, Any]:
@@ -197,6 +198,7 @@ def _run_result(plan: Plan, config, setup: _SetUp, result) -> RunResult:
         steps=result.steps,
         epoch_eval_time_s=result.epoch_eval_time_s,
         log_time_s=result.log_time_s,
+        engine_setup_time_s=result.engine_setup_time_s,
         log=[log_entry(e, dataset, plan.dconfig.label) for e in result.log],
     )
 

@@ -506,6 +506,9 @@ class TrainResult:
     steps: int = 0  # optimizer steps run
     epoch_eval_time_s: float = 0.0  # the per-epoch evaluations (train.eval_every), the final one apart
     log_time_s: float = 0.0  # after each epoch: its log line handed on, the checkpoint written
+    # Training's own set-up, compilation apart: the loader, the optimizers (torch's first one
+    # imports torch._dynamo, 1-3 s on a CPU), the averaging; not in train_time_s
+    engine_setup_time_s: float = 0.0
 
 
 class NonFiniteLoss(RecipeError):
@@ -577,6 +580,7 @@ class Training:
         ranks: Optional[Ranks],
         setup_time: float = 0.0,
     ):
+        began = time.perf_counter()
         self.model, self.data, self.config, self.ranks = model, data, config, ranks
         self.device = device = data.train_labels.device  # images stay on the host with placement: host
         torch.manual_seed(config.seed)
@@ -615,6 +619,7 @@ class Training:
         self.step_count = 0
         self.losses = torch.zeros(self.steps_per_epoch, device=device)  # per step, read once an epoch
         self.correct = torch.zeros((), device=device)
+        self.result.engine_setup_time_s = time.perf_counter() - began - self.compile_time
 
     def _prepare_model(self) -> None:
         """The model in the run's batch norm, precision and memory format."""
