@@ -44,6 +44,8 @@ FUNCTIONS = [
     ("training epochs", "train/engine.py", "epoch"),
     ("evaluate (every call)", "train/engine.py", "evaluate"),
     ("import netgraph.train.distributed", "netgraph/train/distributed.py", "<module>"),
+    ("torch optimizers built (the first imports torch._dynamo)", "torch/optim/optimizer.py", "__init__"),
+    ("import torch", "torch/__init__.py", "<module>"),
 ]
 
 
@@ -84,7 +86,19 @@ def main(argv=None) -> int:
     p.add_argument("--label", required=True)
     p.add_argument("--data-dir", type=Path, default=SUBSET)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="break down this profile, made before (python -m cProfile -o FILE -m netgraph train ... with "
+        "SETS), instead of running: the record says so and has no plain run",
+    )
+    p.add_argument(
+        "--no-profile", action="store_true", help="the plain run alone (its wall time and weights)"
+    )
     args = p.parse_args(argv)
+    if args.profile:
+        record = {"profile_file": str(args.profile), "note": "a profile made before, not by this tool's run"}
+        return write(args, {**record, "profile": breakdown(args.profile)})
     env = {**os.environ, "PYTHONPATH": str(args.checkout), "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
     recipe = args.checkout / "recipes" / "airbench" / "airbench94_muon.yaml"
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,16 +115,10 @@ def main(argv=None) -> int:
         digest = weights_digest(Path(tmp, "model.pt"))
         result = json.loads(Path(tmp, "result.json").read_text())
         profiled = [sys.executable, "-m", "cProfile", "-o", f"{tmp}/run.prof", *train]
-        subprocess.run(profiled, env=env, cwd=tmp, check=True, capture_output=True)
-        figures = breakdown(Path(tmp, "run.prof"))
+        if not args.no_profile:
+            subprocess.run(profiled, env=env, cwd=tmp, check=True, capture_output=True)
+        figures = None if args.no_profile else breakdown(Path(tmp, "run.prof"))
     record = {
-        "tool": "tools/profile_train.py",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "label": args.label,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
-        "torch": __import__("torch").__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "settings": SETS,
         "load_average_before": list(load_before),
         "load_average_after": list(os.getloadavg()),
         "plain_run_wall_s": wall,
@@ -119,6 +127,20 @@ def main(argv=None) -> int:
         "plain_run_test_acc": result["test_acc"],
         "final_weights_sha256": digest,
         "profile": figures,
+    }
+    return write(args, record)
+
+
+def write(args, figures: Dict) -> int:
+    record = {
+        "tool": "tools/profile_train.py",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "label": args.label,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
+        "torch": __import__("torch").__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings": SETS,
+        **figures,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")

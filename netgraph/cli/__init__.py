@@ -62,7 +62,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if "netgraph.runs.files" in sys.modules:  # imported by `train` only: --help takes no torch
             sys.modules["netgraph.runs.files"].unlock_all()  # the checkpoint and log locks of `train`
         if argv is None:  # the process's own command line: it ends next
-            # the interpreter's last collections need not walk torch's objects: 0.2 s to exit a
-            # process that imported torch instead of 1 s (bench/results/issue33_profile_*.json)
+            # the interpreter's last collections need not walk torch's objects: about 0.2 s to
+            # exit a process that imported torch instead of 0.7-1.3 s (docs/performance.md)
             gc.freeze()
     return 0
