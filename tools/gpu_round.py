@@ -413,15 +413,19 @@ AIRBENCH_COPY = CARRIED / "airbench" / "airbench94_muon.py"
 def stage_anchor(r: Round) -> Dict:
     """The whole process against airbench's own script at full size (issue 33), alternating;
     a dry run, or a round without the copy, times the reference loop at a tiny size instead."""
-    name = "anchor_ratio.json"
-    command = [sys.executable, "tools/anchor_ratio.py", "--out", str(r.file(name))]
+    # its record goes into round.json: the folder brings back 8 files, and the other stages fill them
+    scratch = Path(tempfile.mkdtemp()) / "anchor_ratio.json"
+    command = [sys.executable, "tools/anchor_ratio.py", "--out", str(scratch)]
     if r.dry_run or not AIRBENCH_COPY.exists():
         command += ["--tiny", "--pairs", "1"]
     else:
         full = ["--widths", "64", "256", "256", "--batch", "2000", "--epochs", "8"]
         command += ["--airbench", str(AIRBENCH_COPY), "--device", "cuda", *full, "--pairs", "3"]
         command += ["--data-dir", r.data_dir]  # the JPEG copy in the binary layout (stage decode)
-    return r.run(command, timeout=300)
+    result = r.run(command, timeout=300)
+    if scratch.exists():
+        result["record"] = json.loads(scratch.read_text())
+    return result
 
 
 STAGES: List[tuple] = [  # (name, seconds it needs at least to be worth starting, function)

@@ -76,7 +76,7 @@ def weights_digest(path: Path) -> str:
     for name, tensor in state.items():
         if isinstance(tensor, torch.Tensor):
             digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
