@@ -336,7 +336,7 @@ def parse(argv: Optional[List[str]]) -> argparse.Namespace:
     args.epochs = args.epochs or (10 if ref else 8)
     if args.tiny:
         # the reference keeps tiny.yaml's widths: the recipe's side sets none of them
-        args.widths, args.batch, args.epochs = ([16, 32, 64, 128] if ref else [8, 16, 16]), 250, 3
+        args.widths, args.batch, args.epochs = ([16, 32, 64, 128] if ref else [8, 16, 16]), 256, 3
     if args.data_dir is None:
         args.data_dir = SAMPLE if args.tiny or not SUBSET.is_dir() else SUBSET
     return args
