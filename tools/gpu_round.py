@@ -405,6 +405,29 @@ def stage_placement(r: Round) -> Dict:
     return r.run(command, timeout=200)
 
 
+# a copy of airbench94_muon.py the user fetched, carried in the ignored data/ (--prepare copies it
+# from ../airbench/ when it is there): nothing of it is committed
+AIRBENCH_COPY = CARRIED / "airbench" / "airbench94_muon.py"
+
+
+def stage_anchor(r: Round) -> Dict:
+    """The whole process against airbench's own script at full size (issue 33), alternating;
+    a dry run, or a round without the copy, times the reference loop at a tiny size instead."""
+    # its record goes into round.json: the folder brings back 8 files, and the other stages fill them
+    scratch = Path(tempfile.mkdtemp()) / "anchor_ratio.json"
+    command = [sys.executable, "tools/anchor_ratio.py", "--out", str(scratch)]
+    if r.dry_run or not AIRBENCH_COPY.exists():
+        command += ["--tiny", "--pairs", "1"]
+    else:
+        full = ["--widths", "64", "256", "256", "--batch", "2000", "--epochs", "8"]
+        command += ["--airbench", str(AIRBENCH_COPY), "--device", "cuda", *full, "--pairs", "3"]
+        command += ["--data-dir", r.data_dir]  # the JPEG copy in the binary layout (stage decode)
+    result = r.run(command, timeout=300)
+    if scratch.exists():
+        result["record"] = json.loads(scratch.read_text())
+    return result
+
+
 STAGES: List[tuple] = [  # (name, seconds it needs at least to be worth starting, function)
     ("decode", 20, stage_decode),
     ("cuda_tests", 30, stage_cuda_tests),
@@ -414,6 +437,7 @@ STAGES: List[tuple] = [  # (name, seconds it needs at least to be worth starting
     ("max_autotune", 90, stage_max_autotune),
     ("placement", 60, stage_placement),
     ("ladder", 60, stage_ladder),
+    ("anchor", 60, stage_anchor),
 ]
 
 
@@ -483,6 +507,10 @@ def prepare() -> None:
     for name in ("cifar10-jpeg", "cifar10-subset"):
         if not (CARRIED / name).exists():
             shutil.copytree(SHARED / name, CARRIED / name, ignore=shutil.ignore_patterns("__pycache__"))
+    fetched = ROOT.parent / "airbench" / "airbench94_muon.py"  # the user's copy, outside the repository
+    if fetched.exists():
+        AIRBENCH_COPY.parent.mkdir(exist_ok=True)
+        shutil.copyfile(fetched, AIRBENCH_COPY)
     print(
         f"data ready in {CARRIED}; now make one device call:\n"
         '  run(command="python3 tools/gpu_round.py --out $OUT", carry=["data"], timeout_s=600)\n'

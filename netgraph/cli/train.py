@@ -119,13 +119,13 @@ def run(args) -> None:
     recipe = load_recipe(args.recipe, args.set)
     from netgraph.runs.plan import prepare
     from netgraph.runs.session import TrainSession
-    from netgraph.train import distributed
+    from netgraph.train.ranks import launched_by_torchrun
 
-    ranks, device = (
-        distributed.from_environment(args.device)
-        if distributed.launched_by_torchrun()
-        else (None, args.device)
-    )
+    ranks, device = None, args.device
+    if launched_by_torchrun():  # only then the process group and its machinery
+        from netgraph.train import distributed
+
+        ranks, device = distributed.from_environment(args.device)
     main = ranks is None or ranks.main  # only rank 0 prints
     if main and not args.quiet:
         print(f"recipe: {args.recipe}" + "".join(f" --set {a}" for a in args.set), flush=True)
@@ -159,7 +159,11 @@ def _train_runs(args, session) -> None:
     for seed in list(runs.seeds):
         if args.runs > 1 and main and not args.quiet:
             print(runs.which(seed), flush=True)
-        table = EpochTable(quiet=args.quiet or not main, progress_every=args.progress_every)
+        table = EpochTable(
+            quiet=args.quiet or not main,
+            progress_every=args.progress_every,
+            caption=test_columns(plan.config),
+        )
         try:
             run, model = runs.train(seed, on_epoch=table.row, on_step=table.progress)
         except TrainingInterrupted as stop:
@@ -189,8 +193,11 @@ def _interrupted(stop, paths) -> None:
 
 
 def _print_end(result, paths, json_out) -> None:
+    from netgraph.runs.timing import time_line
+
     if len(result.get("runs", [])) > 1:
         print("\n" + _runs_line(result))
+    print(time_line(result["time_s"]))
     print(f"epoch log: {paths.log}")
     if json_out:
         print(f"result: {json_out}")
@@ -226,7 +233,8 @@ def _result_line(run) -> str:
     )
     return (
         f"test accuracy {run.test_acc:.2%} | training {run.train_time_s:.2f} s (set-up "
-        f"{run.setup_time_s:.2f} s) | final evaluation {run.eval_time_s:.2f} s{extra} | {run.device}"
+        f"{run.setup_time_s:.2f} s) | per-epoch evaluation {run.epoch_eval_time_s:.2f} s | final "
+        f"evaluation {run.eval_time_s:.2f} s{extra} | {run.device}"
     )
 
 
@@ -285,6 +293,26 @@ def header(plan) -> str:
     )
 
 
+def test_columns(config) -> str:
+    """The table's caption: which view its test columns show, how often, and what the final
+    evaluation (the run's test accuracy) sees."""
+    if not config.tta:
+        view = "the image (no train.tta)"
+    elif config.eval_view == "tta":
+        view = "train.tta's views (train.eval_view: tta)"
+    else:
+        view = "the plain image (train.eval_view: plain); the test accuracy after the table averages train.tta's views"
+    every = config.eval_every
+    when = (
+        "every epoch"
+        if every == 1
+        else f"every {every} epochs and the last"
+        if every > 1
+        else "the last epoch only, if its view is the final evaluation's (train.eval_every: 0)"
+    )
+    return f"test columns: {when}, {view}"
+
+
 class EpochTable:
     """The original code's per-epoch table on stdout, and progress on stderr within each epoch: a bar
     on a terminal, else a line every ``progress_every`` seconds (a job log sees work going on)."""
@@ -300,10 +328,10 @@ class EpochTable:
         "total time",
     )
 
-    def __init__(self, quiet: bool = False, progress_every: float = 10.0):
+    def __init__(self, quiet: bool = False, progress_every: float = 10.0, caption: str = ""):
         import time
 
-        self.quiet = quiet
+        self.quiet, self.caption = quiet, caption
         self.live = sys.stderr.isatty() and not quiet
         self.started = False
         self.every, self.clock = progress_every, time.monotonic
@@ -315,6 +343,8 @@ class EpochTable:
         if self.live:
             sys.stderr.write("\r\033[K")
         if not self.started:
+            if self.caption:
+                print(self.caption)
             print("".join(f"{c:>12}" for c in self.COLUMNS))
             self.started = True
         test_loss = f"{e.test_loss:>12.4f}" if e.test_loss is not None else f"{'-':>12}"

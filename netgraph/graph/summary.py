@@ -25,12 +25,14 @@ from netgraph.graph.build import in_shapes, needed_nodes, node_error
 FLOAT32 = 4  # bytes a value: activations are estimated in float32, as the CPU trains
 
 
-def summarize(g: nx.DiGraph, batch: Optional[int] = None) -> Dict[str, Any]:
+def summarize(g: nx.DiGraph, batch: Optional[int] = None, macs: bool = True) -> Dict[str, Any]:
     """One dict: ``params`` (trainable), ``frozen_params``, ``macs``, ``parameter_bytes``
     (parameters and buffers), ``largest_output`` (its node, shape, and bytes for ``batch``
-    images, or one) and per-node ``nodes``."""
+    images, or one) and per-node ``nodes``. Without ``macs`` they are None: an op without a
+    formula is counted by torch's FLOP counter (1.5 s of a CPU run's start-up), which training's
+    checks do not need."""
     needed = needed_nodes(g)
-    nodes = [_row(g, node, data, node in needed) for node, data in g.nodes(data=True)]
+    nodes = [_row(g, node, data, node in needed, macs) for node, data in g.nodes(data=True)]
     used = [n for n in nodes if n["compiled"]]
     widest = max(used, key=lambda n: math.prod(n["shape"]))
     return {
@@ -40,7 +42,7 @@ def summarize(g: nx.DiGraph, batch: Optional[int] = None) -> Dict[str, Any]:
         "output": g.graph["output"],
         "params": sum(n["params"] for n in used),
         "frozen_params": sum(n["frozen_params"] for n in used),
-        "macs": sum(n["macs"] for n in used),
+        "macs": sum(n["macs"] for n in used) if macs else None,
         "parameter_bytes": sum(n["bytes"] for n in used),
         "largest_output": {
             "path": widest["path"],
@@ -52,7 +54,7 @@ def summarize(g: nx.DiGraph, batch: Optional[int] = None) -> Dict[str, Any]:
     }
 
 
-def _row(g: nx.DiGraph, node: str, data: Dict[str, Any], compiled: bool) -> Dict[str, Any]:
+def _row(g: nx.DiGraph, node: str, data: Dict[str, Any], compiled: bool, macs: bool = True) -> Dict[str, Any]:
     spec = ops.get_op(data["op"])
     shapes = in_shapes(g, node)
     trainable, frozen = spec.count_params(shapes, data["params"])
@@ -63,7 +65,7 @@ def _row(g: nx.DiGraph, node: str, data: Dict[str, Any], compiled: bool) -> Dict
         "params": trainable,
         "frozen_params": frozen,
         "bytes": spec.count_bytes(shapes, data["params"]),
-        "macs": spec.count_macs(shapes, data["shape"], data["params"]),
+        "macs": spec.count_macs(shapes, data["shape"], data["params"]) if macs else None,
         "compiled": compiled,
     }
 

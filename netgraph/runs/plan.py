@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
@@ -19,6 +20,7 @@ import networkx as nx
 import torch
 
 from netgraph import data as datasets
+from netgraph.core.clock import process_seconds
 from netgraph.core.errors import RecipeError
 from netgraph.data import dataset as images
 from netgraph.graph.build import build_graph
@@ -26,10 +28,10 @@ from netgraph.graph.executor import compile_graph, parameter_options
 from netgraph.graph.passes import PassContext, apply_transforms
 from netgraph.graph.summary import activation_memory_error, device_memory, parameter_memory_error, summarize
 from netgraph.recipe.load import Recipe, load_recipe
-from netgraph.train import distributed, param_groups
+from netgraph.train import param_groups
 from netgraph.train.augment import check_augmentations
 from netgraph.train.config import TRAIN_PARAMS, DataConfig, TrainConfig, data_config, train_config
-from netgraph.train.distributed import Ranks
+from netgraph.train.ranks import Ranks, rank_batch
 
 
 @dataclass
@@ -42,9 +44,14 @@ class Plan:
     dataset: datasets.Dataset  # uint8 tensors on the CPU
     graph: nx.DiGraph  # built and preflighted; the passes run per seed, on the data on the device
     device: torch.device
-    summary: Dict[str, Any]  # summarize(graph): parameters, shapes, multiply-accumulates
+    summary: Dict[str, Any]  # summarize(graph, macs=False): parameters, shapes, memory (no MACs)
     ranks: Optional[Ranks] = None  # torchrun's processes, None for one
     data_dir: Optional[str] = None  # --data-dir, as given
+    # time accounting (runs/timing.py): the process's age when prepare began (interpreter,
+    # imports, the command line, the recipe read), and prepare's own seconds (data read from
+    # disk, the graph built and checked, its summary)
+    start_up_s: float = 0.0
+    prepare_s: float = 0.0
 
     @property
     def name(self) -> str:
@@ -54,7 +61,7 @@ class Plan:
     @property
     def rank_batch(self) -> int:
         """The batch each process trains on (the passes resolve ghost batch norm's splits from it)."""
-        return distributed.rank_batch(self.config.batch_size, self.ranks)
+        return rank_batch(self.config.batch_size, self.ranks)
 
     def seeded(self, seed: Optional[int]) -> TrainConfig:
         """The train config of one run: this plan's, with ``seed`` (None: the recipe's)."""
@@ -75,6 +82,7 @@ def prepare(
     configs, its data (``dataset`` if given, else read from ``data_dir`` or the recipe's
     data:; ``data_cache`` keeps data sets read for other plans), the graph, and every refusal
     training would otherwise reach minutes later."""
+    start_up, began = process_seconds(), time.perf_counter()
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(os.fspath(recipe), overrides)
     device = device if isinstance(device, torch.device) else resolve_device(device)
@@ -90,10 +98,12 @@ def prepare(
     graph = build_graph(recipe)
     summary = preflight(recipe, graph, dataset, dconfig, device, config)
     try:
-        distributed.rank_batch(config.batch_size, ranks)
+        rank_batch(config.batch_size, ranks)
     except RecipeError as err:
         raise err.located(*recipe.where(("train", "batch_size"))) from None
-    return Plan(recipe, config, dconfig, dataset, graph, device, summary, ranks, data_dir)
+    plan = Plan(recipe, config, dconfig, dataset, graph, device, summary, ranks, data_dir)
+    plan.start_up_s, plan.prepare_s = start_up, time.perf_counter() - began
+    return plan
 
 
 def network(recipe: Recipe, *, data_dir: Optional[str] = None, stage: Optional[int] = None):
@@ -249,7 +259,7 @@ def preflight(
     take; parameters that do not fit in the device's memory. Returns the graph's summary."""
     _check_outputs(recipe, graph, dataset)
     batch = (config or train_config(recipe, device.type)).batch_size
-    counts = summarize(graph, batch)
+    counts = summarize(graph, batch, macs=False)  # no check needs them; `netgraph summary` counts them
     _check_training_batches(recipe, counts, dataset, dconfig)
     _check_memory(graph, counts, device)
     return counts

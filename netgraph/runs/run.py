@@ -36,7 +36,7 @@ from netgraph.runs.plan import (
     refuse_ghost_batch_norm,
     saved_context,
 )
-from netgraph.train.distributed import Ranks
+from netgraph.runs.timing import time_accounting
 from netgraph.train.engine import (
     DeviceData,
     EpochLog,
@@ -47,6 +47,7 @@ from netgraph.train.engine import (
     total_steps,
     train,
 )
+from netgraph.train.ranks import Ranks
 
 
 @dataclass
@@ -72,6 +73,9 @@ class RunResult:
     pass_context: Dict[str, Any] = field(default_factory=dict)
     placement: str = "device"  # where the training set was (data.placement)
     steps: int = 0  # optimizer steps (train.steps, or train.epochs x steps an epoch, rounded up)
+    epoch_eval_time_s: float = 0.0  # the per-epoch test columns (train.eval_every), not timed in training
+    log_time_s: float = 0.0  # each epoch's log line and checkpoint written
+    engine_setup_time_s: float = 0.0  # the loader, optimizers and averaging built (engine.TrainResult)
     log: List[Dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> Dict[str, Any]:
@@ -103,7 +107,9 @@ def run_recipe(
         if isinstance(recipe, Plan)
         else prepare(recipe, data_dir=data_dir, device=device, dataset=dataset, ranks=ranks)
     )
-    config = dataclasses.replace(plan.seeded(seed), eval_every_epoch=eval_every_epoch)
+    config = plan.seeded(seed)
+    if not eval_every_epoch:  # the final evaluation alone
+        config = dataclasses.replace(config, eval_every=0)
     try:  # before any work, with the recipe's line
         check_fits(len(plan.dataset.train_labels), config.batch_size)
     except RecipeError as err:
@@ -191,6 +197,9 @@ def _run_result(plan: Plan, config, setup: _SetUp, result) -> RunResult:
         pass_context=saved_context(setup.context),
         placement=setup.placement,
         steps=result.steps,
+        epoch_eval_time_s=result.epoch_eval_time_s,
+        log_time_s=result.log_time_s,
+        engine_setup_time_s=result.engine_setup_time_s,
         log=[log_entry(e, dataset, plan.dconfig.label) for e in result.log],
     )
 
@@ -414,6 +423,8 @@ class SeedRuns:
             "torch": torch.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **combined_result(self.finished),
+            # the whole process's wall time, part by part (runs/timing.py)
+            "time_s": time_accounting(self.plan.start_up_s, self.plan.prepare_s, self.finished),
         }
         for out in outputs:  # before the checkpoint goes: a full disk here can be resumed
             if out is not None:

@@ -17,7 +17,7 @@ from netgraph.data import SOURCES
 from netgraph.recipe.load import Recipe
 from netgraph.train import augment, param_groups, views
 from netgraph.train.averaging import AVERAGING
-from netgraph.train.engine import COMPILE_MODES, PRECISIONS, TrainConfig, resolve_precision
+from netgraph.train.engine import COMPILE_MODES, EVAL_VIEWS, PRECISIONS, TrainConfig, resolve_precision
 from netgraph.train.optimizers import OPTIMIZERS
 from netgraph.train.schedule import END, SCHEDULE_SHAPES, UNITS, PiecewiseLinear, checked_lists
 
@@ -49,6 +49,10 @@ TRAIN_PARAMS = {
     "tta": Param(list, [], optional=True),
     "seed": Param(int, _default("seed"), nonnegative=True),
     "eval_batch_size": Param(int, _default("eval_batch_size"), positive=True),
+    # the per-epoch table's test columns: every N epochs and the last (0: none), through the
+    # plain image (the records' way: train.tta's views once, at the final evaluation) or tta
+    "eval_every": Param(int, _default("eval_every"), nonnegative=True),
+    "eval_view": Param(str, _default("eval_view"), choices=EVAL_VIEWS),
     # [{params: "*.bn.bias", kind: ..., lr_scale: 64, optimizer: sgd, until: {epochs: 3}, ...}]:
     # parameter groups by name (globs) and kind, on top of (and overriding) what passes record
     "param_groups": Param(list, [], optional=True),
@@ -317,6 +321,8 @@ def train_config(recipe: Recipe, device_type: str = "cpu") -> TrainConfig:
         tta=tta,
         seed=t["seed"],
         eval_batch_size=t["eval_batch_size"],
+        eval_every=t["eval_every"],
+        eval_view=t["eval_view"],
         param_groups=groups,
         log_params=t["log_params"],
         channels_last=t["channels_last"],

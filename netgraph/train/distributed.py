@@ -18,32 +18,13 @@ global batch instead (``SyncBatchNorm``), which equals plain batch norm on one p
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Optional, cast
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from netgraph.core.errors import RecipeError
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """This process's place in the process group."""
-
-    rank: int
-    world: int
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        """Rank 0 alone writes logs, checkpoints and results."""
-        return self.rank == 0
-
-
-def launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+from netgraph.train.ranks import Ranks, launched_by_torchrun, rank_batch  # noqa: F401 (their home before)
 
 
 def from_environment(device: Optional[str] = None) -> tuple:
@@ -61,20 +42,6 @@ def from_environment(device: Optional[str] = None) -> tuple:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo", rank=rank, world_size=world)
     return Ranks(rank, world, local), chosen
-
-
-def rank_batch(batch_size: int, ranks: Optional[Ranks]) -> int:
-    """The per-rank batch: the global batch split evenly over the ranks (all of it on one)."""
-    if ranks is None:
-        return batch_size
-    if batch_size % ranks.world:
-        raise RecipeError(
-            f"train.batch_size {batch_size} is the global batch and must divide "
-            f"evenly over {ranks.world} ranks",
-            hint=f"use a multiple of {ranks.world}, e.g. "
-            f"{batch_size // ranks.world * ranks.world or ranks.world}",
-        )
-    return batch_size // ranks.world
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:

@@ -20,7 +20,7 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,12 +29,12 @@ from torch import nn
 from netgraph.core.errors import RecipeError
 from netgraph.data.dataset import Dataset, normalizer, preprocess
 from netgraph.graph.executor import half_precision
-from netgraph.train import distributed, param_groups
+from netgraph.train import param_groups
 from netgraph.train.augment import MAX_GROUPS, BatchGroupLoader, eval_batches
 from netgraph.train.averaging import AVERAGING
-from netgraph.train.distributed import Ranks
 from netgraph.train.optimizers import OPTIMIZERS
 from netgraph.train.param_groups import Group
+from netgraph.train.ranks import Ranks, rank_batch
 from netgraph.train.schedule import PiecewiseLinear, StepSchedule
 from netgraph.train.state import TrainState, to_cpu
 from netgraph.train.views import parse_tta, predict
@@ -42,6 +42,8 @@ from netgraph.train.views import parse_tta, predict
 PRECISIONS = ("float32", "float16", "bfloat16")
 # torch.compile's modes (reduce-overhead is left out: config.py says why)
 COMPILE_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs")
+# what the per-epoch table's test columns see: the image alone, or train.tta's views
+EVAL_VIEWS = ("plain", "tta")
 
 
 @dataclass
@@ -70,7 +72,11 @@ class TrainConfig:
     tta: Any = ()
     seed: int = 0
     eval_batch_size: int = 512
-    eval_every_epoch: bool = True  # test accuracy in the per-epoch table (not timed)
+    # the per-epoch table's test columns: every eval_every epochs and after the last (0: none),
+    # the test set seen through eval_view, "plain" (the image alone, as the records evaluate each
+    # epoch) or "tta" (train.tta's views); the final evaluation always averages train.tta's views
+    eval_every: int = 1
+    eval_view: str = "plain"
     # param_groups.resolve's items: selectors (params glob, kind) and settings, later ones winning
     param_groups: Sequence[Dict] = ()
     log_params: int = 0  # every N steps, record batch-norm weight/bias statistics (0: off)
@@ -275,9 +281,11 @@ def evaluate(
     labels: torch.Tensor,
     config: TrainConfig,
     ranks: Optional[Ranks] = None,
+    tta: Any = None,
 ):
-    """(accuracy, mean loss) on the test images, in batches, with test-time views; with
-    ranks, each rank evaluates every W-th image and the counts are summed over ranks."""
+    """(accuracy, mean loss) on the test images, in batches, with test-time views (``tta``,
+    train.tta's forms; None: config.tta); with ranks, each rank evaluates every W-th image
+    and the counts are summed over ranks."""
     was_training = model.training
     model.eval()
     n = len(images)
@@ -285,13 +293,15 @@ def evaluate(
         images, labels = images[ranks.rank :: ranks.world], labels[ranks.rank :: ranks.world]
     correct = torch.zeros((), device=images.device)
     loss = torch.zeros((), device=images.device)
-    views = parse_tta(config.tta)  # once, not once a batch
+    views = parse_tta(config.tta if tta is None else tta)  # once, not once a batch
     with _autocast(config.precision, images.device):
         for x, y in eval_batches(images, labels, config.eval_batch_size):
             logits = predict(model, _memory_format(x, config), views)
             correct += (logits.argmax(1) == y).sum()
             loss += F.cross_entropy(logits, y, reduction="sum")
     if ranks:
+        from netgraph.train import distributed  # only a run of several ranks imports it
+
         distributed.all_reduce_sum(correct, loss)
     model.train(was_training)
     return correct.item() / n, loss.item() / n
@@ -497,6 +507,11 @@ class TrainResult:
     compile_time_s: float = 0.0  # torch.compile's warm-up, not in train_time_s
     peak_memory_bytes: Optional[int] = None  # CUDA only: the most allocated at once
     steps: int = 0  # optimizer steps run
+    epoch_eval_time_s: float = 0.0  # the per-epoch evaluations (train.eval_every), the final one apart
+    log_time_s: float = 0.0  # after each epoch: its log line handed on, the checkpoint written
+    # Training's own set-up, compilation apart: the loader, the optimizers (torch's first one
+    # imports torch._dynamo, 1-3 s on a CPU), the averaging; not in train_time_s
+    engine_setup_time_s: float = 0.0
 
 
 class NonFiniteLoss(RecipeError):
@@ -568,6 +583,7 @@ class Training:
         ranks: Optional[Ranks],
         setup_time: float = 0.0,
     ):
+        began = time.perf_counter()
         self.model, self.data, self.config, self.ranks = model, data, config, ranks
         self.device = device = data.train_labels.device  # images stay on the host with placement: host
         torch.manual_seed(config.seed)
@@ -606,6 +622,7 @@ class Training:
         self.step_count = 0
         self.losses = torch.zeros(self.steps_per_epoch, device=device)  # per step, read once an epoch
         self.correct = torch.zeros((), device=device)
+        self.result.engine_setup_time_s = time.perf_counter() - began - self.compile_time
 
     def _prepare_model(self) -> None:
         """The model in the run's batch norm, precision and memory format."""
@@ -615,6 +632,8 @@ class Training:
         ranks = self.ranks
         self.synced = bool(ranks and ranks.world > 1 and config.sync_batch_norm)
         if self.synced:
+            from netgraph.train import distributed
+
             distributed.synchronise_batch_norm(model)
         if config.precision == "float16":
             half_precision(model, torch.float16)
@@ -649,7 +668,11 @@ class Training:
         model, config, ranks = self.model, self.config, self.ranks
         # With one rank there is nothing to all-reduce: DistributedDataParallel alone cost 10-12% of
         # the epoch on an H100 (bench/results/bag_of_tricks_{eager,compile}_h100.json), so it is left out.
-        net = distributed.wrap(model, self.device) if ranks and ranks.world > 1 else model
+        net = model
+        if ranks and ranks.world > 1:
+            from netgraph.train import distributed
+
+            net = distributed.wrap(model, self.device)
         self.forward, self.compile_time = self._compiled(net) if config.compile != "none" else (net, 0.0)
         self.evaluated = self.average.evaluated if self.average else model
         # the compiled forward when it is the model evaluated; a moving-average copy runs eagerly
@@ -670,10 +693,10 @@ class Training:
     def _compiled(self, net: nn.Module) -> tuple:
         """(the compiled forward, seconds compiling), warmed up on the shapes the run will use."""
         config, ranks, test = self.config, self.ranks, self.data.test_images
-        rank_batch = distributed.rank_batch(config.batch_size, ranks)
+        per_rank = rank_batch(config.batch_size, ranks)
         n_test = len(test) // (ranks.world if ranks else 1)
         eval_shapes = sorted({min(config.eval_batch_size, n_test), n_test % config.eval_batch_size} - {0})
-        compiled = compile_model(net, config, test[:rank_batch], eval_shapes)
+        compiled = compile_model(net, config, test[:per_rank], eval_shapes)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)  # compilation's own workspace is not training's
         return compiled
@@ -834,11 +857,10 @@ def train(
             if signals.received and epoch < run.epochs:
                 raise TrainingInterrupted(epoch + 1, 0, signals.received)
     result = run.result
+    if math.isnan(result.test_acc):  # resumed from a checkpoint written after the last epoch
+        final_evaluation(run)
     if run.device.type == "cuda":
         result.peak_memory_bytes = torch.cuda.max_memory_allocated(run.device)
-    last = result.log[-1]
-    assert last.test_acc is not None and last.test_loss is not None  # the last epoch is always evaluated
-    result.test_acc, result.test_loss = last.test_acc, last.test_loss
     result.model = run.evaluated
     return result
 
@@ -846,28 +868,24 @@ def train(
 def end_epoch(run: Training, epoch: int, epoch_time: float, on_epoch, checkpoint) -> None:
     """After epoch ``epoch``: its time counted, its losses read (the epoch's one read from the
     device) and checked, batch-norm statistics averaged over ranks, the test set evaluated
-    (every epoch, or the last), the epoch's log entry handed on, the state checkpointed."""
+    (epoch_tests), the epoch's log entry handed on, the state checkpointed (timed apart)."""
     config, result, ranks = run.config, run.result, run.ranks
     result.train_time_s += epoch_time
     if ranks:
+        from netgraph.train import distributed
+
         distributed.all_reduce_sum(run.losses, run.correct)
     loss_sum = run.losses.sum().item()
     if not math.isfinite(loss_sum):
         raise non_finite_loss(run, epoch, checkpoint is not None and epoch > 1)
     if ranks and not run.synced:  # synchronised statistics are the same on every rank
+        from netgraph.train import distributed
+
         distributed.average_batch_norm_statistics(run.model, ranks.world)
         if run.evaluated is not run.model:
             distributed.average_batch_norm_statistics(run.evaluated, ranks.world)
     seen = run.steps_in(epoch) * config.batch_size
-    test_acc = test_loss = None
-    if config.eval_every_epoch or epoch == run.epochs:
-        start = time.perf_counter()
-        test_acc, test_loss = evaluate(
-            run.evaluator, run.data.test_images, run.data.test_labels, config, ranks
-        )
-        synchronize(run.device)
-        if epoch == run.epochs:
-            result.eval_time_s = time.perf_counter() - start
+    test_acc, test_loss = epoch_tests(run, epoch)
     entry = EpochLog(
         epoch,
         run.schedule.at(run.step_count),
@@ -881,10 +899,52 @@ def end_epoch(run: Training, epoch: int, epoch_time: float, on_epoch, checkpoint
         [g.optimizer.param_groups[g.index]["lr"] for g in run.groups],
     )
     result.log.append(entry)
+    start = time.perf_counter()
     if on_epoch:
         on_epoch(entry)
     if checkpoint:
         checkpoint(run.state(epoch + 1, 0).to_dict())
+    result.log_time_s += time.perf_counter() - start
+
+
+def same_views(config: TrainConfig) -> bool:
+    """Whether the per-epoch view is the final evaluation's (eval_view tta, or no train.tta)."""
+    return config.eval_view == "tta" or not config.tta
+
+
+def epoch_tests(run: Training, epoch: int) -> Tuple[Optional[float], Optional[float]]:
+    """The epoch's test columns, (accuracy, loss) or (None, None): train.eval_view every
+    train.eval_every epochs and after the last, timed as per-epoch evaluation. After the last
+    epoch, the final evaluation with train.tta's views too; when the views are the same it is
+    done once, its figures in the row (also with eval_every 0, as the final result)."""
+    config, result = run.config, run.result
+    last = epoch == run.epochs
+    acc = loss = None
+    due = config.eval_every > 0 and (epoch % config.eval_every == 0 or last)
+    if due and not (last and same_views(config)):
+        start = time.perf_counter()
+        view = None if config.eval_view == "tta" else ()
+        acc, loss = evaluate(
+            run.evaluator, run.data.test_images, run.data.test_labels, config, run.ranks, view
+        )
+        synchronize(run.device)
+        result.epoch_eval_time_s += time.perf_counter() - start
+    if last:
+        final_evaluation(run)
+        if same_views(config):
+            acc, loss = result.test_acc, result.test_loss
+    return acc, loss
+
+
+def final_evaluation(run: Training) -> None:
+    """The trained (or averaged) model on the test set with train.tta's views, timed."""
+    result = run.result
+    start = time.perf_counter()
+    result.test_acc, result.test_loss = evaluate(
+        run.evaluator, run.data.test_images, run.data.test_labels, run.config, run.ranks
+    )
+    synchronize(run.device)
+    result.eval_time_s = time.perf_counter() - start
 
 
 def non_finite_loss(run: Training, epoch: int, kept: bool) -> NonFiniteLoss:
