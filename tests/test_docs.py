@@ -346,3 +346,10 @@ def test_readme_links_every_doc():
     linked = {target.partition("#")[0] for target in _links(README)}
     missing = [doc for doc in DOCS if doc.startswith("docs/") and doc not in linked]
     assert not missing, f"README.md links none of {missing}"
+
+
+def test_the_sweep_shown_in_the_docs_is_the_one_recorded():
+    """docs/sweeps.md quotes the table the measured sweep wrote, row for row."""
+    recorded = (ROOT / "bench/results/sweep_label_smoothing_cpu_sample/table.md").read_text()
+    rows = [line for line in recorded.splitlines() if line.startswith("|")]
+    assert len(rows) == 5 and all(row in DOCS["docs/sweeps.md"] for row in rows)
