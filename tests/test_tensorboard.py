@@ -72,14 +72,17 @@ def test_no_tensorboard_writes_none(small, tmp_path):
     assert (folder / "log.jsonl").exists() and not (folder / "tensorboard").exists()
 
 
-def test_ablation_runs_write_their_hparams(small, tmp_path):
+def test_ablation_runs_write_their_curves_and_hparams(small, tmp_path):
     out = tmp_path / "ablation"
-    assert main(["ablate", str(small), "--runs", "2", "--set", "train.epochs=1", "--device", "cpu",
+    assert main(["ablate", str(small), "--runs", "2", "--set", "train.epochs=2", "--device", "cpu",
                  "--out", str(out)]) == 0  # fmt: skip
     folders = sorted(p.name for p in (out / "tensorboard").iterdir())
-    assert folders == ["small_train.epochs=1_seed0", "small_train.epochs=1_seed1"]
+    assert folders == ["small_train.epochs=2_seed0", "small_train.epochs=2_seed1"]
     records = read_records(out / "runs.jsonl")
+    assert not any("epoch_lines" in r for r in records)  # the curves go to TensorBoard, not the record
     reader = _events(out / "tensorboard" / folders[1])
+    assert [e.step for e in reader.Scalars("train/loss")] == [1, 2]  # each epoch's, as train's
+    assert [e.step for e in reader.Scalars("lr")] == [1, 2]
     assert reader.Scalars("final/test_accuracy")[0].value == np.float32(records[1]["test_acc"])
     assert b"train.epochs" in reader.PluginTagToContent("hparams")["_hparams_/session_start_info"]
 

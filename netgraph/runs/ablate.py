@@ -25,6 +25,7 @@ from netgraph.recipe.load import load_recipe
 from netgraph.runs import board, files, stats
 from netgraph.runs.log import data_label, read_records
 from netgraph.runs.plan import resolve_device
+from netgraph.runs.trial import EPOCHS
 from netgraph.runs.trial import one_run as _one_run
 
 COLUMNS = (
@@ -207,6 +208,7 @@ class Runner:
             _in_processes(todo, self.device, self.data_dir, self.workers, self._finished)
 
     def _finished(self, path: str, overrides: tuple, seed: int, record: Dict) -> None:
+        epochs = record.pop(EPOCHS, [])
         kept = (
             f"the {len(self.done)} runs recorded before are kept in it: free space and run the same "
             f"command, which trains only the runs not recorded"
@@ -216,7 +218,7 @@ class Runner:
         if self.board and board.available():
             name = board.folder_name(" ".join([Path(path).stem, *overrides, f"seed{seed}"]))
             board.record_run(
-                self.out / "tensorboard" / name, load_recipe(path, list(overrides)).sections, record
+                self.out / "tensorboard" / name, load_recipe(path, list(overrides)).sections, record, epochs
             )
         if self.on_run:
             self.on_run(path, seed, record)

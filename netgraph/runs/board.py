@@ -14,7 +14,7 @@ import importlib.util
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import yaml
 
@@ -143,9 +143,14 @@ def settings(recipe: str, seed: int, overrides) -> Dict[str, Any]:
     return found
 
 
-def record_run(folder: Path, sections: Dict[str, Any], record: Dict[str, Any]) -> None:
-    """An ablation's or sweep's run (evaluated once, at its end): recipe, settings, metrics."""
+def record_run(
+    folder: Path, sections: Dict[str, Any], record: Dict[str, Any], epochs: Sequence[Dict[str, Any]] = ()
+) -> None:
+    """An ablation's or sweep's run: its epochs' scalars (training loss, accuracy, learning rates,
+    times; its test set is evaluated once, at its end), then recipe, settings and final metrics."""
     with Board(folder) as board:
+        for line in epochs:
+            board.epoch(line)
         board.finish(sections, settings(record["recipe"], record["seed"], record["overrides"]), record)
 
 

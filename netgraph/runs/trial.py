@@ -17,6 +17,8 @@ from netgraph.runs.run import run_recipe
 # per process: each data set is read once, each recipe prepared once
 _DATASETS: Dict[tuple, Dataset] = {}
 _PLANS: Dict[tuple, Plan] = {}
+# a run's epoch lines in what one_run returns, not in the ablation's runs.jsonl (a line per run)
+EPOCHS = "epoch_lines"
 
 
 def plan_of(
@@ -58,10 +60,12 @@ def one_run(
     recipe: Optional[Recipe] = None,
     data: Optional[Dict[tuple, Dataset]] = None,
 ) -> Dict:
-    """Train one recipe with one seed; the JSON-lines record of the result."""
+    """Train one recipe with one seed; the JSON-lines record of the result, with its epoch lines
+    under EPOCHS (for its TensorBoard curves: the Runner takes them out before it records)."""
     plan = plan_of(path, overrides, device, data_dir, recipe, data)
     result, model, _ = run_recipe(plan, seed=seed, eval_every_epoch=False)
     return {
+        EPOCHS: result.log,
         "recipe": path,
         "seed": seed,
         "overrides": list(overrides),
