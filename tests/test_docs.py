@@ -1,6 +1,7 @@
 """The docs stay true: README.md and every docs/*.md, their commands and code run as written,
 their options are ones the parsers take, their tables name every recipe key, their links resolve."""
 
+import json
 import re
 import shlex
 import shutil
@@ -353,3 +354,12 @@ def test_the_sweep_shown_in_the_docs_is_the_one_recorded():
     recorded = (ROOT / "bench/results/sweep_label_smoothing_cpu_sample/table.md").read_text()
     rows = [line for line in recorded.splitlines() if line.startswith("|")]
     assert len(rows) == 5 and all(row in DOCS["docs/sweeps.md"] for row in rows)
+
+
+def test_the_anchor_ratio_in_the_docs_is_the_one_recorded():
+    """docs/performance.md states the whole-process ratio against airbench's own script as
+    tools/anchor_ratio.py recorded it, and the CPU-time ratio beside it."""
+    record = json.loads((ROOT / "bench/results/anchor_ratio_cpu_idle_2026-12-07.json").read_text())
+    text = DOCS["docs/performance.md"]
+    assert f"**ratio {record['ratio']:.2f}**" in text and f"{record['cpu_ratio']:.2f} in CPU time" in text
+    assert f"{record['median_netgraph_s']:.1f} s for netgraph" in text
