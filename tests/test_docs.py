@@ -363,3 +363,9 @@ def test_the_anchor_ratio_in_the_docs_is_the_one_recorded():
     text = DOCS["docs/performance.md"]
     assert f"**ratio {record['ratio']:.2f}**" in text and f"{record['cpu_ratio']:.2f} in CPU time" in text
     assert f"{record['median_netgraph_s']:.1f} s for netgraph" in text
+
+
+def test_the_quick_start_time_in_the_readme_is_the_one_recorded():
+    record = json.loads((ROOT / "bench/results/quick_start_cpu_idle_2026-12-07.json").read_text())
+    assert f"in {record['time_s']['total']:.0f} s from start to exit" in " ".join(README.split())
+    assert "samples/cifar10" in record["command"] and "train.batch_size=64" in record["command"]
