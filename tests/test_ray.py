@@ -149,14 +149,16 @@ def test_sigint_cancels_the_rest_and_resume_finishes(cluster, recipes, tmp_path)
     try:
         _wait_for(lambda: len(_records(out)) >= 1)
         driver.send_signal(signal.SIGINT)
-        stdout, stderr = driver.communicate(timeout=60)
+        # the cancel and Ray's shutdown took over 60 s once, with the whole suite and another job
+        # sharing 2 cores (seed 2 of tools/shuffled_suite.py); bounded still, with room for load
+        stdout, stderr = driver.communicate(timeout=180)
     finally:
         driver.kill()
         driver.wait()
     assert driver.returncode == 130, stderr[-3000:]
     kept = _records(out)
     assert 1 <= len(kept) < 6 and not (out / "table.md").exists()
-    resumed = _ablate(args).stdout  # resuming is the default: the same command
+    resumed = _ablate(args, timeout=480).stdout  # resuming is the default: the same command
     assert resumed.count("test accuracy") == 6 - len(kept)  # only the runs not recorded
     records = _records(out)
     assert records[: len(kept)] == kept and len({(r["recipe"], r["seed"]) for r in records}) == 6
