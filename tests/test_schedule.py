@@ -94,6 +94,27 @@ def test_a_run_in_steps_and_a_group_trained_only_at_first():
     assert moved == [True, True, False, False]  # steps 2, 3 move the bias; 4 and 5 do not
 
 
+def test_a_group_past_its_until_costs_no_backward_and_is_trainable_again_after():
+    """airbench94_muon's frozen whitening bias: past ``until`` autograd is not asked for what
+    only that group needs (the first layer's output needs no gradient), and the model leaves
+    the loop with every parameter trainable, as it came."""
+    torch.manual_seed(0)
+    images = synthetic(128, 64, shape=(3, 8, 8), classes=4, seed=0)
+    data = to_device(images, "cpu", (0.5,) * 3, (0.25,) * 3, pad=0, dtype=torch.float32)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4)
+    )
+    needs_grad = []
+    model[0].register_forward_hook(
+        lambda m, i, out: needs_grad.append(out.requires_grad) if m.training else None
+    )
+    groups = [{"params": "0.*", "until": {"steps": 2}}, {"params": "4.*"}]
+    config = TrainConfig(batch_size=32, epochs=1, lr_knots=[0, 1], lr_values=[0.1, 0.0], param_groups=groups)
+    train(model, data, config)
+    assert needs_grad == [True, True, False, False]
+    assert all(p.requires_grad for p in model.parameters())
+
+
 def test_knots_may_round_and_name_the_steps_of_an_epoch():
     """airbench94 warms up for int(0.23 x 476) = 109 steps; airbench94_muon decays its whitening
     bias over ceil(3 x 25) = 75 steps: knots that say so follow the run's length."""
