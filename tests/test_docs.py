@@ -359,10 +359,13 @@ def test_the_sweep_shown_in_the_docs_is_the_one_recorded():
 def test_the_anchor_ratio_in_the_docs_is_the_one_recorded():
     """docs/performance.md states the whole-process ratio against airbench's own script as
     tools/anchor_ratio.py recorded it, and the CPU-time ratio beside it."""
-    record = json.loads((ROOT / "bench/results/anchor_ratio_cpu_idle_2026-12-07.json").read_text())
+    record = json.loads((ROOT / "bench/results/anchor_ratio_cpu_idle_stop_grads_2026-12-07.json").read_text())
     text = DOCS["docs/performance.md"]
     assert f"**ratio {record['ratio']:.2f}**" in text and f"{record['cpu_ratio']:.2f} in CPU time" in text
     assert f"{record['median_netgraph_s']:.1f} s for netgraph" in text
+    assert f"{record['median_anchor_s']:.1f} s for airbench's own script" in " ".join(text.split())
+    pairs = ", ".join(f"{r['netgraph_s'] / r['anchor_s']:.2f}" for r in record["runs"])
+    assert f"the pairs: {pairs})" in " ".join(text.split())
 
 
 def test_the_quick_start_time_in_the_readme_is_the_one_recorded():
