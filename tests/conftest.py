@@ -3,8 +3,10 @@ import signal
 import sys
 import textwrap
 from pathlib import Path
+from typing import Dict, Optional, Sequence
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -25,6 +27,35 @@ def small_network(classes: int) -> str:
           flat: {{op: flatten}}
           fc: {{op: linear, out: {classes}}}
         """)
+
+
+# the small recipe the training and CLI tests run: 512 synthetic images of 4 classes, 3 epochs
+# of batch 64 (8 steps an epoch), the one-conv network; small_recipe() varies it
+SMALL = textwrap.dedent("""\
+        data:
+          dataset: synthetic
+          synthetic: {train: 512, test: 256, classes: 4}
+          augment: [crop, flip, {cutout: 4}]
+        train:
+          epochs: 3
+          batch_size: 64
+          lr: {knots: [0, 1, epochs], values: [0, 0.4, 0]}
+          label_smoothing: 0.2
+          ema: {momentum: 0.9, every: 2}
+          tta: [flip]
+        """) + small_network(4)
+
+
+def small_recipe(drop: Sequence[str] = (), data: Optional[Dict] = None, **train) -> str:
+    """SMALL without the keys ``drop`` ("data.augment", "train.ema", ...), with ``data``'s keys
+    and the train: keys ``train`` set, as recipe text."""
+    recipe = yaml.safe_load(SMALL)
+    for key in drop:
+        section, name = key.split(".")
+        del recipe[section][name]
+    recipe["data"].update(data or {})
+    recipe["train"].update(train)
+    return yaml.safe_dump(recipe, sort_keys=False, default_flow_style=None)
 
 
 @pytest.fixture

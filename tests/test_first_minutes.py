@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, small_recipe
 
 # In a fresh interpreter: run the CLI, then say whether torch got imported.
 _PROBE = """
@@ -129,23 +129,8 @@ def test_no_option_of_train_is_taken_by_torchrun_but_log_which_has_log_file():
 
 # --- a header before work, progress off a terminal ------------------------------------------
 
-SMALL = """\
-data:
-  dataset: synthetic
-  synthetic: {train: 512, test: 256, classes: 4}
-train:
-  epochs: 2
-  batch_size: 64
-  lr: {knots: [0, 1, epochs], values: [0, 0.4, 0]}
-  ema: {momentum: 0.9, every: 2}
-network:
-  conv: {op: conv2d, out: 8, bias: false}
-  bn: {op: batch_norm}
-  act: {op: relu}
-  pool: {op: global_avg_pool}
-  flat: {op: flatten}
-  fc: {op: linear, out: 4}
-"""
+PLAIN = ["data.augment", "train.label_smoothing", "train.tta"]
+SMALL = small_recipe(PLAIN, epochs=2)
 
 
 def _train(tmp_path, *extra):
@@ -220,7 +205,7 @@ def test_runs_of_one_recipe_never_touch_each_others_files(tmp_path):
     import signal
     import time
 
-    slow = SMALL.replace("train: 512", "train: 2048").replace("epochs: 2", "epochs: 3")
+    slow = small_recipe(PLAIN, data={"synthetic": {"train": 2048, "test": 256, "classes": 4}}, epochs=3)
     (tmp_path / "small.yaml").write_text(slow)  # 32 steps an epoch: time to be interrupted
     for sets in (["train.epochs=1", "data.synthetic.train=512"], ["data.synthetic.train=512"]):
         done = subprocess.run(

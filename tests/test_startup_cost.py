@@ -11,29 +11,13 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, small_recipe
 
 from netgraph.recipe.load import load_recipe
 from netgraph.runs.run import run_recipe
 from netgraph.runs.timing import PARTS
 
-SMALL = """\
-data:
-  dataset: synthetic
-  synthetic: {train: 512, test: 256, classes: 4}
-train:
-  epochs: 3
-  batch_size: 64
-  lr: {knots: [0, 1, epochs], values: [0, 0.4, 0]}
-  tta: [flip]
-network:
-  conv: {op: conv2d, out: 8, bias: false}
-  bn: {op: batch_norm}
-  act: {op: relu}
-  pool: {op: global_avg_pool}
-  flat: {op: flatten}
-  fc: {op: linear, out: 4}
-"""
+SMALL = small_recipe(["data.augment", "train.label_smoothing", "train.ema"])
 # printed at the end of the run: the netgraph modules it imported
 MODULES = "import json, sys; print(json.dumps(sorted(m for m in sys.modules if m.startswith('netgraph'))))"
 

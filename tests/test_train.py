@@ -5,32 +5,11 @@ import json
 import textwrap
 
 import pytest
-from conftest import RECIPES
+from conftest import RECIPES, SMALL
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
 from netgraph.train.config import data_config, train_config
-
-SMALL = """
-    data:
-      dataset: synthetic
-      synthetic: {train: 512, test: 256, classes: 4}
-      augment: [crop, flip, {cutout: 4}]
-    train:
-      epochs: 3
-      batch_size: 64
-      lr: {knots: [0, 1, epochs], values: [0, 0.4, 0]}
-      label_smoothing: 0.2
-      ema: {momentum: 0.9, every: 2}
-      tta: [flip]
-    network:
-      conv: {op: conv2d, out: 8, bias: false}
-      bn: {op: batch_norm}
-      act: {op: relu}
-      pool: {op: global_avg_pool}
-      flat: {op: flatten}
-      fc: {op: linear, out: 4}
-"""
 
 
 @pytest.fixture
