@@ -5,6 +5,7 @@ locally; a worker node killed mid-ablation (its runs retried on the head, the ta
 SIGINT to the driver (the rest cancelled, --resume finishes them). Without --ray, Ray is not
 imported; without Ray installed, --ray is refused in one line."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -81,6 +82,17 @@ def _ablate(args, timeout=240, threads=None, wait=True):
     return done
 
 
+@contextlib.contextmanager
+def _driver(args):
+    """`netgraph ablate ARGS` running in the background, killed and reaped on leaving."""
+    driver = _ablate(args, wait=False)
+    try:
+        yield driver
+    finally:
+        driver.kill()
+        driver.wait()
+
+
 def _without_time(table: str) -> list:
     """The table's cells but the training time's (column 7), which differs run to run."""
     return [[c for i, c in enumerate(line.split("|")) if i != 7] for line in table.splitlines()]
@@ -121,14 +133,10 @@ def test_a_node_killed_mid_ablation_loses_nothing(cluster, recipes, tmp_path):
     out = tmp_path / "ablation"
     # runs of a few seconds each, so that the second node is in the middle of one when it dies
     args = [*recipes, "--runs", "3", "--set", "train.epochs=60", "--ray", head.address, "--out", str(out)]
-    driver = _ablate(args, wait=False)
-    try:
+    with _driver(args) as driver:
         _wait_for(lambda: any(r["node"] == second.node_id for r in _records(out)))
         head.remove_node(second, allow_graceful=False)  # it has started its next run by now
         stdout, stderr = driver.communicate(timeout=240)
-    finally:
-        driver.kill()
-        driver.wait()
     assert driver.returncode == 0, stderr[-3000:]
     records = _records(out)
     assert sorted((r["recipe"], r["seed"]) for r in records) == [(p, s) for p in recipes for s in range(3)]
@@ -145,16 +153,12 @@ def test_sigint_cancels_the_rest_and_resume_finishes(cluster, recipes, tmp_path)
     head, _ = cluster
     out = tmp_path / "ablation"
     args = [*recipes, "--runs", "3", "--set", "train.epochs=30", "--ray", head.address, "--out", str(out)]
-    driver = _ablate(args, wait=False)
-    try:
+    with _driver(args) as driver:
         _wait_for(lambda: len(_records(out)) >= 1)
         driver.send_signal(signal.SIGINT)
         # the cancel and Ray's shutdown took over 60 s once, with the whole suite and another job
         # sharing 2 cores (seed 2 of tools/shuffled_suite.py); bounded still, with room for load
         stdout, stderr = driver.communicate(timeout=180)
-    finally:
-        driver.kill()
-        driver.wait()
     assert driver.returncode == 130, stderr[-3000:]
     kept = _records(out)
     assert 1 <= len(kept) < 6 and not (out / "table.md").exists()
