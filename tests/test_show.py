@@ -238,6 +238,27 @@ def test_an_epoch_without_a_logged_step(write):
     assert result.log[2].params["layers"]["bn"]["bias_mean"] == []
 
 
+def test_a_group_past_its_until_is_recorded_as_the_recipe_made_it(write):
+    """bn's bias trains 2 steps, then stops requiring a gradient (eager runs only): its flag in
+    the record stays the recipe's, so a compiled run and an eager one draw the same picture."""
+    until = "      param_groups: [{params: bn.bias, until: {steps: 2}}]\n      log_params: 3\n"
+    recipe = load_recipe(write("r.yaml", DATA + NETWORK + TRAIN + until))
+    dataset = load_data(data_config(recipe))
+    mean, std = normalisation(dataset)
+    model = compile_graph(build_graph(recipe))
+    biases = []
+    on_step = lambda _, __: biases.append(model.bn.bias.detach().clone())  # noqa: E731
+    result = train(
+        model,
+        to_device(dataset, "cpu", mean, std, 4, torch.float32),
+        train_config(recipe, "cpu"),
+        data_config(recipe).augmentations,
+        on_step=on_step,
+    )
+    assert [torch.equal(a, b) for a, b in zip(biases, biases[1:])] == [False, True, True, True, True]
+    assert all(e.params["layers"]["bn"]["bias_trainable"] for e in result.log)
+
+
 @pytest.mark.cuda
 def test_recording_never_waits_for_the_gpu():
     """A record is queued on the device: no operation in it synchronises with the host."""

@@ -140,6 +140,10 @@ class ParamStats:
             for name, m in model.named_modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine
         ]
+        # as the model came to the loop: a group past its `until` may stop requiring a gradient
+        # mid-run (GroupRun.stop_grads_after_until) in eager runs only, and the record must not
+        # depend on that
+        self.trainable = [(m.weight.requires_grad, m.bias.requires_grad) for _, m in self.layers]
         self.steps: List[int] = []
         self.records: List[torch.Tensor] = []
 
@@ -158,15 +162,15 @@ class ParamStats:
         # records x layers x 4; an epoch may have none when N exceeds the steps of an epoch
         table = torch.stack(self.records).float().cpu().tolist() if self.records else []
         layers = {}
-        for i, (name, m) in enumerate(self.layers):
+        for i, (name, _) in enumerate(self.layers):
             column = [[record[i][k] for record in table] for k in range(4)]
             layers[name] = {
                 "weight_mean": column[0],
                 "weight_std": column[1],
                 "bias_mean": column[2],
                 "bias_std": column[3],
-                "weight_trainable": m.weight.requires_grad,
-                "bias_trainable": m.bias.requires_grad,
+                "weight_trainable": self.trainable[i][0],
+                "bias_trainable": self.trainable[i][1],
             }
         entry = {
             "every": self.every,
