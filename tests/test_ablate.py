@@ -5,7 +5,7 @@ import io
 import textwrap
 
 import pytest
-from test_train import SMALL
+from conftest import SMALL
 
 from netgraph.cli import main
 from netgraph.runs import stats

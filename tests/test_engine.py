@@ -349,8 +349,7 @@ def test_a_recipe_without_the_new_keys_trains_as_the_closed_engine_did(tmp_path,
     import sys
     import textwrap
 
-    from conftest import ROOT
-    from test_train import SMALL
+    from conftest import ROOT, SMALL
 
     sys.path.insert(0, str(ROOT))
     try:

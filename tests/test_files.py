@@ -12,8 +12,7 @@ import zipfile
 
 import pytest
 import torch
-from conftest import ROOT
-from test_train import SMALL
+from conftest import ROOT, SMALL
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import SMALL
+from conftest import SMALL
 
 from netgraph.cli import main
 from netgraph.core.errors import RecipeError, WriteFailed

@@ -12,8 +12,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, small_network
-from test_train import SMALL
+from conftest import ROOT, SMALL, small_network
 
 from netgraph import RecipeError, load_recipe
 from netgraph.cli import main
@@ -27,7 +26,7 @@ from netgraph.train.engine import NonFiniteLoss, TrainingInterrupted
 RECIPE = (
     SMALL.replace("epochs: 3", "epochs: 4")
     .replace("test: 256", "test: 128")
-    .replace("every: 2}", "every: 3}\n      log_params: 5")
+    .replace("every: 2}", "every: 3}\n  log_params: 5")
 )
 STEPS_PER_EPOCH = 8
 

@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from test_train import SMALL
+from conftest import SMALL
 
 from netgraph.cli import main
 from netgraph.runs import board
