@@ -862,6 +862,28 @@ def train(
     elif run.stats:
         run.stats.record(0)  # the initial values
     model.train()
+    run_epochs(run, first, skip, saved, on_step, on_epoch, checkpoint)
+    result = run.result
+    if math.isnan(result.test_acc):  # resumed from a checkpoint written after the last epoch
+        final_evaluation(run)
+    if run.device.type == "cuda":
+        result.peak_memory_bytes = torch.cuda.max_memory_allocated(run.device)
+    result.model = run.evaluated
+    return result
+
+
+def run_epochs(
+    run: Training,
+    first: int,
+    skip: int,
+    saved: Optional[TrainState],
+    on_step: Optional[Callable[[int, int], None]],
+    on_epoch: Optional[Callable[[EpochLog], None]],
+    checkpoint: Optional[Callable[[Dict], None]],
+) -> None:
+    """Epochs ``first`` to the last (``skip`` steps of the first done before, when resuming
+    ``saved`` mid-epoch), each ended by end_epoch; a stop signal ends the run after its epoch.
+    Groups that stopped requiring a gradient past their ``until`` are trainable again after."""
     try:
         with _StopSignals(checkpoint is not None) as signals:
             for epoch in range(first, run.epochs + 1):
@@ -885,13 +907,6 @@ def train(
     finally:
         for group in run.groups:
             group.restore_grads()
-    result = run.result
-    if math.isnan(result.test_acc):  # resumed from a checkpoint written after the last epoch
-        final_evaluation(run)
-    if run.device.type == "cuda":
-        result.peak_memory_bytes = torch.cuda.max_memory_allocated(run.device)
-    result.model = run.evaluated
-    return result
 
 
 def end_epoch(run: Training, epoch: int, epoch_time: float, on_epoch, checkpoint) -> None:
