@@ -7,6 +7,7 @@ import io
 import random
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -110,7 +111,9 @@ def fake_run(means):
     """A stand-in for one training run: accuracy drawn around means(path, overrides)."""
 
     def one_run(path, overrides, seed, device, data_dir):
-        rng = random.Random(f"{path} {overrides} {seed}")
+        # drawn from the file's name, not its folder: pytest numbers its temporary folders per
+        # session, and a draw that followed them made each session's test another test
+        rng = random.Random(f"{Path(path).name} {overrides} {seed}")
         return {
             "recipe": path,
             "seed": seed,
