@@ -34,3 +34,15 @@ def test_modules_move_and_each_module_stays_together():
     assert any(
         order[5 * k : 5 * k + 5] != sorted(order[5 * k : 5 * k + 5]) for k in range(6)
     )  # and their tests
+
+
+def test_the_suite_tool_keeps_a_failure_s_report(tmp_path):
+    """tools/shuffled_suite.py's record carries each failure's own words: the run's temporary
+    folder, where pytest's report was, is gone when the record is read."""
+    from shuffled_suite import run_suite
+
+    (tmp_path / "test_two.py").write_text("def test_good():\n    pass\n\ndef test_bad():\n    assert 1 + 1 == 3\n")
+    run = run_suite(None, [], tmp_path)
+    assert (run["passed"], run["failed"]) == (1, 1) and run["exit_code"] == 1
+    ((failure,),) = [run["failures"]]
+    assert failure["test"] == "test_two::test_bad" and "assert (1 + 1) == 3" in failure["report"]

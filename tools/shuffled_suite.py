@@ -63,11 +63,13 @@ def run_suite(seed: Optional[int], extra: List[str], root: Path) -> Dict:
     failures, times = [], []
     for case in cases:
         node = f"{case.get('classname')}::{case.get('name')}"
-        kind = next((c.tag for c in case if c.tag in ("failure", "error", "skipped")), "passed")
+        found = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
+        kind = "passed" if found is None else found.tag
         kind = "failed" if kind in ("failure", "error") else kind
         outcome[kind] += 1
-        if kind == "failed":
-            failures.append(node)
+        if found is not None and kind == "failed":
+            # the report's own words, kept: the temporary folder goes with the run
+            failures.append({"test": node, "report": (found.text or found.get("message") or "")[-4000:]})
         times.append((float(case.get("time", 0)), node))
     times.sort(reverse=True)
     return {
@@ -113,7 +115,7 @@ def main(argv=None) -> int:
             flush=True,
         )
         for failure in run["failures"]:
-            print(f"  failed: {failure}", flush=True)
+            print(f"  failed: {failure['test']}", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=1) + "\n")
     return 0 if all(r["exit_code"] == 0 for r in record["runs"]) else 1
