@@ -70,9 +70,18 @@ def cluster():
                 os.environ.pop("RAY_CLIENT_MODE", None)
 
 
+# `netgraph` as a terminal starts it: SIGINT raises KeyboardInterrupt. A test process started in
+# the background (`nohup pytest &`) ignores SIGINT, and a child inherits that; the SIGINT test's
+# driver then ran to the end (exit 0), the failure of three shuffled suite runs started so.
+AS_FROM_A_TERMINAL = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from netgraph.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 def _ablate(args, timeout=240, threads=None, wait=True):
     env = {**os.environ, **LOCAL_ONLY, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    command = [sys.executable, "-m", "netgraph", "ablate", *args, "--device", "cpu"]
+    command = [sys.executable, "-c", AS_FROM_A_TERMINAL, "ablate", *args, "--device", "cpu"]
     if not wait:
         return subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -156,9 +165,7 @@ def test_sigint_cancels_the_rest_and_resume_finishes(cluster, recipes, tmp_path)
     with _driver(args) as driver:
         _wait_for(lambda: len(_records(out)) >= 1)
         driver.send_signal(signal.SIGINT)
-        # the cancel and Ray's shutdown took over 60 s once, with the whole suite and another job
-        # sharing 2 cores (seed 2 of tools/shuffled_suite.py); bounded still, with room for load
-        stdout, stderr = driver.communicate(timeout=180)
+        stdout, stderr = driver.communicate(timeout=180)  # room for a loaded machine
     assert driver.returncode == 130, stderr[-3000:]
     kept = _records(out)
     assert 1 <= len(kept) < 6 and not (out / "table.md").exists()
