@@ -105,8 +105,27 @@ def test_the_table_caption_names_the_view_of_its_test_columns(tmp_path):
 
 
 def test_anchor_ratio_refuses_a_script_a_patch_does_not_fit():
-    sys.path.insert(0, str(ROOT / "tools"))
-    import anchor_ratio
+    import anchor_ratio  # tools/ is on the path (conftest)
 
     with pytest.raises(SystemExit, match="the patch 'data read from the CIFAR binary layout"):
         anchor_ratio.patch_source("print('not airbench')\n", "cpu", [32, 64, 64], 2000, 8)
+
+
+@pytest.mark.slow
+def test_anchor_ratio_times_a_pair_and_profiles_each_side(tmp_path):
+    """Without airbench's script: tiny.yaml against tools/reference_train.py on the sample, one
+    pair, then each side once under torch.profiler; both train the same kind of network, so
+    both sides' heaviest operators include the convolution's backward."""
+    out = tmp_path / "ratio.json"
+    command = [sys.executable, str(ROOT / "tools" / "anchor_ratio.py"), "--tiny", "--pairs", "1"]
+    done = subprocess.run(
+        [*command, "--ops", "8", "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record["anchor"].startswith("tools/reference_train.py") and len(record["runs"]) == 1
+    assert record["ratio"] == record["runs"][0]["netgraph_s"] / record["runs"][0]["anchor_s"]
+    for side in ("netgraph", "anchor"):
+        ops = record["ops"][side]
+        assert len(ops) == 8 and all(op["calls"] > 0 and op["self_cpu_s"] > 0 for op in ops)
+        assert "aten::convolution_backward" in [op["op"] for op in ops], ops

@@ -14,6 +14,10 @@ the process's, measured from outside: start-up, data, training, evaluation, exit
 medians and their ratio (netgraph / airbench) go to ``--out`` with the command, machine,
 torch version, date, every figure and the load average before and after.
 
+``--ops N`` then runs each side once more under torch.profiler and records its N heaviest
+operators (self CPU seconds, calls): two runs of the same network that differ in an operator's
+calls do different work (issue 33's last 10% was 10 convolution backward calls airbench skips).
+
 Without ``--airbench`` it says so and times the plain-PyTorch reference loop of this
 repository (``tools/reference_train.py``) against ``recipes/tiny.yaml`` at its settings
 (the fidelity study's: widths 16/32/64/128, batch 128), the only anchor it has then.
@@ -167,6 +171,43 @@ def run_airbench(args) -> None:
     exec(compile(source, str(path), "exec"), scope)
 
 
+def profiled(cmd: List[str], out: Path, top: int) -> None:
+    """The child of ``--ops``: ``cmd`` (``python -m MODULE ...`` or ``python SCRIPT ...``) run in
+    this process under torch.profiler; its ``top`` operators by self CPU time go to ``out``."""
+    import runpy
+
+    from torch.profiler import ProfilerActivity, profile
+
+    _, first, *rest = cmd
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        try:
+            if first == "-m":
+                sys.argv = rest
+                runpy.run_module(rest[0], run_name="__main__", alter_sys=True)
+            else:
+                sys.argv = [first, *rest]
+                runpy.run_path(first, run_name="__main__")
+        except SystemExit as e:
+            if e.code:
+                raise
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    ops = [{"op": e.key, "self_cpu_s": e.self_cpu_time_total / 1e6, "calls": e.count} for e in rows]
+    out.write_text(json.dumps(ops))
+
+
+def op_profiles(args, commands: Dict[str, List[str]], env: Dict[str, str], cwd: Path) -> Dict:
+    """Each side once more, under torch.profiler in a process of its own (``profiled``): its
+    ``args.ops`` heaviest operators, self CPU seconds and calls. Where two runs of the same
+    network differ in an operator's calls, one side does work the other does not."""
+    ops = {}
+    for side, cmd in commands.items():
+        out = cwd / f"ops-{side}.json"
+        child = [sys.executable, str(Path(__file__).resolve()), "--profiled", json.dumps(cmd)]
+        timed([*child, "--ops", str(args.ops), "--ops-out", str(out)], env, cwd)
+        ops[side] = json.loads(out.read_text())
+    return ops
+
+
 def netgraph_command(args, out: Path) -> List[str]:
     """netgraph's side: airbench94_muon.yaml at the widths, batch and epochs asked (the head's
     scale 1 / the last width, as the script's x / x.size(-1)); tiny.yaml without a script."""
@@ -234,9 +275,9 @@ def timed(cmd: List[str], env: Dict[str, str], cwd: Path) -> Tuple[float, float,
     return seconds, cpu, done.stdout
 
 
-def pairs(args) -> Tuple[List[Dict], Dict[str, List[str]]]:
+def pairs(args) -> Tuple[List[Dict], Dict[str, List[str]], Dict]:
     """``args.pairs`` alternating pairs, netgraph first: each side's wall time and netgraph's own
-    account of its time (its --json-out time_s)."""
+    account of its time (its --json-out time_s); then, with ``--ops``, each side's operators."""
     threads = str(args.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONPATH": str(ROOT)}
     runs: List[Dict] = []
@@ -261,14 +302,15 @@ def pairs(args) -> Tuple[List[Dict], Dict[str, List[str]]]:
                 }
             )
             print(f"pair {i}: netgraph {ours:.2f} s, anchor {theirs:.2f} s", flush=True)
-    return runs, commands
+        ops = op_profiles(args, commands, env, out) if args.ops else {}
+    return runs, commands, ops
 
 
 def load_average() -> Optional[List[float]]:
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
-def report(args, runs: List[Dict], commands: Dict[str, List[str]], load_before) -> Dict:
+def report(args, runs: List[Dict], commands: Dict[str, List[str]], ops: Dict, load_before) -> Dict:
     import torch
 
     ours = statistics.median(r["netgraph_s"] for r in runs)
@@ -309,7 +351,14 @@ def report(args, runs: List[Dict], commands: Dict[str, List[str]], load_before) 
         "cpu_ratio": statistics.median(r["netgraph_cpu_s"] for r in runs)
         / statistics.median(r["anchor_cpu_s"] for r in runs),
         "netgraph_time_s_median_parts": parts,
+        **({"ops": ops, "ops_note": OPS_NOTE} if ops else {}),
     }
+
+
+OPS_NOTE = (
+    "torch.profiler, one more run of each side after the pairs, each in a process of its own: "
+    "the heaviest operators by self CPU seconds (the profiler's own cost included) and calls"
+)
 
 
 def parse(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -328,7 +377,10 @@ def parse(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument(
         "--tiny", action="store_true", help="the repository's sample at a tiny size (a smoke test)"
     )
+    p.add_argument("--ops", type=int, default=0, help="then profile each side once: its N heaviest operators")
     p.add_argument("--child", help=argparse.SUPPRESS)  # the patched script's own process
+    p.add_argument("--profiled", help=argparse.SUPPRESS)  # --ops's child: a command (JSON) to profile
+    p.add_argument("--ops-out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     ref = not (args.airbench or args.child)
     args.widths = args.widths or ([16, 32, 64, 128] if ref else [32, 64, 64])
@@ -347,11 +399,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.child:
         run_airbench(args)
         return 0
+    if args.profiled:
+        profiled(json.loads(args.profiled), args.ops_out, args.ops)
+        return 0
     if not args.airbench:
         print("anchor_ratio: no --airbench script given: timing tools/reference_train.py against tiny.yaml")
     load_before = load_average()
-    runs, commands = pairs(args)
-    result = report(args, runs, commands, load_before)
+    runs, commands, ops = pairs(args)
+    result = report(args, runs, commands, ops, load_before)
     print(
         f"median netgraph {result['median_netgraph_s']:.2f} s, anchor {result['median_anchor_s']:.2f} s: "
         f"ratio {result['ratio']:.3f}"
