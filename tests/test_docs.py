@@ -368,6 +368,15 @@ def test_the_anchor_ratio_in_the_docs_is_the_one_recorded():
     assert f"the pairs: {pairs})" in " ".join(text.split())
 
 
+def test_the_operator_calls_in_the_docs_are_the_ones_recorded():
+    record = json.loads((ROOT / "bench/results/anchor_ratio_ops_cpu_2026-12-07.json").read_text())
+    calls = {side: {o["op"]: o["calls"] for o in ops} for side, ops in record["ops"].items()}
+    backward = {side: c["aten::convolution_backward"] for side, c in calls.items()}
+    assert backward["netgraph"] == backward["anchor"]
+    text = " ".join(DOCS["docs/performance.md"].split())
+    assert f"{backward['anchor']} on both sides (`bench/results/anchor_ratio_ops_cpu_2026-12-07.json`)" in text
+
+
 def test_the_quick_start_time_in_the_readme_is_the_one_recorded():
     record = json.loads((ROOT / "bench/results/quick_start_cpu_idle_2026-12-07.json").read_text())
     assert f"in {record['time_s']['total']:.0f} s from start to exit" in " ".join(README.split())
