@@ -374,7 +374,9 @@ def test_the_operator_calls_in_the_docs_are_the_ones_recorded():
     backward = {side: c["aten::convolution_backward"] for side, c in calls.items()}
     assert backward["netgraph"] == backward["anchor"]
     text = " ".join(DOCS["docs/performance.md"].split())
-    assert f"{backward['anchor']} on both sides (`bench/results/anchor_ratio_ops_cpu_2026-12-07.json`)" in text
+    assert (
+        f"{backward['anchor']} on both sides (`bench/results/anchor_ratio_ops_cpu_2026-12-07.json`)" in text
+    )
 
 
 def test_the_quick_start_time_in_the_readme_is_the_one_recorded():

@@ -41,7 +41,9 @@ def test_the_suite_tool_keeps_a_failure_s_report(tmp_path):
     folder, where pytest's report was, is gone when the record is read."""
     from shuffled_suite import run_suite
 
-    (tmp_path / "test_two.py").write_text("def test_good():\n    pass\n\ndef test_bad():\n    assert 1 + 1 == 3\n")
+    (tmp_path / "test_two.py").write_text(
+        "def test_good():\n    pass\n\ndef test_bad():\n    assert 1 + 1 == 3\n"
+    )
     run = run_suite(None, [], tmp_path)
     assert (run["passed"], run["failed"]) == (1, 1) and run["exit_code"] == 1
     ((failure,),) = [run["failures"]]
