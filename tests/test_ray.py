@@ -72,7 +72,7 @@ def cluster():
 
 # `netgraph` as a terminal starts it: SIGINT raises KeyboardInterrupt. A test process started in
 # the background (`nohup pytest &`) ignores SIGINT, and a child inherits that; the SIGINT test's
-# driver then ran to the end (exit 0), the failure of three shuffled suite runs started so.
+# driver then ran to the end (exit 0): how it failed in the shuffled suite runs started so.
 AS_FROM_A_TERMINAL = (
     "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
     "from netgraph.cli import main; sys.exit(main(sys.argv[1:]))"
