@@ -136,6 +136,8 @@ def run(args) -> None:
     try:
         with session:
             _train_runs(args, session)
+        if ranks is not None:  # not after an error: a rank that failed would never reach the barrier
+            distributed.leave()
     finally:
         if session.discarded:
             print(
